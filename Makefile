@@ -1,0 +1,24 @@
+# One entry point. `make serve` and `make test` set everything up on a fresh machine first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 3000
+
+.PHONY: setup serve test train-default clean
+
+setup: $(VENV)/.installed
+
+# Everything from pyproject.toml, pinned by constraints.txt (torch==2.13.0 among them).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[train,dev]'
+	touch $@
+
+serve: setup
+	$(PY) -m service serve --port $(PORT)
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

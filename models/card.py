@@ -1,0 +1,256 @@
+"""The artifact contract: the schema of `models/<name>/model.json` and its checks.
+
+This file is the only code shared by `training/` (which writes cards) and `service/` (which reads
+them). It imports pydantic and the standard library only, so neither side drags the other's
+dependencies in. Checks that need a graph reader (onnx, onnxruntime) take the graph's observed
+signature as plain data from the caller: see `check_signature`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CARD_FILE = "model.json"
+SCHEMA_VERSION = 1
+# Roles of the graphs in a model folder, and the file each must be stored in.
+GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
+
+# A dimension is a fixed size, or a name for a dynamic one (the batch axis is always "batch").
+Dim = Union[int, str]
+
+
+class CardError(ValueError):
+    """A model folder that does not satisfy its card. `path` names the offending file."""
+
+    def __init__(self, path: Path | str, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos or a newer schema: refuse both rather than silently ignore them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Latent(_Strict):
+    """How z is drawn. `uniform` draws each coordinate from U(low, high) (the paper's MNIST G:
+    U(-sqrt 3, sqrt 3), unit variance); `normal` draws N(0, 1)."""
+
+    dim: int = Field(ge=1, le=65536)
+    distribution: Literal["normal", "uniform"]
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Latent":
+        if self.distribution == "uniform":
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError("a uniform latent needs finite bounds low < high")
+        elif self.low is not None or self.high is not None:
+            raise ValueError("a normal latent takes no bounds")
+        return self
+
+
+class Sample(_Strict):
+    """What G produces: one sample is an array of `shape` (images are [channels, height, width])
+    with values in `value_range`."""
+
+    shape: list[int] = Field(min_length=1, max_length=3)
+    kind: Literal["image", "vector"]
+    value_range: tuple[float, float]
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(d < 1 for d in v):
+            raise ValueError("every dimension must be >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _image_shape(self) -> "Sample":
+        if self.kind == "image" and (len(self.shape) != 3 or self.shape[0] not in (1, 3)):
+            raise ValueError("an image sample has shape [channels (1 or 3), height, width]")
+        lo, hi = self.value_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError("value_range must be finite with low < high")
+        return self
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+class FileEntry(_Strict):
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=1)
+
+
+class TensorSpec(_Strict):
+    name: str
+    dtype: Literal["float32"] = "float32"
+    shape: list[Dim]
+
+
+class GraphSignature(_Strict):
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class OnnxInfo(_Strict):
+    opset: int = Field(ge=7)
+    ir_version: int = Field(ge=3)
+    generator: GraphSignature
+    discriminator: GraphSignature
+
+
+class TrainingInfo(_Strict):
+    preset: str
+    config: dict  # the resolved config, as the run wrote it
+    steps: int = Field(ge=0)
+    wall_time_s: float = Field(ge=0)
+    torch_version: str
+    seed: int
+
+
+class Metric(_Strict):
+    """One measured number, with how it was measured (so a reader can tell which are comparable)."""
+
+    value: float
+    stderr: Optional[float] = None
+    method: str
+    details: dict = Field(default_factory=dict)
+
+
+class Realness(_Strict):
+    """What export measured of D on G's samples, for discriminator rejection sampling
+    (Azadi et al. 2019): the largest logit seen over `measured_on` samples."""
+
+    max_logit: float
+    measured_on: int = Field(ge=1)
+
+
+class ModelCard(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    description: str
+    dataset: str
+    latent: Latent
+    sample: Sample
+    files: dict[Literal["generator", "discriminator"], FileEntry]
+    onnx: OnnxInfo
+    realness: Realness
+    training: TrainingInfo
+    metrics: dict[str, Metric] = Field(default_factory=dict)
+    created_at: datetime
+
+    @model_validator(mode="after")
+    def _files(self) -> "ModelCard":
+        for role, fname in GRAPH_FILES.items():
+            if role not in self.files:
+                raise ValueError(f"files: missing the {role} entry")
+            if self.files[role].name != fname:
+                raise ValueError(f"files.{role}: must be named {fname}")
+        return self
+
+    @property
+    def version(self) -> str:
+        """A short content version: the first 12 hex digits of the generator's sha256."""
+        return self.files["generator"].sha256[:12]
+
+    def expected_signature(self, role: str) -> GraphSignature:
+        return getattr(self.onnx, role)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entry(path: Path) -> FileEntry:
+    return FileEntry(name=path.name, sha256=sha256_of(path), bytes=path.stat().st_size)
+
+
+def read_card(folder: Path | str) -> ModelCard:
+    """Parse and validate `folder/model.json`; every failure is a CardError naming the file."""
+    path = Path(folder) / CARD_FILE
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CardError(path, "missing") from None
+    except OSError as e:
+        raise CardError(path, f"unreadable ({e.strerror})") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CardError(path, f"not valid JSON (line {e.lineno}: {e.msg})") from None
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise CardError(path, f"{where}: {first['msg']} ({e.error_count()} problem(s))") from None
+
+
+def write_card(folder: Path | str, card: ModelCard) -> Path:
+    """Write the card atomically: a reader sees the old card or the new one, never half of one."""
+    path = Path(folder) / CARD_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def verify_files(folder: Path | str, card: ModelCard) -> dict[str, Path]:
+    """Check each graph file's size and sha256 against the card; return role -> path."""
+    folder = Path(folder)
+    paths = {}
+    for role, entry in card.files.items():
+        path = folder / entry.name
+        if not path.is_file():
+            raise CardError(path, "missing")
+        size = path.stat().st_size
+        if size != entry.bytes:
+            raise CardError(path, f"is {size} bytes, the card says {entry.bytes}")
+        if sha256_of(path) != entry.sha256:
+            raise CardError(path, "sha256 does not match the card (modified or corrupted)")
+        paths[role] = path
+    return paths
+
+
+def check_signature(path: Path | str, expected: GraphSignature, observed: GraphSignature) -> None:
+    """Compare a graph's observed inputs/outputs (names, dtypes, shapes) with the card's.
+
+    Dynamic dimensions compare by position only: onnx and onnxruntime name them differently.
+    """
+
+    def norm(specs: list[TensorSpec]) -> list[tuple]:
+        return [(s.name, s.dtype, [d if isinstance(d, int) else "?" for d in s.shape]) for s in specs]
+
+    for what in ("inputs", "outputs"):
+        want, got = norm(getattr(expected, what)), norm(getattr(observed, what))
+        if want != got:
+            raise CardError(path, f"graph {what} {got} do not match the card's {want}")
+
+
+def load_model_folder(folder: Path | str) -> tuple[ModelCard, dict[str, Path]]:
+    """Read the card and verify the files it lists: the first step of every consumer."""
+    card = read_card(folder)
+    if card.name != Path(folder).name:
+        raise CardError(Path(folder) / CARD_FILE, f"name {card.name!r} differs from its folder's")
+    return card, verify_files(folder, card)

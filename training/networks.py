@@ -1,0 +1,223 @@
+"""The networks: G maps z to a sample, D maps a sample to a realness *logit*.
+
+Each family has a config dataclass; a checkpoint stores that config, so export and evaluation
+rebuild the exact networks from the checkpoint alone. Sigmoid is never applied to D's output here:
+the losses (training/losses.py) and the service take logits.
+
+Families:
+- `mlp`: the paper's MNIST pair (goodfeli/adversarial, mnist.yaml) and small MLPs for 1-D/2-D toys.
+  G: z -> ReLU layers -> sigmoid / tanh / linear.  D: maxout layers (pieces > 1) or LeakyReLU
+  layers (pieces == 1), dropout on the input and the hidden layers -> one logit.
+- `dcgan`: Radford et al. (2016) convolutional pair for 32x32 or 64x64 images, 1 or 3 channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import torch
+from torch import nn
+
+Activation = Literal["sigmoid", "tanh", "linear"]
+OUTPUT_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    dim: int = 100
+    # The paper's code draws U(-sqrt 3, sqrt 3): zero mean, unit variance, like N(0, 1).
+    distribution: Literal["uniform", "normal"] = "uniform"
+
+    @property
+    def bounds(self) -> Optional[tuple[float, float]]:
+        return (-math.sqrt(3.0), math.sqrt(3.0)) if self.distribution == "uniform" else None
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Both networks of one GAN. `sample_shape` is one sample: [C, H, W] for images, [d] for vectors."""
+
+    family: Literal["mlp", "dcgan"] = "mlp"
+    sample_shape: tuple[int, ...] = (1, 28, 28)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    output: Activation = "sigmoid"
+    # mlp
+    g_hidden: tuple[int, ...] = (1200, 1200)
+    d_hidden: tuple[int, ...] = (240, 240)
+    d_pieces: int = 5  # maxout pieces per unit; 1 means LeakyReLU units
+    d_input_dropout: float = 0.2
+    d_hidden_dropout: float = 0.5
+    # Uniform init U(-a, a) as in the paper's code; None keeps PyTorch's default init. With the
+    # paper's SGD recipe PyTorch's default init lets D win outright, hence these defaults.
+    g_init_scale: Optional[float] = 0.05
+    d_init_scale: Optional[float] = 0.005
+    # dcgan
+    g_width: int = 64
+    d_width: int = 64
+
+    def __post_init__(self) -> None:
+        if self.family == "dcgan":
+            if len(self.sample_shape) != 3 or self.sample_shape[1:] not in ((32, 32), (64, 64)):
+                raise ValueError("dcgan: sample_shape must be [C, 32, 32] or [C, 64, 64]")
+            if self.sample_shape[0] not in (1, 3):
+                raise ValueError("dcgan: 1 or 3 channels")
+        if self.d_pieces < 1:
+            raise ValueError("d_pieces must be >= 1")
+        for name in ("d_input_dropout", "d_hidden_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
+
+    @property
+    def sample_size(self) -> int:
+        return math.prod(self.sample_shape)
+
+    @property
+    def value_range(self) -> Optional[tuple[float, float]]:
+        return OUTPUT_RANGES.get(self.output)
+
+
+def sample_latent(cfg: LatentConfig, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """n latents of shape (n, dim), drawn with `generator` for reproducibility."""
+    if cfg.distribution == "normal":
+        return torch.randn(n, cfg.dim, generator=generator)
+    low, high = cfg.bounds
+    return torch.rand(n, cfg.dim, generator=generator) * (high - low) + low
+
+
+def _activation(name: Activation) -> nn.Module:
+    return {"sigmoid": nn.Sigmoid(), "tanh": nn.Tanh(), "linear": nn.Identity()}[name]
+
+
+def _uniform_init(module: nn.Module, scale: Optional[float]) -> None:
+    if scale is None:
+        return
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.uniform_(m.weight, -scale, scale)
+            nn.init.zeros_(m.bias)
+
+
+class Maxout(nn.Module):
+    """A linear layer of units x pieces outputs, max over each unit's pieces (Goodfellow et al. 2013)."""
+
+    def __init__(self, in_features: int, units: int, pieces: int):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x)  # (N, units * pieces)
+        return y.view(-1, self.units, self.pieces).amax(dim=2)  # (N, units)
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.sample_shape = tuple(cfg.sample_shape)
+        layers: list[nn.Module] = []
+        width = cfg.latent.dim
+        for h in cfg.g_hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(width, cfg.sample_size)
+        self.act = _activation(cfg.output)
+        self.output = cfg.output
+        _uniform_init(self, cfg.g_init_scale)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.out(self.body(z)))  # (N, prod(sample_shape))
+        return x.view(-1, *self.sample_shape)  # (N, *sample_shape)
+
+    @torch.no_grad()
+    def init_output_bias(self, data_mean: torch.Tensor) -> None:
+        """Start G's output at the data's mean (the paper's code does this for MNIST pixels)."""
+        m = data_mean.reshape(-1).to(self.out.bias.dtype)
+        if self.output == "sigmoid":
+            m = torch.logit(m.clamp(1e-3, 1 - 1e-3))
+        elif self.output == "tanh":
+            m = torch.atanh(m.clamp(-1 + 1e-3, 1 - 1e-3))
+        self.out.bias.copy_(m)
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(cfg.d_input_dropout)]
+        width = cfg.sample_size
+        for h in cfg.d_hidden:
+            if cfg.d_pieces > 1:
+                layers.append(Maxout(width, h, cfg.d_pieces))
+            else:
+                layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            layers.append(nn.Dropout(cfg.d_hidden_dropout))
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+        _uniform_init(self, cfg.d_init_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (N, 1) logits
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    # Radford et al.: all weights N(0, 0.02); batch-norm scales N(1, 0.02).
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        channels, size, _ = cfg.sample_shape
+        self.sample_shape = tuple(cfg.sample_shape)
+        ups = int(math.log2(size // 4))  # 4 -> size by stride-2 transposed convs
+        w = cfg.g_width * 2 ** (ups - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(cfg.latent.dim, w, 4, 1, 0, bias=False),  # (N, w, 4, 4)
+            nn.BatchNorm2d(w),
+            nn.ReLU(True),
+        ]
+        for _ in range(ups - 1):
+            layers += [nn.ConvTranspose2d(w, w // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(True)]
+            w //= 2
+        layers += [nn.ConvTranspose2d(w, channels, 4, 2, 1, bias=False), _activation(cfg.output)]
+        self.net = nn.Sequential(*layers)
+        _dcgan_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])  # (N, C, H, W)
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        channels, size, _ = cfg.sample_shape
+        downs = int(math.log2(size // 4))
+        w = cfg.d_width
+        layers: list[nn.Module] = [nn.Conv2d(channels, w, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        for _ in range(downs - 1):
+            layers += [nn.Conv2d(w, w * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 2), nn.LeakyReLU(0.2, True)]
+            w *= 2
+        layers += [nn.Conv2d(w, 1, 4, 1, 0, bias=False), nn.Flatten()]  # (N, 1)
+        self.net = nn.Sequential(*layers)
+        _dcgan_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (N, 1) logits
+
+
+def build_generator(cfg: NetworkConfig) -> nn.Module:
+    return {"mlp": MLPGenerator, "dcgan": DCGANGenerator}[cfg.family](cfg)
+
+
+def build_discriminator(cfg: NetworkConfig) -> nn.Module:
+    return {"mlp": MLPDiscriminator, "dcgan": DCGANDiscriminator}[cfg.family](cfg)
