@@ -21,6 +21,8 @@ CARD_FILE = "model.json"
 SCHEMA_VERSION = 1
 # Roles of the graphs in a model folder, and the file each must be stored in.
 GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
+# A model's name is its folder's name and appears in URLs: lowercase, digits, '-' and '_'.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 # A dimension is a fixed size, or a name for a dynamic one (the batch axis is always "batch").
 Dim = Union[int, str]
@@ -140,7 +142,7 @@ class Realness(_Strict):
 
 class ModelCard(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str
     dataset: str
     latent: Latent

@@ -1,0 +1,270 @@
+"""Export a trained G and D to a model folder `models/<name>/` that satisfies `models/card.py`.
+
+The folder is built under a hidden temporary sibling and renamed into place only once every
+check has passed (onnx.checker, an onnxruntime CPU session on the written file, parity with
+torch at several batch sizes, the card re-read from disk and its hashes verified), so an
+interrupted or failed export never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from models.card import (
+    GRAPH_FILES,
+    NAME_PATTERN,
+    CardError,
+    Latent,
+    ModelCard,
+    OnnxInfo,
+    Realness,
+    Sample,
+    TrainingInfo,
+    check_signature,
+    file_entry,
+    now_utc,
+    read_card,
+    verify_files,
+    write_card,
+)
+from training.networks import NetworkConfig, sample_latent
+from training.onnx_io import (
+    IR_VERSION,
+    OPSET,
+    OnnxExportError,
+    cpu_session,
+    export_graph,
+    run_batched,
+    save_graph,
+    session_signature,
+    signature_of,
+)
+from training.preview import write_preview
+
+PARITY_BATCHES = (1, 7, 256)
+G_TOLERANCE = 1e-5  # max abs difference of G's samples, torch vs onnxruntime
+D_TOLERANCE = 1e-4  # max abs difference of D's logits
+REALNESS_SAMPLES = 10_000  # samples of G over which realness.max_logit is measured
+PREVIEW_FILE = "samples.png"
+TRAINING_KEYS = ("preset", "config", "steps", "wall_time_s", "seed")
+
+
+class ExportError(ValueError):
+    """An export that cannot go ahead; the message names the argument or file at fault."""
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    # A copy, so exporting never flips the caller's modules out of train mode; eval() turns
+    # D's dropout off and makes batch norm use its running statistics.
+    return copy.deepcopy(module).to("cpu", torch.float32).eval()
+
+
+def _check_target(name: str, out_dir: Path, force: bool) -> Path:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ExportError(f"name: {name!r} is not a valid model name (lowercase letters, digits, '-', '_'; at most 64)")
+    target = out_dir / name
+    if target.exists() and not force:
+        raise ExportError(f"{target}: a model folder already exists (pass --force to replace it)")
+    return target
+
+
+def _check_parity(G: nn.Module, D: nn.Module, g_session, d_session, cfg: NetworkConfig, seed: int) -> dict:
+    """torch and onnxruntime must agree at every batch size; returns the worst differences seen."""
+    rng = torch.Generator().manual_seed(seed)
+    worst = {"generator": 0.0, "discriminator": 0.0}
+    for batch in PARITY_BATCHES:
+        z = sample_latent(cfg.latent, batch, rng)  # (batch, z_dim)
+        with torch.no_grad():
+            x = G(z)  # (batch, *sample_shape)
+            logit = D(x)  # (batch, 1)
+        x_ort = g_session.run(None, {"z": z.numpy()})[0]
+        logit_ort = d_session.run(None, {"x": x.numpy()})[0]
+        for role, ours, theirs, tol in (
+            ("generator", x, x_ort, G_TOLERANCE),
+            ("discriminator", logit, logit_ort, D_TOLERANCE),
+        ):
+            if theirs.shape != tuple(ours.shape):
+                raise OnnxExportError(f"{GRAPH_FILES[role]}: batch {batch} gives shape {theirs.shape}, torch {tuple(ours.shape)}")
+            diff = float(np.max(np.abs(theirs - ours.numpy())))
+            if not diff <= tol:  # also catches NaN
+                raise OnnxExportError(f"{GRAPH_FILES[role]}: differs from torch by {diff:.3g} at batch {batch} (tolerance {tol:g})")
+            worst[role] = max(worst[role], diff)
+    return worst
+
+
+def _sample_spec(cfg: NetworkConfig, x: np.ndarray) -> Sample:
+    shape = list(cfg.sample_shape)
+    kind = "image" if len(shape) == 3 and shape[0] in (1, 3) else "vector"
+    value_range = cfg.value_range
+    if value_range is None:
+        # A linear output is unbounded; the card needs finite bounds, so record the range G was
+        # observed to produce over the realness samples.
+        lo, hi = float(x.min()), float(x.max())
+        if not hi > lo:
+            lo, hi = lo - 1e-3, hi + 1e-3
+        value_range = (lo, hi)
+    return Sample(shape=shape, kind=kind, value_range=value_range)
+
+
+def _training_info(info: dict) -> TrainingInfo:
+    missing = [k for k in TRAINING_KEYS if k not in info]
+    if missing:
+        raise ExportError(f"training_info: missing {', '.join(missing)}")
+    return TrainingInfo(torch_version=torch.__version__, **{k: info[k] for k in TRAINING_KEYS})
+
+
+def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps) -> None:
+    seed = training.seed
+    g_path, d_path = folder / GRAPH_FILES["generator"], folder / GRAPH_FILES["discriminator"]
+
+    # Example batches of 2: with a batch of 1 the exporter may fix the batch axis to 1.
+    z = sample_latent(cfg.latent, 2, torch.Generator().manual_seed(seed))  # (2, z_dim)
+    with torch.no_grad():
+        x = G(z)  # (2, *sample_shape)
+    g_proto = export_graph(G, z, "z", "x")
+    steps.update()
+    d_proto = export_graph(D, x, "x", "logit")
+    steps.update()
+    save_graph(g_proto, g_path)
+    save_graph(d_proto, d_path)
+    signatures = {"generator": signature_of(g_proto), "discriminator": signature_of(d_proto)}
+
+    sessions = {}
+    for role, path in (("generator", g_path), ("discriminator", d_path)):
+        sessions[role] = cpu_session(path)
+        check_signature(path, signatures[role], session_signature(sessions[role]))
+    _check_parity(G, D, sessions["generator"], sessions["discriminator"], cfg, seed)
+    steps.update()
+
+    # Realness and the observed value range, measured through onnxruntime like the service will.
+    z_all = sample_latent(cfg.latent, REALNESS_SAMPLES, torch.Generator().manual_seed(seed + 1)).numpy()
+    x_all = run_batched(sessions["generator"], z_all)  # (10000, *sample_shape)
+    logits = run_batched(sessions["discriminator"], x_all)  # (10000, 1)
+    if not (np.isfinite(x_all).all() and np.isfinite(logits).all()):
+        raise OnnxExportError(f"{g_path.name}: G's samples or D's logits are not finite; the run diverged")
+    sample = _sample_spec(cfg, x_all)
+    write_preview(x_all, sample.kind, sample.value_range, folder / PREVIEW_FILE)
+    steps.update()
+
+    bounds = cfg.latent.bounds
+    card = ModelCard(
+        name=name,
+        description=description,
+        dataset=dataset,
+        latent=Latent(
+            dim=cfg.latent.dim,
+            distribution=cfg.latent.distribution,
+            low=bounds[0] if bounds else None,
+            high=bounds[1] if bounds else None,
+        ),
+        sample=sample,
+        files={"generator": file_entry(g_path), "discriminator": file_entry(d_path)},
+        onnx=OnnxInfo(opset=OPSET, ir_version=IR_VERSION, **signatures),
+        realness=Realness(max_logit=float(logits.max()), measured_on=REALNESS_SAMPLES),
+        training=training,
+        created_at=now_utc(),
+    )
+    write_card(folder, card)
+    # Read back what consumers will read: the card parses and the hashes match the files.
+    verify_files(folder, read_card(folder))
+    steps.update()
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    old = None
+    if target.exists():  # only reached with force
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(
+    config: NetworkConfig,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    *,
+    name: str,
+    out_dir: Path | str,
+    training_info: dict,
+    description: str = "",
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write `out_dir/name/` (generator.onnx, discriminator.onnx, samples.png, model.json).
+
+    `training_info` holds preset, config (the resolved run config, JSON-able), steps,
+    wall_time_s and seed, and optionally dataset. Returns the model folder.
+    """
+    out_dir = Path(out_dir)
+    target = _check_target(name, out_dir, force)
+    training = _training_info(training_info)
+    dataset = str(training_info.get("dataset", "unknown"))
+    G, D = _frozen_copy(generator), _frozen_copy(discriminator)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        with tqdm(total=5, desc=f"export {name}", unit="step", disable=not progress) as steps:
+            _build_folder(
+                staging, config, G, D, name=name, description=description, dataset=dataset, training=training, steps=steps
+            )
+        _move_into_place(staging, target)
+    except CardError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OnnxExportError(str(e).replace(str(staging), str(target))) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def export_run(
+    run_dir: Path | str,
+    *,
+    name: str,
+    out_dir: Path | str,
+    description: str = "",
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Export the latest checkpoint of a training run (see training/checkpoint.py)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ExportError(f"{run_dir}: no such run directory")
+    _check_target(name, Path(out_dir), force)  # fail before loading anything
+    from training.checkpoint import load_run
+
+    run = load_run(run_dir)
+    cfg = run.config
+    dataset = cfg.dataset if isinstance(cfg.dataset, str) else getattr(cfg.dataset, "name", str(cfg.dataset))
+    info = {
+        "preset": cfg.preset,
+        "config": cfg.to_dict(),
+        "steps": run.step,
+        "wall_time_s": run.wall_time_s,
+        "seed": cfg.seed,
+        "dataset": dataset,
+    }
+    return export_model(
+        cfg.network,
+        run.generator,
+        run.discriminator,
+        name=name,
+        out_dir=out_dir,
+        training_info=info,
+        description=description,
+        force=force,
+        progress=progress,
+    )

@@ -1,0 +1,128 @@
+"""One torch module to one single-file ONNX graph that the pinned onnxruntime loads, and back.
+
+The pitfalls this file exists for (see ../shared/STACK.md): torch 2.13 exports with the dynamo
+exporter, which writes weights to a side file unless `external_data=False` and fixes the batch
+axis when the example batch is 1; onnx 1.23 may stamp an IR version newer than onnxruntime 1.31
+reads. So: example batch of 2, a named dynamic batch axis, the IR version set explicitly, and a
+real onnxruntime session opened on the result before anyone relies on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from models.card import GraphSignature, TensorSpec
+
+# Opset 18 is the dynamo exporter's native one (no version conversion pass) and onnxruntime 1.31
+# runs it; IR version 10 is what opset 18 needs, well under the 13 that onnxruntime 1.31 reads.
+OPSET = 18
+IR_VERSION = 10
+BATCH_AXIS = "batch"
+
+
+class OnnxExportError(RuntimeError):
+    """A graph that could not be exported, or that does not load or agree with torch."""
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    # The exporter logs that torchvision is missing (irrelevant here) and a deprecation inside
+    # torch itself; neither is actionable for a user of `python -m training export`.
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_graph(module: nn.Module, example: torch.Tensor, input_name: str, output_name: str) -> onnx.ModelProto:
+    """Export `module` (already in eval mode, on the CPU, float32) with a dynamic batch axis."""
+    if example.shape[0] < 2:
+        raise ValueError("export needs an example batch of >= 2, or the batch axis gets fixed to 1")
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            (example,),
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes={input_name: {0: torch.export.Dim(BATCH_AXIS)}},
+            opset_version=OPSET,
+            external_data=False,
+            dynamo=True,
+            verbose=False,
+        )
+    proto = program.model_proto
+    proto.ir_version = IR_VERSION
+    # Exporter bookkeeping (original node names, export-time specs) is noise in a served artifact.
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        del value.metadata_props[:]
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def save_graph(proto: onnx.ModelProto, path: Path) -> None:
+    """Write one self-contained file: every weight inside it, nothing beside it."""
+    data = proto.SerializeToString()
+    if len(data) >= 2**31:
+        raise OnnxExportError(f"{path.name}: the graph is over 2 GB, too large for one ONNX file")
+    path.write_bytes(data)
+
+
+def signature_of(proto: onnx.ModelProto) -> GraphSignature:
+    """The graph's inputs and outputs as the card records them (dynamic dims by name)."""
+
+    def spec(value: onnx.ValueInfoProto) -> TensorSpec:
+        tensor = value.type.tensor_type
+        if tensor.elem_type != onnx.TensorProto.FLOAT:
+            raise OnnxExportError(f"{value.name}: dtype {onnx.TensorProto.DataType.Name(tensor.elem_type)}, expected float32")
+        dims = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in tensor.shape.dim]
+        return TensorSpec(name=value.name, shape=dims)
+
+    return GraphSignature(
+        inputs=[spec(v) for v in proto.graph.input], outputs=[spec(v) for v in proto.graph.output]
+    )
+
+
+def session_signature(session: ort.InferenceSession) -> GraphSignature:
+    """What onnxruntime itself sees in the file: the check the service repeats at load time."""
+
+    def specs(args) -> list[TensorSpec]:
+        out = []
+        for a in args:
+            if a.type != "tensor(float)":
+                raise OnnxExportError(f"{a.name}: onnxruntime sees {a.type}, expected tensor(float)")
+            out.append(TensorSpec(name=a.name, shape=[d if isinstance(d, int) else str(d) for d in a.shape]))
+        return out
+
+    return GraphSignature(inputs=specs(session.get_inputs()), outputs=specs(session.get_outputs()))
+
+
+def cpu_session(path: Path) -> ort.InferenceSession:
+    """A CPU-only session on the saved file (not the in-memory proto: the file is what ships)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own untyped errors
+        raise OnnxExportError(f"{path.name}: onnxruntime cannot load it ({e})") from None
+
+
+def run_batched(session: ort.InferenceSession, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Run a single-input, single-output session over `x` in chunks of `batch` rows."""
+    name = session.get_inputs()[0].name
+    parts = [session.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)]
+    return np.concatenate(parts, axis=0)
