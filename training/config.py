@@ -1,0 +1,269 @@
+"""Training configuration: one typed dataclass, the named presets in one table, and typed
+`--set key=value` overrides. A run's resolved config is written next to its outputs and into every
+checkpoint, so everything downstream (resume, export, evaluation) rebuilds the run from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Optional
+
+from training.data import DataError, check_options, dataset_info
+from training.losses import G_LOSSES, GLoss
+from training.networks import LatentConfig, NetworkConfig
+
+# Vector data may take any value; images must stay in the range of G's output activation.
+_OUTPUT_FOR_RANGE = {(0.0, 1.0): "sigmoid", (-1.0, 1.0): "tanh"}
+
+
+class ConfigError(ValueError):
+    """A bad preset, key or value; the message starts with the key at fault."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """One network's optimiser and its schedule (the paper's SGD recipe or Adam)."""
+
+    kind: Literal["sgd", "adam"] = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)  # adam
+    momentum: float = 0.0  # sgd: momentum at epoch 0
+    final_momentum: Optional[float] = None  # sgd: reached linearly at `momentum_epochs`
+    momentum_epochs: int = 0
+    lr_decay: float = 1.0  # lr is divided by this after every update of this optimiser
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(self.lr_decay >= 1.0, "lr_decay", "must be >= 1 (a divisor per update)")
+        _check(0 <= self.min_lr <= self.lr, "min_lr", "must be in [0, lr]")
+        _check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+        _check(self.final_momentum is None or 0 <= self.final_momentum < 1, "final_momentum", "must be in [0, 1)")
+        _check(self.momentum_epochs >= 0, "momentum_epochs", "must be >= 0")
+        _check(all(0 <= b < 1 for b in self.betas), "betas", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str
+    seed: int = 0
+    dataset: str = "mnist5k"
+    dataset_options: dict = field(default_factory=dict)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    batch_size: int = 100  # m in Algorithm 1
+    d_steps: int = 1  # k in Algorithm 1: D updates per G update
+    g_loss: GLoss = "non_saturating"
+    d_optim: OptimConfig = field(default_factory=OptimConfig)
+    g_optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 100  # passes of D's minibatches over the training split
+    # Start G's output at the data's mean (the paper's MNIST code); only for data in [0, 1].
+    g_bias_from_data: bool = False
+    grid_samples: int = 100
+    keep_checkpoints: int = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "d_steps", "epochs", "grid_samples", "keep_checkpoints"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.g_loss in G_LOSSES, "g_loss", f"must be one of {', '.join(G_LOSSES)}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able data (tuples become lists); `from_dict` reads it back exactly."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return _build(cls, data, "")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _check(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {problem}")
+
+
+# ---- typed construction from plain data (config files, checkpoints and --set overrides) ----
+
+def _coerce(typ: Any, value: Any, key: str) -> Any:
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {typ.__name__} fields, got {value!r}")
+        return _build(typ, value, key + ".")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is tuple:
+        if isinstance(value, str) and "," in value:  # `--set network.g_hidden=64,64`
+            value = [json.loads(v) for v in value.split(",")]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if typ is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {typ!r}")
+
+
+def _build(cls: type, data: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e}") from None
+    except (ValueError, TypeError) as e:  # NetworkConfig's own checks name their field
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {e}") from None
+
+
+# ---- presets: the one table of named configurations ----
+
+def _mlp(shape: tuple[int, ...], g: tuple[int, ...], d: tuple[int, ...], z: int, output: str = "linear",
+         dropout: float = 0.0) -> NetworkConfig:
+    """A small MLP pair with PyTorch's default init and LeakyReLU D units (toys, digits)."""
+    return NetworkConfig(family="mlp", sample_shape=shape, latent=LatentConfig(z, "normal"), output=output,
+                         g_hidden=g, d_hidden=d, d_pieces=1, d_input_dropout=0.0, d_hidden_dropout=dropout,
+                         g_init_scale=None, d_init_scale=None)
+
+
+def _dcgan(shape: tuple[int, ...], width: int) -> NetworkConfig:
+    return NetworkConfig(family="dcgan", sample_shape=shape, latent=LatentConfig(100, "normal"),
+                         output="sigmoid", g_width=width, d_width=width)
+
+
+_ADAM_DCGAN = OptimConfig("adam", lr=2e-4, betas=(0.5, 0.999))
+_ADAM_TOY = OptimConfig("adam", lr=1e-3, betas=(0.5, 0.999))
+# goodfeli/adversarial mnist.yaml: SGD, lr 0.1 / 1.000004 per update (floor 1e-6), momentum 0.5 -> 0.7
+# over epochs 1..250; one learning rule for both nets (they were one pylearn2 model).
+_SGD_PAPER = OptimConfig("sgd", lr=0.1, momentum=0.5, final_momentum=0.7, momentum_epochs=250,
+                         lr_decay=1.000004, min_lr=1e-6)
+
+PRESETS: dict[str, TrainConfig] = {
+    "mnist-paper": TrainConfig(
+        preset="mnist-paper", dataset="mnist5k", network=NetworkConfig(), batch_size=100, d_steps=1,
+        d_optim=_SGD_PAPER, g_optim=_SGD_PAPER, epochs=300, g_bias_from_data=True),
+    "toy1d": TrainConfig(
+        preset="toy1d", dataset="toy1d", network=_mlp((1,), (32, 32), (32, 32), z=1), batch_size=256,
+        d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=30),
+    "ring8": TrainConfig(
+        preset="ring8", dataset="ring8", network=_mlp((2,), (128, 128), (128, 128), z=8), batch_size=256,
+        d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+    "grid25": TrainConfig(
+        preset="grid25", dataset="grid25", network=_mlp((2,), (256, 256), (256, 256), z=8), batch_size=256,
+        d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+    "digits": TrainConfig(
+        preset="digits", dataset="digits", network=_mlp((1, 8, 8), (256, 256), (128, 128), z=32, output="sigmoid",
+                                                        dropout=0.3),
+        batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=300, g_bias_from_data=True),
+    "dcgan-mnist": TrainConfig(
+        preset="dcgan-mnist", dataset="mnist5k", dataset_options={"size": 32}, network=_dcgan((1, 32, 32), 32),
+        batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=25),
+    "folder": TrainConfig(
+        preset="folder", dataset="folder", dataset_options={"size": 32, "channels": 3},
+        network=_dcgan((3, 32, 32), 64), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=50),
+}
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value). Values are JSON where they parse (numbers, true, null,
+    lists), else plain strings (paths)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{item}: an override is key=value")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return key.strip().split("."), value
+
+
+def _set(data: dict, path: list[str], value: Any, free: bool) -> None:
+    """Set data[path] = value; every key must exist, except inside a free-form mapping."""
+    node = data
+    for i, part in enumerate(path):
+        where = ".".join(path[: i + 1])
+        last = i == len(path) - 1
+        if not isinstance(node, dict) or (part not in node and not (free and i == 1)):
+            raise ConfigError(f"{where}: unknown key")
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def resolve(preset: str, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A preset with `key=value` overrides applied, type-checked and made consistent with its data."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: unknown name {preset!r}; known: {', '.join(PRESETS)}")
+    data = PRESETS[preset].to_dict()
+    parsed = [parse_override(o) for o in overrides]
+    # Changing the dataset drops the preset's options for the old one, before any option is set.
+    for path, value in parsed:
+        if path == ["dataset"] and value != data["dataset"]:
+            data["dataset"], data["dataset_options"] = value, {}
+    for path, value in parsed:
+        _set(data, path, value, free=path[0] == "dataset_options")
+    cfg = TrainConfig.from_dict(data)
+    return fit_to_data(cfg)
+
+
+def fit_to_data(cfg: TrainConfig) -> TrainConfig:
+    """Check the dataset and its options, and give the networks the data's sample shape."""
+    try:
+        options = check_options(cfg.dataset, cfg.dataset_options)
+        info = dataset_info(cfg.dataset, **options)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    net = cfg.network
+    if info.kind == "image":
+        want = _OUTPUT_FOR_RANGE.get(tuple(info.value_range))
+        _check(net.output == want, "network.output",
+               f"{net.output!r} does not produce {cfg.dataset}'s range {info.value_range}; use {want!r}")
+    elif net.output != "linear":
+        lo, hi = net.value_range
+        _check(lo <= info.value_range[0] and info.value_range[1] <= hi, "network.output",
+               f"{net.output!r} cannot reach {cfg.dataset}'s range {info.value_range}; use 'linear'")
+    _check(not cfg.g_bias_from_data or tuple(info.value_range) == (0.0, 1.0), "g_bias_from_data",
+           "only for data in [0, 1]")
+    try:
+        net = replace(net, sample_shape=tuple(info.sample_shape))
+    except ValueError as e:
+        raise ConfigError(f"network: {e} (the dataset's samples are {info.sample_shape})") from None
+    return replace(cfg, network=net, dataset_options=options)

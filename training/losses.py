@@ -1,0 +1,41 @@
+"""The GAN losses, written once, from D's logits. Sigmoid is never applied before these: the
+identities below are exact and stable where log(sigmoid(.)) would underflow.
+
+    -log D(x)       = softplus(-logit)
+    -log(1 - D(x))  = softplus(logit)
+
+Each function returns a loss to *minimize* (the mean over the batch).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+GLoss = Literal["non_saturating", "minimax"]
+G_LOSSES: tuple[str, ...] = ("non_saturating", "minimax")
+
+
+def d_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+    """D maximizes log D(x) + log(1 - D(G(z))): minimize the negation."""
+    return F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()  # -log sigmoid(real) - log(1 - sigmoid(fake))
+
+
+def g_loss_non_saturating(fake_logit: torch.Tensor) -> torch.Tensor:
+    """G maximizes log D(G(z)) (the paper's practical choice: strong gradients early on)."""
+    return F.softplus(-fake_logit).mean()  # -log sigmoid(logit)
+
+
+def g_loss_minimax(fake_logit: torch.Tensor) -> torch.Tensor:
+    """G minimizes log(1 - D(G(z))), the game's value as written (saturates when D wins)."""
+    return -F.softplus(fake_logit).mean()  # log(1 - sigmoid(logit))
+
+
+def g_loss(fake_logit: torch.Tensor, kind: GLoss) -> torch.Tensor:
+    if kind == "non_saturating":
+        return g_loss_non_saturating(fake_logit)
+    if kind == "minimax":
+        return g_loss_minimax(fake_logit)
+    raise ValueError(f"g_loss: unknown kind {kind!r}; known: {', '.join(G_LOSSES)}")

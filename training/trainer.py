@@ -1,0 +1,301 @@
+"""Algorithm 1 of Goodfellow et al. (2014): k steps of D, then one step of G, on minibatches of m.
+
+The loop knows nothing about the particular networks: anything model-specific (like starting G's
+output at the data's mean) is a hook. One *step* is k D updates and one G update; one *epoch* is one
+pass of D's minibatches over the training split. Every epoch writes a line to metrics.jsonl, a
+sample grid and a checkpoint; the run also checkpoints when it stops (max_steps, Ctrl-C).
+
+All randomness flows from the config's seed through generators whose states the checkpoint saves
+(data order, noise, and torch's global generator that dropout uses), so a resumed run continues
+bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tqdm import tqdm
+
+from training.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from training.config import OptimConfig, TrainConfig
+from training.data import load_dataset
+from training.grid import save_grid
+from training.losses import d_loss, g_loss
+from training.networks import build_discriminator, build_generator, sample_latent
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+# Keys of the config that may change when a run is resumed (they do not change what was trained).
+RESUMABLE_CHANGES = {"epochs", "keep_checkpoints", "device"}
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (diverged, or its folder holds a different run)."""
+
+
+@dataclass
+class Context:
+    """What hooks see: the run's config, networks, training data and where outputs go."""
+
+    config: TrainConfig
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    data: torch.Tensor  # (N, *sample_shape) on `device`
+    out_dir: Path
+    device: torch.device
+    step: int = 0
+    epoch: int = 0
+
+
+Hook = Callable[[Context], None]
+
+
+@dataclass
+class Hooks:
+    on_start: list[Hook] = field(default_factory=list)  # a fresh run, after init, before step 1
+    on_epoch_end: list[Callable[[Context, dict], None]] = field(default_factory=list)
+
+
+def init_g_bias_from_data(ctx: Context) -> None:
+    """The paper's MNIST code starts G's output bias at the pixel means; nets that can, do."""
+    if ctx.config.g_bias_from_data and hasattr(ctx.generator, "init_output_bias"):
+        ctx.generator.init_output_bias(ctx.data.mean(dim=0))  # (*sample_shape)
+
+
+def default_hooks() -> Hooks:
+    return Hooks(on_start=[init_g_bias_from_data])
+
+
+def _optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+    if cfg.kind == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, updates: int, epoch: int) -> None:
+    """Set lr and momentum for the next update: lr / decay^updates (floored), momentum ramped by epoch."""
+    lr = max(cfg.lr / cfg.lr_decay ** updates, cfg.min_lr) if cfg.lr_decay != 1.0 else cfg.lr
+    for group in opt.param_groups:
+        group["lr"] = lr
+        if cfg.kind == "sgd" and cfg.final_momentum is not None and cfg.momentum_epochs > 0:
+            t = min(epoch / cfg.momentum_epochs, 1.0)
+            group["momentum"] = cfg.momentum + (cfg.final_momentum - cfg.momentum) * t
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: 'cuda' asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _check_same_run(saved: TrainConfig, config: TrainConfig, out_dir: Path) -> None:
+    a, b = saved.to_dict(), config.to_dict()
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    if differ:
+        raise TrainingError(f"{out_dir}: holds a run with a different config ({', '.join(differ)} differ); "
+                            "use a new --out, or the same settings to resume")
+
+
+class _Run:
+    """The state of one training run and its Algorithm 1 step."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, hooks: Hooks):
+        self.config, self.out_dir, self.hooks = config, out_dir, hooks
+        self.device = _device(config.device)
+        x = load_dataset(config.dataset, "train", **config.dataset_options).x
+        if len(x) < config.batch_size:
+            raise TrainingError(f"batch_size: {config.batch_size} is more than the {len(x)} training samples")
+        self.data = x.to(self.device)  # (N, *sample_shape)
+        torch.manual_seed(config.seed)  # init and dropout draw from the global generator
+        self.G = build_generator(config.network).to(self.device)
+        self.D = build_discriminator(config.network).to(self.device)
+        self.opt_d = _optimizer(config.d_optim, self.D.parameters())
+        self.opt_g = _optimizer(config.g_optim, self.G.parameters())
+        self.data_gen = torch.Generator().manual_seed(config.seed + 1)
+        self.noise_gen = torch.Generator().manual_seed(config.seed + 2)
+        self.perm: Optional[torch.Tensor] = None  # this epoch's order of the training set
+        self.pos, self.step, self.epoch, self.wall = 0, 0, 0, 0.0
+        self.sums = self._zero_sums()
+        self.pending_epochs = 0  # passes completed inside the current step
+
+    @staticmethod
+    def _zero_sums() -> dict:
+        return {"d_real": 0.0, "d_fake": 0.0, "loss_d": 0.0, "loss_g": 0.0, "d_updates": 0, "g_updates": 0}
+
+    def context(self) -> Context:
+        return Context(self.config, self.G, self.D, self.data, self.out_dir, self.device, self.step, self.epoch)
+
+    # ---- checkpoints ----
+    def save(self) -> Path:
+        loop = {"pos": self.pos, "sums": self.sums, "has_perm": self.perm is not None}
+        tensors = {"data_gen": self.data_gen.get_state(), "noise_gen": self.noise_gen.get_state(),
+                   "torch_cpu": torch.get_rng_state()}
+        if self.perm is not None:
+            tensors["perm"] = self.perm
+        if self.device.type == "cuda":
+            tensors["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        return save_checkpoint(self.out_dir, config=self.config, generator=self.G, discriminator=self.D,
+                               optim_d=self.opt_d, optim_g=self.opt_g, step=self.step, epoch=self.epoch,
+                               wall_time_s=self.wall, loop=loop, loop_tensors=tensors)
+
+    def restore(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        _check_same_run(ckpt.config, self.config, self.out_dir)
+        load_weights(self.G, ckpt.generator, path / "generator.safetensors")
+        load_weights(self.D, ckpt.discriminator, path / "discriminator.safetensors")
+        self.opt_d.load_state_dict(ckpt.optim_d)
+        self.opt_g.load_state_dict(ckpt.optim_g)
+        self.step, self.epoch, self.wall = ckpt.step, ckpt.epoch, ckpt.wall_time_s
+        self.pos, self.sums = ckpt.loop["pos"], ckpt.loop["sums"]
+        t = ckpt.loop_tensors
+        self.perm = t["perm"] if ckpt.loop["has_perm"] else None
+        self.data_gen.set_state(t["data_gen"])
+        self.noise_gen.set_state(t["noise_gen"])
+        torch.set_rng_state(t["torch_cpu"])
+        if self.device.type == "cuda" and "torch_cuda" in t:
+            torch.cuda.set_rng_state(t["torch_cuda"], self.device)
+
+    # ---- Algorithm 1 ----
+    def next_batch(self) -> torch.Tensor:
+        m, n = self.config.batch_size, len(self.data)
+        if self.perm is not None and self.pos + m > n:  # a pass ended inside this step (k > 1)
+            self.pending_epochs += 1
+            self.perm = None
+        if self.perm is None:
+            self.perm, self.pos = torch.randperm(n, generator=self.data_gen), 0
+        idx = self.perm[self.pos: self.pos + m].to(self.device)
+        self.pos += m
+        return self.data[idx]  # (m, *sample_shape)
+
+    def noise(self) -> torch.Tensor:
+        return sample_latent(self.config.network.latent, self.config.batch_size, self.noise_gen).to(self.device)
+
+    def train_step(self) -> None:
+        cfg = self.config
+        for i in range(cfg.d_steps):
+            # (1) D: maximize log D(x) + log(1 - D(G(z)))
+            _schedule(self.opt_d, cfg.d_optim, self.step * cfg.d_steps + i, self.epoch)
+            x = self.next_batch()
+            with torch.no_grad():
+                fake = self.G(self.noise())  # (m, *sample_shape)
+            real_logit, fake_logit = self.D(x), self.D(fake)  # (m, 1) each
+            loss = d_loss(real_logit, fake_logit)
+            self._finite(loss, "D")
+            self.opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_d.step()
+            s = self.sums
+            s["d_real"] += torch.sigmoid(real_logit).mean().item()
+            s["d_fake"] += torch.sigmoid(fake_logit).mean().item()
+            s["loss_d"] += loss.item()
+            s["d_updates"] += 1
+        # (2) G: maximize log D(G(z))   (or minimize log(1 - D(G(z))) with g_loss=minimax)
+        _schedule(self.opt_g, cfg.g_optim, self.step, self.epoch)
+        loss = g_loss(self.D(self.G(self.noise())), cfg.g_loss)
+        self._finite(loss, "G")
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()  # D's grads from this pass are cleared before D's next update
+        self.opt_g.step()
+        self.sums["loss_g"] += loss.item()
+        self.sums["g_updates"] += 1
+        self.step += 1
+        if self.perm is not None and self.pos + cfg.batch_size > len(self.data):
+            self.pending_epochs += 1
+            self.perm = None
+
+    def _finite(self, loss: torch.Tensor, net: str) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingError(f"step {self.step + 1}, epoch {self.epoch + 1}: {net} loss is {loss.item()}; "
+                                "the run diverged (lower the learning rate or check the data)")
+
+    # ---- per-epoch outputs ----
+    def end_epoch(self, partial: bool = False) -> dict:
+        """Log the epoch's means, write its grid, run the hooks. A `partial` row (the run stopped
+        mid-epoch) keeps the sums, so the epoch's full row after a resume still covers all of it."""
+        s = self.sums
+        nd, ng = max(s["d_updates"], 1), max(s["g_updates"], 1)
+        if not partial:
+            self.epoch += 1
+        row = {"epoch": self.epoch, "step": self.step, "partial": partial,
+               "d_real": s["d_real"] / nd, "d_fake": s["d_fake"] / nd,
+               "loss_d": s["loss_d"] / nd, "loss_g": s["loss_g"] / ng,
+               "lr_d": self.opt_d.param_groups[0]["lr"], "lr_g": self.opt_g.param_groups[0]["lr"],
+               "wall_time_s": round(self.wall, 3)}
+        with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        self.write_grid(partial)
+        if partial:
+            return row
+        self.sums = self._zero_sums()
+        for hook in self.hooks.on_epoch_end:
+            hook(self.context(), row)
+        return row
+
+    @torch.no_grad()
+    def write_grid(self, partial: bool = False) -> Path:
+        # The same z every epoch (its own generator, so training's randomness is untouched).
+        z_gen = torch.Generator().manual_seed(self.config.seed + 3)
+        z = sample_latent(self.config.network.latent, self.config.grid_samples, z_gen).to(self.device)
+        self.G.eval()
+        samples = self.G(z).cpu().numpy()
+        self.G.train()
+        (self.out_dir / "grids").mkdir(exist_ok=True)
+        name = f"step-{self.step:08d}.png" if partial else f"epoch-{self.epoch:04d}.png"
+        ref = self.data[:2000].cpu().numpy() if samples.ndim == 2 else None
+        rng = self.config.network.value_range or (0.0, 1.0)
+        return save_grid(samples, self.out_dir / "grids" / name, rng, ref,
+                         title=f"{self.config.preset}, epoch {self.epoch}, step {self.step}")
+
+
+def train(config: TrainConfig, out_dir: Path | str, *, max_steps: Optional[int] = None, progress: bool = True,
+          hooks: Optional[Hooks] = None) -> Path:
+    """Train until `config.epochs` passes or step `max_steps` (counted from the run's start, so a
+    resumed run with max_steps=2N stops at step 2N). Resumes from out_dir's latest checkpoint."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(config, out_dir, hooks or default_hooks())
+    ckpt = latest_checkpoint(out_dir)
+    if ckpt is not None:
+        run.restore(ckpt)
+    else:
+        for hook in run.hooks.on_start:
+            hook(run.context())
+    (out_dir / CONFIG_FILE).write_text(config.to_json() + "\n", encoding="utf-8")
+    steps_per_epoch = (len(run.data) // config.batch_size) / config.d_steps
+    total = math.ceil(config.epochs * steps_per_epoch)
+    if max_steps is not None:
+        total = min(total, max_steps)
+    bar = tqdm(total=total, initial=min(run.step, total), disable=not progress, unit="step",
+               desc=f"{config.preset} epoch {run.epoch + 1}", dynamic_ncols=True)
+    dirty = False  # steps since the last checkpoint
+    # An exception (divergence, Ctrl-C) leaves the last epoch's checkpoint as the latest: a save
+    # in the middle of a step would not resume exactly.
+    try:
+        while run.epoch < config.epochs and (max_steps is None or run.step < max_steps):
+            t0 = time.perf_counter()
+            run.train_step()
+            run.wall += time.perf_counter() - t0
+            dirty = True
+            bar.update(1)
+            while run.pending_epochs and run.epoch < config.epochs:
+                run.pending_epochs -= 1
+                row = run.end_epoch()
+                run.save()
+                dirty = False
+                bar.set_description(f"{config.preset} epoch {run.epoch + 1}")
+                bar.set_postfix(d_real=f"{row['d_real']:.2f}", d_fake=f"{row['d_fake']:.2f}")
+            run.pending_epochs = 0
+    finally:
+        bar.close()
+    if dirty:  # stopped mid-epoch (max_steps): record what was seen and keep the work
+        run.end_epoch(partial=True)
+        run.save()
+    return out_dir
