@@ -1,0 +1,248 @@
+"""The scale-out proxy for real: nginx with the config docker-compose.yml runs, in front of two
+`bentoml serve` replicas of the service on loopback ports, serving `tiny_models_dir`.
+
+nginx reads deploy/nginx/ganserve.conf.template rendered by deploy/nginx/render.sh, the same two
+files the compose `proxy` service uses; only the upstream addresses and the listen address
+differ (loopback ports here, compose's service names there). Which replica served a request is
+read from each replica's own /metrics. The checks run in file order: the last one kills a replica.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[2]
+NGINX_DIR = REPO / "deploy" / "nginx"
+BENTOML = str(Path(sys.executable).with_name("bentoml"))
+READY_TIMEOUT_S = 120  # two replicas importing onnxruntime on two shared cores
+SAMPLE = {"model": "tiny-ring", "n": 2, "seed": 7}
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Process:
+    """A server and every process it forks (BentoML's arbiter and workers, nginx's workers).
+
+    BentoML's workers start sessions of their own, so a process group does not reach them: the
+    tree is walked (psutil, which BentoML itself depends on) and each process is signalled by
+    its id. psutil refuses to signal a process whose id was reused meanwhile."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, **popen) -> None:
+        self.name, self.log = name, log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **popen)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL every process of the tree at once: a crash, not a shutdown."""
+        for process in self.tree():
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        processes = self.tree()  # before the leader exits and its children are re-parented
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        _, left = psutil.wait_procs(processes, timeout=5)
+        for process in left:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.proc.wait(timeout=30)
+
+    def wait_until(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if http("GET", url, timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.25)
+        pytest.fail(f"{self.name}: {url} not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+
+class Replica(Process):
+    def __init__(self, index: int, models_dir: Path, root: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
+        env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
+               "GANSERVE_MODELS_DIR": str(models_dir), "GANSERVE_DEVICE": "cpu", "GANSERVE_WORKERS": "1"}
+        env.pop("GANSERVE_API_TOKEN", None)
+        argv = [BENTOML, "serve", "service.service:GanServe", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(f"replica {index}", argv, root / f"replica-{index}.log", cwd=REPO, env=env)
+
+    def samples_served(self) -> float:
+        """Successful POST /sample calls this replica answered, from its own /metrics."""
+        status, text = http("GET", f"{self.url}/metrics")
+        assert status == 200
+        return sum(sample.value
+                   for family in text_string_to_metric_families(text.decode())
+                   for sample in family.samples
+                   if sample.name.endswith("request_total") and sample.labels.get("endpoint") == "/sample"
+                   and sample.labels.get("http_response_code") == "200")
+
+
+def render_nginx_config(root: Path, upstreams: list[str], listen: str) -> Path:
+    """The compose proxy's config, rendered by its own script, inside a minimal main config
+    (the nginx image's own nginx.conf plays that part in compose)."""
+    site = root / "ganserve.conf"
+    env = {"PATH": os.environ["PATH"], "GANSERVE_UPSTREAMS": " ".join(upstreams), "GANSERVE_PROXY_LISTEN": listen}
+    subprocess.run(["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(site)],
+                   env=env, check=True, capture_output=True)
+    main = root / "nginx.conf"
+    temp = "\n".join(f"    {kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # As root, nginx's workers would switch to `nobody`, who cannot enter pytest's 0700 tmp dirs.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    main.write_text(f"""{user}worker_processes 1;
+pid {root / 'nginx.pid'};
+error_log {root / 'error.log'} notice;
+events {{ worker_connections 256; }}
+http {{
+    access_log {root / 'access.log'};
+{temp}
+    include {site};
+}}
+""")
+    return main
+
+
+@pytest.fixture(scope="module")
+def replicas(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("replicas")
+    started: list[Replica] = []
+    try:
+        for index in range(2):  # both start before either is awaited: they boot in parallel
+            started.append(Replica(index, tiny_models_dir, root))
+        for replica in started:
+            replica.wait_until(f"{replica.url}/readyz", READY_TIMEOUT_S)
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
+    checked = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    server = Process("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
+                               "-g", "daemon off;"], root / "nginx.log")
+    try:
+        server.wait_until(f"http://127.0.0.1:{port}/readyz", 30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def healthcheck(url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "deploy" / "healthcheck.py"), url],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_render_refuses_to_run_without_upstreams(tmp_path: Path) -> None:
+    result = subprocess.run(["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"),
+                             str(tmp_path / "out.conf")], env={"PATH": os.environ["PATH"]},
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "GANSERVE_UPSTREAMS" in result.stderr
+    assert not (tmp_path / "out.conf").exists()
+
+
+def test_render_writes_one_server_per_upstream(tmp_path: Path) -> None:
+    config = render_nginx_config(tmp_path, ["10.0.0.1:3000", "replica:3000"], "127.0.0.1:1")
+    site = (tmp_path / "ganserve.conf").read_text()
+    assert config.is_file()
+    assert "    server 10.0.0.1:3000;\n    server replica:3000;\n" in site
+    assert "listen 127.0.0.1:1;" in site
+    assert "@GANSERVE_SERVERS@" not in site and "@GANSERVE_LISTEN@" not in site
+
+
+def test_healthcheck_script_passes_only_on_a_ready_replica(replicas: list[Replica]) -> None:
+    ready = healthcheck(f"{replicas[0].url}/readyz")
+    assert ready.returncode == 0, ready.stdout
+    wrong = healthcheck(f"{replicas[0].url}/no-such-route")
+    assert wrong.returncode == 1 and "HTTP 404" in wrong.stdout
+    nobody = healthcheck(f"http://127.0.0.1:{free_port()}/readyz")
+    assert nobody.returncode == 1
+
+
+def test_requests_through_the_proxy_spread_over_both_replicas(proxy: str, replicas: list[Replica]) -> None:
+    before = [r.samples_served() for r in replicas]
+    bodies = set()
+    for _ in range(12):
+        status, body = http("POST", f"{proxy}/sample", SAMPLE)
+        assert status == 200, body
+        bodies.add(body)
+    served = [r.samples_served() - b for r, b in zip(replicas, before)]
+    assert sum(served) == 12
+    assert all(n >= 3 for n in served), f"round robin should share the load, got {served}"
+    # Same seed, same model: every replica answers the same samples.
+    assert len(bodies) == 1
+
+
+def test_the_proxy_keeps_answering_when_a_replica_dies(proxy: str, replicas: list[Replica]) -> None:
+    survivor, victim = replicas
+    victim.kill()
+    assert healthcheck(f"{victim.url}/readyz").returncode == 1  # it really is gone
+    before = survivor.samples_served()
+    for _ in range(8):
+        status, body = http("POST", f"{proxy}/sample", SAMPLE)
+        assert status == 200, body
+    assert survivor.samples_served() - before == 8
+    status, _ = http("GET", f"{proxy}/readyz")
+    assert status == 200
