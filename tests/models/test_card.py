@@ -65,8 +65,7 @@ def test_bad_name_refused(tiny_model_copy, bad_name: str) -> None:
 def test_uniform_latent_without_bounds_refused(tiny_model_copy) -> None:
     folder = tiny_model_copy("tiny-digits")
     data = _card_dict(folder)
-    assert data["latent"]["distribution"] == "uniform"
-    del data["latent"]["low"], data["latent"]["high"]
+    data["latent"].update(distribution="uniform", low=None, high=None)
     _write_raw(folder, data)
     with pytest.raises(CardError, match="latent.*uniform latent needs finite bounds"):
         read_card(folder)
