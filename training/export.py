@@ -48,13 +48,14 @@ from training.onnx_io import (
     session_signature,
     signature_of,
 )
-from training.preview import write_preview
+from training.grid import save_image_grid, save_vector_plot
 
 PARITY_BATCHES = (1, 7, 256)
 G_TOLERANCE = 1e-5  # max abs difference of G's samples, torch vs onnxruntime
 D_TOLERANCE = 1e-4  # max abs difference of D's logits
 REALNESS_SAMPLES = 10_000  # samples of G over which realness.max_logit is measured
 PREVIEW_FILE = "samples.png"
+PREVIEW_IMAGES = 64  # an 8 x 8 grid
 TRAINING_KEYS = ("preset", "config", "steps", "wall_time_s", "seed")
 
 
@@ -152,7 +153,10 @@ def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, traini
     if not (np.isfinite(x_all).all() and np.isfinite(logits).all()):
         raise OnnxExportError(f"{g_path.name}: G's samples or D's logits are not finite; the run diverged")
     sample = _sample_spec(cfg, x_all)
-    write_preview(x_all, sample.kind, sample.value_range, folder / PREVIEW_FILE)
+    if sample.kind == "image":
+        save_image_grid(x_all[:PREVIEW_IMAGES], folder / PREVIEW_FILE, sample.value_range)
+    else:
+        save_vector_plot(x_all, folder / PREVIEW_FILE, title=f"{name}: {len(x_all)} samples of G")
     steps.update()
 
     bounds = cfg.latent.bounds
