@@ -1,0 +1,57 @@
+"""`python -m service serve`: run `bentoml serve service.service:GanServe` on the models directory.
+
+Flags are shortcuts for the GANSERVE_* settings (service/settings.py); the environment holds the
+rest. The models directory is made absolute here, so the server finds it from its own cwd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from service.settings import SettingsError, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVICE = "service.service:GanServe"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    parser.add_argument("--host", default="0.0.0.0", help="interface to bind (default 0.0.0.0: all)")
+    parser.add_argument("--models-dir", type=Path, help="models directory (GANSERVE_MODELS_DIR, default models)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="GANSERVE_DEVICE (default auto)")
+    parser.add_argument("--workers", type=int, help="worker processes (GANSERVE_WORKERS, default 1)")
+
+
+def server_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The bentoml command line and its environment (testable without starting anything)."""
+    env = dict(os.environ)
+    if args.models_dir is not None:
+        env["GANSERVE_MODELS_DIR"] = str(args.models_dir)
+    if args.device is not None:
+        env["GANSERVE_DEVICE"] = args.device
+    if args.workers is not None:
+        env["GANSERVE_WORKERS"] = str(args.workers)
+    models_dir = Path(env.get("GANSERVE_MODELS_DIR", "models"))
+    env["GANSERVE_MODELS_DIR"] = str(models_dir.resolve())
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", args.host, "--port", str(args.port),
+               "--working-dir", str(REPO_ROOT)]
+    return command, env
+
+
+def run(args: argparse.Namespace) -> int:
+    command, env = server_command(args)
+    os.environ.update(env)
+    try:
+        settings = load_settings()  # fail here, in one line, rather than in every worker
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not settings.models_dir.is_dir():
+        print(f"error: models directory {settings.models_dir} does not exist (set GANSERVE_MODELS_DIR "
+              "or --models-dir; `python -m training export` writes models there)", file=sys.stderr)
+        return 2
+    print(f"serving {settings.models_dir} on http://{args.host}:{args.port} (device {settings.device})", flush=True)
+    os.execvpe(command[0], command, env)  # the server replaces this process: signals reach it directly

@@ -1,0 +1,135 @@
+"""Arrays to and from the wire: JSON text, .npy bytes, PNG images and grids.
+
+Decoders raise `DecodeError` with the request field they read, so the API can answer a 4xx that
+names it. Nothing here unpickles: .npy bodies load with allow_pickle=False.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import orjson
+from PIL import Image, UnidentifiedImageError
+
+NPY_MEDIA_TYPE = "application/x-npy"
+PNG_MEDIA_TYPE = "image/png"
+GRID_PADDING = 2  # pixels between tiles of a PNG grid
+
+
+class DecodeError(ValueError):
+    """Request content that cannot be turned into the array the model needs."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def json_bytes(payload: dict) -> bytes:
+    """JSON for a response that may hold numpy arrays. orjson writes float32 arrays straight from
+    their buffer with the shortest text that round-trips each float32 (no rounding, no Python
+    floats: ~15x faster than json.dumps(array.tolist()) for a 4096 x 784 batch). Non-finite
+    values, which JSON cannot carry, become null."""
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_array(value, field: str, dims: int | None = None) -> np.ndarray:
+    """A (nested) JSON list of numbers as float32; ragged or non-numeric lists are a DecodeError."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise DecodeError(field, "must be a rectangular (non-ragged) array of numbers") from None
+    if dims is not None and array.ndim != dims:
+        raise DecodeError(field, f"must have {dims} dimensions, got {array.ndim}")
+    return finite_float32(array, field)
+
+
+def finite_float32(array: np.ndarray, field: str) -> np.ndarray:
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DecodeError(field, f"must hold real numbers, got dtype {array.dtype}")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise DecodeError(field, "must be finite (no NaN or infinity, also after casting to float32)")
+    return array
+
+
+# --- .npy -------------------------------------------------------------------------------------
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def npy_array(body: bytes, field: str = "body") -> np.ndarray:
+    """A .npy file's array, as finite float32. Object arrays (pickles) are refused."""
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DecodeError(field, f"not a readable .npy file ({e})") from None
+    if not isinstance(array, np.ndarray):
+        raise DecodeError(field, "must be a single .npy array, not an .npz archive")
+    return finite_float32(array, field)
+
+
+# --- PNG --------------------------------------------------------------------------------------
+
+
+def to_uint8(samples: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Samples in value_range -> 0..255 pixels; values outside the range are clipped."""
+    lo, hi = value_range
+    scaled = (samples.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def png_grid(images: np.ndarray, value_range: tuple[float, float], nrow: int | None = None) -> bytes:
+    """One PNG showing (n, C, H, W) images in rows of `nrow` tiles (default: a near-square grid)."""
+    n, channels, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    pad = GRID_PADDING
+    canvas = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, channels), np.uint8)
+    tiles = to_uint8(images, value_range).transpose(0, 2, 3, 1)  # (n, H, W, C)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[y : y + h, x : x + w] = tile
+    return png_bytes(canvas)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """(H, W, 1 or 3) uint8 -> PNG bytes (grayscale or RGB)."""
+    mode = "L" if pixels.shape[2] == 1 else "RGB"
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_image(body: bytes, shape: list[int], value_range: tuple[float, float], field: str) -> np.ndarray:
+    """A PNG of the model's size -> one sample (C, H, W) float32 in value_range.
+
+    Grayscale models take any PNG converted to gray; colour models convert to RGB. The size must
+    match exactly: resizing would score a different image than the one sent.
+    """
+    channels, h, w = shape
+    try:
+        with Image.open(io.BytesIO(body)) as image:
+            if image.format != "PNG":
+                raise DecodeError(field, f"must be a PNG image, got {image.format}")
+            if image.size != (w, h):
+                raise DecodeError(field, f"image is {image.size[0]}x{image.size[1]}, the model takes {w}x{h} (width x height)")
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, DecodeError):
+            raise
+        raise DecodeError(field, "not a readable PNG image") from None
+    pixels = pixels.reshape(h, w, channels).transpose(2, 0, 1)  # (C, H, W)
+    lo, hi = value_range
+    return (lo + pixels * ((hi - lo) / 255.0)).astype(np.float32)

@@ -1,0 +1,175 @@
+"""The engine: one onnxruntime session per graph for every model folder under the models dir.
+
+Each folder is verified before it serves: its card (models/card.py), the sha256 of each graph, the
+graphs' inputs and outputs as onnxruntime sees them against the card, and a warm-up run whose
+output shapes must match the card too. A folder that fails is kept as `unavailable` with the
+reason, unless it is the default model: then the whole engine refuses to start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models.card import CARD_FILE, CardError, GraphSignature, ModelCard, TensorSpec, check_signature, load_model_folder
+
+from . import latents
+from .batching import MicroBatcher
+from .providers import CPU, choose_providers, session_options
+
+log = logging.getLogger("ganserve.engine")
+ORT_FLOAT = "tensor(float)"
+
+
+class EngineError(RuntimeError):
+    """The engine cannot start: names the folder and file at fault."""
+
+
+class UnknownModel(LookupError):
+    def __init__(self, name: str, available: list[str]):
+        self.name = name
+        super().__init__(f"unknown model {name!r}; models here: {', '.join(available) or 'none'}")
+
+
+class ModelUnavailable(RuntimeError):
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        super().__init__(f"model {name!r} is unavailable: {reason}")
+
+
+class InferenceError(RuntimeError):
+    """onnxruntime failed while running a graph (a fault of the model or the runtime, not the caller)."""
+
+
+def observed_signature(session: ort.InferenceSession, path: Path) -> GraphSignature:
+    """The graph's inputs/outputs as onnxruntime reports them, in the card's terms."""
+
+    def specs(args) -> list[TensorSpec]:
+        out = []
+        for arg in args:
+            if arg.type != ORT_FLOAT:
+                raise CardError(path, f"tensor {arg.name!r} is {arg.type}, the card allows float32 only")
+            out.append(TensorSpec(name=arg.name, shape=[d if isinstance(d, int) else str(d) for d in arg.shape]))
+        return out
+
+    return GraphSignature(inputs=specs(session.get_inputs()), outputs=specs(session.get_outputs()))
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A verified, warmed-up model: call `generate` and `logits`, both micro-batched."""
+
+    card: ModelCard
+    folder: Path
+    provider: str
+    sessions: dict[str, ort.InferenceSession]
+    generator: MicroBatcher = field(init=False)
+    discriminator: MicroBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.generator = MicroBatcher(lambda z: self._run("generator", z))
+        self.discriminator = MicroBatcher(lambda x: self._run("discriminator", x))
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def _run(self, role: str, batch: np.ndarray) -> np.ndarray:
+        sig = self.card.expected_signature(role)
+        try:
+            (out,) = self.sessions[role].run([sig.outputs[0].name], {sig.inputs[0].name: batch})
+        except Exception as e:  # onnxruntime's own exception types are not importable API
+            raise InferenceError(f"onnxruntime failed running {self.name}'s {role}: {e}") from None
+        return out
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """(n, z_dim) float32 -> (n, *sample_shape) float32."""
+        return self.generator(np.ascontiguousarray(z, dtype=np.float32))
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """(n, *sample_shape) float32 -> (n,) realness logits; realness = sigmoid(logit)."""
+        return self.discriminator(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x))
+
+    def warm_up(self) -> None:
+        """One real run of both graphs; their output shapes must be what the card promises."""
+        z = latents.draw(latents.generator(0), self.card.latent, 2)  # (2, z_dim)
+        x = self.generate(z)
+        want = (2, *self.card.sample.shape)
+        if x.shape != want:
+            raise CardError(self.folder / "generator.onnx", f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}")
+        logit = self.discriminator(x)
+        if logit.shape != (2, 1):
+            raise CardError(self.folder / "discriminator.onnx", f"returns shape {list(logit.shape)} for 2 samples, expected [2, 1]")
+
+
+def model_folders(models_dir: Path) -> list[Path]:
+    """Sub-folders that are meant to be models (not __pycache__, not hidden), sorted by name."""
+    if not models_dir.is_dir():
+        raise EngineError(f"{models_dir}: the models directory does not exist")
+    return sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+class Engine:
+    """Loads every model folder at construction; afterwards read-only and thread-safe."""
+
+    def __init__(self, models_dir: Path | str, device: str = "auto", default_model: str = "mnist", intra_op_threads: int = 1):
+        self.models_dir = Path(models_dir)
+        self.intra_op_threads = intra_op_threads
+        self.device = device
+        self.providers: list[str] | None = None
+        self.provider_note = ""
+        self.models: dict[str, LoadedModel] = {}
+        self.unavailable: dict[str, str] = {}
+        for folder in model_folders(self.models_dir):
+            try:
+                self.models[folder.name] = self._load(folder)
+            except CardError as e:
+                if folder.name == default_model:
+                    raise EngineError(f"default model {default_model!r} in {folder} cannot serve: {e}") from None
+                log.warning("model %s is unavailable: %s", folder.name, e)
+                self.unavailable[folder.name] = str(e)
+        if not self.models:
+            raise EngineError(f"{self.models_dir}: no servable model folder ({len(self.unavailable)} unavailable)")
+        # The configured default, else the only / first (by name) loaded model.
+        self.default_model = default_model if default_model in self.models else next(iter(self.models))
+
+    def _load(self, folder: Path) -> LoadedModel:
+        if not (folder / CARD_FILE).is_file():
+            raise CardError(folder / CARD_FILE, "missing: not a model folder")
+        card, paths = load_model_folder(folder)
+        if self.providers is None:  # the first verified graph probes the device for all models
+            self.providers, self.provider_note = choose_providers(self.device, paths["generator"], self.intra_op_threads)
+            log.info("execution providers %s (%s)", self.providers, self.provider_note)
+        sessions = {}
+        for role, path in paths.items():
+            try:
+                session = ort.InferenceSession(str(path), session_options(self.intra_op_threads, quiet=False), providers=self.providers)
+            except Exception as e:
+                raise CardError(path, f"onnxruntime cannot load it: {e}") from None
+            check_signature(path, card.expected_signature(role), observed_signature(session, path))
+            sessions[role] = session
+        provider = sessions["generator"].get_providers()[0]
+        model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions)
+        try:
+            model.warm_up()
+        except InferenceError as e:
+            raise CardError(folder, f"warm-up run failed: {e}") from None
+        log.info("loaded %s (%s) on %s", card.name, card.version, provider)
+        return model
+
+    def get(self, name: str | None) -> LoadedModel:
+        """The model a request names (None: the default); UnknownModel / ModelUnavailable else."""
+        name = name or self.default_model
+        if name in self.models:
+            return self.models[name]
+        if name in self.unavailable:
+            raise ModelUnavailable(name, self.unavailable[name])
+        raise UnknownModel(name, sorted(self.models))
+
+    @property
+    def on_cpu_only(self) -> bool:
+        return self.providers == [CPU]

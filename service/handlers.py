@@ -1,0 +1,107 @@
+"""The endpoints' work, from a validated request to an HTTP response, independent of BentoML.
+
+Checks that need the model (latent size, sample shape, image kind) raise RequestError naming the
+field; errors.py turns every failure into a JSON answer.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from starlette.responses import Response
+
+from . import encoding, latents, sampling
+from .engine import Engine, LoadedModel
+from .errors import RequestError
+from .metrics import count_samples
+from .schemas import DEFAULT_N, InterpolateRequest, SampleRequest
+
+
+def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
+    z = encoding.json_array(rows, field, dims=2)  # (n, z_dim), finite float32
+    if z.shape[1] != model.card.latent.dim:
+        raise RequestError(field, f"each latent must have {model.card.latent.dim} values for {model.name}, got {z.shape[1]}")
+    return z
+
+
+def _check_format(model: LoadedModel, fmt: str, nrow: Optional[int], scores: bool) -> None:
+    if fmt == "png" and model.card.sample.kind != "image":
+        raise RequestError("format", f"png needs an image model; {model.name} makes {model.card.sample.kind}s (use json or npy)")
+    if nrow is not None and fmt != "png":
+        raise RequestError("nrow", "only applies to format png")
+    if scores and fmt != "json":
+        raise RequestError("scores", "only with format json (score an npy or png with POST /score)")
+
+
+def _truncation(model: LoadedModel, truncation: Optional[float]) -> None:
+    try:
+        latents.check_truncation(model.card.latent, truncation)
+    except ValueError as e:
+        raise RequestError("truncation", str(e)) from None
+
+
+def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt: str, nrow: Optional[int], meta: dict) -> Response:
+    """x: (k, *sample_shape). json carries meta as fields; npy and png carry it as X- headers."""
+    count_samples(model.name, len(x))
+    meta = {"model": model.name, "version": model.card.version, **meta, "shape": list(x.shape)}
+    if fmt == "json":
+        body = {**meta, "samples": x}
+        if logits is not None:
+            body["realness"] = sampling.realness(logits)
+            body["logit"] = logits.astype(np.float32)
+        return Response(encoding.json_bytes(body), media_type="application/json")
+    headers = {f"X-{k.replace('_', '-').title()}": (",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+               for k, v in meta.items() if v is not None}
+    if fmt == "npy":
+        return Response(encoding.npy_bytes(x), media_type=encoding.NPY_MEDIA_TYPE, headers=headers)
+    if len(x) == 0:
+        raise RequestError("min_realness", f"no sample passed the filter in {meta.get('drawn')} draws: nothing to draw a grid of", 422)
+    return Response(encoding.png_grid(x, model.card.sample.value_range, nrow), media_type=encoding.PNG_MEDIA_TYPE, headers=headers)
+
+
+def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Response:
+    model = engine.get(req.model)
+    _check_format(model, req.format, req.nrow, req.scores)
+    _truncation(model, req.truncation)
+    keep = sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
+    if req.latents is not None:
+        if req.seed is not None:
+            raise RequestError("seed", "give a seed or latents, not both")
+        if req.truncation is not None:
+            raise RequestError("truncation", "applies to drawn latents only, not to explicit ones")
+        z = _explicit_latents(model, req.latents, "latents")
+        if req.n is not None and req.n != len(z):
+            raise RequestError("n", f"must equal the number of latents ({len(z)}) or be left out")
+        batch = sampling.generate(model, z, with_logits=req.scores or keep.active)
+        if keep.active:  # explicit latents are filtered, never replaced by new draws
+            batch = sampling.filtered(model, batch, keep)
+        seed = None
+    else:
+        seed = latents.random_seed() if req.seed is None else req.seed
+        n = req.n or DEFAULT_N
+        batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor)
+    meta = {"seed": seed}
+    if keep.active:
+        meta.update(drawn=batch.drawn, accepted=len(batch.samples))
+    return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta)
+
+
+def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
+    model = engine.get(req.model)
+    _check_format(model, req.format, req.nrow, req.scores)
+    _truncation(model, req.truncation)
+    if req.seeds is not None and req.latents is not None:
+        raise RequestError("seeds", "give two seeds or two latents, not both")
+    if req.latents is not None:
+        if req.truncation is not None:
+            raise RequestError("truncation", "applies to seeds only, not to explicit latents")
+        a, b = _explicit_latents(model, list(req.latents), "latents")
+        seeds = None
+    else:
+        seeds = req.seeds or (latents.random_seed(), latents.random_seed())
+        a, b = (sampling.one_latent(model, s, req.truncation) for s in seeds)
+    z = sampling.path(a, b, req.steps, req.method)  # (steps, z_dim)
+    batch = sampling.generate(model, z, with_logits=req.scores)
+    meta = {"seeds": list(seeds) if seeds else None, "method": req.method}
+    return respond(model, batch.samples, batch.logits, req.format, req.nrow, meta)

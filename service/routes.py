@@ -1,0 +1,125 @@
+"""The routes BentoML's typed APIs cannot express, as a small Starlette app mounted on the service:
+
+- `GET /models`: BentoML APIs are POST-only (../shared/STACK.md).
+- `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
+  as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
+
+The service sets `app.state.engine` once its models are loaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import encoding, sampling
+from .engine import Engine, LoadedModel
+from .errors import RequestError, to_response
+from .schemas import MAX_N, ScoreRequest
+
+JSON_TYPES = {"application/json", ""}
+NPY_TYPES = {encoding.NPY_MEDIA_TYPE, "application/octet-stream"}
+
+
+def _engine(request: Request) -> Engine:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise RequestError("server", "models are still loading", 503)
+    return engine
+
+
+async def models(request: Request) -> Response:
+    try:
+        engine = _engine(request)
+    except RequestError as e:
+        return to_response(e)
+    listed = [
+        {"name": name, "status": "ready", "provider": m.provider, "version": m.card.version,
+         "card": m.card.model_dump(mode="json")}
+        for name, m in engine.models.items()
+    ]
+    listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]
+    return JSONResponse({"default_model": engine.default_model, "device": engine.provider_note,
+                         "models": sorted(listed, key=lambda m: m["name"])})
+
+
+def _check_shape(model: LoadedModel, x: np.ndarray, field: str) -> np.ndarray:
+    """x must be (n, *sample_shape) with 1 <= n <= max n."""
+    shape = tuple(model.card.sample.shape)
+    if x.ndim != 1 + len(shape) or x.shape[1:] != shape:
+        raise RequestError(field, f"must have shape (n, {', '.join(map(str, shape))}) for {model.name}, got {tuple(x.shape)}")
+    if not 1 <= len(x) <= MAX_N:
+        raise RequestError(field, f"must hold 1 to {MAX_N} samples, got {len(x)}")
+    return x
+
+
+async def _png_parts(request: Request, model_name: str | None) -> tuple[str | None, list[tuple[str, bytes]]]:
+    """multipart/form-data: every file part is one PNG; a `model` text field may name the model."""
+    try:
+        form = await request.form(max_files=MAX_N, max_fields=16)
+    except MultiPartException as e:
+        raise RequestError("body", f"malformed multipart form ({e.message})") from None
+    parts = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            parts.append((f"{key}[{len(parts)}]", await value.read()))
+        elif key == "model":
+            model_name = value
+        else:
+            raise RequestError(key, "unknown form field (send PNG files, and optionally `model`)")
+    if not parts:
+        raise RequestError("body", "the form holds no PNG file")
+    return model_name, parts
+
+
+async def score(request: Request) -> Response:
+    """Realness D(x) = sigmoid(logit) for samples in the body; the model comes from the JSON
+    body, a `model` form field or the `?model=` query parameter."""
+    try:
+        engine = _engine(request)
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        model_name = request.query_params.get("model")
+        if media_type.startswith("multipart/"):
+            model_name, parts = await _png_parts(request, model_name)
+            model = _image_model(engine, model_name)
+            x = np.stack([encoding.png_image(b, model.card.sample.shape, model.card.sample.value_range, f) for f, b in parts])
+        else:
+            body = await request.body()
+            if media_type in JSON_TYPES:
+                req = ScoreRequest.model_validate_json(body)
+                model = engine.get(req.model or model_name)
+                x = encoding.json_array(req.samples, "samples")
+            elif media_type in NPY_TYPES:
+                model = engine.get(model_name)
+                x = encoding.npy_array(body, "body")
+            elif media_type == encoding.PNG_MEDIA_TYPE:
+                model = _image_model(engine, model_name)
+                x = encoding.png_image(body, model.card.sample.shape, model.card.sample.value_range, "body")[None]
+            else:
+                raise RequestError("content-type", f"{media_type!r} is not accepted: send application/json, "
+                                   f"{encoding.NPY_MEDIA_TYPE}, {encoding.PNG_MEDIA_TYPE} or multipart/form-data", 415)
+        x = _check_shape(model, x, "samples" if media_type in JSON_TYPES else "body")
+        logits = await run_in_threadpool(model.logits, x)  # (n,)
+    except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
+        return to_response(e)
+    body = {"model": model.name, "version": model.card.version, "n": len(x),
+            "realness": sampling.realness(logits), "logit": logits.astype(np.float32)}
+    return Response(encoding.json_bytes(body), media_type="application/json")
+
+
+def _image_model(engine: Engine, name: str | None) -> LoadedModel:
+    model = engine.get(name)
+    if model.card.sample.kind != "image":
+        raise RequestError("content-type", f"PNG images need an image model; {model.name} takes vectors (send JSON or .npy)")
+    return model
+
+
+def build_app() -> Starlette:
+    return Starlette(routes=[Route("/models", models, methods=["GET"]), Route("/score", score, methods=["POST"])])
+

@@ -1,0 +1,114 @@
+"""What the endpoints compute, on a loaded model: samples (optionally filtered by D), paths
+between latents, and realness scores. No HTTP here; engine.LoadedModel does the graph runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import latents
+from .engine import LoadedModel
+
+DRS_EPSILON = 1e-6  # Azadi et al. (2019), eq. 8: keeps log(1 - exp(.)) finite at the max logit
+
+
+def realness(logits: np.ndarray) -> np.ndarray:
+    """The one place the service applies sigmoid: D's logit -> realness in (0, 1).
+    0.5 * (1 + tanh(l / 2)) is sigmoid without exp overflow for large |l|."""
+    return (0.5 * (1.0 + np.tanh(logits.astype(np.float64) / 2.0))).astype(np.float32)
+
+
+@dataclass
+class Filter:
+    """Discriminator-based rejection. `min_realness`: keep samples with realness >= it. `drs`:
+    discriminator rejection sampling (Azadi et al. 2019) against the card's max logit, its
+    acceptance shifted by `gamma` (higher gamma: stricter)."""
+
+    min_realness: Optional[float] = None
+    drs: bool = False
+    gamma: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.min_realness is not None or self.drs
+
+
+@dataclass
+class Batch:
+    samples: np.ndarray  # (k, *sample_shape) float32
+    logits: Optional[np.ndarray]  # (k,) float32, when scores or a filter were asked for
+    drawn: int  # latents drawn (== k without a filter)
+
+
+def generate(model: LoadedModel, z: np.ndarray, with_logits: bool) -> Batch:
+    """Samples for explicit (n, z_dim) latents."""
+    x = model.generate(z)
+    return Batch(x, model.logits(x) if with_logits else None, len(z))
+
+
+def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float], with_logits: bool,
+              keep: Filter, max_draws: int) -> Batch:
+    """n samples from the seed's latent stream; with an active filter, draw until n pass or
+    `max_draws` latents were drawn (then fewer than n come back: `drawn` says how many tried)."""
+    rng = latents.generator(seed)
+    if not keep.active:
+        return generate(model, latents.draw(rng, model.card.latent, n, truncation), with_logits)
+    coins = latents.generator(seed, stream=1)  # DRS's uniforms: independent of the latents
+    max_logit = model.card.realness.max_logit
+    kept_x, kept_l, accepted, drawn = [], [], 0, 0
+    while accepted < n and drawn < max_draws:
+        # Ask for twice what is still missing: fewer rounds when many are rejected.
+        chunk = min(max_draws - drawn, max(2 * (n - accepted), 16))
+        z = latents.draw(rng, model.card.latent, chunk, truncation)
+        x = model.generate(z)
+        logit = model.logits(x)
+        drawn += chunk
+        if keep.drs:
+            max_logit = max(max_logit, float(logit.max()))  # the paper updates D*_M as it goes
+        ok = passes(logit, keep, max_logit, coins.random(chunk))
+        take = np.flatnonzero(ok)[: n - accepted]
+        kept_x.append(x[take])
+        kept_l.append(logit[take])
+        accepted += len(take)
+    samples = np.concatenate(kept_x) if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
+    logits = np.concatenate(kept_l) if kept_l else np.zeros(0, np.float32)
+    return Batch(samples, logits, drawn)
+
+
+def passes(logit: np.ndarray, keep: Filter, max_logit: float, uniforms: np.ndarray) -> np.ndarray:
+    """Which samples the filter keeps: (k,) logits, (k,) uniforms in [0, 1) -> (k,) bool."""
+    ok = np.ones(len(logit), dtype=bool)
+    if keep.min_realness is not None:
+        ok &= realness(logit) >= keep.min_realness
+    if keep.drs:
+        ok &= _drs_accept(logit, max_logit, keep.gamma, uniforms)
+    return ok
+
+
+def filtered(model: LoadedModel, batch: Batch, keep: Filter) -> Batch:
+    """Explicit latents under a filter: keep those that pass, draw no replacements. The DRS
+    coins come from stream 1 of seed 0, so the same latents give the same answer."""
+    max_logit = max(model.card.realness.max_logit, float(batch.logits.max(initial=-np.inf)))
+    ok = passes(batch.logits, keep, max_logit, latents.generator(0, stream=1).random(len(batch.logits)))
+    return Batch(batch.samples[ok], batch.logits[ok], batch.drawn)
+
+
+def _drs_accept(logit: np.ndarray, max_logit: float, gamma: float, uniforms: np.ndarray) -> np.ndarray:
+    """Azadi et al. (2019), Algorithm 1: F = D~(x) - D*_M - log(1 - exp(D~(x) - D*_M - eps)) - gamma,
+    accept when sigmoid(F) > u. exp(D~(x) - D*_M) estimates p_data(x) / (M p_g(x))."""
+    d = logit.astype(np.float64) - max_logit  # <= 0
+    f = d - np.log(-np.expm1(d - DRS_EPSILON)) - gamma
+    return realness(f) > uniforms
+
+
+def path(a: np.ndarray, b: np.ndarray, steps: int, method: str) -> np.ndarray:
+    """`steps` latents from a to b, both ends included: (z_dim,), (z_dim,) -> (steps, z_dim)."""
+    t = np.linspace(0.0, 1.0, steps)
+    return latents.slerp(a, b, t) if method == "slerp" else latents.lerp(a, b, t)
+
+
+def one_latent(model: LoadedModel, seed: int, truncation: Optional[float]) -> np.ndarray:
+    """The first latent of a seed's stream: (z_dim,), the same as sample n=1 with that seed."""
+    return latents.draw(latents.generator(seed), model.card.latent, 1, truncation)[0]

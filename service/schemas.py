@@ -1,0 +1,72 @@
+"""Request bodies of the API, bounded in their types: BentoML validates them (400 on failure) and
+publishes them in the OpenAPI schema (/docs.json). Checks that need the model (latent size,
+sample shape) happen in the handlers, which answer the same way (see errors.py).
+
+One example per request is shared by the schema, docs/API.md and the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional
+
+from annotated_types import Ge, Gt, Le
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field
+
+from .latents import MAX_SEED
+from .settings import get_settings
+
+MAX_N = get_settings().max_n
+MAX_NROW = 1024
+DEFAULT_N = 16
+
+ModelName = Optional[Annotated[str, Field(min_length=1, max_length=64, description="a model folder's name; default: the service's default model")]]
+Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
+FiniteFloat = Annotated[float, AllowInfNan(False)]
+LatentRow = Annotated[list[FiniteFloat], Field(min_length=1, max_length=65536)]
+Truncation = Optional[Annotated[float, Gt(0), Le(100), AllowInfNan(False), Field(description="redraw latent coordinates with |z| beyond this")]]
+Format = Literal["json", "npy", "png"]
+Nrow = Optional[Annotated[int, Ge(1), Le(MAX_NROW), Field(description="png: images per row of the grid")]]
+
+
+class _Request(BaseModel):
+    # An unknown key is a typo (`"seeed": 1`): answer 400 naming it rather than ignore it.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleRequest(_Request):
+    model: ModelName = None
+    n: Optional[Annotated[int, Ge(1), Le(MAX_N)]] = Field(None, description=f"how many samples (default: len(latents), else {DEFAULT_N})")
+    seed: Optional[Seed] = Field(None, description="latent seed; drawn and returned when absent")
+    latents: Optional[list[LatentRow]] = Field(None, max_length=MAX_N, description="explicit latents, n x z_dim (instead of a seed)")
+    truncation: Truncation = None
+    format: Format = "json"
+    nrow: Nrow = None
+    scores: bool = Field(False, description="json: add D's realness (and logit) of each sample")
+    min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = Field(None, description="keep only samples with realness >= this")
+    drs: bool = Field(False, description="discriminator rejection sampling (Azadi et al. 2019)")
+    drs_gamma: Annotated[float, Ge(-50), Le(50)] = Field(0.0, description="DRS acceptance shift; higher is stricter")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"n": 16, "seed": 42, "format": "json"}]})
+
+
+class InterpolateRequest(_Request):
+    model: ModelName = None
+    seeds: Optional[tuple[Seed, Seed]] = Field(None, description="the two ends as seeds (each: its first latent)")
+    latents: Optional[tuple[LatentRow, LatentRow]] = Field(None, description="the two ends as latents, each z_dim long")
+    steps: Annotated[int, Ge(2), Le(MAX_N)] = 8
+    method: Literal["slerp", "lerp"] = "slerp"
+    truncation: Truncation = None
+    format: Format = "json"
+    nrow: Nrow = None
+    scores: bool = False
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"seeds": [1, 2], "steps": 8, "method": "slerp"}]})
+
+
+class ScoreRequest(_Request):
+    """The JSON form of /score (the .npy and PNG forms send the samples as the body)."""
+
+    model: ModelName = None
+    samples: list[Any] = Field(description="n samples, each of the model's sample shape (nested lists of numbers)")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"samples": [[0.0, 0.5]]}]})

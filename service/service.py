@@ -1,0 +1,63 @@
+"""The BentoML service: `bentoml serve service.service:GanServe` (or `python -m service serve`).
+
+POST /sample and /interpolate are BentoML APIs with typed, bounded bodies (schemas.py); GET
+/models and POST /score live in a mounted Starlette app (routes.py); middleware.py guards them all.
+Models load and warm up in __init__, so /readyz turns ready only once every model can serve.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import bentoml
+
+from . import handlers
+from .engine import Engine
+from .errors import answering_errors
+from .middleware import GuardMiddleware
+from .routes import build_app
+from .schemas import InterpolateRequest, SampleRequest
+from .settings import cpu_count, get_settings
+
+SETTINGS = get_settings()
+ROUTES = build_app()
+log = logging.getLogger("ganserve.service")
+
+
+@bentoml.service(
+    name="ganserve",
+    workers=SETTINGS.workers,
+    threads=SETTINGS.threads,
+    traffic={"timeout": 120},
+)
+@bentoml.asgi_app(ROUTES, path="/")
+class GanServe:
+    def __init__(self) -> None:
+        # Each worker's graph runs get an equal share of the cores: more would oversubscribe them.
+        threads = max(1, cpu_count() // SETTINGS.workers)
+        self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads)
+        ROUTES.state.engine = self.engine
+        log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
+                 self.engine.provider_note)
+
+    def __is_ready__(self) -> bool:
+        return bool(self.engine.models)
+
+    @bentoml.api(input_spec=SampleRequest)
+    @answering_errors
+    def sample(self, **fields):
+        """n samples from a model: by seed (returned) or explicit latents; json, npy or a png grid."""
+        return handlers.sample(self.engine, SampleRequest.model_construct(**fields), SETTINGS.max_draws_factor)
+
+    @bentoml.api(input_spec=InterpolateRequest)
+    @answering_errors
+    def interpolate(self, **fields):
+        """`steps` samples along a slerp or lerp path between two seeds or two latents."""
+        return handlers.interpolate(self.engine, InterpolateRequest.model_construct(**fields))
+
+
+GanServe.add_asgi_middleware(
+    GuardMiddleware,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    api_token=SETTINGS.api_token.get_secret_value() if SETTINGS.api_token else None,
+)

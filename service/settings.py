@@ -1,0 +1,66 @@
+"""The service's settings: read once from the environment (prefix `GANSERVE_`) into one object.
+
+Example: `GANSERVE_MODELS_DIR=/srv/models GANSERVE_DEVICE=cuda python -m service serve`.
+A typo in a value (`GANSERVE_DEVICE=gpu`) is a startup error naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value the service cannot use."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANSERVE_", extra="ignore", frozen=True)
+
+    models_dir: Path = Path("models")
+    # Used when a request names no model; when this model is absent, the only (or first, by
+    # name) loaded model is the default instead.
+    default_model: str = "mnist"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_n: int = Field(default=4096, ge=1, le=1_000_000)
+    # 64 MiB: a 4096 x 784 float32 .npy is 12.8 MB, its JSON text about 4x that.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Optional bearer token for the API routes; /livez, /readyz and /metrics stay open.
+    api_token: Optional[SecretStr] = None
+    workers: int = Field(default=1, ge=1, le=64)
+    # Requests served at once per worker (BentoML's `threads`); onnxruntime itself uses
+    # cores / workers threads per graph run (see engine.py).
+    threads: int = Field(default=4, ge=1, le=256)
+    # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
+    max_draws_factor: int = Field(default=20, ge=1, le=1000)
+
+
+def load_settings() -> Settings:
+    """Build the settings from the environment; a bad value raises SettingsError naming it."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"GANSERVE_{str(err['loc'][0]).upper()}: {err['msg']}" for err in e.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once (request schemas need max_n at
+    import time, the service its paths at start-up: both see the same object)."""
+    return load_settings()
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects CPU affinity, e.g. under a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
