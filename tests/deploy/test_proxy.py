@@ -116,9 +116,10 @@ class Replica(Process):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
-        env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
-               "GANSERVE_MODELS_DIR": str(models_dir), "GANSERVE_DEVICE": "cpu", "GANSERVE_WORKERS": "1"}
-        env.pop("GANSERVE_API_TOKEN", None)
+        # None of the developer's GANSERVE_* settings: these replicas run with the defaults.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GANSERVE_")}
+        env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GANSERVE_MODELS_DIR=str(models_dir),
+                   GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1")
         argv = [BENTOML, "serve", "service.service:GanServe", "--host", "127.0.0.1", "--port", str(self.port)]
         super().__init__(f"replica {index}", argv, root / f"replica-{index}.log", cwd=REPO, env=env)
 
