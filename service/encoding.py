@@ -52,7 +52,8 @@ def json_array(value, field: str, dims: int | None = None) -> np.ndarray:
 def finite_float32(array: np.ndarray, field: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise DecodeError(field, f"must hold real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float32)
+    with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused just below
+        array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise DecodeError(field, "must be finite (no NaN or infinity, also after casting to float32)")
     return array

@@ -1,0 +1,81 @@
+"""Fixtures for the service's tests: a models dir, the in-process app, and its test client.
+
+The models dir holds the really trained `tiny-digits` and `tiny-ring` (tests/conftest.py) plus two
+folders made with onnx.helper (model_factory.py) for the faults the service must survive:
+`faulty` (its generator fails inside onnxruntime for odd batch sizes) and `broken` (its generator
+file no longer matches the card's sha256).
+
+One app per test session: a second `GanServe.to_asgi()` in one process fails on duplicate
+Prometheus metrics (../shared/STACK.md). Its settings come from the environment, set here before
+`service.service` is first imported (it reads them at import).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # model_factory, next to this file
+from model_factory import corrupt, make_model  # noqa: E402
+
+TOKEN = "test-token-123"
+MAX_N = 256  # small limits keep the limit tests cheap
+MAX_BODY = 1 << 20
+DEFAULT = "tiny-digits"
+
+
+@pytest.fixture(scope="session")
+def service_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    models = tmp_path_factory.mktemp("service") / "models"
+    shutil.copytree(tiny_models_dir, models)
+    make_model(models, "faulty", z_dim=3, fail_on_odd_batch=True)
+    corrupt(make_model(models, "broken"))
+    return models
+
+
+def service_env(models_dir: Path, root: Path) -> dict[str, str]:
+    """The environment of the app under test (in-process) and of the real server subprocess."""
+    (root / "prometheus").mkdir(parents=True, exist_ok=True)
+    return {
+        "GANSERVE_MODELS_DIR": str(models_dir),
+        "GANSERVE_DEFAULT_MODEL": DEFAULT,
+        "GANSERVE_DEVICE": "cpu",  # byte-exact determinism tests assume the CPU provider
+        "GANSERVE_MAX_N": str(MAX_N),
+        "GANSERVE_MAX_BODY_BYTES": str(MAX_BODY),
+        "GANSERVE_API_TOKEN": TOKEN,
+        "GANSERVE_THREADS": "4",
+        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        # BentoML's /metrics reads Prometheus' multiprocess files; `bentoml serve` sets this itself.
+        "PROMETHEUS_MULTIPROC_DIR": str(root / "prometheus"),
+    }
+
+
+@pytest.fixture(scope="session")
+def app(service_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """GanServe as an ASGI app, imported under the test settings (once per session)."""
+    env = service_env(service_models_dir, tmp_path_factory.mktemp("app"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        from service.settings import get_settings
+
+        get_settings.cache_clear()
+        if "service.service" in sys.modules:
+            pytest.fail("service.service was imported before the test settings were set")
+        from service.service import GanServe
+
+        assert get_settings().max_n == MAX_N
+        yield GanServe.to_asgi()
+
+
+@pytest.fixture(scope="session")
+def client(app):
+    """A starlette TestClient that carries the bearer token (inside `with`: lifespan runs)."""
+    from starlette.testclient import TestClient
+
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as test_client:
+        yield test_client

@@ -1,0 +1,111 @@
+"""Small, real model folders for the service's tests, built with onnx.helper (no torch, no training).
+
+Each folder satisfies models/card.py exactly like an exported one: real ONNX graphs with a dynamic
+batch axis, real sha256s, a validated card. The weights are random, so samples mean nothing, but
+every byte path through onnxruntime is the real one. Variants make the faults the service must
+handle: a graph that fails at run time for some batch sizes, files that no longer match the card.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from models.card import (GraphSignature, Latent, ModelCard, OnnxInfo, Realness, Sample, TensorSpec, TrainingInfo,
+                         file_entry, now_utc, write_card)
+
+OPSET, IR_VERSION = 18, 10  # what onnxruntime 1.31 reads (../shared/STACK.md)
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _generator(z_dim: int, shape: list[int], activation: str, rng, fail_on_odd_batch: bool) -> onnx.GraphProto:
+    size = math.prod(shape)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 1 / math.sqrt(z_dim), (z_dim, size)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(size, np.float32), "b"),
+        numpy_helper.from_array(np.array([-1, *shape], np.int64), "out_shape"),
+    ]
+    nodes, first = [], "z"
+    if fail_on_odd_batch:
+        # Reshape (N, z_dim) to (2, -1) and back: onnxruntime fails at run time when N * z_dim is odd.
+        inits += [numpy_helper.from_array(np.array([2, -1], np.int64), "pairs"),
+                  numpy_helper.from_array(np.array([-1, z_dim], np.int64), "rows")]
+        nodes += [helper.make_node("Reshape", ["z", "pairs"], ["z2"]), helper.make_node("Reshape", ["z2", "rows"], ["z3"])]
+        first = "z3"
+    nodes += [helper.make_node("MatMul", [first, "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["a"])]
+    if activation == "sigmoid":
+        nodes.append(helper.make_node("Sigmoid", ["a"], ["act"]))
+    else:
+        nodes.append(helper.make_node("Identity", ["a"], ["act"]))
+    nodes.append(helper.make_node("Reshape", ["act", "out_shape"], ["x"]))
+    return helper.make_graph(
+        nodes, "generator",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", z_dim])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *shape])],
+        inits,
+    )
+
+
+def _discriminator(shape: list[int], rng) -> onnx.GraphProto:
+    size = math.prod(shape)
+    inits = [
+        numpy_helper.from_array(np.array([-1, size], np.int64), "flat"),
+        numpy_helper.from_array(rng.normal(0, 1 / math.sqrt(size), (size, 1)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(1, np.float32), "b"),
+    ]
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["h"]),
+             helper.make_node("Add", ["h", "b"], ["logit"])]
+    return helper.make_graph(
+        nodes, "discriminator",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *shape])],
+        [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", 1])],
+        inits,
+    )
+
+
+def make_model(models_dir: Path, name: str, *, kind: str = "image", shape=(1, 8, 8), z_dim: int = 16,
+               distribution: str = "uniform", fail_on_odd_batch: bool = False, seed: int = 0) -> Path:
+    """Write models_dir/name/{generator,discriminator}.onnx + model.json; return the folder."""
+    folder = Path(models_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = list(shape)
+    rng = np.random.default_rng(seed)
+    activation = "sigmoid" if kind == "image" else "linear"
+    _save(_generator(z_dim, shape, activation, rng, fail_on_odd_batch), folder / "generator.onnx")
+    _save(_discriminator(shape, rng), folder / "discriminator.onnx")
+    bounds = {"low": -math.sqrt(3), "high": math.sqrt(3)} if distribution == "uniform" else {}
+    spec = lambda n, dims: TensorSpec(name=n, shape=["batch", *dims])  # noqa: E731
+    card = ModelCard(
+        name=name,
+        description=f"test model {name}: random weights, onnx.helper graphs",
+        dataset="none (random weights)",
+        latent=Latent(dim=z_dim, distribution=distribution, **bounds),
+        sample=Sample(shape=shape, kind=kind, value_range=(0.0, 1.0) if kind == "image" else (-4.0, 4.0)),
+        files={role: file_entry(folder / f"{role}.onnx") for role in ("generator", "discriminator")},
+        onnx=OnnxInfo(
+            opset=OPSET, ir_version=IR_VERSION,
+            generator=GraphSignature(inputs=[spec("z", [z_dim])], outputs=[spec("x", shape)]),
+            discriminator=GraphSignature(inputs=[spec("x", shape)], outputs=[spec("logit", [1])]),
+        ),
+        realness=Realness(max_logit=2.0, measured_on=1000),
+        training=TrainingInfo(preset="factory", config={}, steps=0, wall_time_s=0.0, torch_version="none", seed=seed),
+        created_at=now_utc(),
+    )
+    write_card(folder, card)
+    return folder
+
+
+def corrupt(folder: Path, file: str = "generator.onnx") -> None:
+    """Append a byte: the size and sha256 no longer match the card."""
+    with open(Path(folder) / file, "ab") as f:
+        f.write(b"\0")

@@ -1,0 +1,80 @@
+"""The micro-batcher: concurrent callers share runs, each gets exactly its rows, faults stay local."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from service.batching import MicroBatcher
+
+
+class SlowDouble:
+    """A stand-in graph that takes a while per run (so callers pile up) and records batch sizes."""
+
+    def __init__(self, fail_on: float | None = None):
+        self.batch_sizes: list[int] = []
+        self.fail_on = fail_on
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(x))
+        time.sleep(0.02)
+        if self.fail_on is not None and (x == self.fail_on).any():
+            raise RuntimeError("graph failed")
+        return x * 2
+
+
+def test_concurrent_callers_share_runs_and_get_their_own_rows():
+    graph = SlowDouble()
+    batcher = MicroBatcher(graph, max_rows=64)
+    start = threading.Barrier(16)
+
+    def call(i: int) -> np.ndarray:
+        start.wait()
+        return batcher(np.full((2, 3), i, np.float32))
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(16)))
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
+    assert batcher.stats.rows == 32
+    assert len(graph.batch_sizes) < 16  # some requests were served together
+    assert batcher.stats.largest_group > 1
+    assert max(graph.batch_sizes) <= 64
+
+
+def test_a_request_larger_than_max_rows_runs_in_chunks():
+    graph = SlowDouble()
+    batcher = MicroBatcher(graph, max_rows=4)
+    x = np.arange(10, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(batcher(x), x * 2)
+    assert graph.batch_sizes == [4, 4, 2]
+
+
+def test_one_failing_request_does_not_fail_its_neighbours():
+    graph = SlowDouble(fail_on=-1.0)
+    batcher = MicroBatcher(graph, max_rows=64)
+    start = threading.Barrier(6)
+
+    def call(i: int):
+        start.wait()
+        try:
+            return batcher(np.full((1, 2), -1.0 if i == 3 else i, np.float32))
+        except RuntimeError as e:
+            return e
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(call, range(6)))
+    assert isinstance(results[3], RuntimeError)
+    for i in (0, 1, 2, 4, 5):
+        np.testing.assert_array_equal(results[i], np.full((1, 2), 2 * i))
+
+
+def test_after_a_failure_the_batcher_keeps_serving():
+    batcher = MicroBatcher(SlowDouble(fail_on=-1.0))
+    with pytest.raises(RuntimeError, match="graph failed"):
+        batcher(np.full((1, 1), -1.0, np.float32))
+    np.testing.assert_array_equal(batcher(np.ones((1, 1), np.float32)), [[2.0]])

@@ -1,0 +1,80 @@
+"""Sampling on a real trained model: seeds, D-based rejection (min_realness, DRS), paths, realness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import latents, sampling
+from service.engine import Engine
+from service.sampling import Filter
+
+
+@pytest.fixture(scope="module")
+def digits(service_models_dir: Path):
+    return Engine(service_models_dir, device="cpu", default_model="tiny-digits").get("tiny-digits")
+
+
+def test_a_seed_gives_the_samples_of_its_latents(digits):
+    batch = sampling.from_seed(digits, 6, 123, None, False, Filter(), 100)
+    z = latents.draw(latents.generator(123), digits.card.latent, 6)
+    np.testing.assert_array_equal(batch.samples, digits.generate(z))
+    assert batch.drawn == 6 and batch.logits is None
+
+
+def test_min_realness_keeps_only_passing_samples_within_the_draw_bound(digits):
+    probe = sampling.from_seed(digits, 64, 5, None, True, Filter(), 64)
+    threshold = float(np.median(sampling.realness(probe.logits)))  # about half pass
+    batch = sampling.from_seed(digits, 20, 9, None, True, Filter(min_realness=threshold), 200)
+    assert len(batch.samples) == 20 and batch.drawn <= 200
+    assert (sampling.realness(batch.logits) >= threshold).all()
+    np.testing.assert_allclose(digits.logits(batch.samples), batch.logits, rtol=1e-5, atol=1e-6)
+    again = sampling.from_seed(digits, 20, 9, None, True, Filter(min_realness=threshold), 200)
+    np.testing.assert_array_equal(batch.samples, again.samples)  # deterministic, filter and all
+
+
+def test_an_impossible_filter_stops_at_the_bound_and_says_how_many_were_drawn(digits):
+    batch = sampling.from_seed(digits, 5, 1, None, False, Filter(min_realness=1.0), 50)
+    assert len(batch.samples) == 0 and batch.samples.shape[1:] == (1, 8, 8)
+    assert batch.drawn == 50
+
+
+def test_drs_gamma_moves_acceptance_from_everything_to_nothing(digits):
+    everything = sampling.from_seed(digits, 10, 2, None, False, Filter(drs=True, gamma=-50.0), 100)
+    assert len(everything.samples) == 10 and everything.drawn == 20  # one round of 2n draws
+    nothing = sampling.from_seed(digits, 10, 2, None, False, Filter(drs=True, gamma=50.0), 100)
+    assert len(nothing.samples) == 0 and nothing.drawn == 100
+
+
+def test_drs_prefers_samples_that_d_finds_more_real(digits):
+    probe = sampling.from_seed(digits, 400, 3, None, True, Filter(), 400)
+    kept = sampling.from_seed(digits, 400, 3, None, True, Filter(drs=True), 400)  # one pass, no refill
+    assert 0 < len(kept.samples) < 400
+    assert kept.logits.mean() > probe.logits.mean()
+
+
+def test_explicit_latents_under_a_filter_are_filtered_not_replaced(digits):
+    z = latents.draw(latents.generator(4), digits.card.latent, 30)
+    batch = sampling.generate(digits, z, with_logits=True)
+    threshold = float(np.median(sampling.realness(batch.logits)))
+    kept = sampling.filtered(digits, batch, Filter(min_realness=threshold))
+    assert 0 < len(kept.samples) < 30 and kept.drawn == 30
+    assert (sampling.realness(kept.logits) >= threshold).all()
+
+
+def test_realness_is_sigmoid_without_overflow():
+    logits = np.array([-1000.0, -1.0, 0.0, 2.0, 1000.0], np.float32)
+    np.testing.assert_allclose(sampling.realness(logits), [0.0, 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-2.0)), 1.0], rtol=1e-6)
+
+
+def test_a_path_between_seeds_starts_and_ends_at_their_first_latents(digits):
+    a, b = sampling.one_latent(digits, 10, None), sampling.one_latent(digits, 11, None)
+    for method in ("slerp", "lerp"):
+        z = sampling.path(a, b, 7, method)
+        assert z.shape == (7, digits.card.latent.dim)
+        np.testing.assert_allclose(z[0], a, atol=1e-6)
+        np.testing.assert_allclose(z[-1], b, atol=1e-6)
+    first = sampling.from_seed(digits, 1, 10, None, False, Filter(), 1).samples[0]
+    np.testing.assert_allclose(digits.generate(sampling.path(a, b, 3, "lerp"))[0], first, atol=1e-6)
