@@ -43,7 +43,6 @@ from training.onnx_io import (
     OnnxExportError,
     cpu_session,
     export_graph,
-    run_batched,
     save_graph,
     session_signature,
     signature_of,
@@ -54,6 +53,7 @@ PARITY_BATCHES = (1, 7, 256)
 G_TOLERANCE = 1e-5  # max abs difference of G's samples, torch vs onnxruntime
 D_TOLERANCE = 1e-4  # max abs difference of D's logits
 REALNESS_SAMPLES = 10_000  # samples of G over which realness.max_logit is measured
+REALNESS_CHUNK = 500
 PREVIEW_FILE = "samples.png"
 PREVIEW_IMAGES = 64  # an 8 x 8 grid
 TRAINING_KEYS = ("preset", "config", "steps", "wall_time_s", "seed")
@@ -123,7 +123,17 @@ def _training_info(info: dict) -> TrainingInfo:
     return TrainingInfo(torch_version=torch.__version__, **{k: info[k] for k in TRAINING_KEYS})
 
 
-def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps) -> None:
+def _sample_and_score(g_session, d_session, z: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """G's samples of z and D's logits on them, in chunks (minutes on a CPU for a full DCGAN)."""
+    xs, logits = [], []
+    for i in tqdm(range(0, len(z), REALNESS_CHUNK), desc="realness", unit="chunk", leave=False, disable=not progress):
+        x = g_session.run(None, {"z": z[i : i + REALNESS_CHUNK]})[0]  # (chunk, *sample_shape)
+        xs.append(x)
+        logits.append(d_session.run(None, {"x": x})[0])  # (chunk, 1)
+    return np.concatenate(xs), np.concatenate(logits)
+
+
+def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps, progress) -> None:
     seed = training.seed
     g_path, d_path = folder / GRAPH_FILES["generator"], folder / GRAPH_FILES["discriminator"]
 
@@ -148,8 +158,7 @@ def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, traini
 
     # Realness and the observed value range, measured through onnxruntime like the service will.
     z_all = sample_latent(cfg.latent, REALNESS_SAMPLES, torch.Generator().manual_seed(seed + 1)).numpy()
-    x_all = run_batched(sessions["generator"], z_all)  # (10000, *sample_shape)
-    logits = run_batched(sessions["discriminator"], x_all)  # (10000, 1)
+    x_all, logits = _sample_and_score(sessions["generator"], sessions["discriminator"], z_all, progress)
     if not (np.isfinite(x_all).all() and np.isfinite(logits).all()):
         raise OnnxExportError(f"{g_path.name}: G's samples or D's logits are not finite; the run diverged")
     sample = _sample_spec(cfg, x_all)
@@ -222,7 +231,8 @@ def export_model(
     try:
         with tqdm(total=5, desc=f"export {name}", unit="step", disable=not progress) as steps:
             _build_folder(
-                staging, config, G, D, name=name, description=description, dataset=dataset, training=training, steps=steps
+                staging, config, G, D, name=name, description=description, dataset=dataset, training=training, steps=steps,
+                progress=progress,
             )
         _move_into_place(staging, target)
     except CardError as e:
