@@ -243,7 +243,11 @@ class _Run:
     def write_grid(self, partial: bool = False) -> Path:
         # The same z every epoch (its own generator, so training's randomness is untouched).
         z_gen = torch.Generator().manual_seed(self.config.seed + 3)
-        z = sample_latent(self.config.network.latent, self.config.grid_samples, z_gen).to(self.device)
+        # A plot of vectors needs many points to show a density; a grid of images does not.
+        n = self.config.grid_samples
+        if len(self.config.network.sample_shape) != 3:
+            n = max(n, 2000)
+        z = sample_latent(self.config.network.latent, n, z_gen).to(self.device)
         self.G.eval()
         samples = self.G(z).cpu().numpy()
         self.G.train()
