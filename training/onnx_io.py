@@ -10,7 +10,6 @@ real onnxruntime session opened on the result before anyone relies on it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import warnings
 from pathlib import Path
@@ -71,22 +70,21 @@ def _cached_torchlib_registry():
         return
     build = original.__func__
 
-    @functools.cache
-    def cached(opset_version: int):
-        return build(ONNXRegistry, opset_version=opset_version)
+    def from_torchlib(cls, *args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = build(cls, *args, **kwargs)
+        return _REGISTRIES[key]
 
-    _REGISTRY_BUILDERS.setdefault("cached", cached)
-    ONNXRegistry.from_torchlib = classmethod(
-        lambda cls, opset_version=OPSET: _REGISTRY_BUILDERS["cached"](opset_version)
-    )
+    ONNXRegistry.from_torchlib = classmethod(from_torchlib)
     try:
         yield
     finally:
         ONNXRegistry.from_torchlib = original
 
 
-# The cached builder, kept across calls (the cache must outlive one export to be of any use).
-_REGISTRY_BUILDERS: dict = {}
+# Registries by from_torchlib's arguments; module-level so the cache outlives one export.
+_REGISTRIES: dict = {}
 
 
 def export_graph(module: nn.Module, example: torch.Tensor, input_name: str, output_name: str) -> onnx.ModelProto:
