@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     threads: int = Field(default=4, ge=1, le=256)
     # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
     max_draws_factor: int = Field(default=20, ge=1, le=1000)
+    # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
+    # the server owns. Unset: the task is refused (the server writes nowhere by default).
+    output_dir: Optional[Path] = None
 
 
 def load_settings() -> Settings:
