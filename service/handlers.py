@@ -42,7 +42,8 @@ def _truncation(model: LoadedModel, truncation: Optional[float]) -> None:
 
 
 def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt: str, nrow: Optional[int], meta: dict) -> Response:
-    """x: (k, *sample_shape). json carries meta as fields; npy and png carry it as X- headers."""
+    """x: (k, *sample_shape). json carries meta as fields; npy and png carry it as headers
+    (X-Model, X-Model-Version, X-Seed or X-Seeds, X-Shape, and X-Drawn / X-Accepted with a filter)."""
     count_samples(model.name, len(x))
     meta = {"model": model.name, "version": model.card.version, **meta, "shape": list(x.shape)}
     if fmt == "json":
@@ -52,7 +53,8 @@ def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt
             body["logit"] = logits.astype(np.float32)
         return Response(encoding.json_bytes(body), media_type="application/json")
     headers = {f"X-{k.replace('_', '-').title()}": (",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
-               for k, v in meta.items() if v is not None}
+               for k, v in meta.items() if v is not None and k != "version"}
+    headers["X-Model-Version"] = model.card.version
     if fmt == "npy":
         return Response(encoding.npy_bytes(x), media_type=encoding.NPY_MEDIA_TYPE, headers=headers)
     if len(x) == 0:

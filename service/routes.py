@@ -25,6 +25,7 @@ from .schemas import MAX_N, ScoreRequest
 
 JSON_TYPES = {"application/json", ""}
 NPY_TYPES = {encoding.NPY_MEDIA_TYPE, "application/octet-stream"}
+FORM_TYPE = "application/x-www-form-urlencoded"  # a form without files: answered "no PNG file"
 
 
 def _engine(request: Request) -> Engine:
@@ -85,7 +86,7 @@ async def score(request: Request) -> Response:
         engine = _engine(request)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         model_name = request.query_params.get("model")
-        if media_type.startswith("multipart/"):
+        if media_type.startswith("multipart/") or media_type == FORM_TYPE:
             model_name, parts = await _png_parts(request, model_name)
             model = _image_model(engine, model_name)
             x = np.stack([encoding.png_image(b, model.card.sample.shape, model.card.sample.value_range, f) for f, b in parts])

@@ -1,8 +1,6 @@
 """Request bodies of the API, bounded in their types: BentoML validates them (400 on failure) and
 publishes them in the OpenAPI schema (/docs.json). Checks that need the model (latent size,
 sample shape) happen in the handlers, which answer the same way (see errors.py).
-
-One example per request is shared by the schema, docs/API.md and the tests.
 """
 
 from __future__ import annotations
@@ -46,7 +44,6 @@ class SampleRequest(_Request):
     drs: bool = Field(False, description="discriminator rejection sampling (Azadi et al. 2019)")
     drs_gamma: Annotated[float, Ge(-50), Le(50)] = Field(0.0, description="DRS acceptance shift; higher is stricter")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"n": 16, "seed": 42, "format": "json"}]})
 
 
 class InterpolateRequest(_Request):
@@ -60,7 +57,6 @@ class InterpolateRequest(_Request):
     nrow: Nrow = None
     scores: bool = False
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"seeds": [1, 2], "steps": 8, "method": "slerp"}]})
 
 
 class ScoreRequest(_Request):
@@ -69,4 +65,3 @@ class ScoreRequest(_Request):
     model: ModelName = None
     samples: list[Any] = Field(description="n samples, each of the model's sample shape (nested lists of numbers)")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"samples": [[0.0, 0.5]]}]})

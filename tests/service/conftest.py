@@ -21,10 +21,27 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # model_factory, next to this file
 from model_factory import corrupt, make_model  # noqa: E402
 
+# Deprecation notices raised inside BentoML and its dependencies (not actionable here, and fatal
+# under -W error), filtered by the module they come from, plus starlette's notice about httpx.
+THIRD_PARTY_WARNINGS = [
+    "ignore::DeprecationWarning:pathspec.*",
+    "ignore::DeprecationWarning:_bentoml_sdk.*",
+    "ignore::DeprecationWarning:_bentoml_impl.*",
+    "ignore::DeprecationWarning:bentoml.*",
+    "ignore:Using `httpx` with `starlette.testclient` is deprecated",
+]
 TOKEN = "test-token-123"
 MAX_N = 256  # small limits keep the limit tests cheap
 MAX_BODY = 1 << 20
 DEFAULT = "tiny-digits"
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            for spec in THIRD_PARTY_WARNINGS:
+                item.add_marker(pytest.mark.filterwarnings(spec))
 
 
 @pytest.fixture(scope="session")

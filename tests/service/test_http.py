@@ -1,0 +1,237 @@
+"""Every endpoint and format over HTTP, in process (GanServe.to_asgi() + TestClient)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DEFAULT, MAX_N
+from models.card import ModelCard
+from service import latents
+
+GRID_PAD = 2
+
+
+@pytest.fixture(scope="module")
+def cards(client) -> dict[str, ModelCard]:
+    listed = client.get("/models").json()["models"]
+    return {m["name"]: ModelCard.model_validate(m["card"]) for m in listed if m["status"] == "ready"}
+
+
+def npy(response) -> np.ndarray:
+    return np.load(io.BytesIO(response.content), allow_pickle=False)
+
+
+# --- /sample --------------------------------------------------------------------------------
+
+
+def test_sample_json_defaults_to_16_from_the_default_model_with_a_drawn_seed(client, cards):
+    r = client.post("/sample", json={})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["model"] == DEFAULT and body["version"] == cards[DEFAULT].version
+    assert 0 <= body["seed"] < 2**64
+    assert body["shape"] == [16, 1, 8, 8]
+    assert np.asarray(body["samples"]).shape == (16, 1, 8, 8)
+
+
+def test_same_seed_same_bytes_in_every_format(client):
+    for fmt in ("json", "npy", "png"):
+        request = {"n": 9, "seed": 2**64 - 1, "format": fmt, "truncation": 1.0}
+        first, second = client.post("/sample", json=request), client.post("/sample", json=request)
+        assert first.status_code == 200, first.text
+        assert first.content == second.content, fmt
+    other = client.post("/sample", json={"n": 9, "seed": 2**64 - 2, "format": "npy"})
+    assert other.content != first.content
+
+
+def test_npy_and_json_carry_the_same_float32_samples(client):
+    as_json = client.post("/sample", json={"n": 4, "seed": 11})
+    as_npy = client.post("/sample", json={"n": 4, "seed": 11, "format": "npy"})
+    assert as_npy.headers["content-type"] == "application/x-npy"
+    x = npy(as_npy)
+    assert x.dtype == np.float32 and x.shape == (4, 1, 8, 8)
+    np.testing.assert_array_equal(np.asarray(as_json.json()["samples"], np.float32), x)
+    assert as_npy.headers["x-seed"] == "11" and as_npy.headers["x-model"] == DEFAULT
+    assert as_npy.headers["x-model-version"] == as_json.json()["version"]
+    assert as_npy.headers["x-shape"] == "4,1,8,8"
+
+
+def test_png_is_one_grid_with_nrow_tiles_per_row(client):
+    r = client.post("/sample", json={"n": 10, "seed": 3, "format": "png", "nrow": 4})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(r.content)) as grid:
+        assert grid.format == "PNG" and grid.mode == "L"
+        assert grid.size == (4 * (8 + GRID_PAD) + GRID_PAD, 3 * (8 + GRID_PAD) + GRID_PAD)
+    assert r.headers["x-seed"] == "3"
+
+
+def test_explicit_latents_give_the_samples_of_the_seed_that_drew_them(client, cards):
+    z = latents.draw(latents.generator(21), cards[DEFAULT].latent, 3)
+    by_latents = client.post("/sample", json={"latents": z.tolist(), "format": "npy"})
+    by_seed = client.post("/sample", json={"n": 3, "seed": 21, "format": "npy"})
+    assert by_latents.status_code == 200, by_latents.text
+    np.testing.assert_array_equal(npy(by_latents), npy(by_seed))
+    assert "x-seed" not in by_latents.headers  # no seed was involved
+
+
+def test_scores_are_sigmoid_of_the_logits_and_match_score(client):
+    body = client.post("/sample", json={"n": 5, "seed": 8, "scores": True}).json()
+    logit, realness = np.asarray(body["logit"]), np.asarray(body["realness"])
+    np.testing.assert_allclose(realness, 1 / (1 + np.exp(-logit)), rtol=1e-5)
+    scored = client.post("/score", json={"samples": body["samples"]}).json()
+    np.testing.assert_allclose(scored["logit"], logit, rtol=1e-5, atol=1e-6)
+
+
+def test_min_realness_filters_and_reports_drawn_and_accepted(client):
+    probe = client.post("/sample", json={"n": 64, "seed": 1, "scores": True}).json()
+    threshold = float(np.median(probe["realness"]))
+    body = client.post("/sample", json={"n": 8, "seed": 2, "scores": True, "min_realness": threshold}).json()
+    assert body["accepted"] == len(body["samples"]) == 8 and body["drawn"] >= 8
+    assert min(body["realness"]) >= threshold
+    r = client.post("/sample", json={"n": 8, "seed": 2, "format": "npy", "min_realness": threshold})
+    assert r.headers["x-accepted"] == "8" and int(r.headers["x-drawn"]) == body["drawn"]
+
+
+def test_drs_reports_how_many_it_drew(client):
+    body = client.post("/sample", json={"n": 8, "seed": 5, "drs": True, "drs_gamma": -50}).json()
+    assert body["accepted"] == 8 and body["drawn"] == 16
+    strict = client.post("/sample", json={"n": 4, "seed": 5, "drs": True, "drs_gamma": 50}).json()
+    assert strict["accepted"] == 0 and strict["drawn"] == 4 * 20 and strict["samples"] == []
+
+
+def test_a_filter_that_passes_nothing_cannot_draw_a_png(client):
+    r = client.post("/sample", json={"n": 4, "seed": 5, "min_realness": 1.0, "format": "png"})
+    assert r.status_code == 422 and "no sample passed" in r.json()["error"]
+
+
+def test_vector_model_in_json_and_npy(client, cards):
+    body = client.post("/sample", json={"model": "tiny-ring", "n": 3, "seed": 1}).json()
+    assert body["shape"] == [3, 2] and body["model"] == "tiny-ring"
+    np.testing.assert_array_equal(
+        npy(client.post("/sample", json={"model": "tiny-ring", "n": 3, "seed": 1, "format": "npy"})),
+        np.asarray(body["samples"], np.float32))
+
+
+def test_max_n_samples_in_one_request(client):
+    assert npy(client.post("/sample", json={"n": MAX_N, "format": "npy"})).shape == (MAX_N, 1, 8, 8)
+
+
+# --- /interpolate ---------------------------------------------------------------------------
+
+
+def test_interpolate_between_seeds_ends_at_each_seeds_first_sample(client):
+    r = client.post("/interpolate", json={"seeds": [4, 9], "steps": 5, "format": "npy"})
+    assert r.status_code == 200, r.text
+    path = npy(r)
+    assert path.shape == (5, 1, 8, 8) and r.headers["x-seeds"] == "4,9"
+    for seed, end in ((4, path[0]), (9, path[-1])):
+        np.testing.assert_allclose(npy(client.post("/sample", json={"n": 1, "seed": seed, "format": "npy"}))[0], end, atol=1e-6)
+
+
+def test_interpolate_lerp_with_latents_and_json_scores(client, cards):
+    a, b = latents.draw(latents.generator(0), cards[DEFAULT].latent, 2).tolist()
+    body = client.post("/interpolate", json={"latents": [a, b], "steps": 3, "method": "lerp", "scores": True}).json()
+    assert body["method"] == "lerp" and body["seeds"] is None
+    assert np.asarray(body["samples"]).shape == (3, 1, 8, 8) and len(body["realness"]) == 3
+
+
+def test_interpolate_draws_and_returns_seeds_when_none_given(client):
+    body = client.post("/interpolate", json={"steps": 2}).json()
+    assert len(body["seeds"]) == 2 and all(0 <= s < 2**64 for s in body["seeds"])
+    r = client.post("/interpolate", json={"seeds": [1, 2], "steps": 6, "format": "png", "nrow": 6})
+    with Image.open(io.BytesIO(r.content)) as grid:
+        assert grid.size == (6 * (8 + GRID_PAD) + GRID_PAD, 8 + 2 * GRID_PAD)
+
+
+# --- /score ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def eight_samples(client) -> tuple[np.ndarray, np.ndarray]:
+    body = client.post("/sample", json={"n": 8, "seed": 99, "scores": True}).json()
+    return np.asarray(body["samples"], np.float32), np.asarray(body["logit"], np.float32)
+
+
+def test_score_an_npy_body(client, eight_samples):
+    x, logit = eight_samples
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    r = client.post(f"/score?model={DEFAULT}", content=buffer.getvalue(), headers={"content-type": "application/x-npy"})
+    assert r.status_code == 200, r.text
+    assert r.json()["n"] == 8
+    np.testing.assert_allclose(r.json()["logit"], logit, rtol=1e-5, atol=1e-6)
+
+
+def _png(sample: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(sample[0] * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_score_one_png_body_and_several_pngs_in_a_form(client, eight_samples):
+    x, logit = eight_samples
+    one = client.post("/score", content=_png(x[0]), headers={"content-type": "image/png"})
+    assert one.status_code == 200, one.text
+    # 8-bit pixels quantize the sample: close to, not equal to, its logit
+    assert one.json()["n"] == 1 and abs(one.json()["logit"][0] - logit[0]) < 0.05
+    files = [("images", (f"{i}.png", _png(s), "image/png")) for i, s in enumerate(x[:3])]
+    many = client.post("/score", files=files, data={"model": DEFAULT})
+    assert many.status_code == 200, many.text
+    np.testing.assert_allclose(many.json()["logit"], logit[:3], atol=0.05)
+
+
+def test_score_vectors_as_json(client):
+    r = client.post("/score", json={"model": "tiny-ring", "samples": [[0.0, 1.0], [2.0, -2.0]]})
+    assert r.status_code == 200 and r.json()["model"] == "tiny-ring"
+    assert len(r.json()["realness"]) == 2 and all(0 < v < 1 for v in r.json()["realness"])
+
+
+# --- /models, health, metrics, docs -----------------------------------------------------------
+
+
+def test_models_lists_cards_providers_and_the_unavailable_one_with_its_reason(client):
+    body = client.get("/models").json()
+    assert body["default_model"] == DEFAULT and "cpu" in body["device"]
+    by_name = {m["name"]: m for m in body["models"]}
+    assert set(by_name) == {"broken", "faulty", "tiny-digits", "tiny-ring"}
+    ready = by_name[DEFAULT]
+    assert ready["status"] == "ready" and ready["provider"] == "CPUExecutionProvider"
+    assert ready["card"]["sample"]["shape"] == [1, 8, 8] and ready["version"] == ready["card"]["files"]["generator"]["sha256"][:12]
+    assert by_name["broken"]["status"] == "unavailable" and "generator.onnx" in by_name["broken"]["reason"]
+
+
+def test_health_metrics_and_docs_need_no_token_and_metrics_count_samples(client):
+    open_client_headers = {"Authorization": ""}
+    for path in ("/livez", "/readyz", "/docs.json"):
+        assert client.get(path, headers=open_client_headers).status_code == 200, path
+    before = _served(client.get("/metrics", headers=open_client_headers).text)
+    client.post("/sample", json={"n": 7})
+    after = _served(client.get("/metrics", headers=open_client_headers).text)
+    assert after - before == 7
+    paths = client.get("/docs.json").json()["paths"]
+    assert {"/sample", "/interpolate"} <= set(paths)
+
+
+def _served(metrics: str) -> float:
+    line = f'ganserve_samples_served_total{{model="{DEFAULT}"}}'
+    return sum(float(row.split()[-1]) for row in metrics.splitlines() if row.startswith(line))
+
+
+def test_an_onnxruntime_failure_answers_500_with_a_message_and_the_server_keeps_serving(client):
+    r = client.post("/sample", json={"model": "faulty", "n": 1})
+    assert r.status_code == 500
+    assert "onnxruntime failed running faulty's generator" in r.json()["error"]
+    assert client.post("/sample", json={"model": "faulty", "n": 2}).status_code == 200
+    assert client.post("/sample", json={"n": 1}).status_code == 200
+
+
+def test_png_grid_geometry_for_the_default_nrow(client):
+    r = client.post("/sample", json={"n": 5, "seed": 1, "format": "png"})
+    cols = math.ceil(math.sqrt(5))
+    with Image.open(io.BytesIO(r.content)) as grid:
+        assert grid.size == (cols * (8 + GRID_PAD) + GRID_PAD, 2 * (8 + GRID_PAD) + GRID_PAD)
