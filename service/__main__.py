@@ -14,14 +14,19 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
+    # Import only the command asked for: `serve` need not load what `generate` needs, or the reverse.
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    module = None
     for name, help_text in COMMANDS.items():
-        modules[name] = importlib.import_module(f"service.commands.{name}")
-        modules[name].add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(f"service.commands.{name}")
+            module.add_arguments(command_parser)
     args = parser.parse_args(argv)
-    return modules[args.command].run(args)
+    return module.run(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,117 @@
+"""A real `python -m service serve` (bentoml serve) subprocess on 127.0.0.1, over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import DEFAULT, TOKEN, service_env
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 90  # bentoml's first start on two busy cores
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(service_models_dir, tmp_path_factory):
+    """The server's base URL; on teardown it must stop on SIGTERM, promptly and cleanly."""
+    root = tmp_path_factory.mktemp("server")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GANSERVE_", "PROMETHEUS_"))}
+    env.update(service_env(service_models_dir, root))
+    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
+    env["GANSERVE_THREADS"] = "8"
+    port = free_port()
+    log_path = root / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process, log_path)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail(f"the server did not stop within 30 s of SIGTERM:\n{log_path.read_text()[-3000:]}")
+    assert process.returncode in (0, -signal.SIGTERM), log_path.read_text()[-3000:]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/livez", timeout=2)
+
+
+def _wait_ready(base: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"not ready within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+
+
+def test_one_request_per_format(server):
+    with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
+        as_json = http.post("/sample", json={"n": 4, "seed": 7})
+        assert as_json.status_code == 200 and as_json.json()["model"] == DEFAULT
+        as_npy = http.post("/sample", json={"n": 4, "seed": 7, "format": "npy"})
+        x = np.load(io.BytesIO(as_npy.content), allow_pickle=False)
+        np.testing.assert_array_equal(x, np.asarray(as_json.json()["samples"], np.float32))
+        as_png = http.post("/sample", json={"n": 4, "seed": 7, "format": "png"})
+        assert as_png.headers["content-type"] == "image/png" and as_png.content.startswith(b"\x89PNG")
+        path = http.post("/interpolate", json={"seeds": [1, 2], "steps": 3})
+        assert np.asarray(path.json()["samples"]).shape == (3, 1, 8, 8)
+        scored = http.post("/score", content=as_npy.content, headers={"content-type": "application/x-npy"})
+        assert scored.status_code == 200 and scored.json()["n"] == 4
+        models = http.get("/models").json()
+        assert {m["name"] for m in models["models"] if m["status"] == "ready"} == {"faulty", "tiny-digits", "tiny-ring"}
+        bad = http.post("/sample", json={"n": 0})
+        assert bad.status_code == 400 and bad.json()["error"].startswith("n: ")
+        assert http.post("/sample", json={"model": "faulty", "n": 1}).status_code == 500
+        assert http.post("/sample", json={"n": 1}, headers={"Authorization": "Bearer no"}).status_code == 401
+        assert http.get("/readyz", headers={"Authorization": ""}).status_code == 200
+
+
+def test_a_concurrent_burst_gets_each_caller_its_own_samples(server):
+    """32 callers at once (they share graph runs in the micro-batcher): every answer must equal the
+    one that seed gives alone."""
+    with httpx.Client(base_url=server, headers=AUTH, timeout=60) as http:
+        alone = {s: http.post("/sample", json={"n": 2, "seed": s, "format": "npy"}).content for s in range(4)}
+
+        def call(i: int) -> tuple[int, httpx.Response]:
+            seed = i % 4
+            return seed, http.post("/sample", json={"n": 2, "seed": seed, "format": "npy"})
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, range(32)))
+        for seed, r in answers:
+            assert r.status_code == 200, r.text
+            assert r.content == alone[seed]
+        metrics = http.get("/metrics").text
+        assert f'ganserve_samples_served_total{{model="{DEFAULT}"}}' in metrics
