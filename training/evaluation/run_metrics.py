@@ -1,0 +1,126 @@
+"""Which metrics fit which dataset, and each one measured with a record of how.
+
+`evaluate(dataset, sample, n_samples)` takes a `sample(n, seed) -> np.ndarray (n, *sample_shape)`
+function, so a training run (torch) and an exported model (onnxruntime) go through the same code.
+It returns {metric name: models.card.Metric}; `method` says how each number was made so a reader
+can tell which numbers are comparable with which.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from models.card import Metric
+from training.data import dataset_info, load_dataset
+from training.evaluation import density1d, modes, parzen
+from training.evaluation.classifier import load_classifier, weights_path
+from training.evaluation.frechet import MAX_ENTROPY, digit_metrics
+
+Sampler = Callable[[int, int], np.ndarray]
+PARZEN_SAMPLES = 10_000
+DIGIT_SAMPLES = 10_000
+TOY1D_SAMPLES = 100_000
+SEED = 1234  # the latents of every evaluation: fixed, so a rerun gives the same numbers
+# Digit datasets measured by a project classifier: dataset -> classifier (same pixels, same size).
+CLASSIFIER_FOR = {"mnist5k": "mnist5k", "mnist": "mnist5k", "digits": "digits"}
+
+
+def _np(t) -> np.ndarray:
+    return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
+
+
+def parzen_metrics(dataset: str, options: dict, sample: Sampler, n: int, progress: bool) -> dict[str, Metric]:
+    valid, test = _np(load_dataset(dataset, "valid", **options).x), _np(load_dataset(dataset, "test", **options).x)
+    train = _np(load_dataset(dataset, "train", **options).x)
+    ours = parzen.parzen_estimate(sample(n, SEED), valid, test, progress=progress)
+    # The same estimate with real training digits standing in for G's samples: the ceiling a
+    # perfect copy of the training set would score, on the same splits and kernel grid.
+    base = parzen.parzen_estimate(train[:n], valid, test, progress=progress)
+    how = (f"Parzen window (Goodfellow et al. 2014 protocol): {ours.n_samples} samples, sigma from "
+           f"logspace(-1, 0, 10) chosen on the {ours.n_valid} {dataset} valid images, mean +- SE over "
+           f"the {ours.n_test} {dataset} test images; nats")
+    return {
+        "parzen_log_likelihood": Metric(value=ours.mean, stderr=ours.stderr, method=how, details={
+            "sigma": ours.sigma, "n_samples": ours.n_samples, "dataset": dataset, "split": "test"}),
+        "parzen_log_likelihood_of_training_data": Metric(value=base.mean, stderr=base.stderr, method=how.replace(
+            f"{ours.n_samples} samples", f"{base.n_samples} training images as the samples"), details={
+            "sigma": base.sigma, "n_samples": base.n_samples, "dataset": dataset, "split": "test"}),
+    }
+
+
+def digit_quality_metrics(dataset: str, options: dict, sample: Sampler, n: int) -> dict[str, Metric]:
+    clf_name = CLASSIFIER_FOR[dataset]
+    clf = load_classifier(clf_name)
+    real = np.concatenate([_np(load_dataset(dataset, s, **options).x) for s in ("valid", "test")])
+    gen = sample(n, SEED + 1)
+    if tuple(gen.shape[1:]) != clf.sample_shape:
+        return {}  # a resized variant (dataset_options.size): the classifier does not apply
+    m = digit_metrics(clf, gen, real)
+    train = _np(load_dataset(dataset, "train", **options).x)
+    ref = digit_metrics(clf, train, real)  # real training digits measured the same way
+    src = (f"the project's classifier {weights_path(clf_name).name} (held-out accuracy {clf.accuracy:.3f}), "
+           f"{m.n_generated} samples vs {m.n_real} held-out real {dataset} images (valid + test)")
+    return {
+        "frechet_distance": Metric(value=m.frechet, method=f"Frechet distance of 64-d features of {src}", details={
+            "real_training_digits": ref.frechet}),
+        "classifier_confidence": Metric(value=m.confidence, method=f"mean top-class probability under {src}",
+                                        details={"real_training_digits": ref.confidence}),
+        "digit_min_share": Metric(value=m.min_share, method=f"smallest share of a predicted digit under {src}; "
+                                  "0.1 is perfectly even", details={"class_shares": m.class_shares,
+                                                                    "real_training_digits": ref.min_share}),
+        "digit_entropy": Metric(value=m.entropy, method=f"entropy (nats) of the predicted digit shares under {src}; "
+                                f"{MAX_ENTROPY:.3f} is perfectly even", details={"real_training_digits": ref.entropy}),
+    }
+
+
+def mode_metrics(dataset: str, sample: Sampler, n: int) -> dict[str, Metric]:
+    from training.data.toy import mixture_modes, mixture_sigma
+
+    r = modes.mode_coverage(sample(n, SEED).reshape(n, -1), mixture_modes(dataset), mixture_sigma(dataset))
+    how = (f"{r.n_samples} samples, each assigned to its nearest of the {r.n_modes} modes and high quality "
+           f"within {modes.HQ_SIGMAS:g} sigma of it (VEEGAN / PacGAN protocol)")
+    return {
+        "modes_covered": Metric(value=r.modes_covered, method=f"modes with >= 1 high-quality sample; {how}",
+                                details={"n_modes": r.n_modes, "counts": r.counts,
+                                         "modes_with_20pct_of_share": r.modes_covered_at_20pct}),
+        "high_quality_share": Metric(value=r.high_quality, method=f"share of high-quality samples; {how}"),
+        "mode_reverse_kl": Metric(value=r.reverse_kl, method=f"KL(q || uniform) of the high-quality mode "
+                                  f"histogram q (nats); {how}"),
+    }
+
+
+def toy1d_metrics(sample: Sampler, n: int) -> dict[str, Metric]:
+    from training.data.toy import TOY1D_MEAN, TOY1D_STD, toy1d_density
+
+    x = sample(n, SEED).reshape(-1)
+    grid = np.linspace(TOY1D_MEAN - 8 * TOY1D_STD, TOY1D_MEAN + 8 * TOY1D_STD, 4001)
+    dx = float(grid[1] - grid[0])
+    j = density1d.jsd(toy1d_density(grid), density1d.kde(x, grid), dx)
+    how = f"p_g by Gaussian KDE (Silverman bandwidth) of {x.size} samples against the closed-form p_data"
+    return {
+        "jsd": Metric(value=j, method=f"JSD(p_data || p_g) in nats; {how}"),
+        "criterion_c": Metric(value=density1d.criterion_from_jsd(j), method=f"C(G) = -log 4 + 2 JSD "
+                              f"(Theorem 1; optimum -log 4 = {-density1d.LOG4:.4f}); {how}"),
+        "sample_mean": Metric(value=float(x.mean()), method=f"mean of {x.size} samples",
+                              details={"data": TOY1D_MEAN}),
+        "sample_std": Metric(value=float(x.std()), method=f"standard deviation of {x.size} samples",
+                             details={"data": TOY1D_STD}),
+    }
+
+
+def evaluate(dataset: str, options: dict, sample: Sampler, n_samples: Optional[int] = None,
+             *, progress: bool = True) -> dict[str, Metric]:
+    """The metrics that fit `dataset`; `n_samples` overrides each metric's default sample count."""
+    info = dataset_info(dataset, **options)
+    if dataset == "toy1d":
+        return toy1d_metrics(sample, n_samples or TOY1D_SAMPLES)
+    if dataset in ("ring8", "grid25"):
+        return mode_metrics(dataset, sample, n_samples or modes.N_SAMPLES)
+    if info.kind != "image":
+        raise ValueError(f"dataset: no metrics defined for vector dataset {dataset!r}")
+    out = parzen_metrics(dataset, options, sample, n_samples or PARZEN_SAMPLES, progress)
+    if dataset in CLASSIFIER_FOR:
+        out.update(digit_quality_metrics(dataset, options, sample, n_samples or DIGIT_SAMPLES))
+    return out
