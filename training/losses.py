@@ -39,3 +39,14 @@ def g_loss(fake_logit: torch.Tensor, kind: GLoss) -> torch.Tensor:
     if kind == "minimax":
         return g_loss_minimax(fake_logit)
     raise ValueError(f"g_loss: unknown kind {kind!r}; known: {', '.join(G_LOSSES)}")
+
+
+def r1_penalty(real_logit: torch.Tensor, real_x: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the mean squared norm of D's gradient on real data, 1/2 ||grad D(x)||^2.
+
+    Penalising D's slope where the data lies keeps D from growing arbitrarily sharp on a small training
+    set; the Nash equilibrium p_g = p_data is unchanged (there D is flat, the penalty zero). `real_x`
+    must have requires_grad set before D saw it.
+    """
+    (grad,) = torch.autograd.grad(real_logit.sum(), real_x, create_graph=True)  # (m, *sample_shape)
+    return 0.5 * grad.pow(2).flatten(1).sum(1).mean()

@@ -26,7 +26,7 @@ from training.checkpoint import latest_checkpoint, load_checkpoint, load_weights
 from training.config import OptimConfig, TrainConfig
 from training.data import load_dataset
 from training.grid import save_grid
-from training.losses import d_loss, g_loss
+from training.losses import d_loss, g_loss, r1_penalty
 from training.networks import build_discriminator, build_generator, sample_latent
 
 CONFIG_FILE = "config.json"
@@ -186,8 +186,11 @@ class _Run:
             x = self.next_batch()
             with torch.no_grad():
                 fake = self.G(self.noise())  # (m, *sample_shape)
+            x.requires_grad_(cfg.d_r1_gamma > 0)  # R1 differentiates D's logit w.r.t. the real batch
             real_logit, fake_logit = self.D(x), self.D(fake)  # (m, 1) each
             loss = d_loss(real_logit, fake_logit)
+            if cfg.d_r1_gamma > 0:
+                loss = loss + cfg.d_r1_gamma * r1_penalty(real_logit, x)
             self._finite(loss, "D")
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()

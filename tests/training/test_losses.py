@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from training.losses import d_loss, g_loss, g_loss_minimax, g_loss_non_saturating
+from training.losses import d_loss, g_loss, g_loss_minimax, g_loss_non_saturating, r1_penalty
 
 
 def test_d_loss_is_the_negated_value_function():
@@ -50,3 +50,11 @@ def test_non_saturating_loss_keeps_gradient_when_d_rejects_fakes():
 def test_unknown_g_loss_is_named():
     with pytest.raises(ValueError, match="g_loss"):
         g_loss(torch.zeros(2, 1), "wasserstein")
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_half_its_squared_slope():
+    # D(x) = w.x + b has gradient w everywhere: the penalty is exactly 0.5 * ||w||^2.
+    w = torch.tensor([3.0, -4.0])
+    x = torch.randn(16, 2, requires_grad=True)
+    logit = (x @ w + 1.0)[:, None]  # (16, 1)
+    assert torch.isclose(r1_penalty(logit, x), torch.tensor(12.5))
