@@ -1,0 +1,178 @@
+"""`python -m service generate`: write a sharded synthetic dataset (see docs/DATASETS.md).
+
+    python -m service generate --model-dir models/mnist --samples 1000000 --out data/mnist-1m
+    python -m service generate --url http://a:3000 --url http://b:3000 --samples 1000000 --out data/mnist-1m
+    python -m service generate ... --shard 2/8        # this machine's eighth of the shards
+    python -m service generate ... --shards 17-20     # regenerate those shards
+
+Everything is checked before anything is written: a bad option, an unknown model, an unwritable
+output folder or an unreachable server ends with one line on stderr and exit code 2. A failure
+during the run (a server that stops answering) exits 1, an interrupt 130; neither leaves a
+partial shard, and a rerun of the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+from pydantic import ValidationError
+
+from service.datasets import manifest as mf
+from service.datasets.job import Interrupted, Job
+from service.datasets.plan import DatasetSpec, PlanError, parse_part, parse_shards
+from service.datasets.sources import HttpSource, SourceError, open_local
+from service.settings import SettingsError, cpu_count, load_settings
+
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+PLACEHOLDER_VERSION = "-"  # for checking the options' ranges before the model is known
+
+
+class UsageError(ValueError):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", action="append", metavar="URL",
+                        help="a server's base URL; repeat for several replicas (requests go round-robin)")
+    source.add_argument("--model-dir", type=Path, metavar="FOLDER",
+                        help="a local model folder (e.g. models/mnist): no server, the same engine")
+    parser.add_argument("--model", help="model name on the server (default: the server's default model)")
+    parser.add_argument("--out", type=Path, required=True, help="the dataset folder (created; reruns resume it)")
+    parser.add_argument("--samples", type=int, required=True, help="samples in the whole dataset")
+    parser.add_argument("--shard-size", type=int, default=10_000, help="samples per shard (default 10000)")
+    parser.add_argument("--block-size", type=int, default=1024,
+                        help="samples per request, at most the server's max n (default 1024); part of "
+                             "the dataset's definition, like --seed")
+    parser.add_argument("--seed", type=int, default=0, help="base seed of the dataset (default 0)")
+    parser.add_argument("--format", choices=["npy", "png"], default="npy", help="npy arrays or folders of PNGs")
+    parser.add_argument("--dtype", choices=["float32", "uint8"],
+                        help="npy: float32 samples (default) or uint8 pixels (images); png is always uint8")
+    parser.add_argument("--labels", action="store_true", help="also store each row's realness (D) beside its shard")
+    parser.add_argument("--truncation", type=float, help="redraw latent coordinates with |z| beyond this")
+    parser.add_argument("--min-realness", type=float, help="keep only samples with realness >= this (0..1)")
+    parser.add_argument("--drs", action="store_true", help="discriminator rejection sampling (Azadi et al. 2019)")
+    parser.add_argument("--drs-gamma", type=float, default=0.0, help="DRS acceptance shift; higher is stricter")
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--shards", metavar="LIST", help="only these shards, e.g. 17-20 or 0,3,5-9")
+    part.add_argument("--shard", metavar="i/N", help="only shards i, i+N, i+2N, ...: one of N machines' part")
+    parser.add_argument("--workers", type=int, default=2, help="shards made at once (default 2)")
+    parser.add_argument("--retries", type=int, default=5, help="HTTP: retries of a failed request (default 5)")
+    parser.add_argument("--backoff", type=float, default=0.5, help="HTTP: first retry delay in s, doubling (default 0.5)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="HTTP: seconds per request (default 120)")
+    parser.add_argument("--token", help="HTTP: bearer token (default: $GANSERVE_API_TOKEN)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="local: execution device")
+    parser.add_argument("--threads", type=int, help="local: onnxruntime threads (default: all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _spec(args: argparse.Namespace, model: str, version: str) -> DatasetSpec:
+    """The dataset's definition; an out-of-range value is a UsageError naming its option."""
+    dtype = args.dtype or ("uint8" if args.format == "png" else "float32")
+    try:
+        return DatasetSpec(
+            model=model, model_version=version, base_seed=args.seed, samples=args.samples,
+            shard_size=args.shard_size, block_size=args.block_size, truncation=args.truncation,
+            filter={"min_realness": args.min_realness, "drs": args.drs, "drs_gamma": args.drs_gamma},
+            format=args.format, dtype=dtype, labels=args.labels)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = [str(p) for p in err["loc"] if p != "filter"]
+        option = {"base_seed": "seed"}.get(loc[0], loc[0]) if loc else ""
+        where = f"--{option.replace('_', '-')}: " if option else ""
+        raise UsageError(f"{where}{err['msg'].removeprefix('Value error, ')}") from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    for name in ("workers", "retries", "threads"):
+        value = getattr(args, name)
+        if value is not None and not (0 if name == "retries" else 1) <= value <= 256:
+            raise UsageError(f"--{name}: out of range ({value})")
+    if not (args.backoff >= 0 and args.timeout > 0):
+        raise UsageError("--backoff must be >= 0 and --timeout > 0")
+    if args.format == "png" and args.dtype == "float32":
+        raise UsageError("--dtype: png shards are 8-bit images; leave --dtype out or use uint8")
+    if args.model_dir is not None and args.model is not None and args.model != args.model_dir.name:
+        raise UsageError(f"--model {args.model!r} differs from the folder {args.model_dir} (leave --model out)")
+    _spec(args, args.model or "x", PLACEHOLDER_VERSION)  # ranges, before connecting to anything
+
+
+def _check_writable(out: Path) -> None:
+    """The output folder, or the nearest folder above it that exists, must be a writable folder."""
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"--out: {out} exists and is not a folder")
+        target = out
+    else:
+        target = next(p for p in out.absolute().parents if p.exists())
+        if not target.is_dir():
+            raise UsageError(f"--out: cannot create {out}: {target} is not a folder")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: {target} is not writable")
+
+
+def _selection(args: argparse.Namespace, spec: DatasetSpec) -> Optional[list[int]]:
+    if args.shards:
+        return parse_shards(args.shards, spec.num_shards)
+    if args.shard:
+        return parse_part(args.shard, spec.num_shards)
+    return None
+
+
+def _open_source(args: argparse.Namespace):
+    if args.url:
+        token = args.token or os.environ.get("GANSERVE_API_TOKEN") or None
+        return HttpSource(args.url, args.model, token, args.timeout, args.retries, args.backoff, args.workers)
+    settings = load_settings()  # the draw bound of filters must be the one the server would use
+    return open_local(args.model_dir, args.device, args.threads or cpu_count(), settings.max_draws_factor)
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # one path for Ctrl-C and `kill`: stop workers, remove temporaries
+
+
+def run(args: argparse.Namespace) -> int:
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    source, running = None, False
+    try:
+        _check_options(args)
+        _check_writable(args.out)
+        source = _open_source(args)
+        card = source.card
+        spec = _spec(args, card.name, card.files["generator"].sha256)
+        if (spec.dtype == "uint8" or spec.format == "png") and card.sample.kind != "image":
+            raise UsageError(f"--format/--dtype: {card.name} makes {card.sample.kind}s; only images go to uint8 or png")
+        shards = _selection(args, spec)
+        existing = mf.read_manifest(args.out) if args.out.is_dir() else None
+        if existing is not None:
+            mf.check_same_dataset(existing, spec, args.out)
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(f"{spec.num_shards} shard(s) of up to {spec.shard_size} from {source.description} into {args.out}",
+              file=sys.stderr)
+        running = True
+        result = Job(source, spec, args.out, args.workers, progress=not args.quiet).run(shards)
+    except (UsageError, PlanError, SourceError, mf.ManifestError, SettingsError) as e:
+        # Before the run these are bad arguments; during it (a server gone), a failed run.
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED if running else EXIT_USAGE
+    except (KeyboardInterrupt, Interrupted):
+        print("interrupted: no partial shard was left; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as e:
+        print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if source is not None:
+            source.close()
+    totals = result.manifest.totals
+    rate = result.samples_made / result.seconds if result.seconds else 0.0
+    print(f"made {len(result.made)} shard(s), repaired {len(result.repaired)}, skipped {len(result.skipped)} "
+          f"complete; {totals.complete}/{totals.shards} shards, {totals.samples} samples "
+          f"({totals.drawn} drawn) in {args.out / mf.MANIFEST}; {rate:,.0f} samples/s")
+    return 0

@@ -1,0 +1,9 @@
+"""Synthetic datasets at scale: sharded, reproducible, resumable generation (`python -m service
+generate`, and the server's `generate_dataset` task). See docs/DATASETS.md.
+
+plan.py      what a dataset is (its spec) and which seeds make each shard
+sources.py   where samples come from: a local model folder, or one or many servers over HTTP
+writer.py    shard files: written to a temporary name, fsynced, checksummed, renamed when whole
+manifest.py  manifest.json: read, checked against the spec, merged and replaced atomically
+job.py       the loop: shards in parallel, skipping verified ones, behind a progress bar
+"""

@@ -1,0 +1,139 @@
+"""The generation loop: the chosen shards, several at a time, each skipped when already complete
+and verified, else made block by block from the source, written whole, and recorded in the
+manifest. A progress bar shows samples/s. Interrupted (Ctrl-C, SIGTERM, a failed source), the
+workers stop after their current block, leave no shard file behind, and the error propagates.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import sampling
+from . import manifest as mf
+from . import writer
+from .plan import DatasetSpec, shard_seed
+from .sources import Source
+
+
+class Interrupted(RuntimeError):
+    """The job was asked to stop (a signal, or another shard's failure)."""
+
+
+@dataclass
+class JobResult:
+    manifest: mf.Manifest
+    made: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # complete and verified before this run
+    repaired: list[int] = field(default_factory=list)  # recorded, but damaged: made again
+    seconds: float = 0.0
+
+    @property
+    def samples_made(self) -> int:
+        done = self.manifest.complete
+        return sum(done[i].count for i in self.made + self.repaired if i in done)
+
+
+def _stderr_line(text: str) -> None:
+    tqdm.write(text, file=sys.stderr)
+
+
+class Job:
+    def __init__(self, source: Source, spec: DatasetSpec, folder: Path, workers: int = 2,
+                 progress: bool = True, say: Callable[[str], None] = _stderr_line):
+        self.source, self.spec, self.folder = source, spec, Path(folder)
+        self.workers, self.progress, self.say = workers, progress, say
+        self.stop = threading.Event()
+        self._bar_lock = threading.Lock()
+        self._bar: Optional[tqdm] = None
+        self._accepted = self._drawn = 0
+
+    def run(self, shards: Optional[list[int]] = None) -> JobResult:
+        """Make every shard in `shards` (default: all) that is not already complete."""
+        shards = list(range(self.spec.num_shards)) if shards is None else shards
+        card = self.source.card
+        started = time.perf_counter()
+        # Written before any shard: the folder says which dataset it holds from the start.
+        recorded = mf.update(self.folder, self.spec, card).complete
+        result = JobResult(manifest=None)
+        total = sum(self.spec.shard_request(i) for i in shards)
+        self._bar = tqdm(total=total, unit="sample", unit_scale=True, dynamic_ncols=True, smoothing=0.1,
+                         disable=not self.progress, desc=f"{card.name} -> {self.folder.name}", file=sys.stderr)
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="shard") as pool:
+                futures = {pool.submit(self._shard, i, recorded.get(i)): i for i in shards}
+                try:
+                    for future in as_completed(futures):
+                        outcome = future.result()
+                        getattr(result, outcome).append(futures[future])
+                except BaseException:
+                    # Stop the others after their current block; none writes a partial shard.
+                    self.stop.set()
+                    self.source.stop.set()
+                    for future in futures:
+                        future.cancel()
+                    raise
+        finally:
+            self._bar.close()
+        result.manifest = mf.read_manifest(self.folder)
+        result.seconds = time.perf_counter() - started
+        for name in ("made", "skipped", "repaired"):
+            getattr(result, name).sort()
+        return result
+
+    def _advance(self, requested: int, accepted: int, drawn: int) -> None:
+        with self._bar_lock:
+            self._accepted += accepted
+            self._drawn += drawn
+            self._bar.update(requested)
+            if self.spec.filter.active and self._drawn:
+                self._bar.set_postfix(accepted=f"{self._accepted / self._drawn:.1%}", refresh=False)
+
+    def _shard(self, index: int, record: Optional[mf.ShardRecord]) -> str:
+        """Make one shard unless it is complete: returns made, skipped or repaired."""
+        if self.stop.is_set():
+            raise Interrupted(f"stopped before shard {index}")
+        stem = writer.shard_stem(index, self.spec.num_shards)
+        writer.remove_temporaries(self.folder, stem)  # leftovers of a killed run, never complete
+        outcome = "made"
+        if record is not None:
+            problem = writer.verify(self.folder, record.data.written())
+            if problem is None and record.labels is not None:
+                problem = writer.verify(self.folder, record.labels.written())
+            if problem is None:
+                self._advance(record.requested, record.count, record.drawn)
+                return "skipped"
+            self.say(f"shard {index}: {problem}; making it again")
+            mf.update(self.folder, self.spec, self.source.card, drop=[index])
+            outcome = "repaired"
+        samples, logits, drawn = [], [], 0
+        for seed, n in self.spec.blocks(index):
+            if self.stop.is_set():
+                raise Interrupted(f"stopped during shard {index}")
+            block = self.source.block(seed, n, self.spec)
+            samples.append(block.samples)  # (k, *sample_shape)
+            if block.logits is not None:
+                logits.append(block.logits)  # (k,)
+            drawn += block.drawn
+            self._advance(n, len(block.samples), block.drawn)
+        x = np.concatenate(samples)  # (count, *sample_shape)
+        realness = sampling.realness(np.concatenate(logits)) if self.spec.labels else None
+        files = writer.write_shard(self.folder, stem, self.spec, x, realness, self.source.card.sample.value_range)
+        record = mf.ShardRecord(
+            index=index, seed=shard_seed(self.spec.base_seed, index),
+            requested=self.spec.shard_request(index), count=len(x), drawn=drawn,
+            data=_file_record(files.data), labels=_file_record(files.labels) if files.labels else None)
+        mf.update(self.folder, self.spec, self.source.card, add=[record])
+        return outcome
+
+
+def _file_record(written: writer.WrittenFile) -> mf.FileRecord:
+    return mf.FileRecord(file=written.file, bytes=written.bytes, sha256=written.sha256)

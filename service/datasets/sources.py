@@ -1,0 +1,194 @@
+"""Where a dataset's samples come from: a local model folder, or one or many servers over HTTP.
+
+Both answer `block(seed, n, spec)` with exactly what `POST /sample` answers for
+{n, seed, truncation, filter}: the local source calls the same function the endpoint calls
+(sampling.from_seed), the HTTP source asks for that request in `format=npy` (float32 bytes, no
+text round trip). So a dataset is the same byte for byte whichever source made it.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Protocol
+
+import httpx
+import numpy as np
+from pydantic import ValidationError
+
+from models.card import CARD_FILE, ModelCard
+
+from .. import encoding, sampling
+from ..engine import Engine, EngineError, LoadedModel
+from .plan import DatasetSpec
+
+MAX_BACKOFF_S = 30.0
+
+
+class SourceError(RuntimeError):
+    """The source cannot deliver: an unknown model, a refused request, or retries run out."""
+
+
+@dataclass
+class Block:
+    samples: np.ndarray  # (k, *sample_shape) float32, k <= n (fewer when a filter ran out of draws)
+    logits: Optional[np.ndarray]  # (k,) D's logits, when the spec asks for labels
+    drawn: int  # latents drawn (== n without a filter)
+
+
+class Source(Protocol):
+    card: ModelCard
+    description: str
+    stop: threading.Event  # set when the job is interrupted: stop waiting, give up quickly
+
+    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block: ...
+
+    def close(self) -> None: ...
+
+
+class LocalSource:
+    """A loaded model, called in-process (the CLI's local folder, or the server's own engine)."""
+
+    def __init__(self, model: LoadedModel, max_draws_factor: int, description: str = ""):
+        self.model, self.card, self.max_draws_factor = model, model.card, max_draws_factor
+        self.description = description or f"local model {model.name} ({model.provider})"
+        self.stop = threading.Event()
+        self._tmp: Optional[tempfile.TemporaryDirectory] = None
+
+    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+        f = spec.filter
+        keep = sampling.Filter(f.min_realness, f.drs, f.drs_gamma)
+        # The same call, with the same draw bound, as handlers.sample makes for POST /sample.
+        got = sampling.from_seed(self.model, n, seed, spec.truncation, spec.labels, keep, n * self.max_draws_factor)
+        return Block(got.samples, got.logits if spec.labels else None, got.drawn)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def open_local(folder: Path, device: str, threads: int, max_draws_factor: int) -> LocalSource:
+    """Load one model folder with the service's engine (verified against its card, warmed up)."""
+    folder = Path(folder).resolve()
+    if not (folder / CARD_FILE).is_file():
+        raise SourceError(f"{folder}: not a model folder (no {CARD_FILE}); pass a folder like models/mnist")
+    # The engine loads every model under a directory: give it a directory holding only this one.
+    tmp = tempfile.TemporaryDirectory(prefix="ganserve-generate-")
+    (Path(tmp.name) / folder.name).symlink_to(folder, target_is_directory=True)
+    try:
+        engine = Engine(Path(tmp.name), device=device, default_model=folder.name, intra_op_threads=threads)
+    except EngineError as e:
+        tmp.cleanup()
+        raise SourceError(str(e).replace(tmp.name + "/", str(folder.parent) + "/")) from None
+    source = LocalSource(engine.get(folder.name), max_draws_factor, f"local folder {folder}")
+    source._tmp = tmp
+    return source
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The service's one-line `error` (errors.py), else the start of the body."""
+    try:
+        return str(response.json()["error"])
+    except Exception:
+        return response.text[:200].strip() or response.reason_phrase
+
+
+class HttpSource:
+    """One or many replicas of the service. Requests go round-robin; a failed request (connection
+    error, timeout, 5xx, 429) is retried on the next replica after an exponential backoff."""
+
+    def __init__(self, urls: list[str], model: Optional[str], token: Optional[str] = None, timeout_s: float = 120.0,
+                 retries: int = 5, backoff_s: float = 0.5, connections: int = 8):
+        self.urls = [u.rstrip("/") for u in urls]
+        self.retries, self.backoff_s = retries, backoff_s
+        self.stop = threading.Event()
+        self._next = itertools.count()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(timeout=timeout_s, headers=headers,
+                                   limits=httpx.Limits(max_connections=connections * len(self.urls)))
+        try:
+            self.card = self._agree_on_model(model)
+        except BaseException:
+            self.client.close()
+            raise
+        where = self.urls[0] if len(self.urls) == 1 else f"{len(self.urls)} replicas"
+        self.description = f"{where} (model {self.card.name} {self.card.version})"
+
+    def _agree_on_model(self, name: Optional[str]) -> ModelCard:
+        """Every replica must serve the model, in the same version (else the shards would mix)."""
+        cards = {}
+        for url in self.urls:
+            try:
+                listing = self._call("GET", "/models", only=url).json()
+            except SourceError as e:
+                raise SourceError(f"server {url} cannot be reached or refuses: {e}") from None
+            wanted = name or listing.get("default_model")
+            entry = next((m for m in listing.get("models", []) if m.get("name") == wanted), None)
+            if entry is None:
+                known = ", ".join(m["name"] for m in listing.get("models", [])) or "none"
+                raise SourceError(f"{url}: unknown model {wanted!r}; models there: {known}")
+            if entry.get("status") != "ready":
+                raise SourceError(f"{url}: model {wanted!r} is {entry.get('status')}: {entry.get('reason', '')}")
+            try:
+                cards[url] = ModelCard.model_validate(entry["card"])
+            except (KeyError, ValidationError) as e:
+                raise SourceError(f"{url}: /models sent an unreadable card for {wanted!r} ({e})") from None
+        versions = {url: c.version for url, c in cards.items()}
+        if len(set(versions.values())) > 1:
+            raise SourceError(f"replicas serve different versions of the model: {versions}")
+        return next(iter(cards.values()))
+
+    def _call(self, method: str, path: str, only: Optional[str] = None, **kwargs) -> httpx.Response:
+        first, failures = next(self._next), []
+        for attempt in range(self.retries + 1):
+            url = only or self.urls[(first + attempt) % len(self.urls)]
+            try:
+                response = self.client.request(method, url + path, **kwargs)
+            except httpx.TransportError as e:
+                failures.append(f"{url}: {type(e).__name__} {e}".rstrip())
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code < 500 and response.status_code != 429:  # our request is wrong
+                    raise SourceError(f"{method} {url}{path} was refused (HTTP {response.status_code}): "
+                                      f"{_error_text(response)}")
+                failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
+            if attempt < self.retries:
+                # Exponential backoff with jitter, so retrying clients do not return in lockstep.
+                delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)
+                if self.stop.wait(delay):
+                    break
+        raise SourceError(f"{method} {path} failed {len(failures)} time(s), giving up; last: {failures[-1]}")
+
+    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+        body = {"model": self.card.name, "n": n, "seed": seed, "format": "npy", "truncation": spec.truncation,
+                "min_realness": spec.filter.min_realness, "drs": spec.filter.drs or None,
+                "drs_gamma": spec.filter.drs_gamma if spec.filter.drs else None}
+        response = self._call("POST", "/sample", json={k: v for k, v in body.items() if v is not None})
+        version = response.headers.get("x-model-version")
+        if version != self.card.version:
+            raise SourceError(f"{response.url.host}: answered with model version {version}, the dataset is "
+                              f"made with {self.card.version} (a replica was updated mid-run?)")
+        x = np.load(io.BytesIO(response.content), allow_pickle=False)  # (k, *sample_shape) float32
+        if x.dtype != np.float32 or x.shape[1:] != tuple(self.card.sample.shape) or len(x) > n:
+            raise SourceError(f"{response.url}: sent samples of {x.dtype} {x.shape}, expected at most {n} "
+                              f"rows of float32 {tuple(self.card.sample.shape)}")
+        drawn = int(response.headers.get("x-drawn", n))
+        logits = self._logits(x) if spec.labels else None
+        return Block(x, logits, drawn)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """D's logits for x, from POST /score with the .npy bytes (same rows, same graph)."""
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        response = self._call("POST", f"/score?model={self.card.name}", content=encoding.npy_bytes(x),
+                              headers={"Content-Type": encoding.NPY_MEDIA_TYPE})
+        return np.asarray(response.json()["logit"], dtype=np.float32)  # (k,)
+
+    def close(self) -> None:
+        self.client.close()
