@@ -13,21 +13,23 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
-
 from training.evaluation.classifier import CLASSES, Classifier
 
 
+def _psd_sqrt(c: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(c)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2))."""
-    covmean, _ = linalg.sqrtm(cov1 @ cov2, disp=False)
-    if not np.isfinite(covmean).all():
-        # A singular product: nudge both diagonals, as the reference FID code does.
-        eps = np.eye(cov1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
-    covmean = covmean.real  # imaginary parts are rounding noise of a PSD product
+    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2)).
+
+    Tr (C1 C2)^(1/2) is computed as the sum of square roots of the eigenvalues of the symmetric
+    C1^(1/2) C2 C1^(1/2) (same spectrum as C1 C2): stable for singular covariances, unlike sqrtm."""
+    s1 = _psd_sqrt(cov1)
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(s1 @ cov2 @ s1), 0.0, None)).sum()
     diff = mu1 - mu2
-    return float(max(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.trace(covmean), 0.0))
+    return float(max(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean, 0.0))
 
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
