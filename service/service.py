@@ -12,6 +12,7 @@ import logging
 import bentoml
 
 from . import handlers
+from .datasets import task as dataset_task
 from .engine import Engine
 from .errors import answering_errors
 from .middleware import GuardMiddleware
@@ -54,6 +55,13 @@ class GanServe:
     def interpolate(self, **fields):
         """`steps` samples along a slerp or lerp path between two seeds or two latents."""
         return handlers.interpolate(self.engine, InterpolateRequest.model_construct(**fields))
+
+    @bentoml.task(input_spec=dataset_task.DatasetRequest)
+    @answering_errors
+    def generate_dataset(self, **fields):
+        """A job: write a sharded dataset into GANSERVE_OUTPUT_DIR/<name>, answer its manifest
+        (POST /generate_dataset/submit, then GET /generate_dataset/status and /get)."""
+        return dataset_task.generate(self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields))
 
 
 GanServe.add_asgi_middleware(
