@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Le
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field
 
 from .latents import MAX_SEED
@@ -21,7 +21,7 @@ ModelName = Optional[Annotated[str, Field(min_length=1, max_length=64, descripti
 Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
 FiniteFloat = Annotated[float, AllowInfNan(False)]
 LatentRow = Annotated[list[FiniteFloat], Field(min_length=1, max_length=65536)]
-Truncation = Optional[Annotated[float, Gt(0), Le(100), AllowInfNan(False), Field(description="redraw latent coordinates with |z| beyond this")]]
+Truncation = Optional[Annotated[float, Ge(0.01), Le(100), AllowInfNan(False), Field(description="redraw latent coordinates with |z| beyond this")]]
 Format = Literal["json", "npy", "png"]
 Nrow = Optional[Annotated[int, Ge(1), Le(MAX_NROW), Field(description="png: images per row of the grid")]]
 
