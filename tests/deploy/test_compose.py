@@ -205,11 +205,20 @@ def test_proxies_start_once_their_replicas_are_healthy(resolved: dict, proxy: st
     assert "http://127.0.0.1:8080/readyz" in service["healthcheck"]["test"][1]
 
 
-def test_dataset_jobs_write_to_the_output_volume(resolved: dict, customized: dict) -> None:
-    job = resolved["services"]["generate"]
-    assert volumes_by_target(job)["/datasets"] == ("datasets", "rw")
+@pytest.mark.parametrize("name", sorted(IMAGE_SERVICES))
+def test_datasets_land_in_the_output_volume(resolved: dict, customized: dict, name: str) -> None:
+    # Servers (their dataset task) and jobs alike write under /datasets.
+    service = resolved["services"][name]
+    assert volumes_by_target(service)["/datasets"] == ("datasets", "rw")
+    assert service["environment"]["GANSERVE_OUTPUT_DIR"] == "/datasets"
     assert "datasets" in resolved["volumes"]
-    assert job["command"][:4] == ["python", "-m", "service", "generate"]
-    assert job["restart"] == "no"
     # A path instead of a volume name makes it a bind mount of that host directory.
-    assert volumes_by_target(customized["services"]["generate"])["/datasets"] == ("/srv/datasets", "rw")
+    assert volumes_by_target(customized["services"][name])["/datasets"] == ("/srv/datasets", "rw")
+
+
+def test_the_dataset_job_runs_the_generate_command_once(resolved: dict) -> None:
+    job = resolved["services"]["generate"]
+    assert job["command"][:4] == ["python", "-m", "service", "generate"]
+    assert job["working_dir"] == "/home/bentoml/bento/src"  # where the bento puts `service/`
+    assert job["restart"] == "no"
+    assert "healthcheck" not in job

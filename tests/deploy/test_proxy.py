@@ -145,12 +145,14 @@ def render_nginx_config(root: Path, upstreams: list[str], listen: str) -> Path:
     temp = "\n".join(f"    {kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     # As root, nginx's workers would switch to `nobody`, who cannot enter pytest's 0700 tmp dirs.
     user = "user root;\n" if os.geteuid() == 0 else ""
+    # The access log names the replica(s) each request went to: see `upstreams_of`.
     main.write_text(f"""{user}worker_processes 1;
 pid {root / 'nginx.pid'};
 error_log {root / 'error.log'} notice;
 events {{ worker_connections 256; }}
 http {{
-    access_log {root / 'access.log'};
+    log_format upstreams '$request_method $uri $status $upstream_addr';
+    access_log {root / 'access.log'} upstreams;
 {temp}
     include {site};
 }}
@@ -173,8 +175,18 @@ def replicas(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             replica.stop()
 
 
+class Proxy:
+    def __init__(self, url: str, access_log: Path) -> None:
+        self.url, self.access_log = url, access_log
+
+    def upstreams_of(self, path: str) -> list[str]:
+        """For each logged request to `path`, in order: the replicas nginx tried, comma-joined."""
+        lines = [line.split(" ", 3) for line in self.access_log.read_text().splitlines()]
+        return [upstream for _, uri, _, upstream in lines if uri == path]
+
+
 @pytest.fixture(scope="module")
-def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> str:
+def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> Proxy:
     root = tmp_path_factory.mktemp("nginx")
     port = free_port()
     config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
@@ -185,7 +197,7 @@ def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPath
                                "-g", "daemon off;"], root / "nginx.log")
     try:
         server.wait_until(f"http://127.0.0.1:{port}/readyz", 30)
-        yield f"http://127.0.0.1:{port}"
+        yield Proxy(f"http://127.0.0.1:{port}", root / "access.log")
     finally:
         server.stop()
 
@@ -222,11 +234,11 @@ def test_healthcheck_script_passes_only_on_a_ready_replica(replicas: list[Replic
     assert nobody.returncode == 1
 
 
-def test_requests_through_the_proxy_spread_over_both_replicas(proxy: str, replicas: list[Replica]) -> None:
+def test_requests_through_the_proxy_spread_over_both_replicas(proxy: Proxy, replicas: list[Replica]) -> None:
     before = [r.samples_served() for r in replicas]
     bodies = set()
     for _ in range(12):
-        status, body = http("POST", f"{proxy}/sample", SAMPLE)
+        status, body = http("POST", f"{proxy.url}/sample", SAMPLE)
         assert status == 200, body
         bodies.add(body)
     served = [r.samples_served() - b for r, b in zip(replicas, before)]
@@ -236,14 +248,31 @@ def test_requests_through_the_proxy_spread_over_both_replicas(proxy: str, replic
     assert len(bodies) == 1
 
 
-def test_the_proxy_keeps_answering_when_a_replica_dies(proxy: str, replicas: list[Replica]) -> None:
-    survivor, victim = replicas
+def test_task_routes_all_go_to_one_replica(proxy: Proxy, replicas: list[Replica]) -> None:
+    # A BentoML task is polled where it was submitted, so every task route is pinned to one
+    # replica, for every client. (No such task here: the replica's answer does not matter,
+    # only where nginx sent the request.)
+    for _ in range(6):
+        status, _ = http("GET", f"{proxy.url}/generate_dataset/status?task_id=nope")
+        assert status != 502
+    upstreams = proxy.upstreams_of("/generate_dataset/status")
+    assert len(upstreams) == 6
+    assert len(set(upstreams)) == 1 and upstreams[0] in {f"127.0.0.1:{r.port}" for r in replicas}
+
+
+def test_the_proxy_keeps_answering_when_a_replica_dies(proxy: Proxy, replicas: list[Replica]) -> None:
+    # Kill the replica the tasks are pinned to, so that both locations must fail over.
+    pinned = proxy.upstreams_of("/generate_dataset/status")[0]
+    victim = next(r for r in replicas if f"127.0.0.1:{r.port}" == pinned)
+    survivor = next(r for r in replicas if r is not victim)
     victim.kill()
     assert healthcheck(f"{victim.url}/readyz").returncode == 1  # it really is gone
     before = survivor.samples_served()
     for _ in range(8):
-        status, body = http("POST", f"{proxy}/sample", SAMPLE)
+        status, body = http("POST", f"{proxy.url}/sample", SAMPLE)
         assert status == 200, body
     assert survivor.samples_served() - before == 8
-    status, _ = http("GET", f"{proxy}/readyz")
-    assert status == 200
+    assert http("GET", f"{proxy.url}/readyz")[0] == 200
+    status, _ = http("GET", f"{proxy.url}/generate_dataset/status?task_id=nope")
+    assert status != 502
+    assert proxy.upstreams_of("/generate_dataset/status")[-1].endswith(f"127.0.0.1:{survivor.port}")
