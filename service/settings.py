@@ -36,8 +36,6 @@ class Settings(BaseSettings):
     # Requests served at once per worker (BentoML's `threads`); onnxruntime itself uses
     # cores / workers threads per graph run (see engine.py).
     threads: int = Field(default=4, ge=1, le=256)
-    # Where the server-side `generate_dataset` task writes datasets; None: the task is refused.
-    output_dir: Optional[Path] = None
     # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
     max_draws_factor: int = Field(default=20, ge=1, le=1000)
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
