@@ -28,6 +28,7 @@ NGINX_DIR = REPO / "deploy" / "nginx"
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 READY_TIMEOUT_S = 120  # two replicas importing onnxruntime on two shared cores
 SAMPLE = {"model": "tiny-ring", "n": 2, "seed": 7}
+TASK = {"name": "ring-tiny", "model": "tiny-ring", "samples": 20, "shard_size": 10, "block_size": 10}
 
 pytestmark = pytest.mark.slow
 
@@ -112,14 +113,14 @@ class Process:
 
 
 class Replica(Process):
-    def __init__(self, index: int, models_dir: Path, root: Path) -> None:
+    def __init__(self, index: int, models_dir: Path, root: Path, output_dir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
         # None of the developer's GANSERVE_* settings: these replicas run with the defaults.
         env = {k: v for k, v in os.environ.items() if not k.startswith("GANSERVE_")}
         env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GANSERVE_MODELS_DIR=str(models_dir),
-                   GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1")
+                   GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_OUTPUT_DIR=str(output_dir))
         argv = [BENTOML, "serve", "service.service:GanServe", "--host", "127.0.0.1", "--port", str(self.port)]
         super().__init__(f"replica {index}", argv, root / f"replica-{index}.log", cwd=REPO, env=env)
 
@@ -161,12 +162,18 @@ http {{
 
 
 @pytest.fixture(scope="module")
-def replicas(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def datasets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by both replicas, as compose's `datasets` volume is."""
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture(scope="module")
+def replicas(tiny_models_dir: Path, datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("replicas")
     started: list[Replica] = []
     try:
         for index in range(2):  # both start before either is awaited: they boot in parallel
-            started.append(Replica(index, tiny_models_dir, root))
+            started.append(Replica(index, tiny_models_dir, root, datasets_dir))
         for replica in started:
             replica.wait_until(f"{replica.url}/readyz", READY_TIMEOUT_S)
         yield started
@@ -248,21 +255,34 @@ def test_requests_through_the_proxy_spread_over_both_replicas(proxy: Proxy, repl
     assert len(bodies) == 1
 
 
-def test_task_routes_all_go_to_one_replica(proxy: Proxy, replicas: list[Replica]) -> None:
-    # A BentoML task is polled where it was submitted, so every task route is pinned to one
-    # replica, for every client. (No such task here: the replica's answer does not matter,
-    # only where nginx sent the request.)
-    for _ in range(6):
-        status, _ = http("GET", f"{proxy.url}/generate_dataset/status?task_id=nope")
-        assert status != 502
-    upstreams = proxy.upstreams_of("/generate_dataset/status")
-    assert len(upstreams) == 6
+def test_a_dataset_task_runs_through_the_proxy(proxy: Proxy, replicas: list[Replica], datasets_dir: Path) -> None:
+    # A BentoML task is known only to the replica that took it: submitted and then polled
+    # through the proxy, it works only because nginx pins every task route to one replica.
+    status, body = http("POST", f"{proxy.url}/generate_dataset/submit", TASK)
+    assert status == 200, body
+    task_id = json.loads(body)["task_id"]
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = http("GET", f"{proxy.url}/generate_dataset/status?task_id={task_id}")
+        assert status == 200, body  # a replica that never saw the task would answer 404
+        state = json.loads(body)["status"]
+        if state != "in_progress" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert state == "completed", body
+    status, body = http("GET", f"{proxy.url}/generate_dataset/get?task_id={task_id}")
+    assert status == 200, body
+    # The answer is the manifest the replica wrote into the shared datasets directory.
+    assert json.loads(body) == json.loads((datasets_dir / TASK["name"] / "manifest.json").read_text())
+    upstreams = [u for path in ("/generate_dataset/submit", "/generate_dataset/status", "/generate_dataset/get")
+                 for u in proxy.upstreams_of(path)]
+    assert len(upstreams) >= 3
     assert len(set(upstreams)) == 1 and upstreams[0] in {f"127.0.0.1:{r.port}" for r in replicas}
 
 
 def test_the_proxy_keeps_answering_when_a_replica_dies(proxy: Proxy, replicas: list[Replica]) -> None:
     # Kill the replica the tasks are pinned to, so that both locations must fail over.
-    pinned = proxy.upstreams_of("/generate_dataset/status")[0]
+    pinned = proxy.upstreams_of("/generate_dataset/submit")[0]
     victim = next(r for r in replicas if f"127.0.0.1:{r.port}" == pinned)
     survivor = next(r for r in replicas if r is not victim)
     victim.kill()
