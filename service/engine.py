@@ -131,11 +131,19 @@ class Engine:
                 if folder.name == default_model:
                     raise EngineError(f"default model {default_model!r} in {folder} cannot serve: {e}") from None
                 log.warning("model %s is unavailable: %s", folder.name, e)
-                self.unavailable[folder.name] = str(e)
+                self.unavailable[folder.name] = self._reason(e)
         if not self.models:
             raise EngineError(f"{self.models_dir}: no servable model folder ({len(self.unavailable)} unavailable)")
         # The configured default, else the only / first (by name) loaded model.
         self.default_model = default_model if default_model in self.models else next(iter(self.models))
+
+    def _reason(self, e: CardError) -> str:
+        """The failure with the file named relative to the models dir: /models shows it to
+        callers, who need the folder and file, not the server's filesystem layout."""
+        try:
+            return f"{e.path.relative_to(self.models_dir)}: {e.problem}"
+        except ValueError:
+            return str(e)
 
     def _load(self, folder: Path) -> LoadedModel:
         if not (folder / CARD_FILE).is_file():
