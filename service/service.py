@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import bentoml
+from pydantic import ValidationError
 
 from . import handlers
 from .datasets import task as dataset_task
@@ -23,6 +24,18 @@ from .settings import cpu_count, get_settings
 SETTINGS = get_settings()
 ROUTES = build_app()
 log = logging.getLogger("ganserve.service")
+
+
+class _NoTracebackForBadInput(logging.Filter):
+    """BentoML logs every request that fails validation with a full traceback at ERROR level.
+    Those are answered 400 (the client's mistake, said in the answer): keep server logs for
+    server faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ValidationError))
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackForBadInput())
 
 
 @bentoml.service(
