@@ -5,7 +5,7 @@ D(x) with D*_G(x) on an even grid over the data's support (mean +- 3 std of toy1
 holds when the mean absolute error is below 0.05. p_g is in closed form for the affine G used in
 the tests, and a kernel density of G's samples for a trained G.
 
-    python -m training.paper.proposition1 [RUN_DIR]     # RUN_DIR: a toy1d run; default: an affine G
+    python -m training.paper.proposition1 [RUN_DIR [--step N]]   # a toy1d run's G; default: an affine G
 """
 
 from __future__ import annotations
@@ -86,17 +86,23 @@ def generator_sampler(G: torch.nn.Module, latent_cfg) -> tuple[Callable, Callabl
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", help="a toy1d training run (default: an affine G, SHIFTED_G)")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--step", type=int, default=None,
+                        help="use the run's first checkpoint at or after this step (default: its latest)")
+    parser.add_argument("--steps", type=int, default=3000, help="D's training steps")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # tiny 1-D nets: extra threads only fight over the shared cores
     if args.run_dir:
-        from training.checkpoint import load_run
+        from training.paper.toy_history import states
 
-        run = load_run(args.run_dir)
-        if run.config.dataset != "toy1d":
-            print(f"proposition1: error: {args.run_dir}: a {run.config.dataset} run; need toy1d", file=sys.stderr)
+        history = states(args.run_dir)
+        if history[0].config.dataset != "toy1d":
+            print(f"proposition1: error: {args.run_dir}: a {history[0].config.dataset} run; need toy1d",
+                  file=sys.stderr)
             return 2
-        draw, p_g = generator_sampler(run.generator, run.config.network.latent)
-        what = f"G of {args.run_dir} (step {run.step})"
+        chosen = [s for s in history if args.step is None or s.step >= args.step]
+        state = chosen[0] if args.step is not None and chosen else history[-1]
+        draw, p_g = generator_sampler(state.G, state.config.network.latent)
+        what = f"G of {args.run_dir} (step {state.step})"
     else:
         draw, p_g = affine_g(*SHIFTED_G)
         what = f"G(z) = {SHIFTED_G[0]:g} + {SHIFTED_G[1]:g} z"

@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/figures/theorem1.png"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # tiny 1-D nets: extra threads only fight over the shared cores
     at_opt = check_at_optimum()
     ensure_run(args.run, args.overrides)
     traj = trajectory(args.run)
