@@ -61,6 +61,7 @@ class Job:
         shards = list(range(self.spec.num_shards)) if shards is None else shards
         card = self.source.card
         started = time.perf_counter()
+        self.folder.mkdir(parents=True, exist_ok=True)
         # Written before any shard: the folder says which dataset it holds from the start.
         recorded = mf.update(self.folder, self.spec, card).complete
         result = JobResult(manifest=None)

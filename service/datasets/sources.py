@@ -107,6 +107,7 @@ class HttpSource:
         self.urls = [u.rstrip("/") for u in urls]
         self.retries, self.backoff_s = retries, backoff_s
         self.stop = threading.Event()
+        self.failed_attempts = 0  # requests that failed and were retried or given up on
         self._next = itertools.count()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = httpx.Client(timeout=timeout_s, headers=headers,
@@ -130,7 +131,7 @@ class HttpSource:
             wanted = name or listing.get("default_model")
             entry = next((m for m in listing.get("models", []) if m.get("name") == wanted), None)
             if entry is None:
-                known = ", ".join(m["name"] for m in listing.get("models", [])) or "none"
+                known = ", ".join(m["name"] for m in listing.get("models", []) if m.get("status") == "ready") or "none"
                 raise SourceError(f"{url}: unknown model {wanted!r}; models there: {known}")
             if entry.get("status") != "ready":
                 raise SourceError(f"{url}: model {wanted!r} is {entry.get('status')}: {entry.get('reason', '')}")
@@ -158,6 +159,7 @@ class HttpSource:
                     raise SourceError(f"{method} {url}{path} was refused (HTTP {response.status_code}): "
                                       f"{_error_text(response)}")
                 failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
+            self.failed_attempts += 1
             if attempt < self.retries:
                 # Exponential backoff with jitter, so retrying clients do not return in lockstep.
                 delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)
