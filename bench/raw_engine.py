@@ -1,0 +1,92 @@
+"""The practical limit: a model's generator run by onnxruntime alone, in one process, with the same
+session options the service uses (intra-op threads = cores / workers), on pre-drawn latents.
+
+    .venv/bin/python bench/raw_engine.py --models-dir /tmp/gsb/models --model mnist --n 1 64 1024
+
+Besides the bare `session.run`, it times each stage the service adds to a /sample request, without
+HTTP: drawing the latents (PCG64) and encoding the samples as npy, json and png. That breakdown
+says where a request's time goes before any profiler is needed. `--json` prints one JSON object
+(bench/serve.py reads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from models.card import load_model_folder  # noqa: E402
+from service import encoding, latents  # noqa: E402
+from service.providers import CPU, session_options  # noqa: E402
+from service.settings import cpu_count  # noqa: E402
+
+
+def rate(call: Callable[[], object], seconds: float, min_calls: int = 3) -> float:
+    """Calls per second of `call`, run back to back for about `seconds` after one warm-up call."""
+    call()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        call()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def measure(models_dir: Path, model: str, sizes: list[int], seconds: float, threads: int,
+            stages: bool = True) -> dict:
+    """{n: {"ort": samples/s of session.run, and with `stages`: samples/s of each extra stage}}."""
+    card, paths = load_model_folder(models_dir / model)
+    session = ort.InferenceSession(str(paths["generator"]), session_options(threads, quiet=False), providers=[CPU])
+    sig = card.expected_signature("generator")
+    z_name, x_name = sig.inputs[0].name, sig.outputs[0].name
+    results = {}
+    for n in sizes:
+        z = latents.draw(latents.generator(0), card.latent, n)  # (n, z_dim) float32
+        run = lambda: session.run([x_name], {z_name: z})[0]  # noqa: E731
+        row = {"ort": n * rate(run, seconds)}
+        if stages:
+            x = run()  # (n, *sample_shape)
+            row["latents"] = n * rate(lambda: latents.draw(latents.generator(1), card.latent, n), seconds / 4)
+            row["npy"] = n * rate(lambda: encoding.npy_bytes(x), seconds / 4)
+            row["json"] = n * rate(lambda: encoding.json_bytes({"samples": x}), seconds / 4)
+            if card.sample.kind == "image":
+                row["png"] = n * rate(lambda: encoding.png_grid(x, card.sample.value_range), seconds / 4)
+        results[n] = row
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--model", default="mnist")
+    parser.add_argument("--n", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--threads", type=int, default=cpu_count(),
+                        help="onnxruntime intra-op threads (the service: cores / workers; default all cores)")
+    parser.add_argument("--no-stages", action="store_true", help="time session.run only")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    if not (args.models_dir / args.model).is_dir():
+        print(f"error: {args.models_dir / args.model}: no such model folder", file=sys.stderr)
+        return 2
+    results = measure(args.models_dir, args.model, args.n, args.seconds, args.threads, not args.no_stages)
+    if args.json:
+        print(json.dumps({"model": args.model, "threads": args.threads, "samples_per_s": results}))
+        return 0
+    print(f"{args.model}, {args.threads} intra-op threads: samples/s of each stage alone")
+    columns = ["ort", "latents", "npy", "json", "png"]
+    print(f"{'n':>6} " + " ".join(f"{c:>12}" for c in columns))
+    for n, row in results.items():
+        print(f"{n:>6} " + " ".join(f"{row[c]:>12,.0f}" if c in row else f"{'-':>12}" for c in columns))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
