@@ -115,18 +115,24 @@ class Job:
             self.say(f"shard {index}: {problem}; making it again")
             mf.update(self.folder, self.spec, self.source.card, drop=[index])
             outcome = "repaired"
-        samples, logits, drawn = [], [], 0
+        # The shard is filled in place: memory per worker is one shard, whatever the dataset's size.
+        want = self.spec.shard_request(index)
+        x = np.empty((want, *self.source.card.sample.shape), np.float32)  # (requested, *sample_shape)
+        logits = np.empty(want, np.float32) if self.spec.labels else None  # (requested,)
+        count = drawn = 0
         for seed, n in self.spec.blocks(index):
             if self.stop.is_set():
                 raise Interrupted(f"stopped during shard {index}")
             block = self.source.block(seed, n, self.spec)
-            samples.append(block.samples)  # (k, *sample_shape)
-            if block.logits is not None:
-                logits.append(block.logits)  # (k,)
+            k = len(block.samples)  # <= n: a filter may run out of draws
+            x[count : count + k] = block.samples
+            if logits is not None:
+                logits[count : count + k] = block.logits
+            count += k
             drawn += block.drawn
-            self._advance(n, len(block.samples), block.drawn)
-        x = np.concatenate(samples)  # (count, *sample_shape)
-        realness = sampling.realness(np.concatenate(logits)) if self.spec.labels else None
+            self._advance(n, k, block.drawn)
+        x = x[:count]  # (count, *sample_shape)
+        realness = sampling.realness(logits[:count]) if logits is not None else None
         files = writer.write_shard(self.folder, stem, self.spec, x, realness, self.source.card.sample.value_range)
         record = mf.ShardRecord(
             index=index, seed=shard_seed(self.spec.base_seed, index),
