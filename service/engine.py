@@ -19,7 +19,7 @@ from models.card import CARD_FILE, CardError, GraphSignature, ModelCard, TensorS
 
 from . import latents
 from .batching import MicroBatcher
-from .providers import CPU, choose_providers, session_options
+from .providers import choose_providers, session_options
 
 log = logging.getLogger("ganserve.engine")
 ORT_FLOAT = "tensor(float)"
@@ -177,7 +177,3 @@ class Engine:
         if name in self.unavailable:
             raise ModelUnavailable(name, self.unavailable[name])
         raise UnknownModel(name, sorted(self.models))
-
-    @property
-    def on_cpu_only(self) -> bool:
-        return self.providers == [CPU]

@@ -53,5 +53,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: models directory {settings.models_dir} does not exist (set GANSERVE_MODELS_DIR "
               "or --models-dir; `python -m training export` writes models there)", file=sys.stderr)
         return 2
-    print(f"serving {settings.models_dir} on http://{args.host}:{args.port} (device {settings.device})", flush=True)
+    # BentoML restarts a worker whose start-up failed every few seconds, forever: check here, once,
+    # that the models load (default model intact, device usable) and fail in one line if not.
+    from service.engine import Engine, EngineError
+    from service.providers import DeviceError
+
+    try:
+        engine = Engine(settings.models_dir, settings.device, settings.default_model, intra_op_threads=1)
+    except (EngineError, DeviceError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, reason in engine.unavailable.items():
+        print(f"warning: model {name} is unavailable: {reason}", file=sys.stderr)
+    print(f"serving {sorted(engine.models)} from {settings.models_dir} (default {engine.default_model}, "
+          f"{engine.provider_note}) on http://{args.host}:{args.port}", flush=True)
+    del engine
     os.execvpe(command[0], command, env)  # the server replaces this process: signals reach it directly

@@ -65,3 +65,14 @@ def test_serve_refuses_a_bad_setting_before_starting(clean_env, capsys):
     clean_env.setenv("GANSERVE_MAX_N", "-1")
     assert serve.run(_args()) == 2
     assert "GANSERVE_MAX_N" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_broken_default_model_before_starting(clean_env, tiny_model_copy, capsys):
+    from model_factory import corrupt
+
+    folder = tiny_model_copy("tiny-digits")
+    corrupt(folder)
+    clean_env.setenv("GANSERVE_DEFAULT_MODEL", "tiny-digits")
+    assert serve.run(_args("--models-dir", str(folder.parent), "--device", "cpu")) == 2
+    err = capsys.readouterr().err
+    assert "default model 'tiny-digits'" in err and "tiny-digits/generator.onnx" in err
