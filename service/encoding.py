@@ -16,6 +16,9 @@ from PIL import Image, UnidentifiedImageError
 NPY_MEDIA_TYPE = "application/x-npy"
 PNG_MEDIA_TYPE = "image/png"
 GRID_PADDING = 2  # pixels between tiles of a PNG grid
+# zlib level of response grids. PIL's default (6) took 73 ms for a grid of 1024 MNIST digits on
+# this kind of CPU, more than the generator's run; level 1 takes 33 ms for a 12% larger file.
+GRID_COMPRESS_LEVEL = 1
 
 
 class DecodeError(ValueError):
@@ -102,14 +105,14 @@ def png_grid(images: np.ndarray, value_range: tuple[float, float], nrow: int | N
         r, c = divmod(i, cols)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         canvas[y : y + h, x : x + w] = tile
-    return png_bytes(canvas)
+    return png_bytes(canvas, GRID_COMPRESS_LEVEL)
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """(H, W, 1 or 3) uint8 -> PNG bytes (grayscale or RGB)."""
+def png_bytes(pixels: np.ndarray, compress_level: int = 6) -> bytes:
+    """(H, W, 1 or 3) uint8 -> PNG bytes (grayscale or RGB), zlib level 0-9 (6: PIL's default)."""
     mode = "L" if pixels.shape[2] == 1 else "RGB"
     buffer = io.BytesIO()
-    Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode).save(buffer, format="PNG")
+    Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 
