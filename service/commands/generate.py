@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     part = parser.add_mutually_exclusive_group()
     part.add_argument("--shards", metavar="LIST", help="only these shards, e.g. 17-20 or 0,3,5-9")
     part.add_argument("--shard", metavar="i/N", help="only shards i, i+N, i+2N, ...: one of N machines' part")
-    parser.add_argument("--workers", type=int, default=2, help="shards made at once (default 2)")
+    parser.add_argument("--workers", type=int,
+                        help="shards made at once (default: 2 locally, 2 per server URL over HTTP)")
     parser.add_argument("--retries", type=int, default=5, help="HTTP: retries of a failed request (default 5)")
     parser.add_argument("--backoff", type=float, default=0.5, help="HTTP: first retry delay in s, doubling (default 0.5)")
     parser.add_argument("--timeout", type=float, default=120.0, help="HTTP: seconds per request (default 120)")
@@ -89,6 +90,8 @@ def _spec(args: argparse.Namespace, model: str, version: str) -> DatasetSpec:
 
 
 def _check_options(args: argparse.Namespace) -> None:
+    if args.workers is None:  # two in flight per source: one computing while the other's shard is written
+        args.workers = 2 * len(args.url) if args.url else 2
     for name in ("workers", "retries", "threads"):
         value = getattr(args, name)
         if value is not None and not (0 if name == "retries" else 1) <= value <= 256:
