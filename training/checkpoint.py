@@ -6,6 +6,7 @@ A run directory looks like
     RUN/metrics.jsonl                one line per epoch
     RUN/grids/epoch-0001.png
     RUN/checkpoints/step-00000400/   generator / discriminator / optim_d / optim_g / loop .safetensors
+                                     (+ generator_ema.safetensors when the run averages G's weights)
                                      + state.json (step, epoch, wall time, config, optimiser hyper-parameters)
 
 A checkpoint folder is written under a temporary name and renamed when complete, so a crash never
@@ -32,6 +33,7 @@ from training.networks import build_discriminator, build_generator
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
+EMA_FILE = "generator_ema.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 FORMAT_VERSION = 1
 
@@ -51,6 +53,7 @@ class Checkpoint:
     wall_time_s: float
     generator: dict[str, torch.Tensor]
     discriminator: dict[str, torch.Tensor]
+    generator_ema: dict[str, torch.Tensor] | None  # the running average of G's weights, if the run keeps one
     optim_d: dict[str, Any]  # an optimizer.state_dict(), rebuilt
     optim_g: dict[str, Any]
     loop: dict[str, Any]  # the trainer's own JSON state (data position, metric sums)
@@ -60,7 +63,7 @@ class Checkpoint:
 @dataclass
 class LoadedRun:
     config: TrainConfig
-    generator: nn.Module  # eval mode
+    generator: nn.Module  # eval mode; the weight average where the run keeps one (what ships)
     discriminator: nn.Module  # eval mode
     step: int
     epoch: int
@@ -96,7 +99,8 @@ def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(run_dir: Path, *, config: TrainConfig, generator: nn.Module, discriminator: nn.Module,
                     optim_d: torch.optim.Optimizer, optim_g: torch.optim.Optimizer, step: int, epoch: int,
-                    wall_time_s: float, loop: dict, loop_tensors: dict[str, torch.Tensor]) -> Path:
+                    wall_time_s: float, loop: dict, loop_tensors: dict[str, torch.Tensor],
+                    generator_ema: nn.Module | None = None) -> Path:
     """Write checkpoints/step-N atomically and keep only the newest `config.keep_checkpoints`."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -106,6 +110,8 @@ def save_checkpoint(run_dir: Path, *, config: TrainConfig, generator: nn.Module,
     tmp.mkdir()
     save_file(_cpu(generator.state_dict()), str(tmp / "generator.safetensors"))
     save_file(_cpu(discriminator.state_dict()), str(tmp / "discriminator.safetensors"))
+    if generator_ema is not None:
+        save_file(_cpu(generator_ema.state_dict()), str(tmp / EMA_FILE))
     meta = {}
     for name, opt in (("optim_d", optim_d), ("optim_g", optim_g)):
         tensors, meta[name] = _split_optimizer(opt.state_dict())
@@ -162,7 +168,9 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         return Checkpoint(
             path=path, config=config, step=int(state["step"]), epoch=int(state["epoch"]),
             wall_time_s=float(state["wall_time_s"]), generator=_tensors(path / "generator.safetensors"),
-            discriminator=_tensors(path / "discriminator.safetensors"), optim_d=optim["optim_d"],
+            discriminator=_tensors(path / "discriminator.safetensors"),
+            generator_ema=_tensors(path / EMA_FILE) if (path / EMA_FILE).exists() else None,
+            optim_d=optim["optim_d"],
             optim_g=optim["optim_g"], loop=state["loop"], loop_tensors=_tensors(path / "loop.safetensors"))
     except KeyError as e:
         raise CheckpointError(f"{state_path}: missing the key {e}") from None
@@ -188,6 +196,9 @@ def load_run(run_dir: Path | str) -> LoadedRun:
         raise CheckpointError(f"{run_dir / CHECKPOINTS}: no checkpoint (has this run trained a step?)")
     ckpt = load_checkpoint(path)
     g, d = build_generator(ckpt.config.network), build_discriminator(ckpt.config.network)
-    load_weights(g, ckpt.generator, path / "generator.safetensors")
+    if ckpt.generator_ema is not None:
+        load_weights(g, ckpt.generator_ema, path / EMA_FILE)
+    else:
+        load_weights(g, ckpt.generator, path / "generator.safetensors")
     load_weights(d, ckpt.discriminator, path / "discriminator.safetensors")
     return LoadedRun(ckpt.config, g.eval(), d.eval(), ckpt.step, ckpt.epoch, ckpt.wall_time_s, run_dir)

@@ -12,6 +12,7 @@ bit for bit on the CPU.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -117,6 +118,7 @@ class _Run:
         torch.manual_seed(config.seed)  # init and dropout draw from the global generator
         self.G = build_generator(config.network).to(self.device)
         self.D = build_discriminator(config.network).to(self.device)
+        self.G_ema: Optional[torch.nn.Module] = None  # made by start() or restore(), if the config asks
         self.opt_d = _optimizer(config.d_optim, self.D.parameters())
         self.opt_g = _optimizer(config.g_optim, self.G.parameters())
         self.data_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -129,6 +131,21 @@ class _Run:
     @staticmethod
     def _zero_sums() -> dict:
         return {"d_real": 0.0, "d_fake": 0.0, "loss_d": 0.0, "loss_g": 0.0, "d_updates": 0, "g_updates": 0}
+
+    def start_ema(self) -> None:
+        """Begin the weight average from G as initialised (after the on_start hooks)."""
+        if self.config.g_ema_decay > 0:
+            self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        for avg, p in zip(self.G_ema.state_dict().values(), self.G.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(p, 1.0 - self.config.g_ema_decay)  # avg <- decay * avg + (1 - decay) * p
+            else:
+                avg.copy_(p)  # counters (batch-norm's num_batches_tracked)
 
     def context(self) -> Context:
         return Context(self.config, self.G, self.D, self.data, self.out_dir, self.device, self.step, self.epoch)
@@ -144,13 +161,18 @@ class _Run:
             tensors["torch_cuda"] = torch.cuda.get_rng_state(self.device)
         return save_checkpoint(self.out_dir, config=self.config, generator=self.G, discriminator=self.D,
                                optim_d=self.opt_d, optim_g=self.opt_g, step=self.step, epoch=self.epoch,
-                               wall_time_s=self.wall, loop=loop, loop_tensors=tensors)
+                               wall_time_s=self.wall, loop=loop, loop_tensors=tensors, generator_ema=self.G_ema)
 
     def restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
         _check_same_run(ckpt.config, self.config, self.out_dir)
         load_weights(self.G, ckpt.generator, path / "generator.safetensors")
         load_weights(self.D, ckpt.discriminator, path / "discriminator.safetensors")
+        self.start_ema()
+        if self.G_ema is not None:
+            if ckpt.generator_ema is None:
+                raise TrainingError(f"{path}: no generator_ema.safetensors, but the config averages G's weights")
+            load_weights(self.G_ema, ckpt.generator_ema, path / "generator_ema.safetensors")
         self.opt_d.load_state_dict(ckpt.optim_d)
         self.opt_g.load_state_dict(ckpt.optim_g)
         self.step, self.epoch, self.wall = ckpt.step, ckpt.epoch, ckpt.wall_time_s
@@ -207,6 +229,7 @@ class _Run:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()  # D's grads from this pass are cleared before D's next update
         self.opt_g.step()
+        self.update_ema()
         self.sums["loss_g"] += loss.item()
         self.sums["g_updates"] += 1
         self.step += 1
@@ -251,9 +274,11 @@ class _Run:
         if len(self.config.network.sample_shape) != 3:
             n = max(n, 2000)
         z = sample_latent(self.config.network.latent, n, z_gen).to(self.device)
-        self.G.eval()
-        samples = self.G(z).cpu().numpy()
-        self.G.train()
+        net = self.G_ema if self.G_ema is not None else self.G  # what export will ship
+        was_training = net.training
+        net.eval()
+        samples = net(z).cpu().numpy()
+        net.train(was_training)
         (self.out_dir / "grids").mkdir(exist_ok=True)
         name = f"step-{self.step:08d}.png" if partial else f"epoch-{self.epoch:04d}.png"
         ref = self.data[:2000].cpu().numpy() if samples.ndim == 2 else None
@@ -275,6 +300,7 @@ def train(config: TrainConfig, out_dir: Path | str, *, max_steps: Optional[int] 
     else:
         for hook in run.hooks.on_start:
             hook(run.context())
+        run.start_ema()
     (out_dir / CONFIG_FILE).write_text(config.to_json() + "\n", encoding="utf-8")
     steps_per_epoch = (len(run.data) // config.batch_size) / config.d_steps
     total = math.ceil(config.epochs * steps_per_epoch)

@@ -95,6 +95,7 @@ def test_k_discriminator_steps_per_generator_step(tmp_path):
 @pytest.mark.parametrize("preset, overrides", [
     ("mnist-paper", ["batch_size=16"] + TINY_MLP),  # SGD, momentum ramp, lr decay, dropout
     ("ring8", TINY_MLP + ["batch_size=64"]),  # Adam
+    ("mnist", ["batch_size=16"] + TINY_MLP),  # Adam, R1 penalty, G's weight average
 ])
 def test_resume_is_bit_for_bit(tmp_path, preset, overrides):
     config = resolve(preset, overrides + ["epochs=100"])
@@ -103,7 +104,10 @@ def test_resume_is_bit_for_bit(tmp_path, preset, overrides):
     train(config, half, max_steps=40, progress=False)
     a, b = latest_checkpoint(straight), latest_checkpoint(half)
     assert a.name == b.name == "step-00000040"
-    for f in ("generator", "discriminator", "optim_d", "optim_g"):
+    files = ["generator", "discriminator", "optim_d", "optim_g"]
+    if config.g_ema_decay > 0:
+        files.append("generator_ema")
+    for f in files:
         wa, wb = load_file(a / f"{f}.safetensors"), load_file(b / f"{f}.safetensors")
         assert wa.keys() == wb.keys()
         for k in wa:
@@ -152,3 +156,14 @@ def test_real_run_learns_toy1d(tmp_path):
         samples = run.generator(z).numpy().ravel()  # (5000,)
     data = load_dataset("toy1d", "test").x.numpy().ravel()
     assert ks_2samp(samples, data).statistic < 0.05
+
+
+def test_weight_average_is_what_the_run_ships(tmp_path):
+    config = resolve("mnist", ["batch_size=16"] + TINY_MLP + ["g_ema_decay=0.9"])
+    run = train(config, tmp_path / "run", max_steps=10, progress=False)
+    ckpt = latest_checkpoint(run)
+    raw, avg = load_file(ckpt / "generator.safetensors"), load_file(ckpt / "generator_ema.safetensors")
+    assert raw.keys() == avg.keys()
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw)  # the average lags the raw weights
+    shipped = load_run(run).generator.state_dict()
+    assert all(torch.equal(shipped[k], avg[k]) for k in avg)
