@@ -40,6 +40,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     client_cpu: float  # wrk's CPU time / wall time (1.0 = one core, wrk's whole thread)
+    answered: int = 0  # completed with any status (a route floor counts its 4xx answers)
 
     @property
     def rps(self) -> float:
@@ -79,6 +80,7 @@ def run_wrk(url: str, connections: int, seconds: float, body: dict | None = None
         p50_ms=s["latency_us"]["p50"] / 1e3,
         p99_ms=s["latency_us"]["p99"] / 1e3,
         client_cpu=cpu / wall,
+        answered=s["requests"],
     )
 
 

@@ -61,6 +61,21 @@ class Server:
             return []
 
 
+def cpu_seconds(server: Server) -> float | None:
+    """User + system CPU time of the server's processes so far (None: not ours to measure). CPU
+    per request is steadier than req/s on a machine whose cores other work is using too."""
+    if server.process is None:
+        return None
+    total = 0.0
+    for p in server.processes():
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def wait_ready(server: Server, path: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
