@@ -11,11 +11,18 @@ inside the fixtures so test modules that never ask for them (the service's) stay
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 import pytest
+
+# prometheus_client chooses its value store when first imported: multiprocess files only if this is
+# set by then. The in-process app's /metrics reads those files (as under `bentoml serve`), so it is
+# set here, before any test module can import prometheus_client (tests/deploy parses /metrics).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ganserve-prometheus-"))
 
 # Small enough to train and export in seconds on two busy cores; names are the fixture's API.
 TINY_MODELS = {
