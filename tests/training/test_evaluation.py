@@ -141,3 +141,46 @@ def test_kde_and_jsd_of_gaussians():
     far = np.exp(-0.5 * (grid - 6) ** 2) / math.sqrt(2 * math.pi)
     assert density1d.jsd(p, far, dx) > 0.6  # nearly disjoint: close to log 2
     assert density1d.criterion_from_jsd(0.0) == pytest.approx(-math.log(4))
+
+
+# ---- metric selection (run_metrics) and seed aggregation ----
+
+
+def test_toy1d_metrics_of_the_data_itself_reach_the_optimum():
+    from training.data.toy import TOY1D_MEAN, TOY1D_STD
+    from training.evaluation.run_metrics import evaluate
+
+    def sample_data(n, seed):
+        return np.random.default_rng(seed).normal(TOY1D_MEAN, TOY1D_STD, size=(n, 1)).astype(np.float32)
+
+    m = evaluate("toy1d", {}, sample_data, 50_000, progress=False)
+    assert m["jsd"].value < 2e-3
+    assert m["criterion_c"].value == pytest.approx(-math.log(4), abs=5e-3)
+    assert m["sample_std"].value == pytest.approx(TOY1D_STD, rel=0.02)
+    # A generator stuck at one point is far from the optimum.
+    stuck = evaluate("toy1d", {}, lambda n, seed: np.full((n, 1), TOY1D_MEAN, np.float32), 5_000, progress=False)
+    assert stuck["criterion_c"].value > -math.log(4) + 0.5
+
+
+def test_mode_metrics_of_the_mixture_itself_cover_everything():
+    from training.data.toy import mixture_modes, mixture_sigma
+    from training.evaluation.run_metrics import evaluate
+
+    centres, sigma = mixture_modes("grid25"), mixture_sigma("grid25")
+
+    def sample_mixture(n, seed):
+        rng = np.random.default_rng(seed)
+        return centres[rng.integers(0, len(centres), n)] + rng.normal(scale=sigma, size=(n, 2))
+
+    m = evaluate("grid25", {}, sample_mixture, progress=False)
+    assert m["modes_covered"].value == 25
+    assert m["high_quality_share"].value > 0.98  # 3 sigma in 2-D holds 98.9% of the mass
+    assert m["mode_reverse_kl"].value < 0.02
+
+
+def test_seed_sweep_aggregate_mean_and_stderr():
+    from training.evaluation.seed_sweep import aggregate
+
+    a = aggregate([{"modes_covered": 8.0}, {"modes_covered": 6.0}, {"modes_covered": 7.0}])["modes_covered"]
+    assert a["mean"] == 7.0 and a["min"] == 6.0 and a["max"] == 8.0
+    assert a["stderr"] == pytest.approx(1.0 / math.sqrt(3))
