@@ -125,9 +125,11 @@ def model_folders(models_dir: Path) -> list[Path]:
 
 
 class Engine:
-    """Loads every model folder at construction; afterwards read-only and thread-safe."""
+    """Loads every model folder at construction (or only the one `from_folder` names);
+    afterwards read-only and thread-safe."""
 
-    def __init__(self, models_dir: Path | str, device: str = "auto", default_model: str = "mnist", intra_op_threads: int = 1):
+    def __init__(self, models_dir: Path | str, device: str = "auto", default_model: str = "mnist",
+                 intra_op_threads: int = 1, only: str | None = None):
         self.models_dir = Path(models_dir)
         self.intra_op_threads = intra_op_threads
         self.device = device
@@ -135,7 +137,8 @@ class Engine:
         self.provider_note = ""
         self.models: dict[str, LoadedModel] = {}
         self.unavailable: dict[str, str] = {}
-        for folder in model_folders(self.models_dir):
+        folders = model_folders(self.models_dir) if only is None else [self.models_dir / only]
+        for folder in folders:
             try:
                 self.models[folder.name] = self._load(folder)
             except CardError as e:
@@ -147,6 +150,17 @@ class Engine:
             raise EngineError(f"{self.models_dir}: no servable model folder ({len(self.unavailable)} unavailable)")
         # The configured default, else the only / first (by name) loaded model.
         self.default_model = default_model if default_model in self.models else next(iter(self.models))
+
+    @classmethod
+    def from_folder(cls, folder: Path | str, device: str = "auto", intra_op_threads: int = 1) -> "Engine":
+        """An engine over the one model folder given (its default model): what the dataset CLI
+        needs for `--model-dir models/mnist`, without loading that folder's siblings. A folder
+        that cannot serve is an EngineError naming it and the file at fault."""
+        folder = Path(folder).resolve()  # `.` or `models/mnist/` still name the folder
+        if not folder.is_dir():
+            raise EngineError(f"{folder}: the model folder does not exist")
+        return cls(folder.parent, device, default_model=folder.name, intra_op_threads=intra_op_threads,
+                   only=folder.name)
 
     def _reason(self, e: CardError) -> str:
         """The failure with the file named relative to the models dir: /models shows it to

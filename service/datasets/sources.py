@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import itertools
 import random
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from models.card import CARD_FILE, ModelCard
 
 from .. import encoding, sampling
 from ..engine import Engine, EngineError, LoadedModel
+from ..providers import DeviceError
 from .plan import DatasetSpec
 
 MAX_BACKOFF_S = 30.0
@@ -58,7 +58,6 @@ class LocalSource:
         self.model, self.card, self.max_draws_factor = model, model.card, max_draws_factor
         self.description = description or f"local model {model.name} ({model.provider})"
         self.stop = threading.Event()
-        self._tmp: Optional[tempfile.TemporaryDirectory] = None
 
     def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
         f = spec.filter
@@ -68,8 +67,7 @@ class LocalSource:
         return Block(got.samples, got.logits if spec.labels else None, got.drawn)
 
     def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        pass  # nothing to release: the sessions go with their engine (the server's task shares its own)
 
 
 def open_local(folder: Path, device: str, threads: int, max_draws_factor: int) -> LocalSource:
@@ -77,17 +75,11 @@ def open_local(folder: Path, device: str, threads: int, max_draws_factor: int) -
     folder = Path(folder).resolve()
     if not (folder / CARD_FILE).is_file():
         raise SourceError(f"{folder}: not a model folder (no {CARD_FILE}); pass a folder like models/mnist")
-    # The engine loads every model under a directory: give it a directory holding only this one.
-    tmp = tempfile.TemporaryDirectory(prefix="ganserve-generate-")
-    (Path(tmp.name) / folder.name).symlink_to(folder, target_is_directory=True)
     try:
-        engine = Engine(Path(tmp.name), device=device, default_model=folder.name, intra_op_threads=threads)
-    except EngineError as e:
-        tmp.cleanup()
-        raise SourceError(str(e).replace(tmp.name + "/", str(folder.parent) + "/")) from None
-    source = LocalSource(engine.get(folder.name), max_draws_factor, f"local folder {folder}")
-    source._tmp = tmp
-    return source
+        engine = Engine.from_folder(folder, device=device, intra_op_threads=threads)
+    except (EngineError, DeviceError) as e:
+        raise SourceError(str(e)) from None
+    return LocalSource(engine.get(folder.name), max_draws_factor, f"local folder {folder}")
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -106,6 +106,26 @@ def test_a_graph_whose_sample_shape_differs_from_its_card_is_unavailable(tmp_pat
     assert "lying/generator.onnx" in engine.unavailable["lying"]
 
 
+def test_from_folder_loads_that_folder_only(service_models_dir):
+    # Its siblings include `broken`, which a whole-directory engine would verify and list.
+    engine = Engine.from_folder(service_models_dir / "tiny-ring", device="cpu", intra_op_threads=1)
+    assert list(engine.models) == ["tiny-ring"] and engine.unavailable == {}
+    assert engine.default_model == "tiny-ring" and engine.get(None).card.name == "tiny-ring"
+    assert engine.get(None).sessions["generator"].get_session_options().intra_op_num_threads == 1
+    with pytest.raises(UnknownModel, match="models here: tiny-ring$"):
+        engine.get("tiny-digits")
+
+
+def test_from_folder_refuses_a_folder_that_cannot_serve_naming_it(service_models_dir, tmp_path):
+    with pytest.raises(EngineError, match=r"default model 'broken' in .*broken.*generator\.onnx"):
+        Engine.from_folder(service_models_dir / "broken", device="cpu")
+    with pytest.raises(EngineError, match=r"absent: the model folder does not exist"):
+        Engine.from_folder(tmp_path / "absent", device="cpu")
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(EngineError, match=r"notes.*model\.json.*missing"):
+        Engine.from_folder(tmp_path / "notes", device="cpu")
+
+
 def test_device_cuda_where_none_works_is_a_startup_error_that_says_why(tmp_path):
     if any(Path("/dev").glob("nvidia[0-9]*")):
         pytest.skip("this machine has an NVIDIA device: see test_gpu.py")
