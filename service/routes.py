@@ -1,6 +1,7 @@
 """The routes BentoML's typed APIs cannot express, as a small Starlette app mounted on the service:
 
-- `GET /models`: BentoML APIs are POST-only (../shared/STACK.md).
+- `GET /models`: the models and the server's request limits; BentoML APIs are POST-only
+  (../shared/STACK.md).
 - `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
 
@@ -22,6 +23,7 @@ from . import encoding, sampling
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
 from .schemas import MAX_N, ScoreRequest
+from .settings import get_settings
 
 JSON_TYPES = {"application/json", ""}
 NPY_TYPES = {encoding.NPY_MEDIA_TYPE, "application/octet-stream"}
@@ -47,7 +49,7 @@ async def models(request: Request) -> Response:
     ]
     listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]
     return JSONResponse({"default_model": engine.default_model, "device": engine.provider_note,
-                         "models": sorted(listed, key=lambda m: m["name"])})
+                         "limits": get_settings().limits(), "models": sorted(listed, key=lambda m: m["name"])})
 
 
 def _check_shape(model: LoadedModel, x: np.ndarray, field: str) -> np.ndarray:

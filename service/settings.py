@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None
 
+    def limits(self) -> dict[str, int]:
+        """The limits a client sizes its requests by, as `GET /models` reports them (the dataset
+        CLI checks its block size against them and records the draw bound in its manifest)."""
+        return {"max_n": self.max_n, "max_draws_factor": self.max_draws_factor, "max_body_bytes": self.max_body_bytes}
+
 
 def load_settings() -> Settings:
     """Build the settings from the environment; a bad value raises SettingsError naming it."""

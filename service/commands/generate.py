@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from service.datasets import manifest as mf
 from service.datasets.job import Interrupted, Job
 from service.datasets.plan import DatasetSpec, PlanError, parse_part, parse_shards
-from service.datasets.sources import HttpSource, SourceError, open_local
+from service.datasets.sources import HttpSource, Source, SourceError, open_local
 from service.settings import SettingsError, cpu_count, load_settings
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -72,14 +72,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _spec(args: argparse.Namespace, model: str, version: str) -> DatasetSpec:
-    """The dataset's definition; an out-of-range value is a UsageError naming its option."""
+def _filtered(args: argparse.Namespace) -> bool:
+    return args.min_realness is not None or args.drs
+
+
+def _spec(args: argparse.Namespace, model: str, version: str, max_draws_factor: int) -> DatasetSpec:
+    """The dataset's definition; an out-of-range value is a UsageError naming its option. The
+    source's draw bound is recorded only for a filtered dataset (nothing is redrawn otherwise)."""
     dtype = args.dtype or ("uint8" if args.format == "png" else "float32")
     try:
         return DatasetSpec(
             model=model, model_version=version, base_seed=args.seed, samples=args.samples,
             shard_size=args.shard_size, block_size=args.block_size, truncation=args.truncation,
             filter={"min_realness": args.min_realness, "drs": args.drs, "drs_gamma": args.drs_gamma},
+            max_draws_factor=max_draws_factor if _filtered(args) else None,
             format=args.format, dtype=dtype, labels=args.labels)
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
@@ -102,7 +108,15 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError("--dtype: png shards are 8-bit images; leave --dtype out or use uint8")
     if args.model_dir is not None and args.model is not None and args.model != args.model_dir.name:
         raise UsageError(f"--model {args.model!r} differs from the folder {args.model_dir} (leave --model out)")
-    _spec(args, args.model or "x", PLACEHOLDER_VERSION)  # ranges, before connecting to anything
+    _spec(args, args.model or "x", PLACEHOLDER_VERSION, 1)  # ranges, before connecting to anything
+
+
+def _check_limits(source: Source, spec: DatasetSpec) -> None:
+    """A block over the server's max n would be refused mid-run: refuse it before anything is written."""
+    largest = min(spec.block_size, spec.shard_size, spec.samples)  # the most samples one request asks for
+    if source.max_n is not None and largest > source.max_n:
+        raise UsageError(f"--block-size: {spec.block_size} is over the server's max n of {source.max_n} "
+                         f"(GANSERVE_MAX_N there); use --block-size {source.max_n} or less")
 
 
 def _check_writable(out: Path) -> None:
@@ -147,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         _check_writable(args.out)
         source = _open_source(args)
         card = source.card
-        spec = _spec(args, card.name, card.files["generator"].sha256)
+        spec = _spec(args, card.name, card.files["generator"].sha256,
+                     source.max_draws_factor if _filtered(args) else 1)
+        _check_limits(source, spec)
         if (spec.dtype == "uint8" or spec.format == "png") and card.sample.kind != "image":
             raise UsageError(f"--format/--dtype: {card.name} makes {card.sample.kind}s; only images go to uint8 or png")
         shards = _selection(args, spec)

@@ -58,6 +58,10 @@ class DatasetSpec(BaseModel):
     block_size: int = Field(ge=1, le=MAX_BLOCK_SIZE)
     truncation: Optional[float] = Field(None, gt=0, le=100)
     filter: FilterSpec = FilterSpec()
+    # With a filter, a block stops after n x this many draws (GANSERVE_MAX_DRAWS_FACTOR of the
+    # server or local settings that made it): it decides how many rows a block keeps, so it is
+    # part of the definition. None without a filter, where nothing is ever redrawn.
+    max_draws_factor: Optional[int] = Field(None, ge=1, le=1000)
     format: Literal["npy", "png"] = "npy"
     dtype: Literal["float32", "uint8"] = "float32"
     labels: bool = False  # a realness score per row, beside each shard
@@ -67,6 +71,8 @@ class DatasetSpec(BaseModel):
         if self.num_shards > MAX_SHARDS:
             raise ValueError(f"{self.samples} samples in shards of {self.shard_size} make {self.num_shards} "
                              f"shards, more than {MAX_SHARDS}: use larger shards")
+        if self.max_draws_factor is not None and not self.filter.active:
+            raise ValueError("max_draws_factor applies to filtered datasets only (min_realness or drs)")
         if self.format == "png" and self.dtype != "uint8":
             raise ValueError("png shards are 8-bit images: dtype must be uint8")
         return self

@@ -41,9 +41,20 @@ class Block:
     drawn: int  # latents drawn (== n without a filter)
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """What `GET /models` reports under `limits` (settings.Settings.limits)."""
+
+    max_n: int
+    max_draws_factor: int
+    max_body_bytes: int
+
+
 class Source(Protocol):
     card: ModelCard
     description: str
+    max_n: Optional[int]  # samples per request the source accepts (None: no limit)
+    max_draws_factor: int  # a filtered block stops after n x this many draws
     stop: threading.Event  # set when the job is interrupted: stop waiting, give up quickly
 
     def block(self, seed: int, n: int, spec: DatasetSpec) -> Block: ...
@@ -56,6 +67,7 @@ class LocalSource:
 
     def __init__(self, model: LoadedModel, max_draws_factor: int, description: str = ""):
         self.model, self.card, self.max_draws_factor = model, model.card, max_draws_factor
+        self.max_n = None  # in process: no request to bound
         self.description = description or f"local model {model.name} ({model.provider})"
         self.stop = threading.Event()
 
@@ -82,6 +94,14 @@ def open_local(folder: Path, device: str, threads: int, max_draws_factor: int) -
     return LocalSource(engine.get(folder.name), max_draws_factor, f"local folder {folder}")
 
 
+def _limits(url: str, listing: dict) -> ServerLimits:
+    try:
+        return ServerLimits(**{k: int(listing["limits"][k]) for k in ("max_n", "max_draws_factor", "max_body_bytes")})
+    except (KeyError, TypeError, ValueError) as e:
+        raise SourceError(f"{url}: /models reports no usable `limits` ({type(e).__name__}: {e}); "
+                          "is the server older than this client?") from None
+
+
 def _error_text(response: httpx.Response) -> str:
     """The service's one-line `error` (errors.py), else the start of the body."""
     try:
@@ -104,6 +124,7 @@ class HttpSource:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = httpx.Client(timeout=timeout_s, headers=headers,
                                    limits=httpx.Limits(max_connections=connections * len(self.urls)))
+        self.limits: dict[str, ServerLimits] = {}  # per replica, read with its /models
         try:
             self.card = self._agree_on_model(model)
         except BaseException:
@@ -131,10 +152,25 @@ class HttpSource:
                 cards[url] = ModelCard.model_validate(entry["card"])
             except (KeyError, ValidationError) as e:
                 raise SourceError(f"{url}: /models sent an unreadable card for {wanted!r} ({e})") from None
+            self.limits[url] = _limits(url, listing)
         versions = {url: c.version for url, c in cards.items()}
         if len(set(versions.values())) > 1:
             raise SourceError(f"replicas serve different versions of the model: {versions}")
         return next(iter(cards.values()))
+
+    @property
+    def max_n(self) -> int:
+        """The smallest max n of the replicas: every block may go to any of them."""
+        return min(lim.max_n for lim in self.limits.values())
+
+    @property
+    def max_draws_factor(self) -> int:
+        """The replicas' common draw bound; replicas that differ would make a filtered block's
+        rows depend on which replica drew it, so that is an error."""
+        factors = {url: lim.max_draws_factor for url, lim in self.limits.items()}
+        if len(set(factors.values())) > 1:
+            raise SourceError(f"replicas bound filtered draws differently (GANSERVE_MAX_DRAWS_FACTOR): {factors}")
+        return next(iter(factors.values()))
 
     def _call(self, method: str, path: str, only: Optional[str] = None, **kwargs) -> httpx.Response:
         first, failures = next(self._next), []

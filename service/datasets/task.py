@@ -61,6 +61,7 @@ def generate(engine: Engine, settings: Settings, req: DatasetRequest) -> Respons
             model=model.name, model_version=model.card.files["generator"].sha256, base_seed=req.seed,
             samples=req.samples, shard_size=req.shard_size, block_size=req.block_size, truncation=req.truncation,
             filter={"min_realness": req.min_realness, "drs": req.drs, "drs_gamma": req.drs_gamma},
+            max_draws_factor=settings.max_draws_factor if req.min_realness is not None or req.drs else None,
             format=req.format, dtype=req.dtype or ("uint8" if req.format == "png" else "float32"), labels=req.labels)
         shards = parse_shards(req.shards, spec.num_shards) if req.shards else None
     except ValidationError as e:

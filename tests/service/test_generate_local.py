@@ -120,7 +120,7 @@ def test_rerun_skips_complete_shards_and_remakes_damaged_or_missing_ones(whole, 
     assert not [p for p in out.iterdir() if TMP_MARK in p.name]
 
 
-def test_uint8_png_and_filtered_datasets(tiny_models_dir, tmp_path, capsys):
+def test_uint8_png_and_filtered_datasets(tiny_models_dir, tmp_path, capsys, monkeypatch):
     base = [*local(tiny_models_dir), "--samples", 40, "--shard-size", 20, "--block-size", 8, "--seed", 3]
     assert run_generate(capsys, *base, "--out", tmp_path / "f32")[0] == 0
     assert run_generate(capsys, *base, "--out", tmp_path / "u8", "--dtype", "uint8")[0] == 0
@@ -134,10 +134,12 @@ def test_uint8_png_and_filtered_datasets(tiny_models_dir, tmp_path, capsys):
     assert names[0] == "000000.png" and len(names) == 20
     np.testing.assert_array_equal(np.asarray(Image.open(png / names[3])), u8[23, 0])
 
+    assert manifest(tmp_path / "f32")["spec"]["max_draws_factor"] is None  # no filter: nothing redrawn
+    monkeypatch.setenv("GANSERVE_MAX_DRAWS_FACTOR", "7")  # the bound a server here would use
     code, _ = run_generate(capsys, *base, "--out", tmp_path / "kept", "--min-realness", "0.5", "--labels")
     assert code == 0
     m = manifest(tmp_path / "kept")
-    assert m["spec"]["filter"]["min_realness"] == 0.5
+    assert m["spec"]["filter"]["min_realness"] == 0.5 and m["spec"]["max_draws_factor"] == 7
     assert m["totals"]["drawn"] >= m["totals"]["samples"]
     for s in m["shards"]:
         realness = np.load(tmp_path / "kept" / s["labels"]["file"], allow_pickle=False)

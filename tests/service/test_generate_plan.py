@@ -75,3 +75,12 @@ def test_too_many_shards_and_float_pngs_are_refused():
         spec(samples=10**7, shard_size=1)
     with pytest.raises(ValidationError, match="dtype must be uint8"):
         spec(format="png", dtype="float32")
+
+
+def test_the_draw_bound_belongs_to_filtered_datasets_only():
+    assert spec(filter={"drs": True}, max_draws_factor=20).max_draws_factor == 20
+    assert spec(filter={"min_realness": 0.5}, max_draws_factor=20) != spec(filter={"min_realness": 0.5}, max_draws_factor=30)
+    with pytest.raises(ValidationError, match="max_draws_factor applies to filtered datasets only"):
+        spec(max_draws_factor=20)
+    with pytest.raises(ValidationError, match="max_draws_factor"):
+        spec(filter={"drs": True}, max_draws_factor=0)

@@ -23,6 +23,7 @@ from service.datasets.writer import TMP_MARK
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Several shards, a short last one, blocks of 16 (the test server's max n is 256), filter and labels.
+SERVER_DRAWS_FACTOR = 30
 SPEC = ["--samples", 100, "--shard-size", 40, "--block-size", 16, "--seed", 21]
 
 
@@ -34,6 +35,9 @@ def server(service_models_dir, tmp_path_factory):
     env.update(service_env(service_models_dir, root))
     env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
     env["GANSERVE_OUTPUT_DIR"] = str(root / "datasets")
+    # Not the default (20, what the local reference uses): the manifests must record the server's.
+    # No block of the filtered SPEC runs out of draws under either, so their bytes still agree.
+    env["GANSERVE_MAX_DRAWS_FACTOR"] = str(SERVER_DRAWS_FACTOR)
     port = free_port()
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
@@ -72,6 +76,10 @@ def test_one_server_gives_the_bytes_of_the_local_folder(server, reference, tmp_p
     assert dataset(out)[1] == dataset(reference)[1]
     totals = manifest(out)["totals"]
     assert totals["samples"] == 100 and totals["drawn"] > totals["samples"]  # the filter rejected some
+    # The draw bound the server reported in /models, not the client's own setting.
+    assert manifest(out)["spec"]["max_draws_factor"] == SERVER_DRAWS_FACTOR
+    assert manifest(reference)["spec"]["max_draws_factor"] == 20
+    assert all(s["count"] == s["requested"] for s in manifest(reference)["shards"])  # no block ran out
 
 
 def test_a_dead_replica_at_start_is_refused_and_live_replicas_share_the_work(server, reference, tmp_path, capsys):
@@ -117,7 +125,9 @@ def test_server_failures_end_with_a_clear_message_and_no_partial_shard(server, t
         # 5xx on every try (this model fails inside onnxruntime for odd batches): retried, then given up.
         (["--url", base, "--model", "faulty", "--block-size", 1, "--retries", 2, "--backoff", 0.01], 1,
          "failed 3 time(s), giving up; last: " + base + ": HTTP 500"),
-        (["--url", base, "--block-size", 300, "--shard-size", 300, "--samples", 300], 1, "refused (HTTP 400): n: "),  # over the server's max n
+        # Over the server's max n (from its /models limits): refused before any request or file.
+        (["--url", base, "--block-size", 300, "--shard-size", 300, "--samples", 300], 2,
+         "--block-size: 300 is over the server's max n of 256 (GANSERVE_MAX_N there); use --block-size 256 or less"),
     ]
     for i, (args, want_code, message) in enumerate(cases):
         out = tmp_path / f"case{i}"
@@ -154,6 +164,7 @@ def test_the_dataset_task_writes_into_the_servers_folder_and_answers_the_manifes
         answered = result.json()
         assert answered == manifest(datasets / "digits-100")
         assert answered["totals"]["complete"] == 3 and answered["model"]["name"] == "tiny-digits"
+        assert answered["spec"]["max_draws_factor"] == SERVER_DRAWS_FACTOR
         assert files(datasets / "digits-100") == files(reference)
         # Submitting it again resumes: every shard verified, none rewritten.
         mtimes = {p.name: p.stat().st_mtime_ns for p in (datasets / "digits-100").glob("shard-*")}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DEFAULT, MAX_N
+from conftest import DEFAULT, MAX_BODY, MAX_N
 from models.card import ModelCard
 from service import latents
 
@@ -197,6 +197,8 @@ def test_score_vectors_as_json(client):
 def test_models_lists_cards_providers_and_the_unavailable_one_with_its_reason(client):
     body = client.get("/models").json()
     assert body["default_model"] == DEFAULT and "cpu" in body["device"]
+    # The test settings' max n and body limit (conftest.py), and the default draw bound.
+    assert body["limits"] == {"max_n": MAX_N, "max_draws_factor": 20, "max_body_bytes": MAX_BODY}
     by_name = {m["name"]: m for m in body["models"]}
     assert set(by_name) == {"broken", "faulty", "tiny-digits", "tiny-ring"}
     ready = by_name[DEFAULT]
