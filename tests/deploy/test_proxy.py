@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,25 +18,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.servers import REPO, ProcessTree, Server, free_port, server_env
+
 NGINX_DIR = REPO / "deploy" / "nginx"
-BENTOML = str(Path(sys.executable).with_name("bentoml"))
 READY_TIMEOUT_S = 120  # two replicas importing onnxruntime on two shared cores
 SAMPLE = {"model": "tiny-ring", "n": 2, "seed": 7}
 TASK = {"name": "ring-tiny", "model": "tiny-ring", "samples": 20, "shard_size": 10, "block_size": 10}
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, bytes]:
@@ -51,78 +42,16 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 30) -
         return e.code, e.read()
 
 
-class Process:
-    """A server and every process it forks (BentoML's arbiter and workers, nginx's workers).
+class Replica(Server):
+    """`bentoml serve` of the service, as the compose file's replicas run it (tests/servers.py
+    stops it with every worker it forks)."""
 
-    BentoML's workers start sessions of their own, so a process group does not reach them: the
-    tree is walked (psutil, which BentoML itself depends on) and each process is signalled by
-    its id. psutil refuses to signal a process whose id was reused meanwhile."""
-
-    def __init__(self, name: str, argv: list[str], log: Path, **popen) -> None:
-        self.name, self.log = name, log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **popen)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tree(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def kill(self) -> None:
-        """SIGKILL every process of the tree at once: a crash, not a shutdown."""
-        for process in self.tree():
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        processes = self.tree()  # before the leader exits and its children are re-parented
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        _, left = psutil.wait_procs(processes, timeout=5)
-        for process in left:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        self.proc.wait(timeout=30)
-
-    def wait_until(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if http("GET", url, timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass  # not listening yet
-            time.sleep(0.25)
-        pytest.fail(f"{self.name}: {url} not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
-
-
-class Replica(Process):
     def __init__(self, index: int, models_dir: Path, root: Path, output_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
         # None of the developer's GANSERVE_* settings: these replicas run with the defaults.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GANSERVE_")}
-        env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GANSERVE_MODELS_DIR=str(models_dir),
-                   GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_OUTPUT_DIR=str(output_dir))
-        argv = [BENTOML, "serve", "service.service:GanServe", "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__(f"replica {index}", argv, root / f"replica-{index}.log", cwd=REPO, env=env)
+        env = server_env(dict(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GANSERVE_MODELS_DIR=str(models_dir),
+                              GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_OUTPUT_DIR=str(output_dir)))
+        super().__init__(f"replica {index}", env, root / f"replica-{index}.log", command="bentoml")
 
     def samples_served(self) -> float:
         """Successful POST /sample calls this replica answered, from its own /metrics."""
@@ -175,7 +104,7 @@ def replicas(tiny_models_dir: Path, datasets_dir: Path, tmp_path_factory: pytest
         for index in range(2):  # both start before either is awaited: they boot in parallel
             started.append(Replica(index, tiny_models_dir, root, datasets_dir))
         for replica in started:
-            replica.wait_until(f"{replica.url}/readyz", READY_TIMEOUT_S)
+            replica.wait_ready(READY_TIMEOUT_S)
         yield started
     finally:
         for replica in started:
@@ -200,7 +129,7 @@ def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPath
     checked = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    server = Process("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
+    server = ProcessTree("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
                                "-g", "daemon off;"], root / "nginx.log")
     try:
         server.wait_until(f"http://127.0.0.1:{port}/readyz", 30)

@@ -5,10 +5,6 @@ table (../shared/STACK.md)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,43 +13,28 @@ import pytest
 
 from conftest import TOKEN, service_env
 from test_generate_local import dataset, files, local, manifest, run_generate
-from test_server import REPO, _wait_ready, free_port
 from service.datasets.writer import TMP_MARK
+from tests.servers import free_port, start_server
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Several shards, a short last one, blocks of 16 (the test server's max n is 256), filter and labels.
-SERVER_DRAWS_FACTOR = 30
 SPEC = ["--samples", 100, "--shard-size", 40, "--block-size", 16, "--seed", 21]
+SERVER_DRAWS_FACTOR = 30  # the test server's GANSERVE_MAX_DRAWS_FACTOR
 
 
 @pytest.fixture(scope="module")
 def server(service_models_dir, tmp_path_factory):
     """(base URL, the folder its dataset task writes into)."""
     root = tmp_path_factory.mktemp("generate-server")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GANSERVE_", "PROMETHEUS_"))}
-    env.update(service_env(service_models_dir, root))
+    env = service_env(service_models_dir, root)
     env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
     env["GANSERVE_OUTPUT_DIR"] = str(root / "datasets")
     # Not the default (20, what the local reference uses): the manifests must record the server's.
     # No block of the filtered SPEC runs out of draws under either, so their bytes still agree.
     env["GANSERVE_MAX_DRAWS_FACTOR"] = str(SERVER_DRAWS_FACTOR)
-    port = free_port()
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, process, log_path)
-        yield base, root / "datasets"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with start_server(service_models_dir, env, root) as running:
+        yield running.url, root / "datasets"
 
 
 @pytest.fixture(scope="module")

@@ -3,77 +3,34 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from conftest import DEFAULT, TOKEN, service_env
+from tests.servers import STOP_GRACE_S, start_server
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 90  # bentoml's first start on two busy cores
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(service_models_dir, tmp_path_factory):
     """The server's base URL; on teardown it must stop on SIGTERM, promptly and cleanly."""
     root = tmp_path_factory.mktemp("server")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GANSERVE_", "PROMETHEUS_"))}
-    env.update(service_env(service_models_dir, root))
+    env = service_env(service_models_dir, root)
     env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
     env["GANSERVE_THREADS"] = "8"
-    port = free_port()
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, process, log_path)
-        yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            pytest.fail(f"the server did not stop within 30 s of SIGTERM:\n{log_path.read_text()[-3000:]}")
-    assert process.returncode in (0, -signal.SIGTERM), log_path.read_text()[-3000:]
+    with start_server(service_models_dir, env, root) as running:
+        yield running.url
+    if not running.stopped_in_time:
+        pytest.fail(f"the server did not stop within {STOP_GRACE_S} s of SIGTERM:\n{running.log_tail()}")
+    assert running.returncode in (0, -signal.SIGTERM), running.log_tail()
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{base}/livez", timeout=2)
-
-
-def _wait_ready(base: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"not ready within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+        httpx.get(f"{running.url}/livez", timeout=2)
 
 
 def test_one_request_per_format(server):
