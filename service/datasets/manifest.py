@@ -153,6 +153,14 @@ def _write_atomically(path: Path, text: str) -> None:
         os.close(fd)
 
 
+def _remove_dead_writers_temporaries(folder: Path) -> None:
+    """A writer killed between writing its temporary manifest and renaming it leaves that file
+    behind. Every writer holds the lock while its temporary exists, so one found under the lock
+    belongs to a writer that died."""
+    for path in folder.glob(f".{MANIFEST}.tmp-*"):
+        path.unlink(missing_ok=True)
+
+
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     with _process_lock, open(folder / LOCK, "a") as lock:
@@ -168,6 +176,7 @@ def update(folder: Path, spec: DatasetSpec, card: ModelCard, add: list[ShardReco
     """Merge shard records into the manifest on disk (re-read under the lock), drop the records
     of shards found damaged, and write it back atomically. Returns what was written."""
     with _locked(folder):
+        _remove_dead_writers_temporaries(folder)
         existing = read_manifest(folder)
         if existing is not None:
             check_same_dataset(existing, spec, folder)

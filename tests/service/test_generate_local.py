@@ -112,6 +112,7 @@ def test_rerun_skips_complete_shards_and_remakes_damaged_or_missing_ones(whole, 
         f.write(bytes([byte[0] ^ 0xFF]))
     (out / "shard-00004.realness.npy").unlink()
     (out / ".shard-00001.npy.tmp-999-0").write_bytes(b"half a shard")  # a killed run's leftover
+    (out / ".manifest.json.tmp-999-0").write_text('{"half a')  # killed while updating the manifest
     code, err = run_generate(capsys, *args)
     assert code == 0
     assert "shard 2: shard-00002.npy does not match its sha256" in err
