@@ -90,10 +90,10 @@ def wait_ready(server: Server, path: str, timeout_s: float) -> None:
     raise ServerError(f"{server.name} not ready at {server.url}{path} after {timeout_s:.0f} s; see {server.log}")
 
 
-def _spawn(name: str, command: list[str], env: dict[str, str], port: int, log_dir: Path) -> Server:
+def spawn(name: str, command: list[str], env: dict[str, str], port: int, log_dir: Path, cwd: Path = REPO) -> Server:
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:  # the child keeps its own handle
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     return Server(name, f"http://127.0.0.1:{port}", process, log)
 
@@ -108,7 +108,7 @@ def start_ganserve(models_dir: Path, log_dir: Path, extra_env: dict[str, str], n
     args = argparse.Namespace(port=port, host="127.0.0.1", models_dir=models_dir, device=None, workers=None)
     command, env = server_command(args)
     env = {**env, "GANSERVE_DEVICE": env.get("GANSERVE_DEVICE", "cpu"), **extra_env}
-    server = _spawn(name, command, env, port, log_dir)
+    server = spawn(name, command, env, port, log_dir)
     wait_ready(server, "/readyz", timeout_s)
     return server
 
@@ -116,7 +116,7 @@ def start_ganserve(models_dir: Path, log_dir: Path, extra_env: dict[str, str], n
 def start_baseline(preset: str, log_dir: Path, timeout_s: float = 120) -> Server:
     port = free_port()
     command = [sys.executable, str(BENCH / "baseline_torch_server.py"), "--preset", preset, "--port", str(port)]
-    server = _spawn("baseline", command, dict(os.environ), port, log_dir)
+    server = spawn("baseline", command, dict(os.environ), port, log_dir)
     wait_ready(server, "/livez", timeout_s)
     return server
 

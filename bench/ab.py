@@ -1,0 +1,90 @@
+"""Before and after: two checkouts of the service side by side, under the same loads, interleaved.
+
+    git worktree add /tmp/before <commit>        # or any copy of the repo
+    .venv/bin/python bench/ab.py --a /tmp/before --b . --models-dir /tmp/ganserve-bench/models
+
+Each load runs on A, then on B, for several rounds, so that whatever else the machine is doing
+falls on both alike; printed per load: req/s and the server's CPU ms per request (the steadier
+figure on shared cores), median over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # bench/ and the repo
+
+from load import require_wrk, settle  # noqa: E402
+from probes import measured  # noqa: E402
+from servers import Server, free_port, spawn, wait_ready  # noqa: E402
+
+LOADS = {  # name: (body, connections)
+    "n=1 npy c=64": ({"n": 1, "format": "npy"}, 64),
+    "n=64 npy c=8": ({"n": 64, "format": "npy"}, 8),
+    "n=1024 npy c=4": ({"n": 1024, "format": "npy"}, 4),
+    "n=1024 json c=4": ({"n": 1024, "format": "json"}, 4),
+    "n=1024 png c=4": ({"n": 1024, "format": "png"}, 4),
+}
+
+
+def start(checkout: Path, models_dir: Path, name: str, log_dir: Path) -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "bentoml", "serve", "service.service:GanServe", "--host", "127.0.0.1",
+               "--port", str(port), "--working-dir", str(checkout.resolve())]
+    env = {**os.environ, "GANSERVE_MODELS_DIR": str(models_dir.resolve()), "GANSERVE_DEVICE": "cpu",
+           "PYTHONPATH": str(checkout.resolve())}
+    server = spawn(name, command, env, port, log_dir, cwd=checkout.resolve())
+    wait_ready(server, "/readyz", 240)
+    return server
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--a", type=Path, required=True, help="checkout A (e.g. before)")
+    p.add_argument("--b", type=Path, required=True, help="checkout B (e.g. after)")
+    p.add_argument("--models-dir", type=Path, required=True)
+    p.add_argument("--model", default="mnist")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--loads", nargs="+", default=list(LOADS), choices=list(LOADS))
+    args = p.parse_args()
+    require_wrk()
+    log_dir = Path("/tmp/ganserve-bench")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    servers = []
+    try:
+        servers = [start(args.a, args.models_dir, "A", log_dir), start(args.b, args.models_dir, "B", log_dir)]
+        results = {(load, s.name): [] for load in args.loads for s in servers}
+        with tqdm(total=args.rounds * len(args.loads) * 2, desc="a/b", unit="run") as bar:
+            for _ in range(args.rounds):
+                for load in args.loads:
+                    body, c = LOADS[load]
+                    body = {**body, "seed": 1, "model": args.model}
+                    for s in servers:
+                        r, cpu_ms = measured(s, "/sample", c, args.seconds, body)
+                        settle(s.url + "/sample", {**body, "n": 1})
+                        results[(load, s.name)].append((r.rps, cpu_ms or 0.0, r.errors))
+                        bar.update()
+    finally:
+        for s in servers:
+            s.stop()
+    print(f"A = {args.a}, B = {args.b}; median of {args.rounds} interleaved rounds, load avg {os.getloadavg()[1]:.1f}")
+    print(f"{'load':>16} {'A req/s':>9} {'B req/s':>9} {'B/A':>6} {'A cpu-ms':>9} {'B cpu-ms':>9} {'B/A':>6} {'errors':>6}")
+    for load in args.loads:
+        a, b = results[(load, "A")], results[(load, "B")]
+        ra, rb = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
+        ca, cb = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
+        errors = sum(x[2] for x in a + b)
+        print(f"{load:>16} {ra:>9,.1f} {rb:>9,.1f} {rb / ra if ra else 0:>6.2f} {ca:>9.2f} {cb:>9.2f} "
+              f"{cb / ca if ca else 0:>6.2f} {errors:>6}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
