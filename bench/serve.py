@@ -1,6 +1,6 @@
 """ganserve under load, against its limit and against a hand-written server, in one run.
 
-    .venv/bin/python bench/serve.py                      # full run, ~12 minutes (figures for docs)
+    .venv/bin/python bench/serve.py                      # full run, ~14 minutes (figures for docs)
     .venv/bin/python bench/serve.py --seconds 2 --quick  # smoke run while developing
     .venv/bin/python bench/serve.py --url http://gpu-host:3000 --raw-json raw.json   # a remote server
 
