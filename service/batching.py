@@ -37,6 +37,7 @@ class MicroBatcher:
 
     run: Callable[[np.ndarray], np.ndarray]
     max_rows: int = 1024
+    enabled: bool = True  # off: every call runs alone (onnxruntime sessions are thread-safe)
     stats: BatchStats = field(default_factory=BatchStats)
 
     def __post_init__(self) -> None:
@@ -48,6 +49,8 @@ class MicroBatcher:
         if len(rows) > self.max_rows:
             parts = [self(rows[i : i + self.max_rows]) for i in range(0, len(rows), self.max_rows)]
             return np.concatenate(parts)
+        if not self.enabled:
+            return self.run(rows)
         mine = _Pending(rows)
         with self._queue_lock:
             self._queue.append(mine)

@@ -67,12 +67,13 @@ class LoadedModel:
     folder: Path
     provider: str
     sessions: dict[str, ort.InferenceSession]
+    micro_batching: bool = True
     generator: MicroBatcher = field(init=False)
     discriminator: MicroBatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.generator = MicroBatcher(lambda z: self._run("generator", z))
-        self.discriminator = MicroBatcher(lambda x: self._run("discriminator", x))
+        self.generator = MicroBatcher(lambda z: self._run("generator", z), enabled=self.micro_batching)
+        self.discriminator = MicroBatcher(lambda x: self._run("discriminator", x), enabled=self.micro_batching)
 
     @property
     def name(self) -> str:
@@ -129,8 +130,9 @@ class Engine:
     afterwards read-only and thread-safe."""
 
     def __init__(self, models_dir: Path | str, device: str = "auto", default_model: str = "mnist",
-                 intra_op_threads: int = 1, only: str | None = None):
+                 intra_op_threads: int = 1, only: str | None = None, micro_batching: bool = True):
         self.models_dir = Path(models_dir)
+        self.micro_batching = micro_batching
         self.intra_op_threads = intra_op_threads
         self.device = device
         self.providers: list[str] | None = None
@@ -186,7 +188,8 @@ class Engine:
             check_signature(path, card.expected_signature(role), observed_signature(session, path))
             sessions[role] = session
         provider = sessions["generator"].get_providers()[0]
-        model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions)
+        model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions,
+                            micro_batching=self.micro_batching)
         try:
             model.warm_up()
         except InferenceError as e:

@@ -78,3 +78,19 @@ def test_after_a_failure_the_batcher_keeps_serving():
     with pytest.raises(RuntimeError, match="graph failed"):
         batcher(np.full((1, 1), -1.0, np.float32))
     np.testing.assert_array_equal(batcher(np.ones((1, 1), np.float32)), [[2.0]])
+
+
+def test_switched_off_every_caller_runs_alone():
+    graph = SlowDouble()
+    batcher = MicroBatcher(graph, max_rows=64, enabled=False)
+    start = threading.Barrier(8)
+
+    def call(i: int) -> np.ndarray:
+        start.wait()
+        return batcher(np.full((2, 3), i, np.float32))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
+    assert sorted(graph.batch_sizes) == [2] * 8  # no run served two callers

@@ -23,18 +23,21 @@ def clean_env(monkeypatch):
 def test_defaults(clean_env):
     s = load_settings()
     assert (s.models_dir, s.default_model, s.device, s.max_n, s.api_token, s.workers) == (Path("models"), "mnist", "auto", 4096, None, 1)
+    assert (s.threads, s.micro_batching) == (16, True)
 
 
 def test_values_come_from_ganserve_variables_and_the_token_stays_secret(clean_env):
     clean_env.setenv("GANSERVE_MAX_N", "10")
     clean_env.setenv("GANSERVE_DEVICE", "cuda")
     clean_env.setenv("GANSERVE_API_TOKEN", "s3cret")
+    clean_env.setenv("GANSERVE_MICRO_BATCHING", "false")
     s = load_settings()
-    assert s.max_n == 10 and s.device == "cuda"
+    assert s.max_n == 10 and s.device == "cuda" and s.micro_batching is False
     assert s.api_token.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
 
 
-@pytest.mark.parametrize("key, value", [("GANSERVE_DEVICE", "gpu"), ("GANSERVE_MAX_N", "0"), ("GANSERVE_WORKERS", "two")])
+@pytest.mark.parametrize("key, value", [("GANSERVE_DEVICE", "gpu"), ("GANSERVE_MAX_N", "0"), ("GANSERVE_WORKERS", "two"),
+                                        ("GANSERVE_MICRO_BATCHING", "maybe")])
 def test_a_bad_value_is_an_error_naming_the_variable(clean_env, key, value):
     clean_env.setenv(key, value)
     with pytest.raises(SettingsError, match=key):
