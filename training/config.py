@@ -77,6 +77,9 @@ class TrainConfig:
         _check(self.d_r1_gamma >= 0, "d_r1_gamma", "must be >= 0")
         _check(0 <= self.g_ema_decay < 1, "g_ema_decay", "must be in [0, 1)")
         _check(self.g_loss in G_LOSSES, "g_loss", f"must be one of {', '.join(G_LOSSES)}")
+        # D's packs are formed inside each minibatch of real (and of fake) samples.
+        _check(self.batch_size % self.network.d_pack == 0, "batch_size",
+               f"{self.batch_size} is not a multiple of network.d_pack ({self.network.d_pack})")
 
     def to_dict(self) -> dict:
         """Plain JSON-able data (tuples become lists); `from_dict` reads it back exactly."""
@@ -206,6 +209,13 @@ PRESETS: dict[str, TrainConfig] = {
     "grid25": TrainConfig(
         preset="grid25", dataset="grid25", network=_mlp((2,), (256, 256), (256, 256), z=8), batch_size=256,
         d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+    # PacGAN4 (Lin et al. 2018): the same networks and data, D judging packs of 4 samples.
+    "ring8-pac": TrainConfig(
+        preset="ring8-pac", dataset="ring8", network=replace(_mlp((2,), (128, 128), (128, 128), z=8), d_pack=4),
+        batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+    "grid25-pac": TrainConfig(
+        preset="grid25-pac", dataset="grid25", network=replace(_mlp((2,), (256, 256), (256, 256), z=8), d_pack=4),
+        batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
     "digits": TrainConfig(
         preset="digits", dataset="digits", network=_mlp((1, 8, 8), (256, 256), (128, 128), z=32, output="sigmoid",
                                                         dropout=0.3),

@@ -53,6 +53,10 @@ class NetworkConfig:
     # paper's SGD recipe PyTorch's default init lets D win outright, hence these defaults.
     g_init_scale: Optional[float] = 0.05
     d_init_scale: Optional[float] = 0.005
+    # Packing (PacGAN, Lin et al. 2018): D judges d_pack samples at once, concatenated (mlp: along
+    # the features; dcgan: along the channels), and gives one logit per pack. A pack of fakes with
+    # too little variety is easy to tell apart, which penalises mode collapse. 1 = the paper's D.
+    d_pack: int = 1
     # dcgan
     g_width: int = 64
     d_width: int = 64
@@ -65,6 +69,8 @@ class NetworkConfig:
                 raise ValueError("dcgan: 1 or 3 channels")
         if self.d_pieces < 1:
             raise ValueError("d_pieces must be >= 1")
+        if self.d_pack < 1:
+            raise ValueError("d_pack must be >= 1")
         for name in ("d_input_dropout", "d_hidden_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
@@ -142,11 +148,19 @@ class MLPGenerator(nn.Module):
         self.out.bias.copy_(m)
 
 
+def _check_packs(x: torch.Tensor, pack: int) -> None:
+    if x.shape[0] % pack:
+        raise ValueError(f"d_pack: D packs {pack} samples, but got a batch of {x.shape[0]}")
+
+
 class MLPDiscriminator(nn.Module):
+    """x (N, *sample_shape) -> (N / d_pack, 1) logits: each run of d_pack consecutive samples is one pack."""
+
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
+        self.pack = cfg.d_pack
         layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(cfg.d_input_dropout)]
-        width = cfg.sample_size
+        width = cfg.sample_size * cfg.d_pack
         for h in cfg.d_hidden:
             if cfg.d_pieces > 1:
                 layers.append(Maxout(width, h, cfg.d_pieces))
@@ -159,7 +173,15 @@ class MLPDiscriminator(nn.Module):
         _uniform_init(self, cfg.d_init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (N, 1) logits
+        if self.pack == 1:  # the unpacked D exactly as before (same graph, same checkpoints)
+            return self.net(x)  # (N, 1) logits
+        _check_packs(x, self.pack)
+        return self.net(x.reshape(x.shape[0] // self.pack, -1))  # (N / pack, 1): rows are concatenated samples
+
+    def copies(self, x: torch.Tensor) -> torch.Tensor:
+        """Each sample as the pack of d_pack copies of itself: (N, *sample_shape) -> (N * d_pack, ...)
+        laid out so that forward() packs copy with copy."""
+        return x.flatten(1).repeat(1, self.pack).reshape(x.shape[0] * self.pack, -1)
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -198,12 +220,15 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
+    """x (N, C, H, W) -> (N / d_pack, 1) logits; a pack stacks d_pack images along the channels."""
+
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         channels, size, _ = cfg.sample_shape
+        self.pack = cfg.d_pack
         downs = int(math.log2(size // 4))
         w = cfg.d_width
-        layers: list[nn.Module] = [nn.Conv2d(channels, w, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [nn.Conv2d(channels * cfg.d_pack, w, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         for _ in range(downs - 1):
             layers += [nn.Conv2d(w, w * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 2), nn.LeakyReLU(0.2, True)]
             w *= 2
@@ -212,7 +237,29 @@ class DCGANDiscriminator(nn.Module):
         _dcgan_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (N, 1) logits
+        if self.pack == 1:
+            return self.net(x)  # (N, 1) logits
+        _check_packs(x, self.pack)
+        n, c, h, w = x.shape
+        return self.net(x.reshape(n // self.pack, c * self.pack, h, w))  # (N / pack, 1)
+
+    def copies(self, x: torch.Tensor) -> torch.Tensor:
+        """Each image as the pack of d_pack copies of itself, laid out so that forward() packs them."""
+        n, c, h, w = x.shape
+        return x.repeat(1, self.pack, 1, 1).reshape(n * self.pack, c, h, w)
+
+
+class PerSampleDiscriminator(nn.Module):
+    """A packed D as a per-sample one: x (N, *sample_shape) -> (N, 1), each sample scored as the pack
+    of d_pack copies of itself. What export ships for d_pack > 1, so the service's contract (one
+    realness per sample) holds whatever the packing."""
+
+    def __init__(self, packed: nn.Module):
+        super().__init__()
+        self.packed = packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.packed(self.packed.copies(x))  # (N, 1)
 
 
 def build_generator(cfg: NetworkConfig) -> nn.Module:

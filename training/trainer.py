@@ -209,6 +209,9 @@ class _Run:
             with torch.no_grad():
                 fake = self.G(self.noise())  # (m, *sample_shape)
             x.requires_grad_(cfg.d_r1_gamma > 0)  # R1 differentiates D's logit w.r.t. the real batch
+            # With network.d_pack = p > 1, D packs each run of p consecutive samples: the real batch is
+            # a random draw and the fakes come from independent z, so every pack holds p independent
+            # samples of one kind. Logits are then (m / p, 1).
             real_logit, fake_logit = self.D(x), self.D(fake)  # (m, 1) each
             loss = d_loss(real_logit, fake_logit)
             if cfg.d_r1_gamma > 0:
