@@ -9,6 +9,7 @@ interrupted or failed export never leaves a folder that looks complete.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import uuid
@@ -36,7 +37,7 @@ from models.card import (
     verify_files,
     write_card,
 )
-from training.networks import NetworkConfig, sample_latent
+from training.networks import NetworkConfig, PerSampleDiscriminator, sample_latent
 from training.onnx_io import (
     IR_VERSION,
     OPSET,
@@ -57,6 +58,13 @@ REALNESS_CHUNK = 500
 PREVIEW_FILE = "samples.png"
 PREVIEW_IMAGES = 64  # an 8 x 8 grid
 TRAINING_KEYS = ("preset", "config", "steps", "wall_time_s", "seed")
+RUN_METRICS_FILE = "metrics.json"  # what `python -m training evaluate RUN_DIR` writes into a run
+
+
+def pack_note(pack: int) -> str:
+    """The card's sentence for a packed D (the exported graph is not the network as trained)."""
+    return (f"D was trained on packs of {pack} samples (PacGAN); discriminator.onnx scores each sample "
+            f"as the pack of {pack} copies of itself.")
 
 
 class ExportError(ValueError):
@@ -133,7 +141,7 @@ def _sample_and_score(g_session, d_session, z: np.ndarray, progress: bool) -> tu
     return np.concatenate(xs), np.concatenate(logits)
 
 
-def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps, progress) -> None:
+def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps, progress, metrics) -> None:
     seed = training.seed
     g_path, d_path = folder / GRAPH_FILES["generator"], folder / GRAPH_FILES["discriminator"]
 
@@ -184,6 +192,7 @@ def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, traini
         onnx=OnnxInfo(opset=OPSET, ir_version=IR_VERSION, **signatures),
         realness=Realness(max_logit=float(logits.max()), measured_on=REALNESS_SAMPLES),
         training=training,
+        metrics=metrics,
         created_at=now_utc(),
     )
     write_card(folder, card)
@@ -213,17 +222,23 @@ def export_model(
     description: str = "",
     force: bool = False,
     progress: bool = True,
+    metrics: dict | None = None,
 ) -> Path:
     """Write `out_dir/name/` (generator.onnx, discriminator.onnx, samples.png, model.json).
 
     `training_info` holds preset, config (the resolved run config, JSON-able), steps,
-    wall_time_s and seed, and optionally dataset. Returns the model folder.
+    wall_time_s and seed, and optionally dataset. `metrics` (name -> models.card.Metric fields)
+    go onto the card as given. Returns the model folder.
     """
     out_dir = Path(out_dir)
     target = _check_target(name, out_dir, force)
     training = _training_info(training_info)
     dataset = str(training_info.get("dataset", "unknown"))
     G, D = _frozen_copy(generator), _frozen_copy(discriminator)
+    if config.d_pack > 1:
+        # The service's contract is one realness per sample; a packed D gives one per pack.
+        D = PerSampleDiscriminator(D)
+        description = f"{description} {pack_note(config.d_pack)}".strip()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
@@ -232,7 +247,7 @@ def export_model(
         with tqdm(total=5, desc=f"export {name}", unit="step", disable=not progress) as steps:
             _build_folder(
                 staging, config, G, D, name=name, description=description, dataset=dataset, training=training, steps=steps,
-                progress=progress,
+                progress=progress, metrics=metrics or {},
             )
         _move_into_place(staging, target)
     except CardError as e:
@@ -281,4 +296,25 @@ def export_run(
         description=description,
         force=force,
         progress=progress,
+        metrics=_run_metrics(run_dir, run.step),
     )
+
+
+def _run_metrics(run_dir: Path, step: int) -> dict:
+    """The run's metrics.json, if `evaluate` wrote one for the checkpoint being exported.
+
+    They were measured through torch, not the ONNX graphs; each keeps its own `method` text, which
+    says so. Metrics of an older checkpoint would describe a different G, so they are refused.
+    """
+    path = run_dir / RUN_METRICS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        measured_at, metrics = data["step"], data["metrics"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ExportError(f"{path}: not a metrics file written by `python -m training evaluate` ({e})") from None
+    if measured_at != step:
+        raise ExportError(f"{path}: measured at step {measured_at}, but the latest checkpoint is step {step}; "
+                          "run `python -m training evaluate` on the run again")
+    return metrics
