@@ -2,15 +2,19 @@
 
     git worktree add /tmp/before <commit>        # or any copy of the repo
     .venv/bin/python bench/ab.py --a /tmp/before --b . --models-dir /tmp/ganserve-bench/models
+    # one checkout, two settings (micro-batching on vs off):
+    .venv/bin/python bench/ab.py --a . --b . --b-env GANSERVE_MICRO_BATCHING=false --models-dir models \
+        --loads "n=1 npy c=64"
 
 Each load runs on A, then on B, for several rounds, so that whatever else the machine is doing
-falls on both alike; printed per load: req/s and the server's CPU ms per request (the steadier
-figure on shared cores), median over the rounds.
+falls on both alike; printed per load: req/s, p50 and p99 latency (wrk's, per run), and the
+server's CPU ms per request (the steadier figure on shared cores), median over the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -33,12 +37,12 @@ LOADS = {  # name: (body, connections)
 }
 
 
-def start(checkout: Path, models_dir: Path, name: str, log_dir: Path) -> Server:
+def start(checkout: Path, models_dir: Path, name: str, log_dir: Path, extra_env: dict[str, str]) -> Server:
     port = free_port()
     command = [sys.executable, "-m", "bentoml", "serve", "service.service:GanServe", "--host", "127.0.0.1",
                "--port", str(port), "--working-dir", str(checkout.resolve())]
     env = {**os.environ, "GANSERVE_MODELS_DIR": str(models_dir.resolve()), "GANSERVE_DEVICE": "cpu",
-           "PYTHONPATH": str(checkout.resolve())}
+           "PYTHONPATH": str(checkout.resolve()), **extra_env}
     server = spawn(name, command, env, port, log_dir, cwd=checkout.resolve())
     wait_ready(server, "/readyz", 240)
     return server
@@ -53,13 +57,18 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--loads", nargs="+", default=list(LOADS), choices=list(LOADS))
+    p.add_argument("--a-env", nargs="*", default=[], metavar="KEY=VALUE", help="extra environment for A's server")
+    p.add_argument("--b-env", nargs="*", default=[], metavar="KEY=VALUE", help="extra environment for B's server")
+    p.add_argument("--json", type=Path, help="also write every run's figures here")
     args = p.parse_args()
+    envs = {side: dict(kv.split("=", 1) for kv in getattr(args, f"{side}_env")) for side in ("a", "b")}
     require_wrk()
     log_dir = Path("/tmp/ganserve-bench")
     log_dir.mkdir(parents=True, exist_ok=True)
     servers = []
     try:
-        servers = [start(args.a, args.models_dir, "A", log_dir), start(args.b, args.models_dir, "B", log_dir)]
+        servers = [start(args.a, args.models_dir, "A", log_dir, envs["a"]),
+                   start(args.b, args.models_dir, "B", log_dir, envs["b"])]
         results = {(load, s.name): [] for load in args.loads for s in servers}
         with tqdm(total=args.rounds * len(args.loads) * 2, desc="a/b", unit="run") as bar:
             for _ in range(args.rounds):
@@ -69,20 +78,31 @@ def main() -> int:
                     for s in servers:
                         r, cpu_ms = measured(s, "/sample", c, args.seconds, body)
                         settle(s.url + "/sample", {**body, "n": 1})
-                        results[(load, s.name)].append((r.rps, cpu_ms or 0.0, r.errors))
+                        results[(load, s.name)].append((r.rps, cpu_ms or 0.0, r.errors, r.p50_ms, r.p99_ms))
                         bar.update()
     finally:
         for s in servers:
             s.stop()
-    print(f"A = {args.a}, B = {args.b}; median of {args.rounds} interleaved rounds, load avg {os.getloadavg()[1]:.1f}")
-    print(f"{'load':>16} {'A req/s':>9} {'B req/s':>9} {'B/A':>6} {'A cpu-ms':>9} {'B cpu-ms':>9} {'B/A':>6} {'errors':>6}")
+    med = lambda runs, i: statistics.median(x[i] for x in runs)  # noqa: E731
+    print(f"A = {args.a} {envs['a'] or ''}, B = {args.b} {envs['b'] or ''}; median of {args.rounds} interleaved "
+          f"rounds of {args.seconds:.0f} s, load avg (1, 5, 15 min) at the end {os.getloadavg()}")
+    print(f"{'load':>16} {'A req/s':>9} {'B req/s':>9} {'B/A':>5} {'A p50':>7} {'B p50':>7} {'A p99':>7} {'B p99':>7} "
+          f"{'A cpu-ms':>8} {'B cpu-ms':>8} {'B/A':>5} {'errors':>6}")
     for load in args.loads:
         a, b = results[(load, "A")], results[(load, "B")]
-        ra, rb = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
-        ca, cb = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
+        ra, rb, ca, cb = med(a, 0), med(b, 0), med(a, 1), med(b, 1)
         errors = sum(x[2] for x in a + b)
-        print(f"{load:>16} {ra:>9,.1f} {rb:>9,.1f} {rb / ra if ra else 0:>6.2f} {ca:>9.2f} {cb:>9.2f} "
-              f"{cb / ca if ca else 0:>6.2f} {errors:>6}")
+        print(f"{load:>16} {ra:>9,.1f} {rb:>9,.1f} {rb / ra if ra else 0:>5.2f} {med(a, 3):>7.1f} {med(b, 3):>7.1f} "
+              f"{med(a, 4):>7.1f} {med(b, 4):>7.1f} {ca:>8.2f} {cb:>8.2f} {cb / ca if ca else 0:>5.2f} {errors:>6}")
+        for side, runs in (("A", a), ("B", b)):  # every round, so the spread is visible
+            print(f"{'':>16} {side} rounds: " + "; ".join(f"{x[0]:,.1f} req/s p50 {x[3]:.1f} p99 {x[4]:.1f} "
+                                                        f"{x[1]:.2f} cpu-ms" for x in runs))
+    if args.json:
+        args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), "env": envs, "rounds": args.rounds,
+                                         "seconds": args.seconds, "load_avg_at_end": os.getloadavg(),
+                                         "runs": {f"{load} {side}": [dict(zip(("rps", "cpu_ms", "errors", "p50_ms",
+                                                                                 "p99_ms"), x)) for x in results[(load, side)]]
+                                                  for load in args.loads for side in ("A", "B")}}, indent=1))
     return 0
 
 
