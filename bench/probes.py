@@ -1,5 +1,5 @@
 """The measurements of bench/serve.py beyond the load grid: HTTP floors, the micro-batcher's effect
-(threads sweep, and batching off when the service has that setting), and the memory soak."""
+(batching on vs off when the service has that setting, and a threads sweep), and the memory soak."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from servers import MemorySampler, Server, cpu_seconds, start_ganserve
 
 SMALL_CONNECTIONS = 64  # the issue's n = 1 point
 BATCHING_SETTING = "micro_batching"  # GANSERVE_MICRO_BATCHING in service/settings.py, when present
-THREAD_SWEEP = (1, 4, 16)  # 4: the default, again, beside the others; 1: the micro-batcher never sees two callers
+THREAD_SWEEP = (1, 4)  # beside the default (16 since 2b20126); 1: the micro-batcher never sees two callers
+BATCHING_ROUNDS = 3  # every variant's server is up at once and measured in turn, round after round
 # One soak piece: the same three loads each time, so RSS after each piece compares like with like.
 SOAK_PIECE = (({"n": 1, "format": "json"}, 64, 5), ({"n": 64, "format": "npy"}, 8, 5), ({"n": 1024, "format": "npy"}, 4, 10))
 
@@ -50,26 +51,47 @@ def floors(server: Server, model: str | None, seconds: float) -> dict:
     return out
 
 
-def batching_variants(models_dir: Path, scratch: Path, model: str, seconds: float) -> dict:
-    """n = 1 npy at c = 64 on servers started with other thread counts (the micro-batcher can
-    only group the requests that BentoML's threads hand it at once), and with batching off."""
+def batching_variants(models_dir: Path, scratch: Path, model: str, seconds: float,
+                      rounds: int = BATCHING_ROUNDS, sweep: bool = True) -> dict:
+    """n = 1 npy at c = 64: micro-batching on and off (GANSERVE_MICRO_BATCHING=false) at the
+    service's default thread count, and (sweep) other thread counts with batching on (the
+    micro-batcher can only group the requests that BentoML's threads hand it at once).
+
+    Every variant's server is started first, then each is measured in turn for `rounds` rounds,
+    so the other work on shared cores falls on all of them alike; per variant: the median run
+    (by req/s) and every round's req/s and p99."""
     from service.settings import Settings
 
-    variants = {f"threads={t}": {"GANSERVE_THREADS": str(t)} for t in THREAD_SWEEP}
+    default_threads = Settings.model_fields["threads"].default
+    variants = {f"batching on, threads={default_threads} (default)": {}}
     if BATCHING_SETTING in Settings.model_fields:
-        variants["batching off"] = {f"GANSERVE_{BATCHING_SETTING.upper()}": "false"}
+        variants[f"batching off, threads={default_threads}"] = {f"GANSERVE_{BATCHING_SETTING.upper()}": "false"}
     else:
         tqdm.write(f"batching off: not measured, service/settings.py has no `{BATCHING_SETTING}` setting")
-    out = {}
-    for name, env in tqdm(variants.items(), desc="batching variants", unit="server"):
-        server = start_ganserve(models_dir, scratch, env, name=name.replace(" ", "-").replace("=", ""))
-        try:
-            body = {"n": 1, "seed": 1, "format": "npy", "model": model}
-            settle(server.url + "/sample", body)  # warm
-            r, cpu = measured(server, "/sample", SMALL_CONNECTIONS, seconds, body)
-            out[name] = _row(r, cpu)
-        finally:
+    if sweep:
+        variants.update({f"batching on, threads={t}": {"GANSERVE_THREADS": str(t)}
+                         for t in THREAD_SWEEP if t != default_threads})
+    body = {"n": 1, "seed": 1, "format": "npy", "model": model}
+    servers, runs = {}, {name: [] for name in variants}
+    try:
+        for i, (name, env) in enumerate(tqdm(variants.items(), desc="batching variants: start", unit="server")):
+            servers[name] = start_ganserve(models_dir, scratch, env, name=f"batching-variant-{i}")
+            settle(servers[name].url + "/sample", body)  # warm
+        with tqdm(total=rounds * len(servers), desc="batching variants", unit="run") as bar:
+            for _ in range(rounds):
+                for name, server in servers.items():
+                    r, cpu = measured(server, "/sample", SMALL_CONNECTIONS, seconds, body)
+                    settle(server.url + "/sample", body)
+                    runs[name].append(_row(r, cpu))
+                    bar.update()
+    finally:
+        for server in servers.values():
             server.stop()
+    out = {}
+    for name, rows in runs.items():
+        median = sorted(rows, key=lambda d: d["rps"])[len(rows) // 2]
+        out[name] = {**median, "rounds": [{k: d[k] for k in ("rps", "p50_ms", "p99_ms", "server_cpu_ms", "errors")}
+                                          for d in rows]}
     return out
 
 

@@ -54,13 +54,29 @@ def print_grid(f: dict) -> None:
         print(f"  {name:>9}: " + "; ".join(parts))
         print(f"  {'':>9}  n=1 / livez = {_fmt(_div(fl['n1']['rps'], fl['livez']['rps']), '.2f')}, "
               f"n=1 / route floor = {_fmt(_div(fl['n1']['rps'], fl['route']['rps']), '.2f')}, {fl['n1']['errors']} errors")
-    for name, r in (f.get("batching") or {}).items():
-        print(f"  ganserve {name}, n=1 npy c=64: {r['rps']:,.0f} req/s, {_fmt(r['server_cpu_ms'], '.2f')} cpu-ms, "
-              f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['errors']} errors")
+    print_batching(f)
     if f.get("memory_peak_mb"):
         print("\npeak RSS (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(f["memory_peak_mb"].items())))
     if f.get("soak_worker_mb"):
         print("soak, workers' RSS after each identical piece (MB): " + " ".join(f"{v:.0f}" for v in f["soak_worker_mb"]))
+
+
+def print_batching(f: dict) -> None:
+    """The micro-batcher's effect at n = 1 npy c = 64 (bench/probes.py: batching_variants)."""
+    variants = f.get("batching") or {}
+    if not variants:
+        return
+    print("\nmicro-batching, n=1 npy c=64, a server per variant, measured in turn (median round by req/s; every round's "
+          "req/s / p99 ms after it)")
+    for name, r in variants.items():
+        rounds = " ".join(f"{x['rps']:,.0f}/{x['p99_ms']:.0f}" for x in r.get("rounds", []))
+        print(f"  {name:>38}: {r['rps']:>6,.0f} req/s, {_fmt(r['server_cpu_ms'], '.2f')} cpu-ms, p50 {r['p50_ms']:.1f} ms, "
+              f"p99 {r['p99_ms']:.1f} ms, {r['errors']} errors   [{rounds}]")
+    on = next((r for k, r in variants.items() if k.startswith("batching on") and "default" in k), None)
+    off = next((r for k, r in variants.items() if k.startswith("batching off")), None)
+    if on and off:
+        print(f"  off / on: req/s {_fmt(_div(off['rps'], on['rps']), '.2f')}, p99 {_fmt(_div(off['p99_ms'], on['p99_ms']), '.2f')}, "
+              f"cpu-ms {_fmt(_div(off['server_cpu_ms'], on['server_cpu_ms']), '.2f')}")
 
 
 def _best(rows: list[dict], target: str, n: int, fmt: str) -> float | None:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/serve.py                      # full run, ~14 minutes (figures for docs)
     .venv/bin/python bench/serve.py --seconds 2 --quick  # smoke run while developing
     .venv/bin/python bench/serve.py --url http://gpu-host:3000 --raw-json raw.json   # a remote server
+    .venv/bin/python bench/serve.py --only-batching      # micro-batching on vs off (and threads), ~3 min
 
 It starts the real server (`bentoml serve`, as `python -m service serve` does) on 127.0.0.1 and the
 baseline (bench/baseline_torch_server.py), drives both with `wrk` at several concurrencies, request
@@ -30,7 +31,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from load import LoadError, Result, require_wrk, settle  # noqa: E402
 from probes import batching_variants, floors, measured, soak  # noqa: E402
-from report import print_grid, print_summary  # noqa: E402
+from report import print_batching, print_grid, print_summary  # noqa: E402
 from servers import REPO, MemorySampler, Server, ServerError, start_baseline, start_ganserve  # noqa: E402
 
 SCRATCH = Path("/tmp/ganserve-bench")
@@ -56,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--baseline-url", help="with --url: a running baseline server to compare against")
     p.add_argument("--raw-json", type=Path, help="raw limits from `bench/raw_engine.py --json` (with --url: run it there)")
     p.add_argument("--out", type=Path, help="also write every figure as JSON here")
+    p.add_argument("--only-batching", action="store_true",
+                   help="only the micro-batching probe: on vs off at n=1 npy c=64 (with --quick: no threads sweep)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the micro-batching probe")
     return p.parse_args()
 
 
@@ -155,7 +159,7 @@ def run(args: argparse.Namespace, figures: dict) -> None:
         for s in servers:
             s.stop()
     if models_dir and not args.quick:
-        figures["batching"] = batching_variants(models_dir, SCRATCH, args.model, args.seconds)
+        figures["batching"] = batching_variants(models_dir, SCRATCH, args.model, args.seconds, args.rounds)
     if models_dir and not args.raw_json:
         figures["raw_after"] = raw_limits(models_dir, args.model, args.sizes, 3)
 
@@ -170,13 +174,23 @@ def main() -> int:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     figures: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
     try:
-        run(args, figures)
+        if args.only_batching:
+            models_dir = models_dir_for(args)
+            print(f"models: {models_dir}; logs: {SCRATCH}", flush=True)
+            figures["batching"] = batching_variants(models_dir, SCRATCH, args.model, args.seconds, args.rounds,
+                                                    sweep=not args.quick)
+        else:
+            run(args, figures)
     except (ServerError, LoadError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     figures["machine"]["load_avg_at_end"] = os.getloadavg()
-    print_grid(figures)
-    print_summary(figures)
+    if args.only_batching:
+        print(f"\nmachine: {figures['machine']}")
+        print_batching(figures)
+    else:
+        print_grid(figures)
+        print_summary(figures)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1))
         print(f"figures written to {args.out}")
