@@ -35,7 +35,8 @@ from report import print_batching, print_grid, print_summary  # noqa: E402
 from servers import REPO, MemorySampler, Server, ServerError, start_baseline, start_ganserve  # noqa: E402
 
 SCRATCH = Path("/tmp/ganserve-bench")
-# Concurrencies per request size: BentoML runs 4 requests at a time by default; more only queue.
+# Concurrencies per request size: ganserve serves 16 requests at a time per worker by default
+# (GANSERVE_THREADS; 4 before 2b20126); more only queue.
 CONCURRENCY = {1: (1, 8, 64), 64: (1, 8, 64), 1024: (1, 4, 8)}
 # wrk drops the requests still in flight when its time is up: up to c / 2 requests' worth. Bulk
 # requests run longer so that this stays a few percent of the count.
