@@ -25,12 +25,9 @@ TINY_DCGAN = ["network.g_width=4", "network.d_width=4", "batch_size=8"]
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def one_thread(torch_single_thread):
     # Two busy cores: torch's two threads spin against each other (100 ms vs 4 ms a step here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
 
 
 def metrics(run: Path) -> list[dict]:
