@@ -1,6 +1,6 @@
 """ganserve under load, against its limit and against a hand-written server, in one run.
 
-    .venv/bin/python bench/serve.py                      # full run, ~14 minutes (figures for docs)
+    .venv/bin/python bench/serve.py                      # full run, ~17 minutes (figures for docs)
     .venv/bin/python bench/serve.py --seconds 2 --quick  # smoke run while developing
     .venv/bin/python bench/serve.py --url http://gpu-host:3000 --raw-json raw.json   # a remote server
     .venv/bin/python bench/serve.py --only-batching      # micro-batching on vs off (and threads), ~3 min
@@ -53,7 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=5.0, help="per load point (n = 1024 points: 3x)")
     p.add_argument("--quick", action="store_true", help="one concurrency per n, no extra servers, no soak")
     p.add_argument("--no-baseline", action="store_true")
-    p.add_argument("--soak-minutes", type=float, default=3.0, help="0 to skip")
+    p.add_argument("--soak-minutes", type=float, default=6.0,
+                   help="0 to skip; since 16 threads RSS takes ~3.5 min to level off")
     p.add_argument("--url", help="measure a running server there instead of starting one (no memory figures)")
     p.add_argument("--baseline-url", help="with --url: a running baseline server to compare against")
     p.add_argument("--raw-json", type=Path, help="raw limits from `bench/raw_engine.py --json` (with --url: run it there)")
