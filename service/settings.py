@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # Requests served at once per worker (BentoML's `threads`); onnxruntime itself uses
     # cores / workers threads per graph run (see engine.py).
     # 16: at n = 1 and 64 concurrent callers, 16 gave +50% requests/s and -30% CPU per request over 4
-    # on 2 cores (docs/PERFORMANCE.md); the graph runs themselves are serialised by the batcher.
+    # on 2 cores (docs/PERFORMANCE.md). With micro-batching on, a model's graph runs one batch at a time.
     threads: int = Field(default=16, ge=1, le=256)
     # Concurrent requests to one model share graph runs (batching.py); off, each runs alone.
     micro_batching: bool = True

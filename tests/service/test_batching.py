@@ -94,3 +94,4 @@ def test_switched_off_every_caller_runs_alone():
     for i, out in enumerate(results):
         np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
     assert sorted(graph.batch_sizes) == [2] * 8  # no run served two callers
+    assert (batcher.stats.runs, batcher.stats.rows, batcher.stats.largest_group) == (8, 16, 1)
