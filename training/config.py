@@ -193,7 +193,7 @@ PRESETS: dict[str, TrainConfig] = {
     # average of G's weights removes most of the speckle (docs/RESULTS.md).
     "mnist": TrainConfig(
         preset="mnist", dataset="mnist5k", network=NetworkConfig(), batch_size=100, d_steps=1,
-        d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, d_r1_gamma=1.0, g_ema_decay=0.999, epochs=250,
+        d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, d_r1_gamma=1.0, g_ema_decay=0.9995, epochs=400,
         g_bias_from_data=True),
     "mnist-paper": TrainConfig(
         preset="mnist-paper", dataset="mnist5k", network=NetworkConfig(), batch_size=100, d_steps=1,
