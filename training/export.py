@@ -237,7 +237,7 @@ def export_model(
     G, D = _frozen_copy(generator), _frozen_copy(discriminator)
     if config.d_pack > 1:
         # The service's contract is one realness per sample; a packed D gives one per pack.
-        D = PerSampleDiscriminator(D)
+        D = PerSampleDiscriminator(D).eval()  # the wrapper too: torch.onnx warns on a module in train mode
         description = f"{description} {pack_note(config.d_pack)}".strip()
 
     out_dir.mkdir(parents=True, exist_ok=True)
