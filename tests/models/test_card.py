@@ -186,4 +186,6 @@ def test_card_signature_matches_onnxruntime(tiny_models_dir: Path) -> None:
             inputs=[TensorSpec(name=a.name, shape=list(a.shape)) for a in session.get_inputs()],
             outputs=[TensorSpec(name=a.name, shape=list(a.shape)) for a in session.get_outputs()],
         )
-        check_signature(path, card.expected_signature(role), observed)
+        check_signature(path, card.expected_signature(role), observed)  # raises CardError on a mismatch
+        assert [t.name for t in observed.inputs] == [{"generator": "z", "discriminator": "x"}[role]]
+        assert observed.outputs[0].shape[1:] == ([2] if role == "generator" else [1])
