@@ -22,17 +22,19 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name, path=path)
 
 
+def tool_or_skip(name: str) -> str:
+    """The tool's path; a clear skip where it is absent (CI installs it, so CI never skips)."""
+    tool = find_tool(name)
+    if tool is None:
+        pytest.skip(f"{name} is not installed (Debian package {name}; .ci/run installs it)")
+    return tool
+
+
 @pytest.fixture(scope="session")
 def docker_compose() -> str:
-    tool = find_tool("docker-compose")
-    if tool is None:
-        pytest.skip("docker-compose is not installed (Debian package docker-compose; .ci/run installs it)")
-    return tool
+    return tool_or_skip("docker-compose")
 
 
 @pytest.fixture(scope="session")
 def nginx() -> str:
-    tool = find_tool("nginx")
-    if tool is None:
-        pytest.skip("nginx is not installed (Debian package nginx; .ci/run installs it)")
-    return tool
+    return tool_or_skip("nginx")

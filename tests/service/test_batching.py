@@ -27,19 +27,25 @@ class SlowDouble:
         return x * 2
 
 
-def test_concurrent_callers_share_runs_and_get_their_own_rows():
-    graph = SlowDouble()
-    batcher = MicroBatcher(graph, max_rows=64)
-    start = threading.Barrier(16)
+def assert_callers_get_their_own_rows(batcher: MicroBatcher, callers: int) -> None:
+    """`callers` threads, released together, each send 2 rows of its own number; each must get
+    back exactly its rows, doubled."""
+    start = threading.Barrier(callers)
 
     def call(i: int) -> np.ndarray:
         start.wait()
         return batcher(np.full((2, 3), i, np.float32))
 
-    with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(call, range(16)))
+    with ThreadPoolExecutor(callers) as pool:
+        results = list(pool.map(call, range(callers)))
     for i, out in enumerate(results):
         np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
+
+
+def test_concurrent_callers_share_runs_and_get_their_own_rows():
+    graph = SlowDouble()
+    batcher = MicroBatcher(graph, max_rows=64)
+    assert_callers_get_their_own_rows(batcher, 16)
     assert batcher.stats.rows == 32
     assert len(graph.batch_sizes) < 16  # some requests were served together
     assert batcher.stats.largest_group > 1
@@ -83,15 +89,6 @@ def test_after_a_failure_the_batcher_keeps_serving():
 def test_switched_off_every_caller_runs_alone():
     graph = SlowDouble()
     batcher = MicroBatcher(graph, max_rows=64, enabled=False)
-    start = threading.Barrier(8)
-
-    def call(i: int) -> np.ndarray:
-        start.wait()
-        return batcher(np.full((2, 3), i, np.float32))
-
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(call, range(8)))
-    for i, out in enumerate(results):
-        np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
+    assert_callers_get_their_own_rows(batcher, 8)
     assert sorted(graph.batch_sizes) == [2] * 8  # no run served two callers
     assert (batcher.stats.runs, batcher.stats.rows, batcher.stats.largest_group) == (8, 16, 1)

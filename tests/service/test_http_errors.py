@@ -13,7 +13,8 @@ from conftest import DEFAULT, MAX_BODY, MAX_N
 Z_DIM = 8  # tiny-digits' latent size (tests/conftest.py)
 
 
-def _check(r, status: int, error: str) -> dict:
+def assert_refused(r, status: int, error: str) -> dict:
+    """The answer is a 4xx of `status` whose JSON names the problem (`error`) and lists each one."""
     assert r.status_code == status, r.text
     body = r.json()
     assert error in body["error"], body
@@ -45,7 +46,7 @@ def _check(r, status: int, error: str) -> dict:
     ({"seeeed": 1}, 400, "seeeed: Extra inputs are not permitted"),
 ])
 def test_bad_sample_requests(client, request_body, status, error):
-    _check(client.post("/sample", json=request_body), status, error)
+    assert_refused(client.post("/sample", json=request_body), status, error)
 
 
 @pytest.mark.parametrize("raw, error", [
@@ -54,7 +55,7 @@ def test_bad_sample_requests(client, request_body, status, error):
     (b"[1, 2]", "body: Input should be"),
 ])
 def test_malformed_json_bodies(client, raw, error):
-    _check(client.post("/sample", content=raw, headers={"content-type": "application/json"}), 400, error)
+    assert_refused(client.post("/sample", content=raw, headers={"content-type": "application/json"}), 400, error)
 
 
 @pytest.mark.parametrize("request_body, error", [
@@ -66,7 +67,7 @@ def test_malformed_json_bodies(client, raw, error):
     ({"method": "cubic"}, "method: Input should be 'slerp' or 'lerp'"),
 ])
 def test_bad_interpolate_requests(client, request_body, error):
-    _check(client.post("/interpolate", json=request_body), 400, error)
+    assert_refused(client.post("/interpolate", json=request_body), 400, error)
 
 
 def _png(width: int, height: int) -> bytes:
@@ -105,12 +106,12 @@ def _npy(array: np.ndarray) -> bytes:
     ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "content-type: 'text/plain' is not accepted"),
 ])
 def test_bad_score_requests(client, kwargs, status, error):
-    _check(client.post("/score", **kwargs), status, error)
+    assert_refused(client.post("/score", **kwargs), status, error)
 
 
 def test_a_body_over_the_limit_is_413_whether_announced_or_streamed(client):
     big = b"[" + b"0," * (MAX_BODY // 2) + b"0]"
-    body = _check(client.post("/score", content=big, headers={"content-type": "application/json"}), 413,
+    body = assert_refused(client.post("/score", content=big, headers={"content-type": "application/json"}), 413,
                   f"body: the request body is over the limit of {MAX_BODY} bytes")
     assert body["detail"][0]["loc"] == ["body"]
 
@@ -118,7 +119,7 @@ def test_a_body_over_the_limit_is_413_whether_announced_or_streamed(client):
         for _ in range(MAX_BODY // 65536 + 2):
             yield b" " * 65536
 
-    _check(client.post("/sample", content=chunks(), headers={"content-type": "application/json"}), 413, "body: the request body is over")
+    assert_refused(client.post("/sample", content=chunks(), headers={"content-type": "application/json"}), 413, "body: the request body is over")
 
 
 @pytest.mark.parametrize("headers, error", [
@@ -129,7 +130,7 @@ def test_a_body_over_the_limit_is_413_whether_announced_or_streamed(client):
 def test_api_routes_need_the_bearer_token(client, headers, error):
     for method, path in (("post", "/sample"), ("post", "/interpolate"), ("post", "/score"), ("get", "/models")):
         r = getattr(client, method)(path, headers=headers)
-        _check(r, 401, error)
+        assert_refused(r, 401, error)
         assert r.headers["www-authenticate"] == "Bearer"
 
 
