@@ -6,6 +6,7 @@ names it. Nothing here unpickles: .npy bodies load with allow_pickle=False.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -66,8 +67,16 @@ def finite_float32(array: np.ndarray, field: str) -> np.ndarray:
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
+    """The bytes np.save writes for `array` as float32; the header is cached per shape (np.save
+    builds it anew with a repr and a literal_eval check: 30 us, a tenth of a small request)."""
+    array = np.ascontiguousarray(array, dtype="<f4")
+    return _npy_header(array.shape) + array.tobytes()
+
+
+@functools.lru_cache(maxsize=1024)
+def _npy_header(shape: tuple[int, ...]) -> bytes:
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
     return buffer.getvalue()
 
 
