@@ -9,6 +9,7 @@ reason, unless it is the default model: then the whole engine refuses to start.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import onnxruntime as ort
 from models.card import CARD_FILE, CardError, GraphSignature, ModelCard, TensorSpec, check_signature, load_model_folder
 
 from . import latents
-from .batching import MicroBatcher
+from .batching import AsyncMicroBatcher, MicroBatcher
 from .providers import choose_providers, session_options
 
 log = logging.getLogger("ganserve.engine")
@@ -61,19 +62,26 @@ def observed_signature(session: ort.InferenceSession, path: Path) -> GraphSignat
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A verified, warmed-up model: call `generate` and `logits`, both micro-batched."""
+    """A verified, warmed-up model: call `generate` and `logits` from threads, or await
+    `generate_async` and `logits_async` on the event loop (runs go to `executor`); all micro-batched."""
 
     card: ModelCard
     folder: Path
     provider: str
     sessions: dict[str, ort.InferenceSession]
+    executor: Executor
     micro_batching: bool = True
     generator: MicroBatcher = field(init=False)
     discriminator: MicroBatcher = field(init=False)
+    generator_async: AsyncMicroBatcher = field(init=False)
+    discriminator_async: AsyncMicroBatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.generator = MicroBatcher(lambda z: self._run("generator", z), enabled=self.micro_batching)
-        self.discriminator = MicroBatcher(lambda x: self._run("discriminator", x), enabled=self.micro_batching)
+        run_g, run_d = (lambda z: self._run("generator", z)), (lambda x: self._run("discriminator", x))
+        self.generator = MicroBatcher(run_g, enabled=self.micro_batching)
+        self.discriminator = MicroBatcher(run_d, enabled=self.micro_batching)
+        self.generator_async = AsyncMicroBatcher(run_g, self.executor, enabled=self.micro_batching)
+        self.discriminator_async = AsyncMicroBatcher(run_d, self.executor, enabled=self.micro_batching)
 
     @property
     def name(self) -> str:
@@ -94,6 +102,12 @@ class LoadedModel:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, *sample_shape) float32 -> (n,) realness logits; realness = sigmoid(logit)."""
         return self.discriminator(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x))
+
+    async def generate_async(self, z: np.ndarray) -> np.ndarray:
+        return await self.generator_async(np.ascontiguousarray(z, dtype=np.float32))
+
+    async def logits_async(self, x: np.ndarray) -> np.ndarray:
+        return (await self.discriminator_async(np.ascontiguousarray(x, dtype=np.float32))).reshape(len(x))
 
     def warm_up(self) -> None:
         """One real run of both graphs; their output shapes must be what the card promises."""
@@ -127,11 +141,15 @@ def model_folders(models_dir: Path) -> list[Path]:
 
 class Engine:
     """Loads every model folder at construction (or only the one `from_folder` names);
-    afterwards read-only and thread-safe."""
+    afterwards read-only and thread-safe. `run_threads`: graph runs that awaiting callers can
+    have going at once (the async micro-batchers run one batch per graph at a time)."""
 
     def __init__(self, models_dir: Path | str, device: str = "auto", default_model: str = "mnist",
-                 intra_op_threads: int = 1, only: str | None = None, micro_batching: bool = True):
+                 intra_op_threads: int = 1, only: str | None = None, micro_batching: bool = True,
+                 run_threads: int = 8):
         self.models_dir = Path(models_dir)
+        # Threads start on first use: engines that only serve threads (the dataset CLI) start none.
+        self.executor = ThreadPoolExecutor(max_workers=run_threads, thread_name_prefix="ganserve-run")
         self.micro_batching = micro_batching
         self.intra_op_threads = intra_op_threads
         self.device = device
@@ -188,7 +206,7 @@ class Engine:
             check_signature(path, card.expected_signature(role), observed_signature(session, path))
             sessions[role] = session
         provider = sessions["generator"].get_providers()[0]
-        model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions,
+        model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions, executor=self.executor,
                             micro_batching=self.micro_batching)
         try:
             model.warm_up()

@@ -6,9 +6,11 @@ field; errors.py turns every failure into a JSON answer.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import encoding, latents, sampling
@@ -16,6 +18,11 @@ from .engine import Engine, LoadedModel
 from .errors import RequestError
 from .metrics import count_samples
 from .schemas import DEFAULT_N, InterpolateRequest, SampleRequest
+
+# Requests whose latents and samples hold at most this many values in all are served on the event
+# loop (sample_async): 64 MNIST digits are 56,576 (their latents take 0.1 ms to draw, json 1.2 ms,
+# a png grid 2.1 ms on this machine; npy a copy).
+LOOP_MAX_VALUES = 1 << 16
 
 
 def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
@@ -62,20 +69,38 @@ def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt
     return Response(encoding.png_grid(x, model.card.sample.value_range, nrow), media_type=encoding.PNG_MEDIA_TYPE, headers=headers)
 
 
-def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Response:
+def _checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.Filter]:
+    """The model a sample request names, once every check that needs no graph run has passed."""
     model = engine.get(req.model)
     _check_format(model, req.format, req.nrow, req.scores)
     _truncation(model, req.truncation)
-    keep = sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
     if req.latents is not None:
         if req.seed is not None:
             raise RequestError("seed", "give a seed or latents, not both")
         if req.truncation is not None:
             raise RequestError("truncation", "applies to drawn latents only, not to explicit ones")
-        z = _explicit_latents(model, req.latents, "latents")
-        if req.n is not None and req.n != len(z):
-            raise RequestError("n", f"must equal the number of latents ({len(z)}) or be left out")
-        batch = sampling.generate(model, z, with_logits=req.scores or keep.active)
+    return model, sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
+
+
+def _given_latents(model: LoadedModel, req: SampleRequest) -> np.ndarray:
+    z = _explicit_latents(model, req.latents, "latents")
+    if req.n is not None and req.n != len(z):
+        raise RequestError("n", f"must equal the number of latents ({len(z)}) or be left out")
+    return z
+
+
+def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed: Optional[int], keep: sampling.Filter) -> Response:
+    meta = {"seed": seed}
+    if keep.active:
+        meta.update(drawn=batch.drawn, accepted=len(batch.samples))
+    return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta)
+
+
+def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Response:
+    """POST /sample in a worker thread (any request)."""
+    model, keep = _checked(engine, req)
+    if req.latents is not None:
+        batch = sampling.generate(model, _given_latents(model, req), with_logits=req.scores or keep.active)
         if keep.active:  # explicit latents are filtered, never replaced by new draws
             batch = sampling.filtered(model, batch, keep)
         seed = None
@@ -83,10 +108,27 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Respons
         seed = latents.random_seed() if req.seed is None else req.seed
         n = req.n or DEFAULT_N
         batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor)
-    meta = {"seed": seed}
-    if keep.active:
-        meta.update(drawn=batch.drawn, accepted=len(batch.samples))
-    return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta)
+    return _answer(model, req, batch, seed, keep)
+
+
+async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Response:
+    """POST /sample from the event loop. A small request without a filter is served right here,
+    its graph runs awaited (and batched with its neighbours', off the loop): its latents and its
+    encoding take microseconds. Anything larger, and any filter, goes whole to a worker thread,
+    so that the loop never stalls on one request's milliseconds of numpy, orjson or zlib."""
+    model, keep = _checked(engine, req)
+    n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
+    values = n * (model.card.latent.dim + math.prod(model.card.sample.shape))
+    if keep.active or values > LOOP_MAX_VALUES:
+        return await run_in_threadpool(sample, engine, req, max_draws_factor)
+    if req.latents is not None:
+        z, seed = _given_latents(model, req), None
+    else:
+        seed = latents.random_seed() if req.seed is None else req.seed
+        z = latents.draw(latents.generator(seed), model.card.latent, n, req.truncation)
+    x = await model.generate_async(z)
+    logits = await model.logits_async(x) if req.scores else None
+    return _answer(model, req, sampling.Batch(x, logits, len(z)), seed, keep)
 
 
 def interpolate(engine: Engine, req: InterpolateRequest) -> Response:

@@ -1,5 +1,9 @@
-"""The routes BentoML's typed APIs cannot express, as a small Starlette app mounted on the service:
+"""The routes served by a small Starlette app mounted on the service, not by BentoML's API layer:
 
+- `POST /sample`: declared as a BentoML API too (service.py: its schema in /docs.json, BentoML's
+  clients), but served here, on the event loop (handlers.sample_async), which dispatch.py hands it
+  to ahead of BentoML's router. BentoML's per-request API layer (its IO descriptors, a thread hop
+  per request) cost more than everything else a small request does (docs/PERFORMANCE.md).
 - `GET /models`: the models and the server's request limits; BentoML APIs are POST-only
   (../shared/STACK.md).
 - `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
@@ -19,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import encoding, sampling
+from . import encoding, handlers, sampling
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
-from .schemas import MAX_N, ScoreRequest
+from .schemas import MAX_N, SampleRequest, ScoreRequest
 from .settings import get_settings
 
 JSON_TYPES = {"application/json", ""}
@@ -50,6 +54,15 @@ async def models(request: Request) -> Response:
     listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]
     return JSONResponse({"default_model": engine.default_model, "device": engine.provider_note,
                          "limits": get_settings().limits(), "models": sorted(listed, key=lambda m: m["name"])})
+
+
+async def sample(request: Request) -> Response:
+    """The same body and answers as the BentoML API declared in service.py."""
+    try:
+        req = SampleRequest.model_validate_json(await request.body())
+        return await handlers.sample_async(_engine(request), req, get_settings().max_draws_factor)
+    except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
+        return to_response(e)
 
 
 def _check_shape(model: LoadedModel, x: np.ndarray, field: str) -> np.ndarray:
@@ -124,5 +137,6 @@ def _image_model(engine: Engine, name: str | None) -> LoadedModel:
 
 
 def build_app() -> Starlette:
-    return Starlette(routes=[Route("/models", models, methods=["GET"]), Route("/score", score, methods=["POST"])])
+    return Starlette(routes=[Route("/sample", sample, methods=["POST"]), Route("/models", models, methods=["GET"]),
+                             Route("/score", score, methods=["POST"])])
 

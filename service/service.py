@@ -1,7 +1,8 @@
 """The BentoML service: `bentoml serve service.service:GanServe` (or `python -m service serve`).
 
-POST /sample and /interpolate are BentoML APIs with typed, bounded bodies (schemas.py); GET
-/models and POST /score live in a mounted Starlette app (routes.py); middleware.py guards them all.
+POST /sample and /interpolate are BentoML APIs with typed, bounded bodies (schemas.py); over HTTP,
+POST /sample is served by the mounted Starlette app (routes.py, dispatch.py), as are GET /models
+and POST /score; middleware.py guards them all.
 Models load and warm up in __init__, so /readyz turns ready only once every model can serve.
 """
 
@@ -17,6 +18,7 @@ from . import handlers
 from .datasets import task as dataset_task
 from .engine import Engine
 from .errors import answering_errors
+from .dispatch import RoutesFirst
 from .middleware import GuardMiddleware
 from .routes import build_app
 from .schemas import InterpolateRequest, SampleRequest
@@ -51,7 +53,7 @@ class GanServe:
         # Each worker's graph runs get an equal share of the cores: more would oversubscribe them.
         threads = max(1, cpu_count() // SETTINGS.workers)
         self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
-                             micro_batching=SETTINGS.micro_batching)
+                             micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads)
         ROUTES.state.engine = self.engine
         log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
                  self.engine.provider_note)
@@ -69,7 +71,8 @@ class GanServe:
     @bentoml.api(input_spec=SampleRequest)
     @answering_errors
     def sample(self, **fields):
-        """n samples from a model: by seed (returned) or explicit latents; json, npy or a png grid."""
+        """n samples from a model: by seed (returned) or explicit latents; json, npy or a png grid.
+        (Over HTTP, routes.sample answers this route with the same handlers.)"""
         return handlers.sample(self.engine, SampleRequest.model_construct(**fields), SETTINGS.max_draws_factor)
 
     @bentoml.api(input_spec=InterpolateRequest)
@@ -91,3 +94,4 @@ GanServe.add_asgi_middleware(
     max_body_bytes=SETTINGS.max_body_bytes,
     api_token=SETTINGS.api_token.get_secret_value() if SETTINGS.api_token else None,
 )
+GanServe.add_asgi_middleware(RoutesFirst, routes=ROUTES)  # inside the guard: token and body limit apply

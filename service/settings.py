@@ -33,10 +33,12 @@ class Settings(BaseSettings):
     # Optional bearer token for the API routes; /livez, /readyz and /metrics stay open.
     api_token: Optional[SecretStr] = None
     workers: int = Field(default=1, ge=1, le=64)
-    # Requests served at once per worker (BentoML's `threads`); onnxruntime itself uses
-    # cores / workers threads per graph run (see engine.py).
-    # 16: at n = 1 and 64 concurrent callers, 16 gave +50% requests/s and -30% CPU per request over 4
-    # on 2 cores (docs/PERFORMANCE.md). With micro-batching on, a model's graph runs one batch at a time.
+    # Requests served in threads at once per worker (BentoML's `threads`: /interpolate, and /sample
+    # requests that are large or filtered), and the graph runs the event loop's small /sample
+    # requests can have going at once; onnxruntime itself uses cores / workers threads per graph run
+    # (see engine.py). 16: at n = 1 and 64 concurrent callers, 16 gave +50% requests/s and -30% CPU
+    # per request over 4 on 2 cores, when every request ran in a thread (docs/PERFORMANCE.md). With
+    # micro-batching on, a model's graph runs one batch at a time per front door (batching.py).
     threads: int = Field(default=16, ge=1, le=256)
     # Concurrent requests to one model share graph runs (batching.py); off, each runs alone.
     micro_batching: bool = True

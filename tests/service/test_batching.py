@@ -1,7 +1,9 @@
-"""The micro-batcher: concurrent callers share runs, each gets exactly its rows, faults stay local."""
+"""The micro-batchers (threads and event loop): concurrent callers share runs, each gets exactly its
+rows, faults stay local, and a caller that goes away harms nobody."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher
+from service.batching import AsyncMicroBatcher, MicroBatcher
 
 
 class SlowDouble:
@@ -91,4 +93,75 @@ def test_switched_off_every_caller_runs_alone():
     batcher = MicroBatcher(graph, max_rows=64, enabled=False)
     assert_callers_get_their_own_rows(batcher, 8)
     assert sorted(graph.batch_sizes) == [2] * 8  # no run served two callers
+    assert (batcher.stats.runs, batcher.stats.rows, batcher.stats.largest_group) == (8, 16, 1)
+
+
+# --- the event loop's batcher ------------------------------------------------------------------
+
+
+def gather_rows(batcher: AsyncMicroBatcher, values: list[float]) -> list:
+    """One caller per value, all on one loop, each sending 2 rows of its value; results or errors."""
+
+    async def main():
+        return await asyncio.gather(*(batcher(np.full((2, 3), v, np.float32)) for v in values), return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_async_callers_share_runs_off_the_loop_and_get_their_own_rows():
+    graph, runner = SlowDouble(), ThreadPoolExecutor(2)
+    loop_threads = set()
+    batcher = AsyncMicroBatcher(lambda x: (loop_threads.add(threading.get_ident()), graph(x))[1], runner, max_rows=64)
+    results = gather_rows(batcher, list(range(16)))
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
+    assert threading.get_ident() not in loop_threads  # the graph never ran on the loop's thread
+    assert len(graph.batch_sizes) < 16 and batcher.stats.largest_group > 1
+    assert batcher.stats.rows == 32 and max(graph.batch_sizes) <= 64
+    runner.shutdown()
+
+
+def test_async_a_request_larger_than_max_rows_runs_in_chunks():
+    graph = SlowDouble()
+    batcher = AsyncMicroBatcher(graph, ThreadPoolExecutor(1), max_rows=4)
+    x = np.arange(10, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(asyncio.run(batcher(x)), x * 2)
+    assert graph.batch_sizes == [4, 4, 2]
+
+
+def test_async_one_failing_request_does_not_fail_its_neighbours_and_the_batcher_goes_on():
+    batcher = AsyncMicroBatcher(SlowDouble(fail_on=-1.0), ThreadPoolExecutor(1), max_rows=64)
+    results = gather_rows(batcher, [0, 1, -1.0, 3])
+    assert isinstance(results[2], RuntimeError)
+    for i in (0, 1, 3):
+        np.testing.assert_array_equal(results[i], np.full((2, 3), 2 * i))
+    np.testing.assert_array_equal(gather_rows(batcher, [5])[0], np.full((2, 3), 10))
+
+
+def test_async_a_caller_that_goes_away_leaves_the_others_served():
+    graph = SlowDouble()
+    batcher = AsyncMicroBatcher(graph, ThreadPoolExecutor(1), max_rows=64)
+
+    async def main():
+        first = asyncio.ensure_future(batcher(np.full((2, 3), 1, np.float32)))  # runs alone, 20 ms
+        await asyncio.sleep(0.005)
+        gone = asyncio.ensure_future(batcher(np.full((2, 3), 7, np.float32)))  # queued behind it
+        stays = asyncio.ensure_future(batcher(np.full((2, 3), 3, np.float32)))
+        await asyncio.sleep(0)
+        gone.cancel()  # the client disconnected while queued
+        return await first, await stays, gone.cancelled()
+
+    first, stays, cancelled = asyncio.run(main())
+    np.testing.assert_array_equal(first, np.full((2, 3), 2))
+    np.testing.assert_array_equal(stays, np.full((2, 3), 6))
+    assert cancelled and graph.batch_sizes == [2, 2]  # the cancelled rows were never run
+
+
+def test_async_switched_off_every_caller_runs_alone():
+    graph = SlowDouble()
+    batcher = AsyncMicroBatcher(graph, ThreadPoolExecutor(4), max_rows=64, enabled=False)
+    results = gather_rows(batcher, list(range(8)))
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
+    assert sorted(graph.batch_sizes) == [2] * 8
     assert (batcher.stats.runs, batcher.stats.rows, batcher.stats.largest_group) == (8, 16, 1)

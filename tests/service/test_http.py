@@ -49,6 +49,32 @@ def test_same_seed_same_bytes_in_every_format(client):
     assert other.content != first.content
 
 
+def test_small_requests_run_on_the_event_loop_the_rest_in_a_thread_with_the_same_answers(client, monkeypatch):
+    """POST /sample reaches routes.sample (not BentoML's API layer): small requests await the
+    async batcher, filtered or large ones run in a worker thread; both give the same bytes."""
+    from service import handlers
+    from service.service import ROUTES
+
+    model = ROUTES.state.engine.get(DEFAULT)
+    on_loop, in_thread = model.generator_async.stats, model.generator.stats
+    request = {"n": 5, "seed": 3, "format": "npy", "scores": False}
+    rows = (on_loop.rows, in_thread.rows)
+    small = client.post("/sample", json=request)
+    assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1])
+    monkeypatch.setattr(handlers, "LOOP_MAX_VALUES", 4)  # now every request counts as large
+    large = client.post("/sample", json=request)
+    assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1] + 5)
+    assert small.status_code == large.status_code == 200 and small.content == large.content
+    monkeypatch.undo()
+    filtered = client.post("/sample", json={**request, "min_realness": 0.0})
+    assert filtered.status_code == 200 and in_thread.rows > rows[1] + 5 and on_loop.rows == rows[0] + 5
+    np.testing.assert_array_equal(npy(filtered), npy(small))  # realness >= 0 keeps every sample
+
+
+def test_get_on_sample_is_refused_by_the_router_not_served(client):
+    assert client.get("/sample").status_code == 405
+
+
 def test_npy_and_json_carry_the_same_float32_samples(client):
     as_json = client.post("/sample", json={"n": 4, "seed": 11})
     as_npy = client.post("/sample", json={"n": 4, "seed": 11, "format": "npy"})

@@ -1,0 +1,25 @@
+"""Hands requests for the mounted Starlette app's routes (routes.py) straight to it.
+
+BentoML mounts an ASGI app behind its own routes, so a path that is both a BentoML API and a
+route of ours (POST /sample: the API publishes the schema, the route serves it faster) would reach
+the API. Added as the innermost service middleware, this sends those requests to our app first:
+everything outside it (BentoML's metrics, tracing, access log and timeout, then GuardMiddleware's
+token and body limit) still applies to them.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class RoutesFirst:
+    def __init__(self, app: ASGIApp, routes: Starlette):
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(r.matches(scope)[0] == Match.FULL for r in self.routes.routes):
+            return await self.routes(scope, receive, send)
+        await self.app(scope, receive, send)
