@@ -46,6 +46,7 @@ logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackFor
     workers=SETTINGS.workers,
     threads=SETTINGS.threads,
     traffic={"timeout": 120},
+    logging={"access": {"enabled": SETTINGS.access_log}},
 )
 @bentoml.asgi_app(ROUTES, path="/")
 class GanServe:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     threads: int = Field(default=16, ge=1, le=256)
     # Concurrent requests to one model share graph runs (batching.py); off, each runs alone.
     micro_batching: bool = True
+    # BentoML's access log: one INFO line per request. Off saves ~6% of a one-sample request's CPU
+    # (docs/PERFORMANCE.md); behind a proxy that logs requests itself (deploy/nginx) it repeats it.
+    access_log: bool = True
     # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
     max_draws_factor: int = Field(default=20, ge=1, le=1000)
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume

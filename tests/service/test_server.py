@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,20 +18,31 @@ pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def server(service_models_dir, tmp_path_factory):
-    """The server's base URL; on teardown it must stop on SIGTERM, promptly and cleanly."""
-    root = tmp_path_factory.mktemp("server")
-    env = service_env(service_models_dir, root)
+def real_server_env(models_dir, root) -> dict[str, str]:
+    env = service_env(models_dir, root)
     env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
     env["GANSERVE_THREADS"] = "8"
-    with start_server(service_models_dir, env, root) as running:
-        yield running.url
+    return env
+
+
+@pytest.fixture(scope="module")
+def running_server(service_models_dir, tmp_path_factory):
+    """The server (default settings but the test ones); on teardown it must stop on SIGTERM,
+    promptly and cleanly."""
+    root = tmp_path_factory.mktemp("server")
+    with start_server(service_models_dir, real_server_env(service_models_dir, root), root) as running:
+        yield running
     if not running.stopped_in_time:
         pytest.fail(f"the server did not stop within {STOP_GRACE_S} s of SIGTERM:\n{running.log_tail()}")
     assert running.returncode in (0, -signal.SIGTERM), running.log_tail()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{running.url}/livez", timeout=2)
+
+
+@pytest.fixture(scope="module")
+def server(running_server) -> str:
+    """The running server's base URL."""
+    return running_server.url
 
 
 def test_one_request_per_format(server):
@@ -72,3 +84,24 @@ def test_a_concurrent_burst_gets_each_caller_its_own_samples(server):
             assert r.content == alone[seed]
         metrics = http.get("/metrics").text
         assert f'ganserve_samples_served_total{{model="{DEFAULT}"}}' in metrics
+
+
+def access_lines(log: str, path: str) -> int:
+    return sum(f"path={path}," in line for line in log.splitlines())
+
+
+def test_the_access_log_has_a_line_per_request_unless_switched_off(running_server, service_models_dir, tmp_path):
+    with httpx.Client(base_url=running_server.url, headers=AUTH, timeout=30) as http:
+        before = access_lines(running_server.log.read_text(errors="replace"), "/interpolate")
+        assert http.post("/interpolate", json={"seeds": [1, 2], "steps": 2}).status_code == 200
+    time.sleep(0.5)  # the line is written after the answer
+    assert access_lines(running_server.log.read_text(errors="replace"), "/interpolate") == before + 1
+    env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_ACCESS_LOG": "false"}
+    with start_server(service_models_dir, env, tmp_path, name="quiet") as quiet:
+        with httpx.Client(base_url=quiet.url, headers=AUTH, timeout=30) as http:
+            assert http.post("/sample", json={"n": 1}).status_code == 200
+            assert http.post("/interpolate", json={"seeds": [1, 2], "steps": 2}).status_code == 200
+        time.sleep(0.5)
+        log = quiet.log.read_text(errors="replace")
+    assert "Service ganserve initialized" in log  # the log is there, only the request lines are not
+    assert access_lines(log, "/sample") == access_lines(log, "/interpolate") == 0
