@@ -5,6 +5,12 @@ limit (`ort`) is the faster of the two, so the service is never compared to a ha
 
     .venv/bin/python bench/raw_engine.py --models-dir /tmp/gsb/models --model mnist --n 1 64 1024
 
+`--iobinding` also times the run through an IOBinding with the latents already on the device and
+the samples left there (`ort_bound`: the engine alone, no host copies; on a GPU, the limit there)
+and with the samples copied back to the host (`ort_bound_host`: what a server must pay, since it
+answers with bytes). On the CPU provider both equal a plain run within noise; on CUDA their gap to
+`ort` says whether IOBinding in the engine would pay.
+
 Besides the bare `session.run`, it times each stage the service adds to a /sample request, without
 HTTP: drawing the latents (PCG64) and encoding the samples as npy, json and png. That breakdown
 says where a request's time goes before any profiler is needed. `--json` prints one JSON object
@@ -48,8 +54,27 @@ def timed(call: Callable[[], object], seconds: float, min_calls: int = 3) -> tup
     return calls / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / calls
 
 
+def bound_rates(session: ort.InferenceSession, z_name: str, x_name: str, z: np.ndarray, device: str,
+                seconds: float) -> dict[str, float]:
+    """samples/s through an IOBinding: input on the device, output left there (`ort_bound`), and
+    output copied to the host after each run (`ort_bound_host`)."""
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(z_name, ort.OrtValue.ortvalue_from_numpy(z, device, 0))
+    binding.bind_output(x_name, device)
+
+    def bound() -> None:
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()  # a GPU run is asynchronous: wait for it to finish
+
+    def bound_host() -> None:
+        session.run_with_iobinding(binding)
+        binding.copy_outputs_to_cpu()
+
+    return {"ort_bound": len(z) * rate(bound, seconds), "ort_bound_host": len(z) * rate(bound_host, seconds)}
+
+
 def measure(models_dir: Path, model: str, sizes: list[int], seconds: float, threads: int,
-            stages: bool = True, device: str = "cpu") -> tuple[dict, str]:
+            stages: bool = True, device: str = "cpu", iobinding: bool = False) -> tuple[dict, str]:
     """{n: {"ort": samples/s of session.run (the faster option set), "ort_service" and
     "ort_spinning" (each set), "ort_cpu_ms" (CPU per run, service options), and with `stages`:
     samples/s of each extra stage}}, and the provider onnxruntime really used."""
@@ -72,6 +97,8 @@ def measure(models_dir: Path, model: str, sizes: list[int], seconds: float, thre
             if key == "ort_service":
                 row["ort_cpu_ms"] = cpu_ms
         row["ort"] = max(row["ort_service"], row["ort_spinning"])
+        if iobinding:
+            row.update(bound_rates(sessions["ort_service"], z_name, x_name, z, device, seconds / 2))
         run = lambda: sessions["ort_service"].run([x_name], {z_name: z})[0]  # noqa: E731
         if stages:
             x = run()  # (n, *sample_shape)
@@ -94,18 +121,20 @@ def main() -> int:
                         help="onnxruntime intra-op threads (the service: cores / workers; default all cores)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the limit on a GPU machine")
     parser.add_argument("--no-stages", action="store_true", help="time session.run only")
+    parser.add_argument("--iobinding", action="store_true", help="also time runs through an IOBinding (see above)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     if not (args.models_dir / args.model).is_dir():
         print(f"error: {args.models_dir / args.model}: no such model folder", file=sys.stderr)
         return 2
-    results, used = measure(args.models_dir, args.model, args.n, args.seconds, args.threads, not args.no_stages, args.device)
+    results, used = measure(args.models_dir, args.model, args.n, args.seconds, args.threads, not args.no_stages,
+                            args.device, args.iobinding)
     if args.json:
         print(json.dumps({"model": args.model, "threads": args.threads, "provider": used, "samples_per_s": results}))
         return 0
     print(f"{args.model} on {used}, {args.threads} intra-op threads: samples/s of each stage alone "
           "(ort_cpu_ms: CPU ms per run)")
-    columns = ["ort_service", "ort_spinning", "ort_cpu_ms", "latents", "npy", "json", "png"]
+    columns = ["ort_service", "ort_spinning", "ort_cpu_ms", "ort_bound", "ort_bound_host", "latents", "npy", "json", "png"]
     print(f"{'n':>6} " + " ".join(f"{c:>12}" for c in columns))
     for n, row in results.items():
         print(f"{n:>6} " + " ".join(f"{row[c]:>12,.{2 if c.endswith('_ms') else 0}f}" if c in row else f"{'-':>12}"

@@ -4,7 +4,9 @@ BentoML mounts an ASGI app behind its own routes, so a path that is both a Bento
 route of ours (POST /sample: the API publishes the schema, the route serves it faster) would reach
 the API. Added as the innermost service middleware, this sends those requests to our app first:
 everything outside it (BentoML's metrics, tracing, access log and timeout, then GuardMiddleware's
-token and body limit) still applies to them.
+token and body limit) still applies to them. What sits inside it does not: BentoML's CORS
+middleware (off unless configured in BentoML's own config; ganserve configures none) and its
+request context (`bentoml.context`, which our routes do not use).
 """
 
 from __future__ import annotations
