@@ -23,6 +23,7 @@ from .middleware import GuardMiddleware
 from .routes import build_app
 from .schemas import InterpolateRequest, SampleRequest
 from .settings import cpu_count, get_settings
+from .timeout import install as install_request_timeout
 
 SETTINGS = get_settings()
 ROUTES = build_app()
@@ -39,6 +40,7 @@ class _NoTracebackForBadInput(logging.Filter):
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackForBadInput())
+install_request_timeout()  # traffic.timeout below, without BentoML's timer per request kept alive
 
 
 @bentoml.service(
