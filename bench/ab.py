@@ -29,6 +29,8 @@ from probes import measured  # noqa: E402
 from servers import Server, free_port, spawn, wait_ready  # noqa: E402
 
 LOADS = {  # name: (body, connections)
+    "n=1 npy c=1": ({"n": 1, "format": "npy"}, 1),
+    "n=1 npy c=8": ({"n": 1, "format": "npy"}, 8),
     "n=1 npy c=64": ({"n": 1, "format": "npy"}, 64),
     "n=64 npy c=8": ({"n": 64, "format": "npy"}, 8),
     "n=1024 npy c=4": ({"n": 1024, "format": "npy"}, 4),

@@ -13,7 +13,7 @@ from servers import MemorySampler, Server, cpu_seconds, start_ganserve
 
 SMALL_CONNECTIONS = 64  # the issue's n = 1 point
 BATCHING_SETTING = "micro_batching"  # GANSERVE_MICRO_BATCHING in service/settings.py, when present
-THREAD_SWEEP = (1, 4)  # beside the default (16 since 2b20126); 1: the micro-batcher never sees two callers
+THREAD_SWEEP = (1, 4)  # beside the default (16); they bound requests served in threads (large or filtered ones)
 BATCHING_ROUNDS = 3  # every variant's server is up at once and measured in turn, round after round
 # One soak piece: the same three loads each time, so RSS after each piece compares like with like.
 SOAK_PIECE = (({"n": 1, "format": "json"}, 64, 5), ({"n": 64, "format": "npy"}, 8, 5), ({"n": 1024, "format": "npy"}, 4, 10))
@@ -55,7 +55,8 @@ def batching_variants(models_dir: Path, scratch: Path, model: str, seconds: floa
                       rounds: int = BATCHING_ROUNDS, sweep: bool = True) -> dict:
     """n = 1 npy at c = 64: micro-batching on and off (GANSERVE_MICRO_BATCHING=false) at the
     service's default thread count, and (sweep) other thread counts with batching on (the
-    micro-batcher can only group the requests that BentoML's threads hand it at once).
+    thread count bounds the requests served in threads; small ones are batched on the event loop
+    since 174c419, whatever the thread count).
 
     Every variant's server is started first, then each is measured in turn for `rounds` rounds,
     so the other work on shared cores falls on all of them alike; per variant: the median run

@@ -60,10 +60,10 @@ class GanServe:
         ROUTES.state.engine = self.engine
         log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
                  self.engine.provider_note)
-        # Full garbage collections stalled requests for 100-400 ms (p99 ~200 ms at p50 ~3 ms): BentoML
-        # 1.4.40's timeout middleware keeps each request's objects alive until its timer fires, so
-        # the heap the collector walks keeps growing. Freezing what start-up made and collecting
-        # the young generation less often took p99 to 6-8 ms (docs/PERFORMANCE.md).
+        # Full garbage collections stalled requests for 100-400 ms (p99 ~200 ms at p50 ~3 ms): they
+        # walked the ~100k objects start-up made, and every request of the last 120 s (BentoML's
+        # timeout middleware kept them; timeout.py replaces it). Freezing what start-up made and
+        # collecting the young generation less often took p99 to 6-8 ms (docs/PERFORMANCE.md).
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
