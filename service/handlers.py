@@ -23,6 +23,9 @@ from .schemas import DEFAULT_N, InterpolateRequest, SampleRequest
 # loop (sample_async): 64 MNIST digits are 56,576 (their latents take 0.1 ms to draw, json 1.2 ms,
 # a png grid 2.1 ms on this machine; npy a copy).
 LOOP_MAX_VALUES = 1 << 16
+# Truncation redraws the coordinates beyond the threshold until none is left: at a keep probability
+# of 0.5 (|z| <= 0.67) a few dozen cheap rounds, at 0.01 a thousand. Below this, a worker thread draws.
+LOOP_MIN_KEEP_PROBABILITY = 0.5
 
 
 def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
@@ -114,12 +117,14 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Respons
 async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Response:
     """POST /sample from the event loop. A small request without a filter is served right here,
     its graph runs awaited (and batched with its neighbours', off the loop): its latents and its
-    encoding take microseconds. Anything larger, and any filter, goes whole to a worker thread,
+    encoding take at most ~2 ms. Anything larger, any filter, and a tight truncation go whole to
+    a worker thread,
     so that the loop never stalls on one request's milliseconds of numpy, orjson or zlib."""
     model, keep = _checked(engine, req)
     n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
     values = n * (model.card.latent.dim + math.prod(model.card.sample.shape))
-    if keep.active or values > LOOP_MAX_VALUES:
+    slow_draw = req.truncation is not None and latents.keep_probability(model.card.latent, req.truncation) < LOOP_MIN_KEEP_PROBABILITY
+    if keep.active or values > LOOP_MAX_VALUES or slow_draw:
         return await run_in_threadpool(sample, engine, req, max_draws_factor)
     if req.latents is not None:
         z, seed = _given_latents(model, req), None

@@ -69,6 +69,23 @@ def test_small_requests_run_on_the_event_loop_the_rest_in_a_thread_with_the_same
     filtered = client.post("/sample", json={**request, "min_realness": 0.0})
     assert filtered.status_code == 200 and in_thread.rows > rows[1] + 5 and on_loop.rows == rows[0] + 5
     np.testing.assert_array_equal(npy(filtered), npy(small))  # realness >= 0 keeps every sample
+    rows = (on_loop.rows, in_thread.rows)
+    client.post("/sample", json={**request, "truncation": 2.0})  # keeps 95% of coordinates: on the loop
+    assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1])
+    client.post("/sample", json={**request, "truncation": 0.1})  # keeps 8%: many redraws, in a thread
+    assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1] + 5)
+
+
+def test_a_large_body_is_parsed_off_the_loop_with_the_same_answer(client, cards, monkeypatch):
+    from service import routes
+
+    z = latents.draw(latents.generator(5), cards[DEFAULT].latent, 3).tolist()
+    small_body = client.post("/sample", json={"latents": z, "format": "npy"})
+    monkeypatch.setattr(routes, "LOOP_MAX_BODY_BYTES", 16)
+    large_body = client.post("/sample", json={"latents": z, "format": "npy"})
+    bad = client.post("/sample", json={"latents": z, "format": "npy", "seeed": 1})
+    assert small_body.status_code == large_body.status_code == 200 and small_body.content == large_body.content
+    assert bad.status_code == 400 and bad.json()["error"].startswith("seeed: ")
 
 
 def test_get_on_sample_is_refused_by_the_router_not_served(client):
