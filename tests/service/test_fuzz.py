@@ -66,7 +66,7 @@ def test_no_5xx_when_sampling_the_real_model_with_any_valid_options(client):
 
     @FUZZ_SETTINGS
     @given(body=st.fixed_dictionaries({}, optional={
-        "n": st.integers(-2, 300), "seed": st.integers(-1, 2**64), "truncation": st.floats(allow_nan=False) | st.none(),
+        "n": st.integers(-2, 300), "seed": st.integers(-1, 2**64), "truncation": st.floats(allow_nan=False, allow_infinity=False) | st.none(),
         "format": st.sampled_from(["json", "npy", "png", "bmp"]), "nrow": st.integers(0, 20) | st.none(),
         "scores": st.booleans(), "min_realness": st.floats(-0.5, 1.5) | st.none(), "drs": st.booleans(),
         "drs_gamma": st.floats(-60, 60),

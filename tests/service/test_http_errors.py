@@ -52,6 +52,7 @@ def test_bad_sample_requests(client, request_body, status, error):
 @pytest.mark.parametrize("raw, error", [
     (b"{bad json", "body: Invalid JSON"),
     (b'{"latents": [[1, NaN, 0, 0, 0, 0, 0, 0]]}', "latents.0.1: Input should be a finite number"),
+    (b'{"truncation": Infinity}', "truncation: Input should be a finite number"),
     (b"[1, 2]", "body: Input should be"),
 ])
 def test_malformed_json_bodies(client, raw, error):
