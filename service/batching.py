@@ -37,6 +37,34 @@ class BatchStats:
     rows: int = 0
     largest_group: int = 0  # most requests served by one run
 
+    def record(self, rows: int, group: int) -> None:
+        """One run of `rows` rows that served `group` requests."""
+        self.runs += 1
+        self.rows += rows
+        self.largest_group = max(self.largest_group, group)
+
+
+def take_group(queue: list, max_rows: int, wanted: Callable[[object], bool] = lambda item: True) -> list:
+    """Pop the oldest queued items (each with `.rows`) up to `max_rows` rows in all; the first
+    always fits (callers split larger requests). Items not `wanted` any more are dropped."""
+    group, total = [], 0
+    while queue and (not group or total + len(queue[0].rows) <= max_rows):
+        item = queue.pop(0)
+        if wanted(item):
+            group.append(item)
+            total += len(item.rows)
+    return group
+
+
+def parts(out: np.ndarray, group: list) -> list[np.ndarray]:
+    """A shared run's output, cut back into each request's rows, in queue order."""
+    bounds = np.cumsum([0] + [len(item.rows) for item in group])
+    return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def in_chunks(rows: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    return [rows[i : i + max_rows] for i in range(0, len(rows), max_rows)]
+
 
 @dataclass(eq=False)
 class MicroBatcher:
@@ -54,14 +82,11 @@ class MicroBatcher:
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         if len(rows) > self.max_rows:
-            parts = [self(rows[i : i + self.max_rows]) for i in range(0, len(rows), self.max_rows)]
-            return np.concatenate(parts)
+            return np.concatenate([self(chunk) for chunk in in_chunks(rows, self.max_rows)])
         if not self.enabled:
             out = self.run(rows)
             with self._queue_lock:  # each call is its own run: counted so, for stats readers
-                self.stats.runs += 1
-                self.stats.rows += len(rows)
-                self.stats.largest_group = max(self.stats.largest_group, 1)
+                self.stats.record(len(rows), 1)
             return out
         mine = _Pending(rows)
         with self._queue_lock:
@@ -75,23 +100,15 @@ class MicroBatcher:
         return mine.result
 
     def _take_group(self) -> list[_Pending]:
-        # Oldest first, up to max_rows; the first request always fits (it is <= max_rows).
         with self._queue_lock:
-            group, total = [], 0
-            while self._queue and (not group or total + len(self._queue[0].rows) <= self.max_rows):
-                item = self._queue.pop(0)
-                group.append(item)
-                total += len(item.rows)
-            return group
+            return take_group(self._queue, self.max_rows)
 
     def _run_group(self, group: list[_Pending]) -> None:
         try:
             batch = group[0].rows if len(group) == 1 else np.concatenate([p.rows for p in group])
             out = self.run(batch)  # (total, ...)
-            start = 0
-            for p in group:
-                p.result = out[start : start + len(p.rows)]
-                start += len(p.rows)
+            for p, part in zip(group, parts(out, group)):
+                p.result = part
         except Exception as e:
             if len(group) == 1:
                 group[0].error = e
@@ -104,9 +121,7 @@ class MicroBatcher:
         finally:  # every caller is released, none hangs
             for p in group:
                 p.done = True
-            self.stats.runs += 1
-            self.stats.rows += sum(len(p.rows) for p in group)
-            self.stats.largest_group = max(self.stats.largest_group, len(group))
+            self.stats.record(sum(len(p.rows) for p in group), len(group))
 
 
 @dataclass(eq=False)
@@ -129,12 +144,11 @@ class AsyncMicroBatcher:
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
         if len(rows) > self.max_rows:
-            parts = [await self(rows[i : i + self.max_rows]) for i in range(0, len(rows), self.max_rows)]
-            return np.concatenate(parts)
+            return np.concatenate([await self(chunk) for chunk in in_chunks(rows, self.max_rows)])
         loop = asyncio.get_running_loop()
         if not self.enabled:
             out = await loop.run_in_executor(self.executor, self.run, rows)
-            self._count(len(rows), 1)
+            self.stats.record(len(rows), 1)
             return out
         waiting = _Waiting(rows, loop.create_future())
         self._queue.append(waiting)
@@ -146,7 +160,8 @@ class AsyncMicroBatcher:
         group: list[_Waiting] = []
         try:
             while self._queue:
-                group = self._take_group()
+                # callers that went away while queued are dropped
+                group = take_group(self._queue, self.max_rows, lambda w: not w.future.done())
                 if group:
                     await self._run_group(group)
                 group = []
@@ -155,16 +170,6 @@ class AsyncMicroBatcher:
             for w in group + self._queue:  # no caller waits forever
                 _settle(w.future, error=RuntimeError("the micro-batcher stopped before this run"))
             self._queue.clear()
-
-    def _take_group(self) -> list[_Waiting]:
-        # Oldest first, up to max_rows; callers that went away while queued are dropped.
-        group, total = [], 0
-        while self._queue and (not group or total + len(self._queue[0].rows) <= self.max_rows):
-            waiting = self._queue.pop(0)
-            if not waiting.future.done():
-                group.append(waiting)
-                total += len(waiting.rows)
-        return group
 
     async def _run_group(self, group: list[_Waiting]) -> None:
         loop = asyncio.get_running_loop()
@@ -181,16 +186,9 @@ class AsyncMicroBatcher:
                     except Exception as e_alone:
                         _settle(w.future, error=e_alone)
         else:
-            start = 0
-            for w in group:
-                _settle(w.future, out[start : start + len(w.rows)])
-                start += len(w.rows)
-        self._count(len(batch), len(group))
-
-    def _count(self, rows: int, group: int) -> None:
-        self.stats.runs += 1
-        self.stats.rows += rows
-        self.stats.largest_group = max(self.stats.largest_group, group)
+            for w, part in zip(group, parts(out, group)):
+                _settle(w.future, part)
+        self.stats.record(len(batch), len(group))
 
 
 def _settle(future: asyncio.Future, result: Optional[np.ndarray] = None, error: Optional[BaseException] = None) -> None:

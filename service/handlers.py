@@ -92,6 +92,11 @@ def _given_latents(model: LoadedModel, req: SampleRequest) -> np.ndarray:
     return z
 
 
+def _seed(req: SampleRequest) -> int:
+    """The request's seed, or a fresh one (returned to the caller)."""
+    return latents.random_seed() if req.seed is None else req.seed
+
+
 def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed: Optional[int], keep: sampling.Filter) -> Response:
     meta = {"seed": seed}
     if keep.active:
@@ -108,7 +113,7 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Respons
             batch = sampling.filtered(model, batch, keep)
         seed = None
     else:
-        seed = latents.random_seed() if req.seed is None else req.seed
+        seed = _seed(req)
         n = req.n or DEFAULT_N
         batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor)
     return _answer(model, req, batch, seed, keep)
@@ -129,7 +134,7 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
     if req.latents is not None:
         z, seed = _given_latents(model, req), None
     else:
-        seed = latents.random_seed() if req.seed is None else req.seed
+        seed = _seed(req)
         z = latents.draw(latents.generator(seed), model.card.latent, n, req.truncation)
     x = await model.generate_async(z)
     logits = await model.logits_async(x) if req.scores else None
