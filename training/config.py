@@ -100,6 +100,16 @@ def _check(ok: bool, key: str, problem: str) -> None:
 
 # ---- typed construction from plain data (config files, checkpoints and --set overrides) ----
 
+# Scalar config types: what the error calls them, which values they accept (bool is an int in
+# Python, but true is no integer here), and how an accepted value is stored.
+SCALARS = {
+    bool: ("true or false", lambda v: isinstance(v, bool), lambda v: v),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool), lambda v: v),
+    float: ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float),
+    str: ("a string", lambda v: isinstance(v, str), lambda v: v),
+}
+
+
 def _coerce(typ: Any, value: Any, key: str) -> Any:
     origin, args = typing.get_origin(typ), typing.get_args(typ)
     if dataclasses.is_dataclass(typ):
@@ -129,22 +139,11 @@ def _coerce(typ: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if typ is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
+    if typ in SCALARS:
+        what, accepts, convert = SCALARS[typ]
+        if not accepts(value):
+            raise ConfigError(f"{key}: expected {what}, got {value!r}")
+        return convert(value)
     raise ConfigError(f"{key}: unsupported type {typ!r}")
 
 
