@@ -49,6 +49,9 @@ install_request_timeout()  # traffic.timeout below, without BentoML's timer per 
     threads=SETTINGS.threads,
     traffic={"timeout": 120},
     logging={"access": {"enabled": SETTINGS.access_log}},
+    # Off: every URL is excluded from BentoML's OpenTelemetry middleware, which then passes
+    # requests straight through. On: BentoML's tracing config applies unchanged.
+    **({} if SETTINGS.tracing else {"tracing": {"excluded_urls": ".*"}}),
 )
 @bentoml.asgi_app(ROUTES, path="/")
 class GanServe:

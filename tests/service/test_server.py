@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -105,3 +106,27 @@ def test_the_access_log_has_a_line_per_request_unless_switched_off(running_serve
         log = quiet.log.read_text(errors="replace")
     assert "Service ganserve initialized" in log  # the log is there, only the request lines are not
     assert access_lines(log, "/sample") == access_lines(log, "/interpolate") == 0
+
+
+def sample_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "path=/sample," in line]
+
+
+def test_requests_get_tracing_spans_only_when_tracing_is_on(running_server, service_models_dir, tmp_path):
+    """Off (the default), BentoML's OpenTelemetry middleware passes requests through: no span, so
+    no trace id in the access line. On, each request has its own span."""
+    with httpx.Client(base_url=running_server.url, headers=AUTH, timeout=30) as http:
+        assert http.post("/sample", json={"n": 1}).status_code == 200
+    time.sleep(0.5)  # the line is written after the answer
+    untraced = sample_lines(running_server.log.read_text(errors="replace"))
+    assert untraced and not any("trace=" in line for line in untraced), untraced[-1:]
+    env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_TRACING": "true"}
+    with start_server(service_models_dir, env, tmp_path, name="traced") as traced:
+        with httpx.Client(base_url=traced.url, headers=AUTH, timeout=30) as http:
+            for _ in range(2):
+                assert http.post("/sample", json={"n": 1}).status_code == 200
+        time.sleep(0.5)
+        lines = sample_lines(traced.log.read_text(errors="replace"))
+    trace_ids = [re.search(r"trace=([0-9a-f]{32}),", line) for line in lines]
+    assert len(lines) == 2 and all(trace_ids), lines
+    assert trace_ids[0].group(1) != trace_ids[1].group(1)  # one trace per request

@@ -23,7 +23,7 @@ def clean_env(monkeypatch):
 def test_defaults(clean_env):
     s = load_settings()
     assert (s.models_dir, s.default_model, s.device, s.max_n, s.api_token, s.workers) == (Path("models"), "mnist", "auto", 4096, None, 1)
-    assert (s.threads, s.micro_batching, s.access_log) == (16, True, True)
+    assert (s.threads, s.micro_batching, s.access_log, s.tracing) == (16, True, True, False)
 
 
 def test_values_come_from_ganserve_variables_and_the_token_stays_secret(clean_env):
@@ -32,8 +32,9 @@ def test_values_come_from_ganserve_variables_and_the_token_stays_secret(clean_en
     clean_env.setenv("GANSERVE_API_TOKEN", "s3cret")
     clean_env.setenv("GANSERVE_MICRO_BATCHING", "false")
     clean_env.setenv("GANSERVE_ACCESS_LOG", "false")
+    clean_env.setenv("GANSERVE_TRACING", "true")
     s = load_settings()
-    assert s.max_n == 10 and s.device == "cuda" and s.micro_batching is False and s.access_log is False
+    assert s.max_n == 10 and s.device == "cuda" and s.micro_batching is False and s.access_log is False and s.tracing is True
     assert s.api_token.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
 
 
