@@ -10,6 +10,7 @@ import threading
 
 _lock = threading.Lock()
 _samples = None
+_per_model = {}  # model name -> its labelled counter: labels() costs more than inc() on every request
 
 
 def samples_served():
@@ -27,4 +28,7 @@ def samples_served():
 
 def count_samples(model: str, n: int) -> None:
     if n:
-        samples_served().labels(model=model).inc(n)
+        counter = _per_model.get(model)
+        if counter is None:  # prometheus_client hands every caller the same child for a label value
+            counter = _per_model.setdefault(model, samples_served().labels(model=model))
+        counter.inc(n)
