@@ -32,6 +32,8 @@ LOADS = {  # name: (body, connections)
     "n=1 npy c=1": ({"n": 1, "format": "npy"}, 1),
     "n=1 npy c=8": ({"n": 1, "format": "npy"}, 8),
     "n=1 npy c=64": ({"n": 1, "format": "npy"}, 64),
+    "n=1 png c=1": ({"n": 1, "format": "png"}, 1),
+    "n=1 png c=8": ({"n": 1, "format": "png"}, 8),
     "n=64 npy c=8": ({"n": 64, "format": "npy"}, 8),
     "n=1024 npy c=4": ({"n": 1024, "format": "npy"}, 4),
     "n=1024 json c=4": ({"n": 1024, "format": "json"}, 4),

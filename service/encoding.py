@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import io
 import math
+import struct
+import zlib
 
 import numpy as np
 import orjson
@@ -20,6 +22,7 @@ GRID_PADDING = 2  # pixels between tiles of a PNG grid
 # zlib level of response grids. PIL's default (6) took 73 ms for a grid of 1024 MNIST digits on
 # this kind of CPU, more than the generator's run; level 1 takes 33 ms for a 12% larger file.
 GRID_COMPRESS_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class DecodeError(ValueError):
@@ -118,11 +121,33 @@ def png_grid(images: np.ndarray, value_range: tuple[float, float], nrow: int | N
 
 
 def png_bytes(pixels: np.ndarray, compress_level: int = 6) -> bytes:
-    """(H, W, 1 or 3) uint8 -> PNG bytes (grayscale or RGB), zlib level 0-9 (6: PIL's default)."""
-    mode = "L" if pixels.shape[2] == 1 else "RGB"
-    buffer = io.BytesIO()
-    Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode).save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+    """(H, W, 1 or 3) uint8 -> PNG bytes (8-bit grayscale or RGB), zlib level 0-9.
+
+    Written here (signature, IHDR, one IDAT, IEND: the PNG spec's minimum) instead of through
+    PIL, whose save path cost ~25 us per image before any compression (a 32 x 32 grid: 29 vs 7 us)
+    and whose row filters made digit grids larger and slower to compress (1024 MNIST digits at
+    level 1: 258 KB in 15 ms, here 251 KB in 7 ms). Filters: None for grayscale (digits on black
+    compress best unfiltered), Sub for colour (smooth colour images: a third smaller than None).
+    """
+    height, width, channels = pixels.shape
+    if channels not in (1, 3):
+        raise ValueError(f"PNG images here have 1 or 3 channels, got {channels}")
+    rows = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(height, width * channels)
+    scanlines = np.empty((height, 1 + width * channels), np.uint8)  # each row: filter type, then bytes
+    if channels == 1:
+        scanlines[:, 0] = 0  # None
+        scanlines[:, 1:] = rows
+    else:
+        scanlines[:, 0] = 1  # Sub: each byte minus the same channel's byte one pixel left, mod 256
+        scanlines[:, 1 : 1 + channels] = rows[:, :channels]
+        np.subtract(rows[:, channels:], rows[:, :-channels], out=scanlines[:, 1 + channels :])
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)  # 8 bits, no interlace
+    return (PNG_SIGNATURE + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), compress_level)) + _png_chunk(b"IEND", b""))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def png_image(body: bytes, shape: list[int], value_range: tuple[float, float], field: str) -> np.ndarray:

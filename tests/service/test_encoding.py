@@ -88,6 +88,23 @@ def test_png_grid_of_colour_images_is_rgb():
         assert np.asarray(image).max() == 0
 
 
+@pytest.mark.parametrize("channels, mode", [(1, "L"), (3, "RGB")])
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_png_bytes_decode_to_the_same_pixels_in_pil(channels, mode, level):
+    # Random bytes exercise the Sub filter's wrap-around (a byte smaller than its left neighbour).
+    pixels = np.random.default_rng(level).integers(0, 256, (7, 13, channels), dtype=np.uint8)
+    with Image.open(io.BytesIO(encoding.png_bytes(pixels, level))) as image:
+        image.load()  # checks every chunk's CRC and the zlib stream
+        assert (image.format, image.mode, image.size) == ("PNG", mode, (13, 7))
+        decoded = np.asarray(image)
+    np.testing.assert_array_equal(decoded.reshape(pixels.shape), pixels)
+
+
+def test_png_bytes_refuses_other_channel_counts():
+    with pytest.raises(ValueError, match="1 or 3 channels, got 4"):
+        encoding.png_bytes(np.zeros((2, 2, 4), np.uint8))
+
+
 def test_png_image_round_trips_pixels_into_the_value_range():
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4
     x = encoding.png_image(encoding.png_bytes(pixels), [1, 8, 8], (-1.0, 1.0), "body")
