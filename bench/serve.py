@@ -100,20 +100,24 @@ def load_points(args: argparse.Namespace) -> list[tuple[int, str, int]]:
     return points
 
 
-def drive(server: Server, model: str | None, points, seconds: float, bar: tqdm) -> list[dict]:
+def drive(servers: list[Server], model: str | None, points, seconds: float, bar: tqdm) -> list[dict]:
+    """Every point on each server in turn (ganserve, then the baseline), point by point: a change
+    in the machine's load during the run falls on both sides of a ratio alike."""
     rows = []
     for n, fmt, c in points:
-        body = {"n": n, "seed": 1, "format": fmt, **({"model": model} if model else {})}
-        bar.set_postfix_str(f"{server.name} n={n} {fmt} c={c}")
-        try:
-            r, cpu_ms = measured(server, "/sample", c, seconds * (LONGER_FACTOR if n >= LONGER_FROM_N else 1), body)
-            settle(server.url + "/sample", {**body, "n": 1})
-        except LoadError as e:
-            tqdm.write(f"  {server.name} n={n} {fmt} c={c}: {e}")
-            r, cpu_ms = Result(0, -1, seconds, 0, 0, 0), None
-        rows.append({"target": server.name, "n": n, "format": fmt, "c": c, "samples_per_s": r.rps * n,
-                     "server_cpu_ms": cpu_ms, **r.as_dict()})
-        bar.update()
+        for server in servers:
+            named = {"model": model} if model and server is servers[0] else {}  # the baseline serves one model
+            body = {"n": n, "seed": 1, "format": fmt, **named}
+            bar.set_postfix_str(f"{server.name} n={n} {fmt} c={c}")
+            try:
+                r, cpu_ms = measured(server, "/sample", c, seconds * (LONGER_FACTOR if n >= LONGER_FROM_N else 1), body)
+                settle(server.url + "/sample", {**body, "n": 1})
+            except LoadError as e:
+                tqdm.write(f"  {server.name} n={n} {fmt} c={c}: {e}")
+                r, cpu_ms = Result(0, -1, seconds, 0, 0, 0), None
+            rows.append({"target": server.name, "n": n, "format": fmt, "c": c, "samples_per_s": r.rps * n,
+                         "server_cpu_ms": cpu_ms, **r.as_dict()})
+            bar.update()
     return rows
 
 
@@ -148,9 +152,7 @@ def run(args: argparse.Namespace, figures: dict) -> None:
         points = load_points(args)
         sampler = MemorySampler(ganserve)
         with sampler, tqdm(total=len(points) * len(servers), desc="load", unit="point") as bar:
-            figures["rows"] = drive(ganserve, args.model, points, args.seconds, bar)
-            for other in servers[1:]:
-                figures["rows"] += drive(other, None, points, args.seconds, bar)
+            figures["rows"] = drive(servers, args.model, points, args.seconds, bar)
             figures["floors"] = {s.name: floors(s, args.model if s is ganserve else None, args.seconds) for s in servers}
             if models_dir and args.soak_minutes > 0 and not args.quick:
                 for s in servers[1:]:
