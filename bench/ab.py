@@ -5,6 +5,8 @@
     # one checkout, two settings (micro-batching on vs off):
     .venv/bin/python bench/ab.py --a . --b . --b-env GANSERVE_MICRO_BATCHING=false --models-dir models \
         --loads "n=1 npy c=64"
+    # ganserve against the hand-written baseline (bench/baseline_torch_server.py), same rounds:
+    .venv/bin/python bench/ab.py --a . --b-baseline --models-dir models --loads "n=1 npy c=1"
 
 Each load runs on A, then on B, for several rounds, so that whatever else the machine is doing
 falls on both alike; printed per load: req/s, p50 and p99 latency (wrk's, per run), and the
@@ -26,9 +28,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from load import require_wrk, settle  # noqa: E402
 from probes import measured  # noqa: E402
-from servers import Server, free_port, spawn, wait_ready  # noqa: E402
+from servers import Server, free_port, spawn, start_baseline, wait_ready  # noqa: E402
 
 LOADS = {  # name: (body, connections)
+    "n=1 json c=1": ({"n": 1, "format": "json"}, 1),
     "n=1 npy c=1": ({"n": 1, "format": "npy"}, 1),
     "n=1 npy c=8": ({"n": 1, "format": "npy"}, 8),
     "n=1 npy c=64": ({"n": 1, "format": "npy"}, 64),
@@ -55,7 +58,9 @@ def start(checkout: Path, models_dir: Path, name: str, log_dir: Path, extra_env:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--a", type=Path, required=True, help="checkout A (e.g. before)")
-    p.add_argument("--b", type=Path, required=True, help="checkout B (e.g. after)")
+    p.add_argument("--b", type=Path, help="checkout B (e.g. after)")
+    p.add_argument("--b-baseline", action="store_true",
+                   help="B is the hand-written baseline serving the generator of the model's training preset")
     p.add_argument("--models-dir", type=Path, required=True)
     p.add_argument("--model", default="mnist")
     p.add_argument("--rounds", type=int, default=3)
@@ -65,30 +70,39 @@ def main() -> int:
     p.add_argument("--b-env", nargs="*", default=[], metavar="KEY=VALUE", help="extra environment for B's server")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     args = p.parse_args()
+    if (args.b is not None) == args.b_baseline:  # exactly one of them
+        p.error("give either --b or --b-baseline")
     envs = {side: dict(kv.split("=", 1) for kv in getattr(args, f"{side}_env")) for side in ("a", "b")}
     require_wrk()
     log_dir = Path("/tmp/ganserve-bench")
     log_dir.mkdir(parents=True, exist_ok=True)
     servers = []
     try:
-        servers = [start(args.a, args.models_dir, "A", log_dir, envs["a"]),
-                   start(args.b, args.models_dir, "B", log_dir, envs["b"])]
+        servers = [start(args.a, args.models_dir, "A", log_dir, envs["a"])]
+        if args.b_baseline:
+            preset = json.loads((args.models_dir / args.model / "model.json").read_text())["training"]["preset"]
+            servers.append(start_baseline(preset, log_dir))
+            servers[-1].name = "B"
+        else:
+            servers.append(start(args.b, args.models_dir, "B", log_dir, envs["b"]))
         results = {(load, s.name): [] for load in args.loads for s in servers}
         with tqdm(total=args.rounds * len(args.loads) * 2, desc="a/b", unit="run") as bar:
             for _ in range(args.rounds):
                 for load in args.loads:
                     body, c = LOADS[load]
-                    body = {**body, "seed": 1, "model": args.model}
+                    body = {**body, "seed": 1}
                     for s in servers:
-                        r, cpu_ms = measured(s, "/sample", c, args.seconds, body)
-                        settle(s.url + "/sample", {**body, "n": 1})
+                        sent = body if s.name == "B" and args.b_baseline else {**body, "model": args.model}  # the baseline serves one model
+                        r, cpu_ms = measured(s, "/sample", c, args.seconds, sent)
+                        settle(s.url + "/sample", {**sent, "n": 1})
                         results[(load, s.name)].append((r.rps, cpu_ms or 0.0, r.errors, r.p50_ms, r.p99_ms))
                         bar.update()
     finally:
         for s in servers:
             s.stop()
     med = lambda runs, i: statistics.median(x[i] for x in runs)  # noqa: E731
-    print(f"A = {args.a} {envs['a'] or ''}, B = {args.b} {envs['b'] or ''}; median of {args.rounds} interleaved "
+    b_name = "the hand-written baseline" if args.b_baseline else f"{args.b} {envs['b'] or ''}"
+    print(f"A = {args.a} {envs['a'] or ''}, B = {b_name}; median of {args.rounds} interleaved "
           f"rounds of {args.seconds:.0f} s, load avg (1, 5, 15 min) at the end {os.getloadavg()}")
     print(f"{'load':>16} {'A req/s':>9} {'B req/s':>9} {'B/A':>5} {'A p50':>7} {'B p50':>7} {'A p99':>7} {'B p99':>7} "
           f"{'A cpu-ms':>8} {'B cpu-ms':>8} {'B/A':>5} {'errors':>6}")
@@ -102,7 +116,7 @@ def main() -> int:
             print(f"{'':>16} {side} rounds: " + "; ".join(f"{x[0]:,.1f} req/s p50 {x[3]:.1f} p99 {x[4]:.1f} "
                                                         f"{x[1]:.2f} cpu-ms" for x in runs))
     if args.json:
-        args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), "env": envs, "rounds": args.rounds,
+        args.json.write_text(json.dumps({"a": str(args.a), "b": "baseline" if args.b_baseline else str(args.b), "env": envs, "rounds": args.rounds,
                                          "seconds": args.seconds, "load_avg_at_end": os.getloadavg(),
                                          "runs": {f"{load} {side}": [dict(zip(("rps", "cpu_ms", "errors", "p50_ms",
                                                                                  "p99_ms"), x)) for x in results[(load, side)]]
