@@ -72,6 +72,8 @@ def main() -> int:
     args = p.parse_args()
     if (args.b is not None) == args.b_baseline:  # exactly one of them
         p.error("give either --b or --b-baseline")
+    if args.b_baseline and args.b_env:
+        p.error("--b-env applies to a ganserve checkout, not to the baseline")
     envs = {side: dict(kv.split("=", 1) for kv in getattr(args, f"{side}_env")) for side in ("a", "b")}
     require_wrk()
     log_dir = Path("/tmp/ganserve-bench")
