@@ -15,6 +15,7 @@ does the same for one-argument APIs; ours have many arguments, so the engine bat
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -198,3 +199,30 @@ def _settle(future: asyncio.Future, result: Optional[np.ndarray] = None, error: 
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class SoleClient:
+    """Whether one connection has had the server to itself for at least `quiet_s`: every request
+    since then came from the same client address and port (ASGI's `scope["client"]`).
+
+    A small request from such a client gains nothing from batching (no neighbour to share a run
+    with) and its graph run is shorter than the two thread hand-offs the batcher costs, so it can
+    run on the loop. The test is on connections, not on requests in flight: a server answering
+    requests on the loop one by one never has two in flight, however many clients wait, and would
+    fall into serving them one at a time (docs/PERFORMANCE.md, finding 9). Several clients
+    interleave their requests, so the client changes at almost every request and this says no
+    within `quiet_s` of a second client's first request. A client that opens a connection per
+    request counts as a new client every time: its requests are batched, as before.
+    """
+
+    def __init__(self, quiet_s: float = 0.01):
+        self.quiet_s = quiet_s
+        self._client: object = None
+        self._since = -math.inf  # when the latest client's run of requests began
+
+    def alone(self, client: object, now: float) -> bool:
+        """`now`: time.monotonic() at this request. A request with no client address never counts as alone."""
+        if client is None or client != self._client:
+            self._client, self._since = client, now
+            return False
+        return now - self._since >= self.quiet_s

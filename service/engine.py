@@ -103,6 +103,13 @@ class LoadedModel:
         """(n, *sample_shape) float32 -> (n,) realness logits; realness = sigmoid(logit)."""
         return self.discriminator(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x))
 
+    def generate_inline(self, z: np.ndarray) -> np.ndarray:
+        """`generate` on the caller's thread, outside the micro-batcher (a run of its own)."""
+        return self._run("generator", np.ascontiguousarray(z, dtype=np.float32))
+
+    def logits_inline(self, x: np.ndarray) -> np.ndarray:
+        return self._run("discriminator", np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x))
+
     async def generate_async(self, z: np.ndarray) -> np.ndarray:
         return await self.generator_async(np.ascontiguousarray(z, dtype=np.float32))
 

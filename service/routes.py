@@ -14,6 +14,8 @@ The service sets `app.state.engine` once its models are loaded.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import encoding, handlers, sampling
+from .batching import SoleClient
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
 from .schemas import MAX_N, SampleRequest, ScoreRequest
@@ -33,6 +36,7 @@ JSON_TYPES = {"application/json", ""}
 NPY_TYPES = {encoding.NPY_MEDIA_TYPE, "application/octet-stream"}
 FORM_TYPE = "application/x-www-form-urlencoded"  # a form without files: answered "no PNG file"
 LOOP_MAX_BODY_BYTES = 256 * 1024  # /sample bodies up to this are parsed on the event loop (~2 ms at most)
+SOLE_CLIENT = SoleClient()  # one per worker process: its event loop is the one shared resource
 
 
 def _engine(request: Request) -> Engine:
@@ -65,7 +69,8 @@ async def sample(request: Request) -> Response:
             req = SampleRequest.model_validate_json(body)
         else:  # explicit latents by the thousand: milliseconds of parsing, off the loop
             req = await run_in_threadpool(SampleRequest.model_validate_json, body)
-        return await handlers.sample_async(_engine(request), req, get_settings().max_draws_factor)
+        alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
+        return await handlers.sample_async(_engine(request), req, get_settings().max_draws_factor, alone)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
 

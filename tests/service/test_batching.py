@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import AsyncMicroBatcher, MicroBatcher
+from service.batching import AsyncMicroBatcher, MicroBatcher, SoleClient
 
 
 class SlowDouble:
@@ -165,3 +165,16 @@ def test_async_switched_off_every_caller_runs_alone():
         np.testing.assert_array_equal(out, np.full((2, 3), 2 * i))
     assert sorted(graph.batch_sizes) == [2] * 8
     assert (batcher.stats.runs, batcher.stats.rows, batcher.stats.largest_group) == (8, 16, 1)
+
+
+def test_sole_client_needs_one_client_for_the_whole_quiet_time():
+    sole = SoleClient(quiet_s=0.01)
+    a, b = ("127.0.0.1", 50001), ("127.0.0.1", 50002)
+    assert not sole.alone(a, 0.0)  # its first request: who else is there is not known yet
+    assert not sole.alone(a, 0.005)
+    assert sole.alone(a, 0.010) and sole.alone(a, 1.0)
+    assert not sole.alone(b, 1.001)  # a second client ends it at once
+    assert not sole.alone(a, 1.002) and not sole.alone(b, 1.003)  # two clients interleaving: never alone
+    assert not sole.alone(b, 1.012)
+    assert sole.alone(b, 1.014)  # b alone since 1.003
+    assert not sole.alone(None, 2.0) and not sole.alone(None, 3.0)  # no client address: never alone

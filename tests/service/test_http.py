@@ -52,20 +52,23 @@ def test_same_seed_same_bytes_in_every_format(client):
 def test_small_requests_run_on_the_event_loop_the_rest_in_a_thread_with_the_same_answers(client, monkeypatch):
     """POST /sample reaches routes.sample (not BentoML's API layer): small requests await the
     async batcher, filtered or large ones run in a worker thread; both give the same bytes."""
-    from service import handlers
+    from service import handlers, routes
+    from service.batching import SoleClient
     from service.service import ROUTES
 
+    monkeypatch.setattr(routes, "SOLE_CLIENT", SoleClient(quiet_s=math.inf))  # never alone: always batched
     model = ROUTES.state.engine.get(DEFAULT)
     on_loop, in_thread = model.generator_async.stats, model.generator.stats
     request = {"n": 5, "seed": 3, "format": "npy", "scores": False}
     rows = (on_loop.rows, in_thread.rows)
     small = client.post("/sample", json=request)
     assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1])
+    loop_max_values = handlers.LOOP_MAX_VALUES
     monkeypatch.setattr(handlers, "LOOP_MAX_VALUES", 4)  # now every request counts as large
     large = client.post("/sample", json=request)
     assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1] + 5)
     assert small.status_code == large.status_code == 200 and small.content == large.content
-    monkeypatch.undo()
+    monkeypatch.setattr(handlers, "LOOP_MAX_VALUES", loop_max_values)
     filtered = client.post("/sample", json={**request, "min_realness": 0.0})
     assert filtered.status_code == 200 and in_thread.rows > rows[1] + 5 and on_loop.rows == rows[0] + 5
     np.testing.assert_array_equal(npy(filtered), npy(small))  # realness >= 0 keeps every sample
@@ -74,6 +77,30 @@ def test_small_requests_run_on_the_event_loop_the_rest_in_a_thread_with_the_same
     assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1])
     client.post("/sample", json={**request, "truncation": 0.1})  # keeps 8%: many redraws, in a thread
     assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1] + 5)
+
+
+def test_a_small_request_from_the_only_client_runs_its_graphs_on_the_loop_with_the_same_answer(client, monkeypatch):
+    """A client alone on the server (batching.SoleClient) gets its graph runs on the loop, outside
+    both batchers, up to handlers.INLINE_MAX_N samples; the answer is the batched one."""
+    from service import handlers, routes
+    from service.batching import SoleClient
+    from service.service import ROUTES
+
+    model = ROUTES.state.engine.get(DEFAULT)
+    stats = (model.generator_async.stats, model.generator.stats, model.discriminator_async.stats, model.discriminator.stats)
+    runs = lambda: [s.rows for s in stats]  # noqa: E731
+    request = {"n": handlers.INLINE_MAX_N, "seed": 11, "format": "json", "scores": True}
+    monkeypatch.setattr(routes, "SOLE_CLIENT", SoleClient(quiet_s=math.inf))
+    batched = client.post("/sample", json=request)
+    monkeypatch.setattr(routes, "SOLE_CLIENT", SoleClient(quiet_s=0.0))
+    first = client.post("/sample", json=request)  # a new client: not alone yet, batched
+    before = runs()
+    inline = client.post("/sample", json=request)
+    assert runs() == before  # no batcher ran G or D for it
+    assert batched.status_code == first.status_code == inline.status_code == 200, inline.text
+    assert inline.content == batched.content == first.content
+    larger = client.post("/sample", json={**request, "n": handlers.INLINE_MAX_N + 1})
+    assert larger.status_code == 200 and runs()[0] == before[0] + handlers.INLINE_MAX_N + 1  # batched, alone or not
 
 
 def test_a_large_body_is_parsed_off_the_loop_with_the_same_answer(client, cards, monkeypatch):
