@@ -60,10 +60,15 @@ def observed_signature(session: ort.InferenceSession, path: Path) -> GraphSignat
     return GraphSignature(inputs=specs(session.get_inputs()), outputs=specs(session.get_outputs()))
 
 
+def _graph_input(a: np.ndarray) -> np.ndarray:
+    """What every graph takes: C-contiguous float32 (a copy only when `a` is not already)."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
 @dataclass(eq=False)
 class LoadedModel:
-    """A verified, warmed-up model: call `generate` and `logits` from threads, or await
-    `generate_async` and `logits_async` on the event loop (runs go to `executor`); all micro-batched."""
+    """A verified, warmed-up model: its generator and discriminator, each runnable three ways
+    (below: from threads, awaited on the event loop, or inline), all giving the same answers."""
 
     card: ModelCard
     folder: Path
@@ -95,26 +100,29 @@ class LoadedModel:
             raise InferenceError(f"onnxruntime failed running {self.name}'s {role}: {e}") from None
         return out
 
+    # Three ways to run each graph, same answers: `generate`/`logits` from threads (micro-batched),
+    # `*_async` awaited on the event loop (micro-batched, runs in `executor`), `*_inline` on the
+    # caller's thread as a run of its own (a lone client's small request, handlers.INLINE_MAX_N).
+
     def generate(self, z: np.ndarray) -> np.ndarray:
         """(n, z_dim) float32 -> (n, *sample_shape) float32."""
-        return self.generator(np.ascontiguousarray(z, dtype=np.float32))
+        return self.generator(_graph_input(z))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, *sample_shape) float32 -> (n,) realness logits; realness = sigmoid(logit)."""
-        return self.discriminator(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x))
+        return self.discriminator(_graph_input(x)).reshape(len(x))
 
     def generate_inline(self, z: np.ndarray) -> np.ndarray:
-        """`generate` on the caller's thread, outside the micro-batcher (a run of its own)."""
-        return self._run("generator", np.ascontiguousarray(z, dtype=np.float32))
+        return self._run("generator", _graph_input(z))
 
     def logits_inline(self, x: np.ndarray) -> np.ndarray:
-        return self._run("discriminator", np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x))
+        return self._run("discriminator", _graph_input(x)).reshape(len(x))
 
     async def generate_async(self, z: np.ndarray) -> np.ndarray:
-        return await self.generator_async(np.ascontiguousarray(z, dtype=np.float32))
+        return await self.generator_async(_graph_input(z))
 
     async def logits_async(self, x: np.ndarray) -> np.ndarray:
-        return (await self.discriminator_async(np.ascontiguousarray(x, dtype=np.float32))).reshape(len(x))
+        return (await self.discriminator_async(_graph_input(x))).reshape(len(x))
 
     def warm_up(self) -> None:
         """One real run of both graphs; their output shapes must be what the card promises."""

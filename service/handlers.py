@@ -127,10 +127,9 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
     """POST /sample from the event loop. A small request without a filter is served right here,
     its graph runs awaited (and batched with its neighbours', off the loop): its latents and its
     encoding take at most ~2 ms. Anything larger, any filter, and a tight truncation go whole to
-    a worker thread,
-    so that the loop never stalls on one request's milliseconds of numpy, orjson or zlib. `alone`:
-    no other client is sending requests, so a request of up to INLINE_MAX_N samples runs its
-    graphs right here, without the batcher's thread hand-offs."""
+    a worker thread, so that the loop never stalls on one request's milliseconds of numpy, orjson
+    or zlib. `alone` (no other client is sending requests): a request of up to INLINE_MAX_N samples
+    runs its graphs right here too, without the batcher's thread hand-offs."""
     model, keep = _checked(engine, req)
     n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
     values = n * (model.card.latent.dim + math.prod(model.card.sample.shape))
