@@ -142,13 +142,19 @@ def run(args: argparse.Namespace, figures: dict) -> None:
     models_dir = None if args.url else models_dir_for(args)
     print(f"models: {models_dir or args.url}; logs: {SCRATCH}", flush=True)
     if args.raw_json:
-        raw = {int(n): row for n, row in json.loads(args.raw_json.read_text())["samples_per_s"].items()}
+        raw_doc = json.loads(args.raw_json.read_text())
+        raw = {int(n): row for n, row in raw_doc["samples_per_s"].items()}
         figures["raw_before"] = figures["raw_after"] = raw
+        figures["raw_provider"] = raw_doc.get("provider")
+        print(f"raw limits from {args.raw_json}, measured on {figures['raw_provider']}", flush=True)
     elif models_dir:
         figures["raw_before"] = raw_limits(models_dir, args.model, args.sizes, 3)
     servers = start_servers(args, models_dir)
     ganserve = servers[0]
     try:
+        figures["served_on"] = served_on(ganserve, args.model)
+        print(f"ganserve runs {args.model} on {figures['served_on']['provider']} ({figures['served_on']['device']})",
+              flush=True)
         points = load_points(args)
         sampler = MemorySampler(ganserve)
         with sampler, tqdm(total=len(points) * len(servers), desc="load", unit="point") as bar:
@@ -199,6 +205,16 @@ def main() -> int:
         args.out.write_text(json.dumps(figures, indent=1))
         print(f"figures written to {args.out}")
     return 0
+
+
+def served_on(server: Server, model: str) -> dict:
+    """The provider the server really runs the model on, and its device note, from GET /models
+    (the server reports `session.get_providers()`, not what was asked for: ../shared/STACK.md)."""
+    import httpx
+
+    listed = httpx.get(server.url + "/models", timeout=30).raise_for_status().json()
+    entry = next((m for m in listed["models"] if m["name"] == model), {})
+    return {"device": listed.get("device"), "provider": entry.get("provider", f"not served ({entry.get('reason')})")}
 
 
 def machine() -> dict:

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The GPU part of issue 7 in one go, on a machine with an NVIDIA GPU (docs/PERFORMANCE.md, "On a
+# GPU"): the provider really used, the engine alone on the GPU (with and without IOBinding), the
+# GPU tests, and the serving harness through the CUDA provider at n = 1, 64 and 1024.
+#
+#   bash bench/gpu/check.sh                      # on the device machine, from the repo root
+#   DEVICE=cpu PYTHON=/usr/bin/python3 bash bench/gpu/check.sh   # rehearsal (pack.sh --python 3.11)
+#
+# Installs the parts bench/gpu/pack.sh made (from .gpu/ or /tmp/ganserve-parts) into
+# /tmp/ganserve-site once (NO_INSTALL=1: PYTHON's own packages and the system's wrk instead).
+# Everything lands in $OUT (default gpu-out/): check.log, nvidia-smi.txt, gpu-tests.txt, raw.json,
+# serve.json, serve.txt. Each step has its own time limit; a failed step does not stop the rest.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$REPO"
+OUT=${OUT:-$REPO/gpu-out}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+SITE=/tmp/ganserve-site  # a fresh target folder: never one of PYTHON's own
+UNPACKED=/tmp/ganserve-pack
+SECONDS_PER_POINT=${SECONDS_PER_POINT:-3}
+exec > >(tee -a "$OUT/check.log") 2>&1
+step() { echo; echo "== $(date +%T) $*"; }
+failed=()
+
+if [ "${NO_INSTALL:-0}" = 1 ]; then
+  echo "NO_INSTALL=1: $PY's own packages and wrk from PATH"
+else
+  if [ ! -f "$SITE/.installed" ]; then
+    step "parts"
+    parts=""
+    for d in "$REPO/.gpu" /tmp/ganserve-parts; do
+      [ -f "$d/manifest.sha256" ] && parts=$d && break
+    done
+    [ -n "$parts" ] || { echo "no manifest.sha256 in .gpu/ or /tmp/ganserve-parts: run bench/gpu/pack.sh, carry its files"; exit 3; }
+    # Parts carried in earlier calls may sit in either folder.
+    for f in $(awk '{print $2}' "$parts/manifest.sha256"); do
+      [ -f "$parts/$f" ] || { [ -f "/tmp/ganserve-parts/$f" ] && cp "/tmp/ganserve-parts/$f" "$parts/"; }
+    done
+    if ! (cd "$parts" && sha256sum --quiet -c manifest.sha256); then
+      echo "parts missing or damaged (above): carry them again (the machine may have been given back in between)"
+      exit 3
+    fi
+    step "install into $SITE ($(cat "$parts/python" 2>/dev/null), with $($PY --version))"
+    rm -rf "$UNPACKED" "$SITE"
+    mkdir -p "$UNPACKED"
+    cat "$parts"/part.* | tar -xf - -C "$UNPACKED" || exit 3
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$UNPACKED"/wheels/*.whl || exit 3
+    touch "$SITE/.installed"
+  fi
+  export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+  # wrk with its own LuaJIT, first on PATH, without changing the loader path of anything else.
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/wrk/lib exec %s/wrk/bin/wrk.real "$@"\n' "$UNPACKED" "$UNPACKED" > "$UNPACKED/wrk/bin/wrk"
+  chmod +x "$UNPACKED/wrk/bin/wrk"
+  export PATH=$UNPACKED/wrk/bin:$PATH
+fi
+# CUDA 13 and cuDNN 9: onnxruntime.preload_dlls() looks beside onnxruntime (our target folder),
+# then on the loader's path; the device's own Python holds them in its nvidia-* wheels.
+NVLIBS=$($PY - <<'EOF'
+import glob, site
+dirs = [d for s in site.getsitepackages() for d in sorted(glob.glob(f"{s}/nvidia/*/lib"))]
+print(":".join(dirs))
+EOF
+)
+[ -n "$NVLIBS" ] && export LD_LIBRARY_PATH=$NVLIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+echo "python: $($PY --version); wrk: $(command -v wrk || echo none); nvidia libs: ${NVLIBS:-none}"
+
+step "nvidia-smi"
+{ nvidia-smi || echo "no nvidia-smi"; } > "$OUT/nvidia-smi.txt" 2>&1
+head -15 "$OUT/nvidia-smi.txt"
+
+step "which provider a session really gets"
+timeout 120 $PY - "$DEVICE" <<'EOF' || failed+=(provider)
+import sys
+from pathlib import Path
+from service.providers import choose_providers
+providers, note = choose_providers(sys.argv[1], Path("models/mnist/generator.onnx"), 1)
+print(providers, "-", note)
+EOF
+
+step "GPU tests (pytest -m gpu)"
+if $PY -c "import pytest, onnx" 2>/dev/null; then
+  timeout 300 $PY -m pytest -p no:cacheprovider -m gpu -rs -q tests/service/test_gpu.py > "$OUT/gpu-tests.txt" 2>&1 \
+    || failed+=(gpu-tests)
+  tail -8 "$OUT/gpu-tests.txt"
+else
+  echo "skipped: this python has no pytest or onnx" | tee "$OUT/gpu-tests.txt"
+fi
+
+step "the engine alone ($DEVICE): session.run, and through an IOBinding"
+if timeout 300 $PY bench/raw_engine.py --device "$DEVICE" --iobinding --no-stages --json \
+     --seconds "$SECONDS_PER_POINT" > "$OUT/raw.json"; then
+  $PY -c "import json, sys; d = json.load(open(sys.argv[1])); print('provider', d['provider'], 'threads', d['threads']); \
+[print(n, {k: round(v, 1) for k, v in row.items()}) for n, row in d['samples_per_s'].items()]" "$OUT/raw.json"
+else
+  failed+=(raw-engine)
+fi
+
+step "the server through $DEVICE under wrk (quick grid, floors; no baseline)"
+raw_args=()
+[ -s "$OUT/raw.json" ] && raw_args=(--raw-json "$OUT/raw.json")
+GANSERVE_DEVICE=$DEVICE timeout 600 $PY bench/serve.py --quick --no-baseline --models-dir models \
+  --seconds "$SECONDS_PER_POINT" "${raw_args[@]}" --out "$OUT/serve.json" > "$OUT/serve.txt" 2>&1 || failed+=(serve)
+tr '\r' '\n' < "$OUT/serve.txt" | grep -v -E '^\s*$|point/s' | tail -40  # without tqdm's redraws
+
+step "done; failed steps: ${failed[*]:-none}"
+[ ${#failed[@]} -eq 0 ]
