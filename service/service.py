@@ -40,6 +40,22 @@ class _NoTracebackForBadInput(logging.Filter):
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackForBadInput())
+
+
+def _warn_if_exporter_unused() -> None:
+    """An operator who configured a tracing exporter in BentoML's config, with GANSERVE_TRACING
+    left off, would otherwise get no spans and no word why."""
+    if SETTINGS.tracing:
+        return
+    try:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        exporter = BentoMLContainer.tracing.exporter_type.get()
+    except Exception:  # BentoML's internals moved (pinned 1.4.40): no warning rather than no server
+        return
+    if exporter:
+        log.warning("BentoML's config names a tracing exporter (%s), but GANSERVE_TRACING is off, so no "
+                    "request is traced: set GANSERVE_TRACING=true to export spans", exporter)
 install_request_timeout()  # traffic.timeout below, without BentoML's timer per request kept alive
 
 
@@ -63,6 +79,7 @@ class GanServe:
         ROUTES.state.engine = self.engine
         log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
                  self.engine.provider_note)
+        _warn_if_exporter_unused()
         # Full garbage collections stalled requests for 100-400 ms (p99 ~200 ms at p50 ~3 ms): they
         # walked the ~100k objects start-up made, and every request of the last 120 s (BentoML's
         # timeout middleware kept them; timeout.py replaces it). Freezing what start-up made and

@@ -120,7 +120,7 @@ def test_requests_get_tracing_spans_only_when_tracing_is_on(running_server, serv
     time.sleep(0.5)  # the line is written after the answer
     untraced = sample_lines(running_server.log.read_text(errors="replace"))
     assert untraced and not any("trace=" in line for line in untraced), untraced[-1:]
-    env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_TRACING": "true"}
+    env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_TRACING": "true", **IN_MEMORY_EXPORTER}
     with start_server(service_models_dir, env, tmp_path, name="traced") as traced:
         with httpx.Client(base_url=traced.url, headers=AUTH, timeout=30) as http:
             for _ in range(2):
@@ -130,3 +130,26 @@ def test_requests_get_tracing_spans_only_when_tracing_is_on(running_server, serv
     trace_ids = [re.search(r"trace=([0-9a-f]{32}),", line) for line in lines]
     assert len(lines) == 2 and all(trace_ids), lines
     assert trace_ids[0].group(1) != trace_ids[1].group(1)  # one trace per request
+    assert UNUSED_EXPORTER not in traced.log.read_text(errors="replace")
+
+
+# A tracing exporter in BentoML's own config (here through its environment override; a file that
+# BENTOML_CONFIG names works the same); in_memory exports nowhere, so the test needs no collector.
+IN_MEMORY_EXPORTER = {"BENTOML_CONFIG_OPTIONS": "services.ganserve.tracing.exporter_type=in_memory"}
+UNUSED_EXPORTER = "but GANSERVE_TRACING is off"
+
+
+def test_an_exporter_configured_with_tracing_off_is_named_in_a_warning(running_server, service_models_dir, tmp_path):
+    """Tracing is off by default; an operator who set up an exporter in BentoML's config would
+    otherwise get no spans and no word why. Without an exporter (running_server), no warning."""
+    assert UNUSED_EXPORTER not in running_server.log.read_text(errors="replace")
+    env = {**real_server_env(service_models_dir, tmp_path), **IN_MEMORY_EXPORTER}
+    with start_server(service_models_dir, env, tmp_path, name="exporter-unused") as server:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
+            assert http.post("/sample", json={"n": 1}).status_code == 200  # it serves as before
+        time.sleep(0.5)
+        log = server.log.read_text(errors="replace")
+    warnings = [line for line in log.splitlines() if UNUSED_EXPORTER in line]
+    assert len(warnings) == 1 and "[WARNING]" in warnings[0] and "(in_memory)" in warnings[0], warnings
+    assert "GANSERVE_TRACING=true" in warnings[0]
+    assert not any("trace=" in line for line in sample_lines(log))
