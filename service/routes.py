@@ -8,24 +8,27 @@
   (../shared/STACK.md).
 - `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
+- `GET /docs.json`: BentoML's OpenAPI document, completed with the two routes above (openapi.py).
 
-The service sets `app.state.engine` once its models are loaded.
+The service sets `app.state.engine` once its models are loaded, and `app.state.bentoml_spec`.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import encoding, handlers, sampling
+from . import encoding, handlers, openapi, sampling
 from .batching import SoleClient
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
@@ -91,6 +94,8 @@ async def _png_parts(request: Request, model_name: str | None) -> tuple[str | No
         form = await request.form(max_files=MAX_N, max_fields=16)
     except MultiPartException as e:
         raise RequestError("body", f"malformed multipart form ({e.message})") from None
+    except HTTPException as e:  # Starlette's own refusal of a body its multipart parser cannot read
+        raise RequestError("body", f"malformed multipart form ({e.detail})", e.status_code) from None
     parts = []
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
@@ -146,7 +151,22 @@ def _image_model(engine: Engine, name: str | None) -> LoadedModel:
     return model
 
 
+async def docs(request: Request) -> Response:
+    """BentoML's OpenAPI document completed with these routes (openapi.py), made once."""
+    document = getattr(request.app.state, "openapi_document", None)
+    if document is None:
+        bentoml_spec = getattr(request.app.state, "bentoml_spec", None)  # set by service.py
+        if bentoml_spec is None:
+            return to_response(RequestError("server", "the service is still starting", 503))
+        try:
+            document = json.dumps(openapi.complete(bentoml_spec()), separators=(",", ":")).encode()
+            request.app.state.openapi_document = document
+        except Exception as e:
+            return to_response(e)
+    return Response(document, media_type="application/json")
+
+
 def build_app() -> Starlette:
     return Starlette(routes=[Route("/sample", sample, methods=["POST"]), Route("/models", models, methods=["GET"]),
-                             Route("/score", score, methods=["POST"])])
+                             Route("/score", score, methods=["POST"]), Route("/docs.json", docs, methods=["GET"])])
 

@@ -1,8 +1,9 @@
 """The BentoML service: `bentoml serve service.service:GanServe` (or `python -m service serve`).
 
 POST /sample and /interpolate are BentoML APIs with typed, bounded bodies (schemas.py); over HTTP,
-POST /sample is served by the mounted Starlette app (routes.py, dispatch.py), as are GET /models
-and POST /score; middleware.py guards them all.
+POST /sample is served by the mounted Starlette app (routes.py, dispatch.py), as are GET /models,
+POST /score and GET /docs.json (BentoML's document completed by openapi.py); middleware.py guards
+them all.
 Models load and warm up in __init__, so /readyz turns ready only once every model can serve.
 """
 
@@ -118,3 +119,4 @@ GanServe.add_asgi_middleware(
     api_token=SETTINGS.api_token.get_secret_value() if SETTINGS.api_token else None,
 )
 GanServe.add_asgi_middleware(RoutesFirst, routes=ROUTES)  # inside the guard: token and body limit apply
+ROUTES.state.bentoml_spec = lambda: GanServe.openapi_spec.asdict()  # routes.docs completes it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 
+import jsonschema_rs
 import numpy as np
 import pytest
 from PIL import Image
@@ -287,6 +288,54 @@ def test_health_metrics_and_docs_need_no_token_and_metrics_count_samples(client)
     assert after - before == 7
     paths = client.get("/docs.json").json()["paths"]
     assert {"/sample", "/interpolate"} <= set(paths)
+
+
+def _refs(node) -> list[str]:
+    if isinstance(node, dict):
+        return ([node["$ref"]] if isinstance(node.get("$ref"), str) else []) + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_the_openapi_document_describes_every_route_and_its_references_resolve(client):
+    doc = client.get("/docs.json").json()
+    assert doc["info"]["title"] == "ganserve" and doc["info"]["version"] not in ("", "None")
+    assert "BentoML Team" not in str(doc["info"]) and "/score" in doc["info"]["description"]
+    assert {"/sample", "/interpolate", "/score", "/models", "/generate_dataset/submit"} <= set(doc["paths"])
+    score = doc["paths"]["/score"]["post"]
+    assert set(score["requestBody"]["content"]) == {"application/json", "application/x-npy", "image/png", "multipart/form-data"}
+    assert {"200", "400", "404", "415"} <= set(score["responses"])
+    assert doc["paths"]["/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ModelsResponse")
+    schemas = doc["components"]["schemas"]
+    refs = set(_refs(doc))
+    assert "#/components/schemas/ModelCard" in refs and "#/components/schemas/ScoreRequest" in refs
+    missing = [r for r in refs if r.rsplit("/", 1)[-1] not in schemas]
+    assert not missing, missing
+    # The error schemas say what every refusal really holds: `detail` is a list of {loc, msg}.
+    refusal = client.post("/score", json={"samples": []})
+    assert refusal.status_code == 400 and isinstance(refusal.json()["detail"], list)
+    for name in ("Error", "InvalidArgument", "NotFound", "InternalServerError"):
+        assert schemas[name]["properties"]["detail"]["type"] == "array", name
+
+
+def test_the_models_answer_and_a_score_answer_match_their_documented_schemas(client):
+    """The documented response schemas are checked against real answers (jsonschema, with the
+    document's own components), so the document cannot drift from what the routes send."""
+    doc = client.get("/docs.json").json()
+
+    def validator(name: str):
+        return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+
+    models = client.get("/models").json()
+    validator("ModelsResponse").validate(models)
+    score = client.post("/score", json={"samples": np.zeros((2, 1, 8, 8)).tolist()})
+    assert score.status_code == 200
+    validator("ScoreResponse").validate(score.json())
+    validator("Error").validate(client.post("/score", json={"samples": [1]}).json())
+    bad = {**models, "models": [{"name": "x", "status": "lost"}]}
+    with pytest.raises(jsonschema_rs.ValidationError):  # the check can fail
+        validator("ModelsResponse").validate(bad)
 
 
 def _served(metrics: str) -> float:
