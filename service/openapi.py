@@ -1,10 +1,11 @@
-"""The OpenAPI document at /docs.json: BentoML's, completed with the routes it does not know.
+"""The OpenAPI document at /docs.json: BentoML's, completed with what BentoML does not know.
 
-BentoML describes its own APIs (POST /sample, /interpolate, the dataset task) and probes. GET
-/models and POST /score are plain Starlette routes (routes.py), so they are added here, with the
-error shape every route really answers (errors.py: `detail` is a list, where BentoML's error
-schemas say a string) and ganserve's own title, version and description in place of BentoML's
-boilerplate. The Swagger UI at / reads this document.
+BentoML describes its own APIs (POST /sample, /interpolate, the dataset task) and probes, but not
+what /sample and /interpolate answer (json, npy or a png grid, and their headers). GET /models
+and POST /score are plain Starlette routes (routes.py), so they are added here. Every route gets
+the error shape it really answers (errors.py: `detail` is a list, where BentoML's error schemas
+say a string), and the document gets ganserve's own title, version and description in place of
+BentoML's boilerplate. The Swagger UI at / reads this document.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ ERROR = {
     },
 }
 SCORE_RESPONSE = {
-    "type": "object", "title": "ScoreResponse", "required": ["model", "version", "n", "realness", "logit"],
+    "type": "object", "title": "ScoreResponse", "additionalProperties": False, "required": ["model", "version", "n", "realness", "logit"],
     "properties": {
         "model": {"type": "string"},
         "version": {"type": "string", "description": "the first 12 hex digits of the generator's sha256"},
@@ -50,13 +51,13 @@ SCORE_RESPONSE = {
     },
 }
 MODELS_RESPONSE = {
-    "type": "object", "title": "ModelsResponse", "required": ["default_model", "device", "limits", "models"],
+    "type": "object", "title": "ModelsResponse", "additionalProperties": False, "required": ["default_model", "device", "limits", "models"],
     "properties": {
         "default_model": {"type": "string"},
         "device": {"type": "string", "description": "the provider chosen at start-up, and why"},
         "limits": {"type": "object", "additionalProperties": {"type": "integer"},
                    "description": "max_n, max_draws_factor, max_body_bytes"},
-        "models": {"type": "array", "items": {"type": "object", "required": ["name", "status"], "properties": {
+        "models": {"type": "array", "items": {"type": "object", "required": ["name", "status"], "additionalProperties": False, "properties": {
             "name": {"type": "string"},
             "status": {"type": "string", "enum": ["ready", "unavailable"]},
             "provider": {"type": "string", "description": "the onnxruntime provider really in use (ready models)"},
@@ -67,6 +68,39 @@ MODELS_RESPONSE = {
     },
 }
 BINARY = {"type": "string", "format": "binary"}
+SEED = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+_ANSWERED = {
+    "model": {"type": "string"},
+    "version": {"type": "string", "description": "the first 12 hex digits of the generator's sha256"},
+    "shape": {"type": "array", "items": {"type": "integer"}, "description": "of `samples`: n, then the sample shape"},
+    "samples": {"type": "array", "items": {}, "description": "nested lists of float32 values, of shape `shape`"},
+    "realness": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                 "description": "with `scores`: D(x) per sample"},
+    "logit": {"type": "array", "items": {"type": "number"}, "description": "with `scores`: D's logit per sample"},
+}
+SAMPLE_RESPONSE = {
+    "type": "object", "title": "SampleResponse", "additionalProperties": False, "required": ["model", "version", "shape", "samples"],
+    "properties": {**_ANSWERED,
+                   "seed": {"anyOf": [SEED, {"type": "null"}], "description": "the seed used (null with explicit latents)"},
+                   "drawn": {"type": "integer", "description": "with a filter: samples drawn in all"},
+                   "accepted": {"type": "integer", "description": "with a filter: samples that passed it"}},
+}
+INTERPOLATE_RESPONSE = {
+    "type": "object", "title": "InterpolateResponse", "additionalProperties": False, "required": ["model", "version", "method", "shape", "samples"],
+    "properties": {**_ANSWERED,
+                   "seeds": {"anyOf": [{"type": "array", "items": SEED, "minItems": 2, "maxItems": 2}, {"type": "null"}],
+                             "description": "the two seeds (null with explicit latents)"},
+                   "method": {"type": "string", "enum": ["slerp", "lerp"]}},
+}
+_HEADER = {"schema": {"type": "string"}}
+# npy and png answers carry the JSON answer's fields as headers (handlers.respond).
+COMMON_HEADERS = {"X-Model": _HEADER, "X-Model-Version": _HEADER,
+                  "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"}}
+SAMPLE_HEADERS = {**COMMON_HEADERS, "X-Seed": _HEADER,
+                  "X-Drawn": {"schema": {"type": "string"}, "description": "with a filter"},
+                  "X-Accepted": {"schema": {"type": "string"}, "description": "with a filter"}}
+INTERPOLATE_HEADERS = {**COMMON_HEADERS, "X-Seeds": {"schema": {"type": "string"}, "description": "comma-separated"},
+                       "X-Method": _HEADER}
 
 
 def _errors(*statuses: int) -> dict:
@@ -112,9 +146,19 @@ def extra_paths() -> dict:
     }
 
 
+def _samples_answer(schema: str, headers: dict) -> dict:
+    """What /sample and /interpolate answer: BentoML documents an empty JSON schema only."""
+    return {"description": "The samples: json (with the fields below), npy (an array, the fields as headers) or "
+                           "png (one grid image, the fields as headers), as `format` asks",
+            "headers": headers,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=schema)}},
+                        NPY_MEDIA_TYPE: {"schema": BINARY}, PNG_MEDIA_TYPE: {"schema": BINARY}}}
+
+
 def _schemas() -> dict:
     """The JSON schemas the extra paths refer to, with their nested definitions, as components."""
-    schemas = {"Error": ERROR, "ScoreResponse": SCORE_RESPONSE, "ModelsResponse": MODELS_RESPONSE}
+    schemas = {"Error": ERROR, "ScoreResponse": SCORE_RESPONSE, "ModelsResponse": MODELS_RESPONSE,
+               "SampleResponse": SAMPLE_RESPONSE, "InterpolateResponse": INTERPOLATE_RESPONSE}
     for model, mode in ((ScoreRequest, "validation"), (ModelCard, "serialization")):
         schema = model.model_json_schema(ref_template=REF, mode=mode)
         schemas.update(schema.pop("$defs", {}))
@@ -136,6 +180,10 @@ def complete(bentoml_spec: dict) -> dict:
     # BentoML's info names BentoML's team as the contact and "None" as the version.
     spec["info"] = {"title": "ganserve", "version": _version(), "description": DESCRIPTION}
     spec.setdefault("paths", {}).update(extra_paths())
+    for path, schema, headers in (("/sample", "SampleResponse", SAMPLE_HEADERS),
+                                  ("/interpolate", "InterpolateResponse", INTERPOLATE_HEADERS)):
+        if "post" in spec["paths"].get(path, {}):
+            spec["paths"][path]["post"].setdefault("responses", {})["200"] = _samples_answer(schema, headers)
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # what those answers really hold
         if name in schemas:

@@ -319,7 +319,7 @@ def test_the_openapi_document_describes_every_route_and_its_references_resolve(c
         assert schemas[name]["properties"]["detail"]["type"] == "array", name
 
 
-def test_the_models_answer_and_a_score_answer_match_their_documented_schemas(client):
+def test_real_answers_match_their_documented_schemas_and_headers(client):
     """The documented response schemas are checked against real answers (jsonschema, with the
     document's own components), so the document cannot drift from what the routes send."""
     doc = client.get("/docs.json").json()
@@ -333,6 +333,22 @@ def test_the_models_answer_and_a_score_answer_match_their_documented_schemas(cli
     assert score.status_code == 200
     validator("ScoreResponse").validate(score.json())
     validator("Error").validate(client.post("/score", json={"samples": [1]}).json())
+    z = [[0.1] * 8, [0.2] * 8]  # tiny-digits takes 8 latent values
+    for body in ({"n": 3, "scores": True}, {"n": 2, "min_realness": 0.0}, {"latents": z}):
+        answer = client.post("/sample", json=body)
+        assert answer.status_code == 200, answer.text
+        validator("SampleResponse").validate(answer.json())
+    for body in ({"seeds": [1, 2], "steps": 3, "scores": True}, {"latents": z, "steps": 2, "method": "lerp"}):
+        answer = client.post("/interpolate", json=body)
+        assert answer.status_code == 200, answer.text
+        validator("InterpolateResponse").validate(answer.json())
+    for path, body in (("/sample", {"n": 2, "min_realness": 0.0, "format": "npy"}), ("/sample", {"n": 2, "format": "png"}),
+                       ("/interpolate", {"steps": 2, "format": "npy"})):
+        answer = client.post(path, json=body)
+        documented = doc["paths"][path]["post"]["responses"]["200"]
+        assert answer.headers["content-type"] in documented["content"]
+        sent = {h for h in answer.headers if h.startswith("x-")}
+        assert sent and sent <= {h.lower() for h in documented["headers"]}, (path, sorted(sent))
     bad = {**models, "models": [{"name": "x", "status": "lost"}]}
     with pytest.raises(jsonschema_rs.ValidationError):  # the check can fail
         validator("ModelsResponse").validate(bad)
