@@ -41,6 +41,9 @@ LOADS = {  # name: (body, connections)
     "n=1024 npy c=4": ({"n": 1024, "format": "npy"}, 4),
     "n=1024 json c=4": ({"n": 1024, "format": "json"}, 4),
     "n=1024 png c=4": ({"n": 1024, "format": "png"}, 4),
+    # POST /interpolate (ganserve only: the baseline has no such route).
+    "interpolate steps=8 npy c=8": ({"seeds": [1, 2], "steps": 8, "format": "npy"}, 8),
+    "interpolate steps=8 json c=1": ({"seeds": [1, 2], "steps": 8, "format": "json"}, 1),
 }
 
 
@@ -92,11 +95,12 @@ def main() -> int:
             for _ in range(args.rounds):
                 for load in args.loads:
                     body, c = LOADS[load]
-                    body = {**body, "seed": 1}
+                    path = "/interpolate" if "seeds" in body else "/sample"
+                    body = body if "seeds" in body else {**body, "seed": 1}
                     for s in servers:
                         sent = body if s.name == "B" and args.b_baseline else {**body, "model": args.model}  # the baseline serves one model
-                        r, cpu_ms = measured(s, "/sample", c, args.seconds, sent)
-                        settle(s.url + "/sample", {**sent, "n": 1})
+                        r, cpu_ms = measured(s, path, c, args.seconds, sent)
+                        settle(s.url + "/sample", {"model": sent.get("model"), "n": 1} if "model" in sent else {"n": 1})
                         results[(load, s.name)].append((r.rps, cpu_ms or 0.0, r.errors, r.p50_ms, r.p99_ms))
                         bar.update()
     finally:

@@ -4,11 +4,13 @@
   clients), but served here, on the event loop (handlers.sample_async), which dispatch.py hands it
   to ahead of BentoML's router. BentoML's per-request API layer (its IO descriptors, a thread hop
   per request) cost more than everything else a small request does (docs/PERFORMANCE.md).
+- `POST /interpolate`: likewise declared as a BentoML API and served here, in a worker thread:
+  +22-26% requests/s over BentoML's API layer (docs/PERFORMANCE.md, finding 15).
 - `GET /models`: the models and the server's request limits; BentoML APIs are POST-only
   (../shared/STACK.md).
 - `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
-- `GET /docs.json`: BentoML's OpenAPI document, completed with the two routes above (openapi.py).
+- `GET /docs.json`: BentoML's OpenAPI document, completed with /models and /score (openapi.py).
 
 The service sets `app.state.engine` once its models are loaded, and `app.state.bentoml_spec`.
 """
@@ -32,7 +34,7 @@ from . import encoding, handlers, openapi, sampling
 from .batching import SoleClient
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
-from .schemas import MAX_N, SampleRequest, ScoreRequest
+from .schemas import MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
 from .settings import get_settings
 
 JSON_TYPES = {"application/json", ""}
@@ -74,6 +76,16 @@ async def sample(request: Request) -> Response:
             req = await run_in_threadpool(SampleRequest.model_validate_json, body)
         alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
         return await handlers.sample_async(_engine(request), req, get_settings().max_draws_factor, alone)
+    except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
+        return to_response(e)
+
+
+async def interpolate(request: Request) -> Response:
+    """The same body and answers as the BentoML API declared in service.py; the walk runs in a
+    worker thread (up to max n samples and their encoding)."""
+    try:
+        req = InterpolateRequest.model_validate_json(await request.body())
+        return await run_in_threadpool(handlers.interpolate, _engine(request), req)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
 
@@ -167,6 +179,9 @@ async def docs(request: Request) -> Response:
 
 
 def build_app() -> Starlette:
-    return Starlette(routes=[Route("/sample", sample, methods=["POST"]), Route("/models", models, methods=["GET"]),
-                             Route("/score", score, methods=["POST"]), Route("/docs.json", docs, methods=["GET"])])
+    return Starlette(routes=[
+        Route("/sample", sample, methods=["POST"]), Route("/interpolate", interpolate, methods=["POST"]),
+        Route("/models", models, methods=["GET"]), Route("/score", score, methods=["POST"]),
+        Route("/docs.json", docs, methods=["GET"]),
+    ])
 

@@ -1,9 +1,9 @@
 """The BentoML service: `bentoml serve service.service:GanServe` (or `python -m service serve`).
 
 POST /sample and /interpolate are BentoML APIs with typed, bounded bodies (schemas.py); over HTTP,
-POST /sample is served by the mounted Starlette app (routes.py, dispatch.py), as are GET /models,
-POST /score and GET /docs.json (BentoML's document completed by openapi.py); middleware.py guards
-them all.
+both are served by the mounted Starlette app (routes.py, dispatch.py), as are GET /models, POST
+/score and GET /docs.json (BentoML's document completed by openapi.py); middleware.py guards them
+all.
 Models load and warm up in __init__, so /readyz turns ready only once every model can serve.
 """
 
@@ -102,7 +102,8 @@ class GanServe:
     @bentoml.api(input_spec=InterpolateRequest)
     @answering_errors
     def interpolate(self, **fields):
-        """`steps` samples along a slerp or lerp path between two seeds or two latents."""
+        """`steps` samples along a slerp or lerp path between two seeds or two latents.
+        (Over HTTP, routes.interpolate answers this route with the same handler.)"""
         return handlers.interpolate(self.engine, InterpolateRequest.model_construct(**fields))
 
     @bentoml.task(input_spec=dataset_task.DatasetRequest)
