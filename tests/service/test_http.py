@@ -80,6 +80,23 @@ def test_small_requests_run_on_the_event_loop_the_rest_in_a_thread_with_the_same
     assert (on_loop.rows, in_thread.rows) == (rows[0] + 5, rows[1] + 5)
 
 
+def test_interpolate_is_served_by_the_mounted_route_not_bentomls_api_layer(client, monkeypatch):
+    """POST /interpolate reaches routes.interpolate (finding 15 in docs/PERFORMANCE.md), which runs
+    the handler through its module's run_in_threadpool; BentoML's API would call it directly."""
+    from service import handlers, routes
+
+    ran = []
+
+    async def spy(fn, *args):
+        ran.append(fn)
+        return fn(*args)
+
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    r = client.post("/interpolate", json={"seeds": [1, 2], "steps": 3, "format": "npy"})
+    assert r.status_code == 200 and r.headers["x-seeds"] == "1,2"
+    assert ran == [handlers.interpolate]
+
+
 def test_a_small_request_from_the_only_client_runs_its_graphs_on_the_loop_with_the_same_answer(client, monkeypatch):
     """A client alone on the server (batching.SoleClient) gets its graph runs on the loop, outside
     both batchers, up to handlers.INLINE_MAX_N samples; the answer is the batched one."""
