@@ -20,8 +20,14 @@ class RoutesFirst:
     def __init__(self, app: ASGIApp, routes: Starlette):
         self.app = app
         self.routes = routes
+        # Every request passes here (/livez and /metrics too): a set lookup first, so that only
+        # our own paths pay for Starlette's full match (path and method). A path with parameters
+        # ("/models/{name}") has no fixed string to look up: then every request is matched in full.
+        paths = [r.path for r in routes.routes]
+        self.paths = None if any("{" in p for p in paths) else frozenset(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(r.matches(scope)[0] == Match.FULL for r in self.routes.routes):
+        if (scope["type"] == "http" and (self.paths is None or scope["path"] in self.paths)
+                and any(r.matches(scope)[0] == Match.FULL for r in self.routes.routes)):
             return await self.routes(scope, receive, send)
         await self.app(scope, receive, send)
