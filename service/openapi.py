@@ -40,7 +40,8 @@ ERROR = {
     },
 }
 SCORE_RESPONSE = {
-    "type": "object", "title": "ScoreResponse", "additionalProperties": False, "required": ["model", "version", "n", "realness", "logit"],
+    "type": "object", "title": "ScoreResponse", "additionalProperties": False,
+    "required": ["model", "version", "n", "realness", "logit"],
     "properties": {
         "model": {"type": "string"},
         "version": {"type": "string", "description": "the first 12 hex digits of the generator's sha256"},
@@ -51,20 +52,22 @@ SCORE_RESPONSE = {
     },
 }
 MODELS_RESPONSE = {
-    "type": "object", "title": "ModelsResponse", "additionalProperties": False, "required": ["default_model", "device", "limits", "models"],
+    "type": "object", "title": "ModelsResponse", "additionalProperties": False,
+    "required": ["default_model", "device", "limits", "models"],
     "properties": {
         "default_model": {"type": "string"},
         "device": {"type": "string", "description": "the provider chosen at start-up, and why"},
         "limits": {"type": "object", "additionalProperties": {"type": "integer"},
                    "description": "max_n, max_draws_factor, max_body_bytes"},
-        "models": {"type": "array", "items": {"type": "object", "required": ["name", "status"], "additionalProperties": False, "properties": {
-            "name": {"type": "string"},
-            "status": {"type": "string", "enum": ["ready", "unavailable"]},
-            "provider": {"type": "string", "description": "the onnxruntime provider really in use (ready models)"},
-            "version": {"type": "string"},
-            "card": {"$ref": REF.format(model="ModelCard")},
-            "reason": {"type": "string", "description": "why the model is unavailable"},
-        }}},
+        "models": {"type": "array", "items": {
+            "type": "object", "required": ["name", "status"], "additionalProperties": False, "properties": {
+                "name": {"type": "string"},
+                "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                "provider": {"type": "string", "description": "the onnxruntime provider really in use (ready models)"},
+                "version": {"type": "string"},
+                "card": {"$ref": REF.format(model="ModelCard")},
+                "reason": {"type": "string", "description": "why the model is unavailable"},
+            }}},
     },
 }
 BINARY = {"type": "string", "format": "binary"}
@@ -79,16 +82,20 @@ _ANSWERED = {
     "logit": {"type": "array", "items": {"type": "number"}, "description": "with `scores`: D's logit per sample"},
 }
 SAMPLE_RESPONSE = {
-    "type": "object", "title": "SampleResponse", "additionalProperties": False, "required": ["model", "version", "shape", "samples"],
+    "type": "object", "title": "SampleResponse", "additionalProperties": False,
+    "required": ["model", "version", "shape", "samples"],
     "properties": {**_ANSWERED,
-                   "seed": {"anyOf": [SEED, {"type": "null"}], "description": "the seed used (null with explicit latents)"},
+                   "seed": {"anyOf": [SEED, {"type": "null"}],
+                            "description": "the seed used (null with explicit latents)"},
                    "drawn": {"type": "integer", "description": "with a filter: samples drawn in all"},
                    "accepted": {"type": "integer", "description": "with a filter: samples that passed it"}},
 }
 INTERPOLATE_RESPONSE = {
-    "type": "object", "title": "InterpolateResponse", "additionalProperties": False, "required": ["model", "version", "method", "shape", "samples"],
+    "type": "object", "title": "InterpolateResponse", "additionalProperties": False,
+    "required": ["model", "version", "method", "shape", "samples"],
     "properties": {**_ANSWERED,
-                   "seeds": {"anyOf": [{"type": "array", "items": SEED, "minItems": 2, "maxItems": 2}, {"type": "null"}],
+                   "seeds": {"anyOf": [{"type": "array", "items": SEED, "minItems": 2, "maxItems": 2},
+                                       {"type": "null"}],
                              "description": "the two seeds (null with explicit latents)"},
                    "method": {"type": "string", "enum": ["slerp", "lerp"]}},
 }
