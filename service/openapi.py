@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from models.card import ModelCard
 
 from .encoding import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
+from .middleware import BODY_METHODS, OPEN_PATHS
 from .schemas import ScoreRequest
 
 REF = "#/components/schemas/{model}"
@@ -111,9 +112,10 @@ INTERPOLATE_HEADERS = {**COMMON_HEADERS, "X-Seeds": {"schema": {"type": "string"
 
 
 def _errors(*statuses: int) -> dict:
-    names = {400: "Bad Request", 401: "Missing or wrong API token", 404: "Unknown model", 413: "Body too large",
-             415: "Unsupported body type", 422: "Unusable input", 500: "Model or server fault",
-             503: "Models loading or model unavailable"}
+    names = {400: "Bad Request", 401: "Missing or wrong API token (when GANSERVE_API_TOKEN is set)",
+             404: "Unknown model", 413: "Body over GANSERVE_MAX_BODY_BYTES",
+             415: "Unsupported body type", 422: "Nothing to answer with (e.g. no sample passed the filter, for a png)",
+             500: "Model or server fault", 503: "Models loading or model unavailable"}
     ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
     return {str(s): {"description": names[s], "content": ref} for s in statuses}
 
@@ -121,6 +123,7 @@ def _errors(*statuses: int) -> dict:
 def extra_paths() -> dict:
     return {
         "/models": {"get": {
+            "operationId": "ganserve__models",
             "tags": ["Service APIs"],
             "summary": "The models, their cards and the request limits",
             "description": "Every model folder the server found: ready ones with their card and the onnxruntime "
@@ -130,6 +133,7 @@ def extra_paths() -> dict:
                 **_errors(401, 503)},
         }},
         "/score": {"post": {
+            "operationId": "ganserve__score",
             "tags": ["Service APIs"],
             "summary": "D's realness of samples you send",
             "description": "Realness D(x) = sigmoid(logit) of each sample, from the model's discriminator. Send JSON "
@@ -180,17 +184,45 @@ def _version() -> str:
         return "dev"
 
 
+def _unique_operation_ids(paths: dict) -> None:
+    """BentoML 1.4.40 gives the dataset task's cancel the same operationId as its retry; OpenAPI
+    requires them unique (client generators name methods by them). Later duplicates get one
+    made from their path and method."""
+    seen = set()
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            op_id = operation.get("operationId")
+            if op_id is not None and op_id in seen:
+                operation["operationId"] = op_id = f"ganserve__{path.strip('/').replace('/', '_')}_{method}"
+            seen.add(op_id)
+
+
 def complete(bentoml_spec: dict) -> dict:
     """BentoML's document (as `Service.openapi_spec.asdict()` gives it) with ganserve's routes,
     error shape and description; the input is left unchanged."""
     spec = copy.deepcopy(bentoml_spec)
     # BentoML's info names BentoML's team as the contact and "None" as the version.
     spec["info"] = {"title": "ganserve", "version": _version(), "description": DESCRIPTION}
+    # The document says 3.0.2, but BentoML's own schemas and pydantic's use 3.1 (JSON Schema
+    # 2020-12: "type": "null", const, prefixItems); Swagger UI reads 3.1.
+    spec["openapi"] = "3.1.0"
     spec.setdefault("paths", {}).update(extra_paths())
     for path, schema, headers in (("/sample", "SampleResponse", SAMPLE_HEADERS),
                                   ("/interpolate", "InterpolateResponse", INTERPOLATE_HEADERS)):
         if "post" in spec["paths"].get(path, {}):
-            spec["paths"][path]["post"].setdefault("responses", {})["200"] = _samples_answer(schema, headers)
+            operation = spec["paths"][path]["post"]
+            operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
+            operation["responses"].update({k: v for k, v in _errors(503).items() if k not in operation["responses"]})
+    if "post" in spec["paths"].get("/sample", {}):
+        spec["paths"]["/sample"]["post"]["responses"].update(_errors(422))
+    _unique_operation_ids(spec["paths"])
+    for path, operations in spec["paths"].items():  # what GuardMiddleware answers before any route
+        if path in OPEN_PATHS:
+            continue
+        for method, operation in operations.items():
+            guard = (401, 413) if method.upper() in BODY_METHODS else (401,)
+            responses = operation.setdefault("responses", {})
+            responses.update({k: v for k, v in _errors(*guard).items() if k not in responses})
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # what those answers really hold
         if name in schemas:

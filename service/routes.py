@@ -10,17 +10,21 @@
   (../shared/STACK.md).
 - `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
-- `GET /docs.json`: BentoML's OpenAPI document, completed with /models and /score (openapi.py).
+- `GET /docs.json`: BentoML's OpenAPI document, completed (openapi.py) with /models and /score, what
+  /sample and /interpolate answer, and every route's refusals.
 
-The service sets `app.state.engine` once its models are loaded, and `app.state.bentoml_spec`.
+service.py sets `app.state.bentoml_spec` when it is imported, and `app.state.engine` once the models
+are loaded.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from typing import TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -36,6 +40,8 @@ from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
 from .schemas import MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
 from .settings import get_settings
+
+T = TypeVar("T", bound=BaseModel)
 
 JSON_TYPES = {"application/json", ""}
 NPY_TYPES = {encoding.NPY_MEDIA_TYPE, "application/octet-stream"}
@@ -66,14 +72,16 @@ async def models(request: Request) -> Response:
                          "limits": get_settings().limits(), "models": sorted(listed, key=lambda m: m["name"])})
 
 
+async def _parsed(schema: type[T], body: bytes) -> T:
+    if len(body) <= LOOP_MAX_BODY_BYTES:
+        return schema.model_validate_json(body)
+    return await run_in_threadpool(schema.model_validate_json, body)  # latents by the thousand: off the loop
+
+
 async def sample(request: Request) -> Response:
     """The same body and answers as the BentoML API declared in service.py."""
     try:
-        body = await request.body()
-        if len(body) <= LOOP_MAX_BODY_BYTES:
-            req = SampleRequest.model_validate_json(body)
-        else:  # explicit latents by the thousand: milliseconds of parsing, off the loop
-            req = await run_in_threadpool(SampleRequest.model_validate_json, body)
+        req = await _parsed(SampleRequest, await request.body())
         alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
         return await handlers.sample_async(_engine(request), req, get_settings().max_draws_factor, alone)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
@@ -84,7 +92,7 @@ async def interpolate(request: Request) -> Response:
     """The same body and answers as the BentoML API declared in service.py; the walk runs in a
     worker thread (up to max n samples and their encoding)."""
     try:
-        req = InterpolateRequest.model_validate_json(await request.body())
+        req = await _parsed(InterpolateRequest, await request.body())
         return await run_in_threadpool(handlers.interpolate, _engine(request), req)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
@@ -105,9 +113,9 @@ async def _png_parts(request: Request, model_name: str | None) -> tuple[str | No
     try:
         form = await request.form(max_files=MAX_N, max_fields=16)
     except MultiPartException as e:
-        raise RequestError("body", f"malformed multipart form ({e.message})") from None
-    except HTTPException as e:  # Starlette's own refusal of a body its multipart parser cannot read
-        raise RequestError("body", f"malformed multipart form ({e.detail})", e.status_code) from None
+        raise RequestError("body", f"malformed form ({e.message})") from None
+    except HTTPException as e:  # Starlette's own refusal (inside an app) of a form it cannot read
+        raise RequestError("body", f"malformed form ({e.detail})", e.status_code) from None
     parts = []
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):

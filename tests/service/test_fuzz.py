@@ -1,5 +1,6 @@
 """Property-based fuzzing: the service's own OpenAPI schema (schemathesis), valid and invalid
-requests alike, and arbitrary bodies for /score: never a 5xx.
+requests alike, and arbitrary bodies for /score: never a 5xx, and from the schema's cases only
+statuses /docs.json documents for the route.
 
 Bounded (a few dozen examples per operation and mode) so the whole file runs in seconds.
 The `faulty` model is left out: its 500 on odd batch sizes is deliberate (see test_http.py).
@@ -49,8 +50,9 @@ def _send(client, case):
     *((path, mode) for path in API_ROUTES[:3] for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)),
     ("/models", GenerationMode.POSITIVE),  # it takes no input, so there is nothing to make invalid
 ], ids=lambda v: v.value.replace("positive", "valid").replace("negative", "invalid") if isinstance(v, GenerationMode) else v)
-def test_no_5xx_from_the_openapi_schema(client, operations, path, mode):
+def test_no_5xx_and_only_documented_statuses_from_the_openapi_schema(client, operations, path, mode):
     statuses: dict[int, int] = {}
+    documented = operations[path].definition.raw["responses"]
 
     @FUZZ_SETTINGS
     @given(case=operations[path].as_strategy(generation_mode=mode))
@@ -61,6 +63,7 @@ def test_no_5xx_from_the_openapi_schema(client, operations, path, mode):
         response, kwargs = sent
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         assert response.status_code < 500, (kwargs, response.text)
+        assert str(response.status_code) in documented, (response.status_code, kwargs, response.text)  # in /docs.json
         if response.status_code >= 400:
             assert response.json()["error"]  # every refusal says why
 

@@ -7,6 +7,7 @@ import math
 
 import jsonschema_rs
 import numpy as np
+import openapi_spec_validator
 import pytest
 from PIL import Image
 
@@ -121,14 +122,26 @@ def test_a_small_request_from_the_only_client_runs_its_graphs_on_the_loop_with_t
     assert larger.status_code == 200 and runs()[0] == before[0] + handlers.INLINE_MAX_N + 1  # batched, alone or not
 
 
-def test_a_large_body_is_parsed_off_the_loop_with_the_same_answer(client, cards, monkeypatch):
+@pytest.mark.parametrize("path, body", [("/sample", {"format": "npy"}), ("/interpolate", {"format": "npy"})])
+def test_a_large_body_is_parsed_off_the_loop_with_the_same_answer(client, cards, monkeypatch, path, body):
     from service import routes
+    from service.schemas import InterpolateRequest, SampleRequest
 
-    z = latents.draw(latents.generator(5), cards[DEFAULT].latent, 3).tolist()
-    small_body = client.post("/sample", json={"latents": z, "format": "npy"})
+    schema = SampleRequest if path == "/sample" else InterpolateRequest
+    real_run_in_threadpool, in_thread = routes.run_in_threadpool, []
+
+    async def spy(fn, *args):
+        in_thread.append(fn)
+        return await real_run_in_threadpool(fn, *args)
+
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    z = latents.draw(latents.generator(5), cards[DEFAULT].latent, 3 if path == "/sample" else 2).tolist()
+    small_body = client.post(path, json={**body, "latents": z})
+    assert schema.model_validate_json not in in_thread
     monkeypatch.setattr(routes, "LOOP_MAX_BODY_BYTES", 16)
-    large_body = client.post("/sample", json={"latents": z, "format": "npy"})
-    bad = client.post("/sample", json={"latents": z, "format": "npy", "seeed": 1})
+    large_body = client.post(path, json={**body, "latents": z})
+    assert schema.model_validate_json in in_thread
+    bad = client.post(path, json={**body, "latents": z, "seeed": 1})
     assert small_body.status_code == large_body.status_code == 200 and small_body.content == large_body.content
     assert bad.status_code == 400 and bad.json()["error"].startswith("seeed: ")
 
@@ -315,8 +328,10 @@ def _refs(node) -> list[str]:
     return []
 
 
-def test_the_openapi_document_describes_every_route_and_its_references_resolve(client):
+def test_the_openapi_document_is_valid_openapi_and_describes_every_route(client):
     doc = client.get("/docs.json").json()
+    openapi_spec_validator.validate(doc)  # OpenAPI 3.1: structure, unique operationIds, refs
+    assert doc["openapi"] == "3.1.0"
     assert doc["info"]["title"] == "ganserve" and doc["info"]["version"] not in ("", "None")
     assert "BentoML Team" not in str(doc["info"]) and "/score" in doc["info"]["description"]
     assert {"/sample", "/interpolate", "/score", "/models", "/generate_dataset/submit"} <= set(doc["paths"])
@@ -327,8 +342,16 @@ def test_the_openapi_document_describes_every_route_and_its_references_resolve(c
     schemas = doc["components"]["schemas"]
     refs = set(_refs(doc))
     assert "#/components/schemas/ModelCard" in refs and "#/components/schemas/ScoreRequest" in refs
-    missing = [r for r in refs if r.rsplit("/", 1)[-1] not in schemas]
+    prefix = "#/components/schemas/"
+    missing = [r for r in refs if not (r.startswith(prefix) and r[len(prefix):] in schemas)]
     assert not missing, missing
+    # Every route behind the token and the body limit documents their refusals.
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            if path not in ("/livez", "/readyz", "/healthz", "/metrics"):
+                assert "401" in operation["responses"], (path, method)
+            if method == "post":
+                assert "413" in operation["responses"], path
     # The error schemas say what every refusal really holds: `detail` is a list of {loc, msg}.
     refusal = client.post("/score", json={"samples": []})
     assert refusal.status_code == 400 and isinstance(refusal.json()["detail"], list)
@@ -359,6 +382,17 @@ def test_real_answers_match_their_documented_schemas_and_headers(client):
         answer = client.post("/interpolate", json=body)
         assert answer.status_code == 200, answer.text
         validator("InterpolateResponse").validate(answer.json())
+    # Refusals: each status is documented for its route, and the body is the documented Error.
+    refusals = [("/sample", {"n": 1}, {"Authorization": "Bearer wrong"}, 401),
+                ("/interpolate", {"steps": 2, "model": "broken"}, {}, 503),
+                ("/sample", {"n": 2, "format": "png", "min_realness": 1.0}, {}, 422),
+                ("/sample", {"n": 1, "model": "nope"}, {}, 404),
+                ("/score", {"samples": [[0.0]] * (MAX_BODY // 4)}, {}, 413)]
+    for path, body, headers, status in refusals:
+        answer = client.post(path, json=body, headers=headers)
+        assert answer.status_code == status, (path, body, answer.text)
+        assert str(status) in doc["paths"][path]["post"]["responses"], (path, status)
+        validator("Error").validate(answer.json())
     for path, body in (("/sample", {"n": 2, "min_realness": 0.0, "format": "npy"}), ("/sample", {"n": 2, "format": "png"}),
                        ("/interpolate", {"steps": 2, "format": "npy"})):
         answer = client.post(path, json=body)

@@ -107,9 +107,9 @@ def _npy(array: np.ndarray) -> bytes:
     ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "content-type: 'text/plain' is not accepted"),
     # Starlette's form parser raises its own 400 HTTPException inside an app: once a 500 (the fuzzer found it).
     ({"content": b"--xyz\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--xyz--\r\n",
-      "headers": {"content-type": "multipart/form-data; boundary=xyz"}}, 400, "body: malformed multipart form"),
+      "headers": {"content-type": "multipart/form-data; boundary=xyz"}}, 400, "body: malformed form"),
     ({"files": [("f", (f"{i}.png", b"", "image/png")) for i in range(MAX_N + 1)]}, 400,
-     f"body: malformed multipart form (Too many files. Maximum number of files is {MAX_N}.)"),
+     f"body: malformed form (Too many files. Maximum number of files is {MAX_N}.)"),
 ])
 def test_bad_score_requests(client, kwargs, status, error):
     assert_refused(client.post("/score", **kwargs), status, error)
