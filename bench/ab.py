@@ -77,6 +77,11 @@ def main() -> int:
         p.error("give either --b or --b-baseline")
     if args.b_baseline and args.b_env:
         p.error("--b-env applies to a ganserve checkout, not to the baseline")
+    if args.b_baseline:  # the baseline has no /interpolate: by default leave those loads out
+        interpolating = [load for load in args.loads if "seeds" in LOADS[load][0]]
+        if interpolating and p.get_default("loads") != args.loads:
+            p.error(f"the baseline serves no /interpolate: {', '.join(interpolating)}")
+        args.loads = [load for load in args.loads if load not in interpolating]
     envs = {side: dict(kv.split("=", 1) for kv in getattr(args, f"{side}_env")) for side in ("a", "b")}
     require_wrk()
     log_dir = Path("/tmp/ganserve-bench")

@@ -16,13 +16,23 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
 OUT=${OUT:-$REPO/gpu-out}
 mkdir -p "$OUT"
-PY=${PYTHON:-python3}
+# The device's Python is a venv that holds PyTorch and CUDA 13's wheels (and pytest, onnx).
+PY=${PYTHON:-$( [ -x /opt/torch/.venv/bin/python ] && echo /opt/torch/.venv/bin/python || echo python3 )}
 DEVICE=${DEVICE:-cuda}
 SITE=/tmp/ganserve-site  # a fresh target folder: never one of PYTHON's own
 UNPACKED=/tmp/ganserve-pack
 SECONDS_PER_POINT=${SECONDS_PER_POINT:-3}
+# One deadline for the whole check (a device call runs 600 s at most): each step gets its own
+# limit or what is left, and is interrupted with SIGINT, so bench/serve.py stops its servers.
+DEADLINE=$(( $(date +%s) + ${BUDGET_S:-420} ))
 exec > >(tee -a "$OUT/check.log") 2>&1
 step() { echo; echo "== $(date +%T) $*"; }
+limit() { local left=$(( DEADLINE - $(date +%s) )); echo $(( left < $1 ? left : $1 )); }
+run_for() {  # run_for SECONDS command...: within the deadline, or skipped when it has passed
+  local s; s=$(limit "$1"); shift
+  if [ "$s" -lt 10 ]; then echo "skipped: the check's time (BUDGET_S) is spent"; return 124; fi
+  timeout -s INT -k 20 "$s" "$@"
+}
 failed=()
 
 if [ "${NO_INSTALL:-0}" = 1 ]; then
@@ -43,10 +53,16 @@ else
       echo "parts missing or damaged (above): carry them again (the machine may have been given back in between)"
       exit 3
     fi
-    step "install into $SITE ($(cat "$parts/python" 2>/dev/null), with $($PY --version))"
+    packed_for=$(awk '{print $2}' "$parts/python" 2>/dev/null)
+    running=$($PY -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    if [ "$packed_for" != "$running" ]; then
+      echo "the pack holds wheels for Python ${packed_for:-?}, $PY is $running: bench/gpu/pack.sh --python $running"
+      exit 3
+    fi
+    step "install into $SITE (wheels for Python $packed_for)"
     rm -rf "$UNPACKED" "$SITE"
     mkdir -p "$UNPACKED"
-    cat "$parts"/part.* | tar -xf - -C "$UNPACKED" || exit 3
+    (cd "$parts" && cat $(awk '{print $2}' manifest.sha256)) | tar -xf - -C "$UNPACKED" || exit 3
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$UNPACKED"/wheels/*.whl || exit 3
     touch "$SITE/.installed"
   fi
@@ -65,6 +81,9 @@ print(":".join(dirs))
 EOF
 )
 [ -n "$NVLIBS" ] && export LD_LIBRARY_PATH=$NVLIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if [ -z "$NVLIBS" ] && [ "$DEVICE" = cuda ]; then
+  echo "warning: $PY has no nvidia/*/lib folders: CUDA 13 and cuDNN 9 must come from the system (PYTHON=...)"
+fi
 echo "python: $($PY --version); wrk: $(command -v wrk || echo none); nvidia libs: ${NVLIBS:-none}"
 
 step "nvidia-smi"
@@ -72,7 +91,7 @@ step "nvidia-smi"
 head -15 "$OUT/nvidia-smi.txt"
 
 step "which provider a session really gets"
-timeout 120 $PY - "$DEVICE" <<'EOF' || failed+=(provider)
+run_for 120 $PY - "$DEVICE" <<'EOF' || failed+=(provider)
 import sys
 from pathlib import Path
 from service.providers import choose_providers
@@ -82,7 +101,7 @@ EOF
 
 step "GPU tests (pytest -m gpu)"
 if $PY -c "import pytest, onnx" 2>/dev/null; then
-  timeout 300 $PY -m pytest -p no:cacheprovider -m gpu -rs -q tests/service/test_gpu.py > "$OUT/gpu-tests.txt" 2>&1 \
+  run_for 180 $PY -m pytest -p no:cacheprovider -m gpu -rs -q tests/service/test_gpu.py > "$OUT/gpu-tests.txt" 2>&1 \
     || failed+=(gpu-tests)
   tail -8 "$OUT/gpu-tests.txt"
 else
@@ -90,18 +109,19 @@ else
 fi
 
 step "the engine alone ($DEVICE): session.run, and through an IOBinding"
-if timeout 300 $PY bench/raw_engine.py --device "$DEVICE" --iobinding --no-stages --json \
+if run_for 150 $PY bench/raw_engine.py --device "$DEVICE" --iobinding --no-stages --json \
      --seconds "$SECONDS_PER_POINT" > "$OUT/raw.json"; then
   $PY -c "import json, sys; d = json.load(open(sys.argv[1])); print('provider', d['provider'], 'threads', d['threads']); \
 [print(n, {k: round(v, 1) for k, v in row.items()}) for n, row in d['samples_per_s'].items()]" "$OUT/raw.json"
 else
   failed+=(raw-engine)
+  rm -f "$OUT/raw.json"  # half a measurement is no limit to compare against
 fi
 
 step "the server through $DEVICE under wrk (quick grid, floors; no baseline)"
 raw_args=()
 [ -s "$OUT/raw.json" ] && raw_args=(--raw-json "$OUT/raw.json")
-GANSERVE_DEVICE=$DEVICE timeout 600 $PY bench/serve.py --quick --no-baseline --models-dir models \
+GANSERVE_DEVICE=$DEVICE run_for 300 $PY bench/serve.py --quick --no-baseline --models-dir models \
   --seconds "$SECONDS_PER_POINT" "${raw_args[@]}" --out "$OUT/serve.json" > "$OUT/serve.txt" 2>&1 || failed+=(serve)
 tr '\r' '\n' < "$OUT/serve.txt" | grep -v -E '^\s*$|point/s' | tail -40  # without tqdm's redraws
 

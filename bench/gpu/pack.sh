@@ -24,8 +24,8 @@ done
 
 PACK=$REPO/.gpu
 if [ -z "$PART_MIB" ]; then  # what travels with every call: tracked files and untracked, unignored ones
-  tree_bytes=$(cd "$REPO" && { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r stat -c %s 2>/dev/null \
-               | awk '{s += $1} END {print s + 0}')
+  tree_bytes=$(cd "$REPO" && { git ls-files -z; git ls-files -z --others --exclude-standard; } \
+               | { xargs -0 -r stat -c %s 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}')
   PART_MIB=$(( 64 - 2 - (tree_bytes + 1048575) / 1048576 ))
   echo "working tree: $(( tree_bytes / 1048576 )) MiB; parts of $PART_MIB MiB"
 fi
@@ -46,6 +46,8 @@ grep -v -E '^(torch|#|$)' "$REPO/constraints.txt" > "$STAGE/constraints.txt"
 PLATFORMS=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
          manylinux_2_5_x86_64 manylinux1_x86_64; do PLATFORMS+=(--platform "$p"); done
+# pip evaluates the requirements' environment markers (uvloop's sys_platform) on this machine's
+# Python, not the target's; the pins hold for both 3.11 and 3.12.
 echo "downloading wheels for CPython $PYVER: ${REQUIREMENTS[*]}"
 python3 -m pip download -q --only-binary=:all: --python-version "$PYVER" --implementation cp "${PLATFORMS[@]}" \
   -c "$STAGE/constraints.txt" -d "$STAGE/wheels" "${REQUIREMENTS[@]}"
