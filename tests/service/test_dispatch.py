@@ -7,7 +7,6 @@ import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from service.dispatch import RoutesFirst
 
@@ -19,7 +18,9 @@ def _answer(text: str):
     return endpoint
 
 
-def _client(our_paths: list[str]) -> TestClient:
+def _client(our_paths: list[str]):
+    from starlette.testclient import TestClient  # imported here: its httpx notice is filtered per test (conftest.py)
+
     ours = Starlette(routes=[Route(p, _answer("ours"), methods=["POST"]) for p in our_paths])
     behind = Starlette(routes=[Route("/{path:path}", _answer("behind"), methods=["GET", "POST"])])
     return TestClient(RoutesFirst(behind, ours))
