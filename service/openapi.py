@@ -11,6 +11,7 @@ BentoML's boilerplate. The Swagger UI at / reads this document.
 from __future__ import annotations
 
 import copy
+import json
 from importlib.metadata import PackageNotFoundError, version
 
 from models.card import ModelCard
@@ -197,10 +198,14 @@ def _unique_operation_ids(paths: dict) -> None:
             seen.add(op_id)
 
 
-def complete(bentoml_spec: dict) -> dict:
+def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
     """BentoML's document (as `Service.openapi_spec.asdict()` gives it) with ganserve's routes,
-    error shape and description; the input is left unchanged."""
-    spec = copy.deepcopy(bentoml_spec)
+    error shape and description; the input is left unchanged. `token_required`
+    (GANSERVE_API_TOKEN is set): the guarded operations declare bearer authentication, which
+    gives the UI at / its "Authorize" button."""
+    # Through JSON and back: a copy, with the keys as a client sees them (BentoML's dict keys its
+    # responses by int status, which JSON turns into strings).
+    spec = json.loads(json.dumps(bentoml_spec))
     # BentoML's info names BentoML's team as the contact and "None" as the version.
     spec["info"] = {"title": "ganserve", "version": _version(), "description": DESCRIPTION}
     # The document says 3.0.2, but BentoML's own schemas and pydantic's use 3.1 (JSON Schema
@@ -223,6 +228,11 @@ def complete(bentoml_spec: dict) -> dict:
             guard = (401, 413) if method.upper() in BODY_METHODS else (401,)
             responses = operation.setdefault("responses", {})
             responses.update({k: v for k, v in _errors(*guard).items() if k not in responses})
+            if token_required:
+                operation["security"] = [{"bearer": []}]
+    if token_required:
+        spec.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "GANSERVE_API_TOKEN"}}
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # what those answers really hold
         if name in schemas:

@@ -179,7 +179,8 @@ async def docs(request: Request) -> Response:
         if bentoml_spec is None:
             return to_response(RequestError("server", "the service is still starting", 503))
         try:
-            document = json.dumps(openapi.complete(bentoml_spec()), separators=(",", ":")).encode()
+            spec = openapi.complete(bentoml_spec(), token_required=get_settings().api_token is not None)
+            document = json.dumps(spec, separators=(",", ":")).encode()
             request.app.state.openapi_document = document
         except Exception as e:
             return to_response(e)

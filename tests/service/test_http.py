@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import jsonschema_rs
@@ -328,8 +329,15 @@ def _refs(node) -> list[str]:
     return []
 
 
+def _no_duplicate_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), sorted(k for k in set(keys) if keys.count(k) > 1)
+    return dict(pairs)
+
+
 def test_the_openapi_document_is_valid_openapi_and_describes_every_route(client):
-    doc = client.get("/docs.json").json()
+    # Parsed with a check for repeated keys (JSON parsers silently keep the last of them).
+    doc = json.loads(client.get("/docs.json").content, object_pairs_hook=_no_duplicate_keys)
     openapi_spec_validator.validate(doc)  # OpenAPI 3.1: structure, unique operationIds, refs
     assert doc["openapi"] == "3.1.0"
     assert doc["info"]["title"] == "ganserve" and doc["info"]["version"] not in ("", "None")
@@ -345,11 +353,15 @@ def test_the_openapi_document_is_valid_openapi_and_describes_every_route(client)
     prefix = "#/components/schemas/"
     missing = [r for r in refs if not (r.startswith(prefix) and r[len(prefix):] in schemas)]
     assert not missing, missing
-    # Every route behind the token and the body limit documents their refusals.
+    # Every route behind the token and the body limit documents their refusals, and (the test
+    # server has a token) declares bearer authentication, for the UI's "Authorize" button.
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer",
+                                                             "description": "GANSERVE_API_TOKEN"}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
-            if path not in ("/livez", "/readyz", "/healthz", "/metrics"):
-                assert "401" in operation["responses"], (path, method)
+            guarded = path not in ("/livez", "/readyz", "/healthz", "/metrics")
+            assert ("401" in operation["responses"]) == guarded, (path, method)
+            assert operation.get("security") == ([{"bearer": []}] if guarded else None), (path, method)
             if method == "post":
                 assert "413" in operation["responses"], path
     # The error schemas say what every refusal really holds: `detail` is a list of {loc, msg}.
@@ -357,6 +369,16 @@ def test_the_openapi_document_is_valid_openapi_and_describes_every_route(client)
     assert refusal.status_code == 400 and isinstance(refusal.json()["detail"], list)
     for name in ("Error", "InvalidArgument", "NotFound", "InternalServerError"):
         assert schemas[name]["properties"]["detail"]["type"] == "array", name
+
+
+def test_without_a_token_the_document_declares_no_authentication(client):
+    from service import openapi
+    from service.service import ROUTES
+
+    doc = openapi.complete(ROUTES.state.bentoml_spec(), token_required=False)
+    openapi_spec_validator.validate(doc)
+    assert "securitySchemes" not in doc["components"]
+    assert not [(p, m) for p, ops in doc["paths"].items() for m, op in ops.items() if "security" in op]
 
 
 def test_real_answers_match_their_documented_schemas_and_headers(client):
