@@ -116,7 +116,9 @@ def _errors(*statuses: int) -> dict:
     names = {400: "Bad Request", 401: "Missing or wrong API token (when GANSERVE_API_TOKEN is set)",
              404: "Unknown model", 413: "Body over GANSERVE_MAX_BODY_BYTES",
              415: "Unsupported body type", 422: "Nothing to answer with (e.g. no sample passed the filter, for a png)",
-             500: "Model or server fault", 503: "Models loading or model unavailable"}
+             409: "The dataset is being written by another job, or its folder holds a different dataset",
+             500: "Model or server fault", 503: "Models loading, model unavailable, or (datasets) no GANSERVE_OUTPUT_DIR",
+             504: "No answer begun within the request timeout (120 s)"}
     ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
     return {str(s): {"description": names[s], "content": ref} for s in statuses}
 
@@ -220,12 +222,15 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
             operation["responses"].update({k: v for k, v in _errors(503).items() if k not in operation["responses"]})
     if "post" in spec["paths"].get("/sample", {}):
         spec["paths"]["/sample"]["post"]["responses"].update(_errors(422))
+    for path, method in (("/generate_dataset", "post"), ("/generate_dataset/get", "get")):  # datasets/task.py
+        if method in spec["paths"].get(path, {}):
+            spec["paths"][path][method].setdefault("responses", {}).update(_errors(409, 503))
     _unique_operation_ids(spec["paths"])
     for path, operations in spec["paths"].items():  # what GuardMiddleware answers before any route
         if path in OPEN_PATHS:
             continue
         for method, operation in operations.items():
-            guard = (401, 413) if method.upper() in BODY_METHODS else (401,)
+            guard = (401, 413, 504) if method.upper() in BODY_METHODS else (401, 504)  # 504: timeout.py
             responses = operation.setdefault("responses", {})
             responses.update({k: v for k, v in _errors(*guard).items() if k not in responses})
             if token_required:

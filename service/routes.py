@@ -179,7 +179,7 @@ async def docs(request: Request) -> Response:
         if bentoml_spec is None:
             return to_response(RequestError("server", "the service is still starting", 503))
         try:
-            spec = openapi.complete(bentoml_spec(), token_required=get_settings().api_token is not None)
+            spec = openapi.complete(bentoml_spec(), token_required=get_settings().token_required)
             document = json.dumps(spec, separators=(",", ":")).encode()
             request.app.state.openapi_document = document
         except Exception as e:

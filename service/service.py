@@ -117,7 +117,7 @@ class GanServe:
 GanServe.add_asgi_middleware(
     GuardMiddleware,
     max_body_bytes=SETTINGS.max_body_bytes,
-    api_token=SETTINGS.api_token.get_secret_value() if SETTINGS.api_token else None,
+    api_token=SETTINGS.api_token.get_secret_value() if SETTINGS.token_required else None,
 )
 GanServe.add_asgi_middleware(RoutesFirst, routes=ROUTES)  # inside the guard: token and body limit apply
 ROUTES.state.bentoml_spec = lambda: GanServe.openapi_spec.asdict()  # routes.docs completes it

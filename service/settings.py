@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None
 
+    @property
+    def token_required(self) -> bool:
+        """An empty GANSERVE_API_TOKEN (an env file's `GANSERVE_API_TOKEN=`) means no token."""
+        return bool(self.api_token and self.api_token.get_secret_value())
+
     def limits(self) -> dict[str, int]:
         """The limits a client sizes its requests by, as `GET /models` reports them (the dataset
         CLI checks its block size against them and records the draw bound in its manifest)."""

@@ -24,13 +24,15 @@ UNPACKED=/tmp/ganserve-pack
 SECONDS_PER_POINT=${SECONDS_PER_POINT:-3}
 # One deadline for the whole check (a device call runs 600 s at most): each step gets its own
 # limit or what is left, and is interrupted with SIGINT, so bench/serve.py stops its servers.
-DEADLINE=$(( $(date +%s) + ${BUDGET_S:-420} ))
+BUDGET_S=${BUDGET_S:-420}
+[[ $BUDGET_S =~ ^[0-9]+$ ]] || { echo "BUDGET_S must be whole seconds, got '$BUDGET_S'" >&2; exit 2; }
+DEADLINE=$(( $(date +%s) + BUDGET_S ))
 exec > >(tee -a "$OUT/check.log") 2>&1
 step() { echo; echo "== $(date +%T) $*"; }
 limit() { local left=$(( DEADLINE - $(date +%s) )); echo $(( left < $1 ? left : $1 )); }
 run_for() {  # run_for SECONDS command...: within the deadline, or skipped when it has passed
   local s; s=$(limit "$1"); shift
-  if [ "$s" -lt 10 ]; then echo "skipped: the check's time (BUDGET_S) is spent"; return 124; fi
+  if [ "$s" -lt 10 ]; then echo "skipped: the check's time (BUDGET_S) is spent" >&2; return 124; fi
   timeout -s INT -k 20 "$s" "$@"
 }
 failed=()

@@ -38,6 +38,14 @@ def test_values_come_from_ganserve_variables_and_the_token_stays_secret(clean_en
     assert s.api_token.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
 
 
+@pytest.mark.parametrize("value, required", [(None, False), ("", False), ("s3cret", True)])
+def test_an_empty_token_requires_none(clean_env, value, required):
+    """The guard and /docs.json both go by token_required: `GANSERVE_API_TOKEN=` (empty) is no token."""
+    if value is not None:
+        clean_env.setenv("GANSERVE_API_TOKEN", value)
+    assert load_settings().token_required is required
+
+
 @pytest.mark.parametrize("key, value", [("GANSERVE_DEVICE", "gpu"), ("GANSERVE_MAX_N", "0"), ("GANSERVE_WORKERS", "two"),
                                         ("GANSERVE_MICRO_BATCHING", "maybe")])
 def test_a_bad_value_is_an_error_naming_the_variable(clean_env, key, value):
