@@ -160,6 +160,13 @@ def extra_paths() -> dict:
     }
 
 
+def _add_errors(operation: dict, *statuses: int | None) -> None:
+    """Document these refusals on an operation, keeping any it already documents (None: skipped)."""
+    responses = operation.setdefault("responses", {})
+    for status, answer in _errors(*(s for s in statuses if s is not None)).items():
+        responses.setdefault(status, answer)
+
+
 def _samples_answer(schema: str, headers: dict) -> dict:
     """What /sample and /interpolate answer: BentoML documents an empty JSON schema only."""
     return {"description": "The samples: json (with the fields below), npy (an array, the fields as headers) or "
@@ -219,20 +226,16 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
         if "post" in spec["paths"].get(path, {}):
             operation = spec["paths"][path]["post"]
             operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
-            operation["responses"].update({k: v for k, v in _errors(503).items() if k not in operation["responses"]})
-    if "post" in spec["paths"].get("/sample", {}):
-        spec["paths"]["/sample"]["post"]["responses"].update(_errors(422))
+            _add_errors(operation, 422 if path == "/sample" else None, 503)
     for path, method in (("/generate_dataset", "post"), ("/generate_dataset/get", "get")):  # datasets/task.py
         if method in spec["paths"].get(path, {}):
-            spec["paths"][path][method].setdefault("responses", {}).update(_errors(409, 503))
+            _add_errors(spec["paths"][path][method], 409, 503)
     _unique_operation_ids(spec["paths"])
     for path, operations in spec["paths"].items():  # what GuardMiddleware answers before any route
         if path in OPEN_PATHS:
             continue
         for method, operation in operations.items():
-            guard = (401, 413, 504) if method.upper() in BODY_METHODS else (401, 504)  # 504: timeout.py
-            responses = operation.setdefault("responses", {})
-            responses.update({k: v for k, v in _errors(*guard).items() if k not in responses})
+            _add_errors(operation, 401, 413 if method.upper() in BODY_METHODS else None, 504)  # 504: timeout.py
             if token_required:
                 operation["security"] = [{"bearer": []}]
     if token_required:

@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     # BentoML's access log: one INFO line per request. Off saves ~6% of a one-sample request's CPU
     # (docs/PERFORMANCE.md); behind a proxy that logs requests itself (deploy/nginx) it repeats it.
     access_log: bool = True
-    # OpenTelemetry spans for every request, exported as BentoML's own config says (`tracing:` in the
-    # file BENTOML_CONFIG names: exporter, sample rate). Off, no request gets a span: BentoML records
+    # OpenTelemetry spans for every request, exported as BentoML's own config says (its
+    # `services.ganserve.tracing`: exporter, sample rate). Off, no request gets a span: BentoML records
     # one per request even with no exporter and a sample rate of 0 (for the trace ids in its log
     # lines), and at n = 1 those spans were a third of a request's CPU (docs/PERFORMANCE.md).
     tracing: bool = False
