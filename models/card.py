@@ -18,9 +18,13 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CARD_FILE = "model.json"
-SCHEMA_VERSION = 1
+# Version 2 (conditional models, optional discriminator and training record, packed models);
+# cards of version 1 are still read unchanged, with version 1's stricter rules.
+SCHEMA_VERSION = 2
 # Roles of the graphs in a model folder, and the file each must be stored in.
 GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
+# The dtypes a graph input or output may have: float32 tensors, and int64 class indices.
+DTYPES = ("float32", "int64")
 # A model's name is its folder's name and appears in URLs: lowercase, digits, '-' and '_'.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -50,6 +54,9 @@ class Latent(_Strict):
     distribution: Literal["normal", "uniform"]
     low: Optional[float] = None
     high: Optional[float] = None
+    # The generator's z input per sample when it is not a flat [dim] (DCGAN takes [dim, 1, 1]):
+    # declared, never guessed. Latents are still drawn as (n, dim) and reshaped at the graph.
+    shape: Optional[list[int]] = Field(default=None, min_length=1, max_length=3)
 
     @model_validator(mode="after")
     def _bounds(self) -> "Latent":
@@ -58,7 +65,14 @@ class Latent(_Strict):
                 raise ValueError("a uniform latent needs finite bounds low < high")
         elif self.low is not None or self.high is not None:
             raise ValueError("a normal latent takes no bounds")
+        if self.shape is not None and math.prod(self.shape) != self.dim:
+            raise ValueError(f"shape {self.shape} does not hold dim {self.dim} values")
         return self
+
+    @property
+    def graph_shape(self) -> list[int]:
+        """z's shape per sample as the generator takes it."""
+        return list(self.shape) if self.shape is not None else [self.dim]
 
 
 class Sample(_Strict):
@@ -98,7 +112,7 @@ class FileEntry(_Strict):
 
 class TensorSpec(_Strict):
     name: str
-    dtype: Literal["float32"] = "float32"
+    dtype: Literal["float32", "int64"] = "float32"
     shape: list[Dim]
 
 
@@ -111,7 +125,55 @@ class OnnxInfo(_Strict):
     opset: int = Field(ge=7)
     ir_version: int = Field(ge=3)
     generator: GraphSignature
-    discriminator: GraphSignature
+    discriminator: Optional[GraphSignature] = None  # None: a generator-only model (version 2)
+
+
+class Condition(_Strict):
+    """A conditional model p(x | c) (the paper's section 7): both graphs take an integer class
+    index in [0, classes) as the int64 input `input`, shape [batch], beside z or x."""
+
+    classes: int = Field(ge=2, le=100000)
+    names: list[str]
+    input: str = "c"
+
+    @model_validator(mode="after")
+    def _names(self) -> "Condition":
+        if len(self.names) != self.classes:
+            raise ValueError(f"names: {len(self.names)} names for {self.classes} classes")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("names: must be unique")
+        return self
+
+    def index(self, label: Union[int, str]) -> int:
+        """A class given by index or name -> its index; ValueError naming what is wrong."""
+        if isinstance(label, bool):
+            raise ValueError(f"class {label!r} is neither an index nor a name")
+        if isinstance(label, int):
+            if not 0 <= label < self.classes:
+                raise ValueError(f"class {label} is out of range [0, {self.classes})")
+            return label
+        try:
+            return self.names.index(label)
+        except ValueError:
+            raise ValueError(f"unknown class name {label!r}; classes: {', '.join(self.names)}") from None
+
+
+class SourceFile(_Strict):
+    """A file a packed model was made from, as it was when packed."""
+
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class Source(_Strict):
+    """Where a packed model came from (`python -m training pack`): the files it was made from and
+    the declarations of the pack command, in place of a training record."""
+
+    kind: Literal["onnx", "torch"]
+    files: dict[str, SourceFile]  # role ("generator", "discriminator", "generator_weights", ...) -> file
+    declarations: dict  # the pack command's flags, as given
+    tool: str  # what packed it, with its version
 
 
 class TrainingInfo(_Strict):
@@ -141,7 +203,7 @@ class Realness(_Strict):
 
 
 class ModelCard(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     name: str = Field(pattern=NAME_PATTERN)
     description: str
     dataset: str
@@ -149,27 +211,70 @@ class ModelCard(_Strict):
     sample: Sample
     files: dict[Literal["generator", "discriminator"], FileEntry]
     onnx: OnnxInfo
-    realness: Realness
-    training: TrainingInfo
+    realness: Optional[Realness] = None  # present exactly when there is a discriminator
+    training: Optional[TrainingInfo] = None  # a trained model's record ...
+    source: Optional[Source] = None  # ... or a packed model's origin (version 2)
+    condition: Optional[Condition] = None  # a conditional model's classes (version 2)
     metrics: dict[str, Metric] = Field(default_factory=dict)
     created_at: datetime
 
     @model_validator(mode="after")
-    def _files(self) -> "ModelCard":
-        for role, fname in GRAPH_FILES.items():
-            if role not in self.files:
-                raise ValueError(f"files: missing the {role} entry")
-            if self.files[role].name != fname:
-                raise ValueError(f"files.{role}: must be named {fname}")
+    def _consistent(self) -> "ModelCard":
+        if "generator" not in self.files:
+            raise ValueError("files: missing the generator entry")
+        for role, entry in self.files.items():
+            if entry.name != GRAPH_FILES[role]:
+                raise ValueError(f"files.{role}: must be named {GRAPH_FILES[role]}")
+        has_d = "discriminator" in self.files
+        if has_d != (self.onnx.discriminator is not None):
+            raise ValueError("onnx.discriminator: must be given exactly when files has a discriminator")
+        if has_d != (self.realness is not None):
+            raise ValueError("realness: must be given exactly when there is a discriminator")
+        if self.schema_version == 1:
+            # Version 1 cards were all written by our exporter: both graphs and a training record.
+            missing = [k for k in ("discriminator", "training") if not (has_d if k == "discriminator" else self.training)]
+            if missing:
+                raise ValueError(f"schema_version 1 needs {' and '.join(missing)} (optional from version 2)")
+            if self.source is not None or self.condition is not None or self.latent.shape is not None:
+                raise ValueError("source, condition and latent.shape need schema_version 2")
+        elif self.training is None and self.source is None:
+            raise ValueError("training or source: a card says how its model was made")
+        self._check_condition_inputs()
         return self
+
+    def _check_condition_inputs(self) -> None:
+        """Each graph's inputs are what the card's latent / sample and condition imply."""
+        for role, sig in (("generator", self.onnx.generator), ("discriminator", self.onnx.discriminator)):
+            if sig is None:
+                continue
+            if sig.inputs[0].dtype != "float32" or any(o.dtype != "float32" for o in sig.outputs):
+                raise ValueError(f"onnx.{role}: its first input and its outputs must be float32")
+            extra = sig.inputs[1:]
+            if self.condition is None:
+                if extra:
+                    raise ValueError(f"onnx.{role}: inputs beyond the first need a condition section")
+            elif [(t.name, t.dtype, len(t.shape)) for t in extra] != [(self.condition.input, "int64", 1)]:
+                raise ValueError(f"onnx.{role}: a conditional graph takes {self.condition.input!r} int64 [batch] as its second input")
 
     @property
     def version(self) -> str:
         """A short content version: the first 12 hex digits of the generator's sha256."""
         return self.files["generator"].sha256[:12]
 
+    @property
+    def has_discriminator(self) -> bool:
+        return "discriminator" in self.files
+
+    @property
+    def roles(self) -> list[str]:
+        """The graphs this model has, generator first."""
+        return [r for r in GRAPH_FILES if r in self.files]
+
     def expected_signature(self, role: str) -> GraphSignature:
-        return getattr(self.onnx, role)
+        sig = getattr(self.onnx, role)
+        if sig is None:
+            raise LookupError(f"model {self.name!r} has no {role}")
+        return sig
 
 
 def now_utc() -> datetime:
@@ -209,11 +314,23 @@ def read_card(folder: Path | str) -> ModelCard:
         raise CardError(path, f"{where}: {first['msg']} ({e.error_count()} problem(s))") from None
 
 
+def _unset_optional_parts(card: ModelCard) -> dict:
+    """The card's optional parts that are not set, to leave out of the file: so a version 1 card
+    written back is still one that older readers (which forbid unknown keys such as `condition`)
+    accept. Only these: a null inside the training config is data and stays."""
+    exclude: dict = {k: True for k in ("realness", "training", "source", "condition") if getattr(card, k) is None}
+    if card.onnx.discriminator is None:
+        exclude["onnx"] = {"discriminator"}
+    if card.latent.shape is None:
+        exclude["latent"] = {"shape"}
+    return exclude
+
+
 def write_card(folder: Path | str, card: ModelCard) -> Path:
     """Write the card atomically: a reader sees the old card or the new one, never half of one."""
     path = Path(folder) / CARD_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(card.model_dump_json(indent=2, exclude=_unset_optional_parts(card)) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -9,6 +9,7 @@ reason, unless it is the default model: then the whole engine refuses to start.
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ from .batching import AsyncMicroBatcher, MicroBatcher
 from .providers import choose_providers, session_options
 
 log = logging.getLogger("ganserve.engine")
-ORT_FLOAT = "tensor(float)"
+# onnxruntime's names for the dtypes a card allows (models/card.py DTYPES).
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 
 
 class EngineError(RuntimeError):
@@ -46,15 +48,24 @@ class InferenceError(RuntimeError):
     """onnxruntime failed while running a graph (a fault of the model or the runtime, not the caller)."""
 
 
+class NoDiscriminator(LookupError):
+    """The model was packed without a discriminator: realness is not available for it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"model {name!r} has no discriminator: realness (scores, min_realness, drs, /score) is not available for it")
+
+
 def observed_signature(session: ort.InferenceSession, path: Path) -> GraphSignature:
     """The graph's inputs/outputs as onnxruntime reports them, in the card's terms."""
 
     def specs(args) -> list[TensorSpec]:
         out = []
         for arg in args:
-            if arg.type != ORT_FLOAT:
-                raise CardError(path, f"tensor {arg.name!r} is {arg.type}, the card allows float32 only")
-            out.append(TensorSpec(name=arg.name, shape=[d if isinstance(d, int) else str(d) for d in arg.shape]))
+            if arg.type not in ORT_DTYPES:
+                raise CardError(path, f"tensor {arg.name!r} is {arg.type}, the card allows float32 and int64 only")
+            out.append(TensorSpec(name=arg.name, dtype=ORT_DTYPES[arg.type],
+                                  shape=[d if isinstance(d, int) else str(d) for d in arg.shape]))
         return out
 
     return GraphSignature(inputs=specs(session.get_inputs()), outputs=specs(session.get_outputs()))
@@ -63,6 +74,18 @@ def observed_signature(session: ort.InferenceSession, path: Path) -> GraphSignat
 def _graph_input(a: np.ndarray) -> np.ndarray:
     """What every graph takes: C-contiguous float32 (a copy only when `a` is not already)."""
     return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _with_classes(a: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+    """A conditional graph's rows for the micro-batchers, which batch one array: each row
+    flattened with its class index as one more float32 column (exact: indices are far below
+    2**24). `_split_classes` undoes it at the graph. Unconditional rows pass unchanged."""
+    if c is None:
+        return _graph_input(a)
+    rows = np.empty((len(a), math.prod(a.shape[1:]) + 1), dtype=np.float32)
+    rows[:, :-1] = a.reshape(len(a), -1)
+    rows[:, -1] = c
+    return rows
 
 
 @dataclass(eq=False)
@@ -92,48 +115,97 @@ class LoadedModel:
     def name(self) -> str:
         return self.card.name
 
+    @property
+    def has_discriminator(self) -> bool:
+        return "discriminator" in self.sessions
+
+    @property
+    def conditional(self) -> bool:
+        return self.card.condition is not None
+
+    def _feeds(self, role: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's inputs for a batch of rows: z reshaped to the card's latent shape (DCGAN's
+        [dim, 1, 1]); for a conditional model, the class column split off as int64."""
+        sig = self.card.expected_signature(role)
+        per_sample = self.card.latent.graph_shape if role == "generator" else self.card.sample.shape
+        feeds = {}
+        if self.card.condition is not None:
+            feeds[self.card.condition.input] = batch[:, -1].astype(np.int64)
+            batch = batch[:, :-1]
+        feeds[sig.inputs[0].name] = np.ascontiguousarray(batch.reshape(len(batch), *per_sample))
+        return feeds
+
     def _run(self, role: str, batch: np.ndarray) -> np.ndarray:
+        if role not in self.sessions:
+            raise NoDiscriminator(self.name)
         sig = self.card.expected_signature(role)
         try:
-            (out,) = self.sessions[role].run([sig.outputs[0].name], {sig.inputs[0].name: batch})
+            (out,) = self.sessions[role].run([sig.outputs[0].name], self._feeds(role, batch))
         except Exception as e:  # onnxruntime's own exception types are not importable API
             raise InferenceError(f"onnxruntime failed running {self.name}'s {role}: {e}") from None
         return out
+
+    def _classes(self, n: int, c: np.ndarray | None) -> np.ndarray | None:
+        """Checks that a conditional model gets n class indices in range, and others none."""
+        if self.card.condition is None:
+            if c is not None:
+                raise ValueError(f"model {self.name!r} is not conditional: it takes no classes")
+            return None
+        if c is None or c.shape != (n,):
+            raise ValueError(f"model {self.name!r} is conditional: it needs {n} class indices, one per sample")
+        c = np.asarray(c)
+        if not np.issubdtype(c.dtype, np.integer) or c.min(initial=0) < 0 or c.max(initial=0) >= self.card.condition.classes:
+            raise ValueError(f"class indices must be integers in [0, {self.card.condition.classes})")
+        return c
 
     # Three ways to run each graph, same answers: `generate`/`logits` from threads (micro-batched),
     # `*_async` awaited on the event loop (micro-batched, runs in `executor`), `*_inline` on the
     # caller's thread as a run of its own (a lone client's small request, handlers.INLINE_MAX_N).
 
-    def generate(self, z: np.ndarray) -> np.ndarray:
-        """(n, z_dim) float32 -> (n, *sample_shape) float32."""
-        return self.generator(_graph_input(z))
+    # Each takes `c`, the (n,) class indices, for a conditional model (and refuses it otherwise).
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """(n, *sample_shape) float32 -> (n,) realness logits; realness = sigmoid(logit)."""
-        return self.discriminator(_graph_input(x)).reshape(len(x))
+    def generate(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """(n, z_dim) float32 [, (n,) int classes] -> (n, *sample_shape) float32."""
+        out = self.generator(_with_classes(z, self._classes(len(z), c)))
+        return out.reshape(len(z), *self.card.sample.shape)
 
-    def generate_inline(self, z: np.ndarray) -> np.ndarray:
-        return self._run("generator", _graph_input(z))
+    def logits(self, x: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """(n, *sample_shape) float32 [, (n,) classes] -> (n,) realness logits; realness = sigmoid(logit)."""
+        self._need_discriminator()
+        return self.discriminator(_with_classes(x, self._classes(len(x), c))).reshape(len(x))
 
-    def logits_inline(self, x: np.ndarray) -> np.ndarray:
-        return self._run("discriminator", _graph_input(x)).reshape(len(x))
+    def generate_inline(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        out = self._run("generator", _with_classes(z, self._classes(len(z), c)))
+        return out.reshape(len(z), *self.card.sample.shape)
 
-    async def generate_async(self, z: np.ndarray) -> np.ndarray:
-        return await self.generator_async(_graph_input(z))
+    def logits_inline(self, x: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        self._need_discriminator()
+        return self._run("discriminator", _with_classes(x, self._classes(len(x), c))).reshape(len(x))
 
-    async def logits_async(self, x: np.ndarray) -> np.ndarray:
-        return (await self.discriminator_async(_graph_input(x))).reshape(len(x))
+    async def generate_async(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        out = await self.generator_async(_with_classes(z, self._classes(len(z), c)))
+        return out.reshape(len(z), *self.card.sample.shape)
+
+    async def logits_async(self, x: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        self._need_discriminator()
+        return (await self.discriminator_async(_with_classes(x, self._classes(len(x), c)))).reshape(len(x))
+
+    def _need_discriminator(self) -> None:
+        if not self.has_discriminator:
+            raise NoDiscriminator(self.name)
 
     def warm_up(self) -> None:
-        """One real run of both graphs; their output shapes must be what the card promises."""
+        """One real run of each graph; their output shapes must be what the card promises."""
         z = latents.draw(latents.generator(0), self.card.latent, 2)  # (2, z_dim)
-        x = self.generate(z)
+        c = np.arange(2) % self.card.condition.classes if self.card.condition else None
+        x = self._run("generator", _with_classes(z, c))
         want = (2, *self.card.sample.shape)
         if x.shape != want:
             raise CardError(self.folder / "generator.onnx", f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}")
-        logit = self.discriminator(x)
-        if logit.shape != (2, 1):
-            raise CardError(self.folder / "discriminator.onnx", f"returns shape {list(logit.shape)} for 2 samples, expected [2, 1]")
+        if self.has_discriminator:
+            logit = self._run("discriminator", _with_classes(x, c))
+            if logit.shape != (2, 1):
+                raise CardError(self.folder / "discriminator.onnx", f"returns shape {list(logit.shape)} for 2 samples, expected [2, 1]")
 
 
 def serving_options(intra_op_threads: int) -> ort.SessionOptions:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from .encoding import DecodeError
-from .engine import InferenceError, ModelUnavailable, UnknownModel
+from .engine import InferenceError, ModelUnavailable, NoDiscriminator, UnknownModel
 
 log = logging.getLogger("ganserve.errors")
 
@@ -56,6 +56,8 @@ def to_response(e: Exception) -> Response:
         return error_response(400, validation_problems(e))
     if isinstance(e, UnknownModel):
         return error_response(404, [("model", str(e))])
+    if isinstance(e, NoDiscriminator):  # asked for realness of a generator-only model
+        return error_response(400, [("model", str(e))])
     if isinstance(e, ModelUnavailable):
         return error_response(503, [("model", str(e))])
     if isinstance(e, InferenceError):

@@ -42,7 +42,7 @@ class ModelRef(_Strict):
     name: str
     version: str
     generator_sha256: str
-    discriminator_sha256: str
+    discriminator_sha256: Optional[str] = None  # None: a generator-only model
 
 
 class SampleInfo(_Strict):
@@ -94,7 +94,7 @@ class Manifest(_Strict):
 
 def model_ref(card: ModelCard) -> ModelRef:
     return ModelRef(name=card.name, version=card.version, generator_sha256=card.files["generator"].sha256,
-                    discriminator_sha256=card.files["discriminator"].sha256)
+                    discriminator_sha256=card.files["discriminator"].sha256 if card.has_discriminator else None)
 
 
 def sample_info(card: ModelCard) -> SampleInfo:
