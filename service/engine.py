@@ -20,8 +20,9 @@ import onnxruntime as ort
 from models.card import CARD_FILE, CardError, GraphSignature, ModelCard, TensorSpec, check_signature, load_model_folder
 
 from . import latents
+from . import backends
 from .batching import AsyncMicroBatcher, MicroBatcher
-from .providers import choose_providers, session_options
+from .providers import CPU, choose_providers, session_options
 
 log = logging.getLogger("ganserve.engine")
 # onnxruntime's names for the dtypes a card allows (models/card.py DTYPES).
@@ -99,6 +100,8 @@ class LoadedModel:
     sessions: dict[str, ort.InferenceSession]
     executor: Executor
     micro_batching: bool = True
+    backend: str = backends.ONNXRUNTIME  # the engine running the graphs (backends.py), and why
+    backend_reason: str = ""
     generator: MicroBatcher = field(init=False)
     discriminator: MicroBatcher = field(init=False)
     generator_async: AsyncMicroBatcher = field(init=False)
@@ -233,8 +236,14 @@ class Engine:
 
     def __init__(self, models_dir: Path | str, device: str = "auto", default_model: str = "mnist",
                  intra_op_threads: int = 1, only: str | None = None, micro_batching: bool = True,
-                 run_threads: int = 8):
+                 run_threads: int = 8, backend: str = backends.ONNXRUNTIME):
         self.models_dir = Path(models_dir)
+        if backend == backends.OPENVINO and not backends.openvino_available():
+            raise EngineError("backend=openvino but the OpenVINO runtime is not installed (pip install 'ganserve[openvino]')")
+        if backend == backends.OPENVINO and device == "cuda":
+            raise EngineError("backend=openvino runs on the CPU only; device=cuda needs backend=onnxruntime or auto")
+        self.backend = backend
+        self.layout_note = ""  # how many workers and threads serve (set by the service)
         # Threads start on first use: engines that only serve threads (the dataset CLI) start none.
         self.executor = ThreadPoolExecutor(max_workers=run_threads, thread_name_prefix="ganserve-run")
         self.micro_batching = micro_batching
@@ -259,7 +268,8 @@ class Engine:
         self.default_model = default_model if default_model in self.models else next(iter(self.models))
 
     @classmethod
-    def from_folder(cls, folder: Path | str, device: str = "auto", intra_op_threads: int = 1) -> "Engine":
+    def from_folder(cls, folder: Path | str, device: str = "auto", intra_op_threads: int = 1,
+                    backend: str = backends.ONNXRUNTIME) -> "Engine":
         """An engine over the one model folder given (its default model): what the dataset CLI
         needs for `--model-dir models/mnist`, without loading that folder's siblings. A folder
         that cannot serve is an EngineError naming it and the file at fault."""
@@ -267,7 +277,7 @@ class Engine:
         if not folder.is_dir():
             raise EngineError(f"{folder}: the model folder does not exist")
         return cls(folder.parent, device, default_model=folder.name, intra_op_threads=intra_op_threads,
-                   only=folder.name)
+                   only=folder.name, backend=backend)
 
     def _reason(self, e: CardError) -> str:
         """The failure with the file named relative to the models dir: /models shows it to
@@ -284,23 +294,55 @@ class Engine:
         if self.providers is None:  # the first verified graph probes the device for all models
             self.providers, self.provider_note = choose_providers(self.device, paths["generator"], self.intra_op_threads)
             log.info("execution providers %s (%s)", self.providers, self.provider_note)
-        sessions = {}
-        for role, path in paths.items():
-            try:
-                session = ort.InferenceSession(str(path), serving_options(self.intra_op_threads), providers=self.providers)
-            except Exception as e:
-                raise CardError(path, f"onnxruntime cannot load it: {e}") from None
-            check_signature(path, card.expected_signature(role), observed_signature(session, path))
-            sessions[role] = session
+        choice = self._choose_backend(card, paths)
+        sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()}
         provider = sessions["generator"].get_providers()[0]
         model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions, executor=self.executor,
-                            micro_batching=self.micro_batching)
+                            micro_batching=self.micro_batching, backend=choice.backend, backend_reason=choice.reason)
         try:
             model.warm_up()
         except InferenceError as e:
             raise CardError(folder, f"warm-up run failed: {e}") from None
         log.info("loaded %s (%s) on %s", card.name, card.version, provider)
         return model
+
+    def _open(self, backend: str, card: ModelCard, role: str, path: Path):
+        """One graph opened by `backend`, its inputs and outputs checked against the card."""
+        try:
+            if backend == backends.OPENVINO:
+                sig = card.expected_signature(role)
+                session = backends.OpenVinoSession(path, self.intra_op_threads, tuple(t.name for t in sig.inputs + sig.outputs))
+            else:
+                session = ort.InferenceSession(str(path), serving_options(self.intra_op_threads), providers=self.providers)
+        except Exception as e:
+            raise CardError(path, f"{backend} cannot load it: {e}") from None
+        check_signature(path, card.expected_signature(role), observed_signature(session, path))
+        return session
+
+    def _choose_backend(self, card: ModelCard, paths: dict[str, Path]) -> backends.Choice:
+        """onnxruntime on CUDA; on the CPU, the backend setting, where auto times the engines
+        installed on this model's generator (backends.choose)."""
+        if self.providers != [CPU]:
+            return backends.Choice(backends.ONNXRUNTIME, "onnxruntime: the only backend for CUDA", {})
+        candidates = [backends.ONNXRUNTIME] + ([backends.OPENVINO] if backends.openvino_available() else [])
+        if self.backend != "auto":
+            return backends.choose(self.backend, {self.backend: None}, lambda n: {})
+        if len(candidates) == 1:
+            return backends.choose("auto", {backends.ONNXRUNTIME: None}, lambda n: {})
+        sessions = {b: self._open(b, card, "generator", paths["generator"]) for b in candidates}
+        rng = latents.generator(0)
+        c_name = card.condition.input if card.condition else None
+
+        def feeds(n: int) -> dict[str, np.ndarray]:
+            z = latents.draw(rng, card.latent, n).reshape(n, *card.latent.graph_shape)
+            out = {card.onnx.generator.inputs[0].name: z}
+            if c_name:
+                out[c_name] = np.zeros(n, np.int64)
+            return out
+
+        choice = backends.choose("auto", sessions, feeds)
+        log.info("%s: %s", card.name, choice.reason)
+        return choice
 
     def get(self, name: str | None) -> LoadedModel:
         """The model a request names (None: the default); UnknownModel / ModelUnavailable else."""

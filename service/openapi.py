@@ -59,13 +59,18 @@ MODELS_RESPONSE = {
     "properties": {
         "default_model": {"type": "string"},
         "device": {"type": "string", "description": "the provider chosen at start-up, and why"},
+        "layout": {"type": "string", "description": "workers and graph threads per worker, and why"},
         "limits": {"type": "object", "additionalProperties": {"type": "integer"},
                    "description": "max_n, max_draws_factor, max_body_bytes"},
         "models": {"type": "array", "items": {
             "type": "object", "required": ["name", "status"], "additionalProperties": False, "properties": {
                 "name": {"type": "string"},
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
-                "provider": {"type": "string", "description": "the onnxruntime provider really in use (ready models)"},
+                "provider": {"type": "string", "description": "the provider really in use (ready models): "
+                             "an onnxruntime provider, or OpenVINO:CPU"},
+                "backend": {"type": "string", "enum": ["onnxruntime", "openvino"],
+                            "description": "the engine running the graphs"},
+                "backend_reason": {"type": "string", "description": "why that engine (auto: the measured figures)"},
                 "version": {"type": "string"},
                 "card": {"$ref": REF.format(model="ModelCard")},
                 "reason": {"type": "string", "description": "why the model is unavailable"},

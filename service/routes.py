@@ -63,13 +63,13 @@ async def models(request: Request) -> Response:
     except RequestError as e:
         return to_response(e)
     listed = [
-        {"name": name, "status": "ready", "provider": m.provider, "version": m.card.version,
-         "card": m.card.model_dump(mode="json")}
+        {"name": name, "status": "ready", "provider": m.provider, "backend": m.backend,
+         "backend_reason": m.backend_reason, "version": m.card.version, "card": m.card.model_dump(mode="json")}
         for name, m in engine.models.items()
     ]
     listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]
     return JSONResponse({"default_model": engine.default_model, "device": engine.provider_note,
-                         "limits": get_settings().limits(), "models": sorted(listed, key=lambda m: m["name"])})
+                         "layout": engine.layout_note, "limits": get_settings().limits(), "models": sorted(listed, key=lambda m: m["name"])})
 
 
 async def _parsed(schema: type[T], body: bytes) -> T:

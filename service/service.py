@@ -23,10 +23,12 @@ from .dispatch import RoutesFirst
 from .middleware import GuardMiddleware
 from .routes import build_app
 from .schemas import InterpolateRequest, SampleRequest
-from .settings import cpu_count, get_settings
+from .settings import get_settings
 from .timeout import install as install_request_timeout
 
 SETTINGS = get_settings()
+# Workers and graph threads for this host (settings.Settings.layout), decided once per process.
+LAYOUT = SETTINGS.layout()
 ROUTES = build_app()
 log = logging.getLogger("ganserve.service")
 
@@ -62,7 +64,7 @@ install_request_timeout()  # traffic.timeout below, without BentoML's timer per 
 
 @bentoml.service(
     name="ganserve",
-    workers=SETTINGS.workers,
+    workers=LAYOUT[0],
     threads=SETTINGS.threads,
     traffic={"timeout": 120},
     logging={"access": {"enabled": SETTINGS.access_log}},
@@ -74,9 +76,12 @@ install_request_timeout()  # traffic.timeout below, without BentoML's timer per 
 class GanServe:
     def __init__(self) -> None:
         # Each worker's graph runs get an equal share of the cores: more would oversubscribe them.
-        threads = max(1, cpu_count() // SETTINGS.workers)
+        workers, threads, why = LAYOUT
         self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
-                             micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads)
+                             micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads,
+                             backend=SETTINGS.backend)
+        self.engine.layout_note = f"{why}; {threads} graph thread(s) per worker"
+        log.info("layout: %s", self.engine.layout_note)
         ROUTES.state.engine = self.engine
         log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
                  self.engine.provider_note)

@@ -27,12 +27,17 @@ class Settings(BaseSettings):
     # name) loaded model is the default instead.
     default_model: str = "mnist"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # The engine for the graphs on the CPU (service/backends.py): auto times onnxruntime and, when
+    # installed, OpenVINO on each model at load and serves with the faster; CUDA is onnxruntime's.
+    backend: Literal["auto", "onnxruntime", "openvino"] = "auto"
     max_n: int = Field(default=4096, ge=1, le=1_000_000)
     # 64 MiB: a 4096 x 784 float32 .npy is 12.8 MB, its JSON text about 4x that.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Optional bearer token for the API routes; /livez, /readyz and /metrics stay open.
     api_token: Optional[SecretStr] = None
-    workers: int = Field(default=1, ge=1, le=64)
+    # Worker processes; unset: chosen for the host (`layout`). Each runs its graphs with
+    # cores / workers onnxruntime threads.
+    workers: Optional[int] = Field(default=None, ge=1, le=64)
     # Requests served in threads at once per worker (BentoML's `threads`: /interpolate, and /sample
     # requests that are large or filtered), and the graph runs the event loop's small /sample
     # requests can have going at once; onnxruntime itself uses cores / workers threads per graph run
@@ -61,6 +66,25 @@ class Settings(BaseSettings):
         """An empty GANSERVE_API_TOKEN (an env file's `GANSERVE_API_TOKEN=`) means no token."""
         return bool(self.api_token and self.api_token.get_secret_value())
 
+    def layout(self) -> tuple[int, int, str]:
+        """(workers, graph threads per worker, why): GANSERVE_WORKERS when set, else one worker per
+        core on the CPU, each running its graphs on one thread. On 2 cores two single-threaded
+        workers served 1.8x the one-sample requests/s and 1.24x the samples/s at n = 1024 of one
+        worker with two threads (issue 18, docs/PERFORMANCE.md): a worker's Python (HTTP, encoding)
+        runs between its graph runs, and a second worker fills those gaps. Capped so that every
+        worker fits WORKER_MEMORY_GOAL in the memory the host has, and at one worker where an
+        NVIDIA device is present (the GPU, not the cores, does the graph runs there)."""
+        cores = cpu_count()
+        if self.workers is not None:
+            return self.workers, max(1, cores // self.workers), f"GANSERVE_WORKERS={self.workers}"
+        if self.device != "cpu" and any(Path("/dev").glob("nvidia[0-9]*")):
+            return 1, cores, "one worker: an NVIDIA device is present (set GANSERVE_WORKERS to change)"
+        fit = max(1, available_memory() // WORKER_MEMORY_GOAL)
+        workers = max(1, min(cores, fit, MAX_AUTO_WORKERS))
+        return workers, max(1, cores // workers), (
+            f"{workers} worker(s) for {cores} core(s) and {available_memory() / 2**30:.1f} GiB available "
+            f"(one per core, at most {MAX_AUTO_WORKERS}, each within {WORKER_MEMORY_GOAL // 2**20} MiB)")
+
     def limits(self) -> dict[str, int]:
         """The limits a client sizes its requests by, as `GET /models` reports them (the dataset
         CLI checks its block size against them and records the draw bound in its manifest)."""
@@ -83,6 +107,29 @@ def get_settings() -> Settings:
     """The process's settings, read from the environment once (request schemas need max_n at
     import time, the service its paths at start-up: both see the same object)."""
     return load_settings()
+
+
+WORKER_MEMORY_GOAL = 500 * 2**20  # docs/PERFORMANCE.md: a worker's resident memory stays below it
+MAX_AUTO_WORKERS = 16
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still use: the cgroup's limit (a container's) less its use
+    when one is set, else the host's MemAvailable."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            return max(0, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**32  # unknown: assume room for several workers
 
 
 def cpu_count() -> int:

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="interface to bind (default 0.0.0.0: all)")
     parser.add_argument("--models-dir", type=Path, help="models directory (GANSERVE_MODELS_DIR, default models)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="GANSERVE_DEVICE (default auto)")
-    parser.add_argument("--workers", type=int, help="worker processes (GANSERVE_WORKERS, default 1)")
+    parser.add_argument("--workers", type=int, help="worker processes (GANSERVE_WORKERS; default: one per core)")
+    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"],
+                        help="GANSERVE_BACKEND: the CPU engine (default auto: the faster on this host)")
 
 
 def server_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
@@ -34,6 +36,8 @@ def server_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]
         env["GANSERVE_DEVICE"] = args.device
     if args.workers is not None:
         env["GANSERVE_WORKERS"] = str(args.workers)
+    if getattr(args, "backend", None) is not None:
+        env["GANSERVE_BACKEND"] = args.backend
     models_dir = Path(env.get("GANSERVE_MODELS_DIR", "models"))
     env["GANSERVE_MODELS_DIR"] = str(models_dir.resolve())
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", args.host, "--port", str(args.port),
@@ -59,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from service.providers import DeviceError
 
     try:
-        engine = Engine(settings.models_dir, settings.device, settings.default_model, intra_op_threads=1)
+        # onnxruntime alone: this check is about loading, and auto would time every model twice.
+        engine = Engine(settings.models_dir, settings.device, settings.default_model, intra_op_threads=1,
+                        backend="openvino" if settings.backend == "openvino" else "onnxruntime")
     except (EngineError, DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -50,7 +50,7 @@ class Replica(Server):
         home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
         # None of the developer's GANSERVE_* settings: these replicas run with the defaults.
         env = server_env(dict(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GANSERVE_MODELS_DIR=str(models_dir),
-                              GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_OUTPUT_DIR=str(output_dir)))
+                              GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_BACKEND="onnxruntime", GANSERVE_OUTPUT_DIR=str(output_dir)))
         super().__init__(f"replica {index}", env, root / f"replica-{index}.log", command="bentoml")
 
     def samples_served(self) -> float:

@@ -60,6 +60,8 @@ def service_env(models_dir: Path, root: Path) -> dict[str, str]:
         "GANSERVE_MODELS_DIR": str(models_dir),
         "GANSERVE_DEFAULT_MODEL": DEFAULT,
         "GANSERVE_DEVICE": "cpu",  # byte-exact determinism tests assume the CPU provider
+        "GANSERVE_BACKEND": "onnxruntime",  # ... of onnxruntime (auto may pick OpenVINO: test_backends.py)
+        "GANSERVE_WORKERS": "1",  # one process: tests that need two set it themselves
         "GANSERVE_MAX_N": str(MAX_N),
         "GANSERVE_MAX_BODY_BYTES": str(MAX_BODY),
         "GANSERVE_API_TOKEN": TOKEN,

@@ -22,7 +22,8 @@ def clean_env(monkeypatch):
 
 def test_defaults(clean_env):
     s = load_settings()
-    assert (s.models_dir, s.default_model, s.device, s.max_n, s.api_token, s.workers) == (Path("models"), "mnist", "auto", 4096, None, 1)
+    assert (s.models_dir, s.default_model, s.device, s.max_n, s.api_token, s.workers) == (Path("models"), "mnist", "auto", 4096, None, None)
+    assert s.backend == "auto"
     assert (s.threads, s.micro_batching, s.access_log, s.tracing) == (16, True, True, False)
 
 
