@@ -15,6 +15,11 @@ Besides the bare `session.run`, it times each stage the service adds to a /sampl
 HTTP: drawing the latents (PCG64) and encoding the samples as npy, json and png. That breakdown
 says where a request's time goes before any profiler is needed. `--json` prints one JSON object
 (bench/serve.py reads it).
+
+`--compare` measures the limit over every engine and layout instead (bench/engines.py):
+onnxruntime, OpenVINO and torch, each as one session on all cores and as one single-threaded
+session per core in as many processes, with the host (CPU model, vector extensions) and its sgemm
+peak, so every figure reads as a share of the best engine and of the machine.
 """
 
 from __future__ import annotations
@@ -123,10 +128,14 @@ def main() -> int:
     parser.add_argument("--no-stages", action="store_true", help="time session.run only")
     parser.add_argument("--iobinding", action="store_true", help="also time runs through an IOBinding (see above)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--compare", action="store_true",
+                        help="the limit over engines (onnxruntime, OpenVINO, torch) and layouts, with the sgemm peak")
     args = parser.parse_args()
     if not (args.models_dir / args.model).is_dir():
         print(f"error: {args.models_dir / args.model}: no such model folder", file=sys.stderr)
         return 2
+    if args.compare:
+        return compare_main(args)
     results, used = measure(args.models_dir, args.model, args.n, args.seconds, args.threads, not args.no_stages,
                             args.device, args.iobinding)
     if args.json:
@@ -139,6 +148,24 @@ def main() -> int:
     for n, row in results.items():
         print(f"{n:>6} " + " ".join(f"{row[c]:>12,.{2 if c.endswith('_ms') else 0}f}" if c in row else f"{'-':>12}"
                                     for c in columns))
+    return 0
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    from bench import engines, host
+
+    folder = args.models_dir / args.model
+    try:
+        peak = host.sgemm_peak(args.threads)
+    except ImportError:  # no torch: figures without the physical limit
+        peak = None
+    results = engines.compare(folder, args.n, args.seconds, args.threads)
+    if args.json:
+        print(json.dumps({"model": args.model, "host": host.cpu(), "load_average": host.load_average(),
+                          "sgemm_gflops": peak, "samples_per_s": results}))
+        return 0
+    print(f"{args.model} generator, samples/s on {host.describe()}")
+    print(engines.report(folder, results, args.n, peak))
     return 0
 
 
