@@ -72,13 +72,13 @@ class Settings(BaseSettings):
         workers served 1.8x the one-sample requests/s and 1.24x the samples/s at n = 1024 of one
         worker with two threads (issue 18, docs/PERFORMANCE.md): a worker's Python (HTTP, encoding)
         runs between its graph runs, and a second worker fills those gaps. Capped so that every
-        worker fits WORKER_MEMORY_GOAL in the memory the host has, and at one worker where an
-        NVIDIA device is present (the GPU, not the cores, does the graph runs there)."""
+        worker fits WORKER_MEMORY_GOAL in the memory the host has. The same on a GPU host: there
+        the host side of each request (HTTP, latents, encoding), not the GPU, binds a worker
+        (docs/PERFORMANCE.md, capacity plan), and each worker's CUDA context is a small share of
+        the device's memory."""
         cores = cpu_count()
         if self.workers is not None:
             return self.workers, max(1, cores // self.workers), f"GANSERVE_WORKERS={self.workers}"
-        if self.device != "cpu" and any(Path("/dev").glob("nvidia[0-9]*")):
-            return 1, cores, "one worker: an NVIDIA device is present (set GANSERVE_WORKERS to change)"
         fit = max(1, available_memory() // WORKER_MEMORY_GOAL)
         workers = max(1, min(cores, fit, MAX_AUTO_WORKERS))
         return workers, max(1, cores // workers), (
