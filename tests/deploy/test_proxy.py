@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import REPO, ProcessTree, Server, free_port, server_env
+from tests.servers import REPO, ProcessTree, Server, dead_url, server_env, start_on_free_port
 
 NGINX_DIR = REPO / "deploy" / "nginx"
 READY_TIMEOUT_S = 120  # two replicas importing onnxruntime on two shared cores
@@ -132,15 +132,17 @@ class Proxy:
 @pytest.fixture(scope="module")
 def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> Proxy:
     root = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
-    checked = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
-                             capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    server = ProcessTree("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
-                               "-g", "daemon off;"], root / "nginx.log")
+
+    def start(port: int) -> ProcessTree:
+        config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
+        checked = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        return ProcessTree("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
+                                     "-g", "daemon off;"], root / "nginx.log")
+
+    server, port = start_on_free_port(start, "/readyz", 30)
     try:
-        server.wait_until(f"http://127.0.0.1:{port}/readyz", 30)
         yield Proxy(f"http://127.0.0.1:{port}", root / "access.log")
     finally:
         server.stop()
@@ -174,7 +176,8 @@ def test_healthcheck_script_passes_only_on_a_ready_replica(replicas: list[Replic
     assert ready.returncode == 0, ready.stdout
     wrong = healthcheck(f"{replicas[0].url}/no-such-route")
     assert wrong.returncode == 1 and "HTTP 404" in wrong.stdout
-    nobody = healthcheck(f"http://127.0.0.1:{free_port()}/readyz")
+    with dead_url() as nobody_there:
+        nobody = healthcheck(f"{nobody_there}/readyz")
     assert nobody.returncode == 1
 
 
