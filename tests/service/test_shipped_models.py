@@ -24,9 +24,8 @@ import numpy as np
 import pytest
 
 from models.card import GRAPH_FILES, ModelCard, sha256_of
-from service import handlers, latents
+from service import latents
 from service.engine import Engine, model_folders
-from service.schemas import SampleRequest
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models"
@@ -55,8 +54,14 @@ def test_models_holds_the_shipped_folders():
     assert not (set(PINNED) - set(FOLDERS)), f"pinned but no longer shipped: {sorted(set(PINNED) - set(FOLDERS))}"
 
 
+@pytest.mark.usefixtures("app")
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
+    # Imported here, after the `app` fixture: service.schemas reads the settings (max n) once, at
+    # import; imported first, it would fix them before the in-process app's test settings.
+    from service import handlers
+    from service.schemas import SampleRequest
+
     engine = Engine.from_folder(SHIPPED / folder, device="cpu")
     model = engine.get(folder)
     card = model.card
