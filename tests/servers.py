@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import psutil
 import pytest
@@ -29,11 +29,33 @@ READY_TIMEOUT_S = 90  # bentoml's first start on two busy cores
 STOP_GRACE_S = 30  # a server must stop this soon after SIGTERM
 
 
+START_TRIES = 3  # starts on a port some other process took meanwhile, before the test fails
+# How a server that could not bind its port says so: Python's OSError (errno 98: BentoML's circus
+# arbiter, http.server) and nginx's bind() error alike.
+PORT_TAKEN = "Address already in use"
+
+
+class PortTaken(RuntimeError):
+    """The process exited because its port was taken (by another process, after free_port())."""
+
+
 def free_port() -> int:
-    """A TCP port free on the loopback interface right now (the OS picks it)."""
+    """A TCP port free on the loopback interface right now (the OS picks it). Only right now:
+    the port is released before the server binds it, so another process may take it first;
+    `start_on_free_port` and `Server.wait_ready` retry such a start on a new port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def dead_url() -> Iterator[str]:
+    """`http://127.0.0.1:<port>` where nothing answers, for certain while the context lasts: the
+    port is held by a socket bound but not listening, so no other process can listen there and
+    every connection is refused (a port merely found free could be taken by a server meanwhile)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def http_status(url: str, timeout: float = 2) -> int:
@@ -58,10 +80,13 @@ class ProcessTree:
 
     def __init__(self, name: str, argv: list[str], log: Path, env: Optional[dict[str, str]] = None,
                  cwd: Path = REPO) -> None:
-        self.name, self.log = name, log
+        self.name, self.log, self.env, self.cwd = name, log, env, cwd
+        self._spawn(argv)
+
+    def _spawn(self, argv: list[str]) -> None:
         self.stopped_in_time: Optional[bool] = None  # set by stop()
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
 
     @property
@@ -83,10 +108,12 @@ class ProcessTree:
 
     def wait_until(self, url: str, timeout: float) -> None:
         """Until GET url answers 200; fails the test (with the log's end) when the process
-        exits first or the time runs out."""
+        exits first or the time runs out. PortTaken when it exited for want of its port."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
+                if PORT_TAKEN in self.log_tail():
+                    raise PortTaken(f"{self.name}: {self.log_tail()[-300:]}")
                 pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 if http_status(url) == 200:
@@ -141,19 +168,54 @@ class Server(ProcessTree):
     service directly, as a bento's image runs it."""
 
     def __init__(self, name: str, env: dict[str, str], log: Path, command: str = "service") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        where = ["--host", "127.0.0.1", "--port", str(self.port)]
         if command == "service":
-            argv = [sys.executable, "-m", "service", "serve", *where]
+            self.command = [sys.executable, "-m", "service", "serve"]
         elif command == "bentoml":
-            argv = [str(Path(sys.executable).with_name("bentoml")), "serve", "service.service:GanServe", *where]
+            self.command = [str(Path(sys.executable).with_name("bentoml")), "serve", "service.service:GanServe"]
         else:
             raise ValueError(f"command must be 'service' or 'bentoml', got {command!r}")
-        super().__init__(name, argv, log, env=env)
+        self._listen_on(free_port())
+        super().__init__(name, self._argv(), log, env=env)
+
+    def _listen_on(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def _argv(self) -> list[str]:
+        return [*self.command, "--host", "127.0.0.1", "--port", str(self.port)]
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        self.wait_until(f"{self.url}/readyz", timeout)
+        """Until /readyz answers 200; a start that lost its port to another process (between
+        free_port() and the bind) is restarted on a new port, up to START_TRIES starts."""
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                return self.wait_until(f"{self.url}/readyz", timeout)
+            except PortTaken as taken:
+                self.stop()
+                if attempt == START_TRIES:
+                    pytest.fail(f"{START_TRIES} starts found their port taken; last: {taken}")
+                self._listen_on(free_port())
+                self._spawn(self._argv())
+
+
+def start_on_free_port(start: Callable[[int], ProcessTree], ready_path: str, timeout: float) -> tuple[ProcessTree, int]:
+    """`start(port)` on a free port, awaited until GET ready_path answers 200; a start that lost
+    its port to another process (between free_port() and the bind) is retried on a new port.
+    Returns the process and its port; on failure, nothing is left running."""
+    for attempt in range(1, START_TRIES + 1):
+        port = free_port()
+        process = start(port)
+        try:
+            process.wait_until(f"http://127.0.0.1:{port}{ready_path}", timeout)
+            return process, port
+        except PortTaken as taken:
+            process.stop()
+            if attempt == START_TRIES:
+                pytest.fail(f"{START_TRIES} starts found their port taken; last: {taken}")
+        except BaseException:
+            process.stop()
+            raise
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -5,6 +5,11 @@ nginx reads deploy/nginx/ganserve.conf.template rendered by deploy/nginx/render.
 files the compose `proxy` service uses; only the upstream addresses and the listen address
 differ (loopback ports here, compose's service names there). Which replica served a request is
 read from each replica's own /metrics. The checks run in file order: the last one kills a replica.
+
+Replica 0 requires an API token (GANSERVE_API_TOKEN), replica 1 none: every request carries the
+token (a replica without one ignores it), so the round robin, the pinned task routes and the
+failover are checked with the token passing through nginx, and the guarded replica must refuse
+a request without it, directly and through the proxy.
 """
 
 from __future__ import annotations
@@ -21,20 +26,26 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import REPO, ProcessTree, Server, free_port, server_env
+from tests.servers import REPO, ProcessTree, Server, dead_url, server_env, start_on_free_port
 
 NGINX_DIR = REPO / "deploy" / "nginx"
 READY_TIMEOUT_S = 120  # two replicas importing onnxruntime on two shared cores
 SAMPLE = {"model": "tiny-ring", "n": 2, "seed": 7}
 TASK = {"name": "ring-tiny", "model": "tiny-ring", "samples": 20, "shard_size": 10, "block_size": 10}
+TOKEN = "proxy-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 pytestmark = pytest.mark.slow
 
 
-def http(method: str, url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, bytes]:
+def http(method: str, url: str, body: dict | None = None, timeout: float = 30,
+         headers: dict | None = None) -> tuple[int, bytes]:
+    """The request with the API token (`headers` replace it: {} sends none)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+    sent = dict(AUTH if headers is None else headers)
+    if data:
+        sent["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -50,7 +61,9 @@ class Replica(Server):
         home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
         # None of the developer's GANSERVE_* settings: these replicas run with the defaults.
         env = server_env(dict(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GANSERVE_MODELS_DIR=str(models_dir),
-                              GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_BACKEND="onnxruntime", GANSERVE_OUTPUT_DIR=str(output_dir)))
+                              GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_BACKEND="onnxruntime", GANSERVE_OUTPUT_DIR=str(output_dir),
+                              **({"GANSERVE_API_TOKEN": TOKEN} if index == 0 else {})))
+        self.token_required = index == 0
         super().__init__(f"replica {index}", env, root / f"replica-{index}.log", command="bentoml")
 
     def samples_served(self) -> float:
@@ -132,15 +145,17 @@ class Proxy:
 @pytest.fixture(scope="module")
 def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> Proxy:
     root = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
-    checked = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
-                             capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    server = ProcessTree("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
-                               "-g", "daemon off;"], root / "nginx.log")
+
+    def start(port: int) -> ProcessTree:
+        config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
+        checked = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        return ProcessTree("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
+                                     "-g", "daemon off;"], root / "nginx.log")
+
+    server, port = start_on_free_port(start, "/readyz", 30)
     try:
-        server.wait_until(f"http://127.0.0.1:{port}/readyz", 30)
         yield Proxy(f"http://127.0.0.1:{port}", root / "access.log")
     finally:
         server.stop()
@@ -172,10 +187,22 @@ def test_render_writes_one_server_per_upstream(tmp_path: Path) -> None:
 def test_healthcheck_script_passes_only_on_a_ready_replica(replicas: list[Replica]) -> None:
     ready = healthcheck(f"{replicas[0].url}/readyz")
     assert ready.returncode == 0, ready.stdout
-    wrong = healthcheck(f"{replicas[0].url}/no-such-route")
+    wrong = healthcheck(f"{replicas[1].url}/no-such-route")  # replica 1: no token, so the router's 404
     assert wrong.returncode == 1 and "HTTP 404" in wrong.stdout
-    nobody = healthcheck(f"http://127.0.0.1:{free_port()}/readyz")
+    with dead_url() as nobody_there:
+        nobody = healthcheck(f"{nobody_there}/readyz")
     assert nobody.returncode == 1
+
+
+def test_the_replica_with_a_token_refuses_requests_without_it_directly_and_through_the_proxy(
+        proxy: Proxy, replicas: list[Replica]) -> None:
+    for replica in replicas:
+        assert http("POST", f"{replica.url}/sample", SAMPLE)[0] == 200
+        assert http("POST", f"{replica.url}/sample", SAMPLE, headers={})[0] == (401 if replica.token_required else 200)
+        assert http("GET", f"{replica.url}/readyz", headers={})[0] == 200  # the probes stay open
+    # Round robin: of 6 requests without the token, the guarded replica gets some and refuses them.
+    statuses = [http("POST", f"{proxy.url}/sample", SAMPLE, headers={})[0] for _ in range(6)]
+    assert set(statuses) == {200, 401}, statuses
 
 
 def test_requests_through_the_proxy_spread_over_both_replicas(proxy: Proxy, replicas: list[Replica]) -> None:

@@ -41,7 +41,7 @@ def _add_class_offset(nodes: list, inits: list, before: str, after: str, classes
 
 
 def _generator(z_dim: int, shape: list[int], activation: str, rng, fail_on_odd_batch: bool,
-               classes: int | None = None, latent_shape: list[int] | None = None) -> onnx.GraphProto:
+               classes: int | None = None, latent_shape: list[int] | None = None, slow_loop: int = 0) -> onnx.GraphProto:
     size = math.prod(shape)
     inits = [
         numpy_helper.from_array(rng.normal(0, 1 / math.sqrt(z_dim), (z_dim, size)).astype(np.float32), "W"),
@@ -59,6 +59,20 @@ def _generator(z_dim: int, shape: list[int], activation: str, rng, fail_on_odd_b
                   numpy_helper.from_array(np.array([-1, z_dim], np.int64), "rows")]
         nodes += [helper.make_node("Reshape", ["z", "pairs"], ["z2"]), helper.make_node("Reshape", ["z2", "rows"], ["z3"])]
         first = "z3"
+    if slow_loop:
+        # A Loop that hands z through `slow_loop` times: every run (the warm-up at load among them)
+        # takes that many iterations' overhead, so the model is slow to load and to sample.
+        inits += [numpy_helper.from_array(np.array(slow_loop, np.int64), "trips"),
+                  numpy_helper.from_array(np.array(True), "go")]
+        body = helper.make_graph(
+            [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["z_in"], ["z_out"])],
+            "pass_z",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("z_in", TensorProto.FLOAT, ["batch", z_dim])],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("z_out", TensorProto.FLOAT, ["batch", z_dim])])
+        nodes.append(helper.make_node("Loop", ["trips", "go", first], ["z_looped"], body=body))
+        first = "z_looped"
     nodes += [helper.make_node("MatMul", [first, "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["a0"])]
     if classes is not None:
         _add_class_offset(nodes, inits, "a0", "a", classes, size, rng)
@@ -101,16 +115,18 @@ def _discriminator(shape: list[int], rng, classes: int | None = None) -> onnx.Gr
 
 def make_model(models_dir: Path, name: str, *, kind: str = "image", shape=(1, 8, 8), z_dim: int = 16,
                distribution: str = "uniform", fail_on_odd_batch: bool = False, seed: int = 0,
-               classes: int | None = None, discriminator: bool = True, latent_shape: list[int] | None = None) -> Path:
+               classes: int | None = None, discriminator: bool = True, latent_shape: list[int] | None = None,
+               slow_loop: int = 0) -> Path:
     """Write models_dir/name/{generator,discriminator}.onnx + model.json; return the folder.
     `classes`: a conditional pair taking int64 `c`; `discriminator=False`: a generator-only model;
-    `latent_shape`: z taken as (N, *latent_shape), e.g. DCGAN's [z_dim, 1, 1]."""
+    `latent_shape`: z taken as (N, *latent_shape), e.g. DCGAN's [z_dim, 1, 1];
+    `slow_loop`: the generator passes z through a Loop of that many iterations first (slow)."""
     folder = Path(models_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     shape = list(shape)
     rng = np.random.default_rng(seed)
     activation = "sigmoid" if kind == "image" else "linear"
-    _save(_generator(z_dim, shape, activation, rng, fail_on_odd_batch, classes, latent_shape), folder / "generator.onnx")
+    _save(_generator(z_dim, shape, activation, rng, fail_on_odd_batch, classes, latent_shape, slow_loop), folder / "generator.onnx")
     if discriminator:
         _save(_discriminator(shape, rng, classes), folder / "discriminator.onnx")
     bounds = {"low": -math.sqrt(3), "high": math.sqrt(3)} if distribution == "uniform" else {}

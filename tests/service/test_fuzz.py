@@ -2,22 +2,32 @@
 requests alike, and arbitrary bodies for /score: never a 5xx, and from the schema's cases only
 statuses /docs.json documents for the route.
 
-Bounded (a few dozen examples per operation and mode) so the whole file runs in seconds.
+The floor: requests valid for the real models (every option, in any combination the API allows)
+must all answer 200, their bodies valid against the schemas /docs.json documents, their npy and
+png answers of the documented type and shape. A /sample that refused everything would pass the
+"never a 5xx" fuzz; it fails this one.
+
+Bounded (a few dozen examples per operation and mode) so the whole file runs in seconds, and
+derandomized (Hypothesis draws its cases from a seed fixed per test): a failure reproduces.
 The `faulty` model is left out: its 500 on odd batch sizes is deliberate (see test_http.py).
 """
 
 from __future__ import annotations
 
+import io
+
+import jsonschema_rs
+import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from conftest import DEFAULT, TOKEN
+from conftest import DEFAULT, MAX_N, TOKEN
 
 EXAMPLES = 40
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
+FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                          suppress_health_check=list(HealthCheck))
 API_ROUTES = ("/sample", "/interpolate", "/score", "/models")
 
@@ -106,3 +116,164 @@ def test_no_5xx_from_any_score_body(client, content_type, body, model):
     r = client.post("/score", content=body, headers={"content-type": content_type}, params=params)
     assert r.status_code < 500, (content_type, body, r.text)
     assert r.status_code == 200 or r.json()["error"]
+
+
+# --- the floor: valid requests must succeed ----------------------------------------------------
+
+VALID_MODELS = (DEFAULT, "tiny-ring")  # an image model and a vector model, both really trained
+SEEDS = st.integers(0, 2**64 - 1)
+FINITE = st.floats(-4, 4, allow_nan=False, allow_infinity=False, width=32)
+TRUNCATION = st.none() | st.floats(0.1, 100)  # keeps >= 8% of a coordinate's draws (schema: 0.01-100)
+
+
+@pytest.fixture(scope="module")
+def documented(client) -> dict:
+    """The schemas and 200 answers /docs.json documents, and each model's card from /models."""
+    doc = client.get("/docs.json").json()
+    cards = {m["name"]: m["card"] for m in client.get("/models").json()["models"] if m["name"] in VALID_MODELS}
+    assert set(cards) == set(VALID_MODELS)
+
+    def validator(name: str):
+        return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+
+    return {"doc": doc, "cards": cards, "validator": validator}
+
+
+def _latents(card: dict, count: int):
+    return st.lists(st.lists(FINITE, min_size=card["latent"]["dim"], max_size=card["latent"]["dim"]),
+                    min_size=count, max_size=count)
+
+
+def valid_sample_requests(cards: dict):
+    """Bodies that /sample must answer 200: the options combined only as the API allows (png for
+    image models, without a filter that could leave nothing to draw; nrow with png; scores with json)."""
+
+    @st.composite
+    def build(draw):
+        model = draw(st.sampled_from(VALID_MODELS))
+        card = cards[model]
+        formats = ["json", "npy", "png"] if card["sample"]["kind"] == "image" else ["json", "npy"]
+        body = {"model": draw(st.sampled_from([model, None])) if model == DEFAULT else model,
+                "format": draw(st.sampled_from(formats))}
+        n = draw(st.integers(1, 24))
+        if draw(st.booleans()):
+            body["latents"] = draw(_latents(card, n))
+            if draw(st.booleans()):
+                body["n"] = n
+        else:
+            body.update(n=n, seed=draw(SEEDS), truncation=draw(TRUNCATION))
+            if n == 24 and draw(st.booleans()):
+                body["n"] = MAX_N  # the largest request, now and then
+        if body["format"] == "png":
+            body["nrow"] = draw(st.none() | st.integers(1, 1024))
+        else:
+            body["min_realness"] = draw(st.none() | st.floats(0, 1))
+            body["drs"] = draw(st.booleans())
+            body["drs_gamma"] = draw(st.floats(-50, 50))
+        if body["format"] == "json":
+            body["scores"] = draw(st.booleans())
+        return {k: v for k, v in body.items() if v is not None}
+
+    return build()
+
+
+def valid_interpolate_requests(cards: dict):
+    @st.composite
+    def build(draw):
+        model = draw(st.sampled_from(VALID_MODELS))
+        card = cards[model]
+        formats = ["json", "npy", "png"] if card["sample"]["kind"] == "image" else ["json", "npy"]
+        body = {"model": model, "steps": draw(st.integers(2, 24)), "method": draw(st.sampled_from(["slerp", "lerp"])),
+                "format": draw(st.sampled_from(formats))}
+        if draw(st.booleans()):
+            body["latents"] = draw(_latents(card, 2))
+        else:
+            body["seeds"] = draw(st.none() | st.lists(SEEDS, min_size=2, max_size=2))
+            body["truncation"] = draw(TRUNCATION)
+        if body["format"] == "png":
+            body["nrow"] = draw(st.none() | st.integers(1, 1024))
+        if body["format"] == "json":
+            body["scores"] = draw(st.booleans())
+        return {k: v for k, v in body.items() if v is not None}
+
+    return build()
+
+
+def _check_answer(documented: dict, path: str, schema: str, body: dict, r) -> None:
+    """200, of a documented type; json valid against the documented schema; npy of the answered
+    shape; png a PNG; every field consistent with the request."""
+    assert r.status_code == 200, (path, body, r.text)
+    answer = documented["doc"]["paths"][path]["post"]["responses"]["200"]
+    media_type = r.headers["content-type"]
+    assert media_type in answer["content"], (path, media_type)
+    card = documented["cards"][body.get("model") or DEFAULT]
+    sample_shape = card["sample"]["shape"]
+    filtered = "min_realness" in body or body.get("drs")
+    if path == "/sample":
+        n = len(body["latents"]) if "latents" in body else body.get("n", 16)
+    else:
+        n = body["steps"]
+    if media_type == "application/json":
+        got = r.json()
+        documented["validator"](schema).validate(got)
+        assert got["model"] == card["name"] and got["shape"][1:] == sample_shape
+        assert got["shape"][0] == n if not filtered else got["shape"][0] <= n
+        if got["shape"][0]:
+            assert np.asarray(got["samples"], np.float32).shape == (got["shape"][0], *sample_shape)
+        else:  # a filter that passed nothing
+            assert got["samples"] == []
+        if body.get("scores"):
+            assert len(got["realness"]) == len(got["logit"]) == got["shape"][0]
+        if "seed" in body:
+            assert got["seed"] == body["seed"]
+    else:
+        assert set(r.headers) >= {"x-model", "x-model-version", "x-shape"}
+        shape = [int(v) for v in r.headers["x-shape"].split(",")]
+        assert shape[1:] == sample_shape and (shape[0] == n if not filtered else shape[0] <= n)
+        if media_type == "application/x-npy":
+            x = np.load(io.BytesIO(r.content), allow_pickle=False)
+            assert x.dtype == np.float32 and list(x.shape) == shape and np.isfinite(x).all()
+        else:
+            assert media_type == "image/png" and r.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_valid_sample_requests_all_succeed_with_documented_answers(client, documented):
+    @settings(FUZZ_SETTINGS, max_examples=120)
+    @given(body=valid_sample_requests(documented["cards"]))
+    def run(body):
+        _check_answer(documented, "/sample", "SampleResponse", body, client.post("/sample", json=body))
+
+    run()
+
+
+def test_valid_interpolate_requests_all_succeed_with_documented_answers(client, documented):
+    @FUZZ_SETTINGS
+    @given(body=valid_interpolate_requests(documented["cards"]))
+    def run(body):
+        _check_answer(documented, "/interpolate", "InterpolateResponse", body, client.post("/interpolate", json=body))
+
+    run()
+
+
+def test_valid_score_requests_all_succeed_with_documented_answers(client, documented):
+    """JSON and npy bodies of any count and finite values of the model's sample shape."""
+
+    @FUZZ_SETTINGS
+    @given(model=st.sampled_from(VALID_MODELS), n=st.integers(1, 24), as_npy=st.booleans(), data=st.data())
+    def run(model, n, as_npy, data):
+        shape = documented["cards"][model]["sample"]["shape"]
+        x = np.asarray(data.draw(st.lists(FINITE, min_size=n * int(np.prod(shape)), max_size=n * int(np.prod(shape)))),
+                       np.float32).reshape(n, *shape)
+        if as_npy:
+            buffer = io.BytesIO()
+            np.save(buffer, x)
+            r = client.post("/score", params={"model": model}, content=buffer.getvalue(),
+                            headers={"content-type": "application/x-npy"})
+        else:
+            r = client.post("/score", json={"model": model, "samples": x.tolist()})
+        assert r.status_code == 200, (model, n, as_npy, r.text)
+        got = r.json()
+        documented["validator"]("ScoreResponse").validate(got)
+        assert got["model"] == model and got["n"] == n == len(got["realness"]) == len(got["logit"])
+
+    run()

@@ -5,6 +5,7 @@ table (../shared/STACK.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from conftest import TOKEN, service_env
 from test_generate_local import dataset, files, local, manifest, run_generate
 from service.datasets.writer import TMP_MARK
-from tests.servers import free_port, start_server
+from tests.servers import dead_url, start_server
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -64,10 +65,10 @@ def test_one_server_gives_the_bytes_of_the_local_folder(server, reference, tmp_p
 
 
 def test_a_dead_replica_at_start_is_refused_and_live_replicas_share_the_work(server, reference, tmp_path, capsys):
-    dead = f"http://127.0.0.1:{free_port()}"
     out = tmp_path / "replicas"
-    code, printed = run_generate(capsys, "--url", server[0], "--url", dead, "--token", TOKEN, "--out", out, *SPEC,
-                                 "--min-realness", "0.3", "--labels", "--retries", 2, "--backoff", 0.01)
+    with dead_url() as dead:
+        code, printed = run_generate(capsys, "--url", server[0], "--url", dead, "--token", TOKEN, "--out", out, *SPEC,
+                                     "--min-realness", "0.3", "--labels", "--retries", 2, "--backoff", 0.01)
     assert code == 2 and f"server {dead} cannot be reached" in printed and "ConnectError" in printed
     assert not out.exists()
     # Two URLs of live replicas (here one server twice) share the shards, 3 at a time.
@@ -85,11 +86,12 @@ def test_a_dead_replica_mid_run_is_retried_on_the_others(server, reference, tmp_
     from service.datasets.sources import HttpSource
 
     source = HttpSource([server[0]], None, TOKEN, retries=3, backoff_s=0.01)
-    source.urls.append(f"http://127.0.0.1:{free_port()}")  # joined the pool, then died
     spec = DatasetSpec(model=source.card.name, model_version=source.card.files["generator"].sha256, base_seed=21,
                        samples=100, shard_size=40, block_size=16, filter={"min_realness": 0.3}, labels=True)
     try:
-        result = Job(source, spec, tmp_path / "retried", workers=2, progress=False).run()
+        with dead_url() as dead:
+            source.urls.append(dead)  # joined the pool, then died
+            result = Job(source, spec, tmp_path / "retried", workers=2, progress=False).run()
     finally:
         source.close()
     assert len(result.made) == 3 and source.failed_attempts > 0  # about half the first tries hit the dead one
@@ -98,8 +100,9 @@ def test_a_dead_replica_mid_run_is_retried_on_the_others(server, reference, tmp_
 
 def test_server_failures_end_with_a_clear_message_and_no_partial_shard(server, tmp_path, capsys):
     base = server[0]
+    nobody_there = contextlib.ExitStack()
     cases = [
-        (["--url", f"http://127.0.0.1:{free_port()}", "--retries", 1, "--backoff", 0.01], 2, "cannot be reached"),
+        (["--url", nobody_there.enter_context(dead_url()), "--retries", 1, "--backoff", 0.01], 2, "cannot be reached"),
         (["--url", base, "--model", "nope"], 2, "unknown model 'nope'; models there: faulty, tiny-digits, tiny-ring"),
         (["--url", base, "--model", "broken"], 2, "model 'broken' is unavailable"),
         (["--url", base, "--token", "wrong"], 2, "refused (HTTP 401)"),
@@ -110,14 +113,15 @@ def test_server_failures_end_with_a_clear_message_and_no_partial_shard(server, t
         (["--url", base, "--block-size", 300, "--shard-size", 300, "--samples", 300], 2,
          "--block-size: 300 is over the server's max n of 256 (GANSERVE_MAX_N there); use --block-size 256 or less"),
     ]
-    for i, (args, want_code, message) in enumerate(cases):
-        out = tmp_path / f"case{i}"
-        token = [] if "--token" in args else ["--token", TOKEN]
-        code, printed = run_generate(capsys, "--samples", 20, "--shard-size", 10, *args, *token, "--out", out)
-        assert (code, message in printed) == (want_code, True), printed
-        assert "Traceback" not in printed
-        leftovers = [p.name for p in out.iterdir()] if out.exists() else []
-        assert not [n for n in leftovers if n.startswith("shard-") or TMP_MARK in n], leftovers
+    with nobody_there:
+        for i, (args, want_code, message) in enumerate(cases):
+            out = tmp_path / f"case{i}"
+            token = [] if "--token" in args else ["--token", TOKEN]
+            code, printed = run_generate(capsys, "--samples", 20, "--shard-size", 10, *args, *token, "--out", out)
+            assert (code, message in printed) == (want_code, True), printed
+            assert "Traceback" not in printed
+            leftovers = [p.name for p in out.iterdir()] if out.exists() else []
+            assert not [n for n in leftovers if n.startswith("shard-") or TMP_MARK in n], leftovers
 
 
 def _task(http: httpx.Client, body: dict) -> tuple[str, httpx.Response]:

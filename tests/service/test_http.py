@@ -269,6 +269,41 @@ def test_score_an_npy_body(client, eight_samples):
     np.testing.assert_allclose(r.json()["logit"], logit, rtol=1e-5, atol=1e-6)
 
 
+def test_score_an_octet_stream_body_as_npy(client, eight_samples):
+    """application/octet-stream (what clients send for "some bytes") is read as .npy."""
+    x, logit = eight_samples
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    r = client.post("/score", params={"model": DEFAULT}, content=buffer.getvalue(),
+                    headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["logit"], logit, rtol=1e-5, atol=1e-6)
+
+
+def test_score_a_body_with_no_content_type_as_json(client, eight_samples):
+    x, logit = eight_samples
+    r = client.post("/score", content=json.dumps({"samples": x[:2].tolist()}).encode())
+    assert "content-type" not in r.request.headers  # really sent without one
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["logit"], logit[:2], rtol=1e-5, atol=1e-6)
+
+
+def test_score_model_in_the_query_and_in_a_json_body(client):
+    """?model= names the model of a body that does not (npy, png, or JSON without `model`); a
+    JSON body that names one is scored by that one (the query is the fallback)."""
+    ring = {"samples": [[0.0, 1.0], [2.0, -2.0]]}
+    by_query = client.post("/score", params={"model": "tiny-ring"}, json=ring)
+    assert by_query.status_code == 200 and by_query.json()["model"] == "tiny-ring", by_query.text
+    by_body = client.post("/score", params={"model": DEFAULT}, json={"model": "tiny-ring", **ring})
+    assert by_body.status_code == 200 and by_body.json()["model"] == "tiny-ring", by_body.text
+    assert by_body.json()["logit"] == by_query.json()["logit"]
+    # The query names the default model's opposite: vectors for tiny-digits are refused as such.
+    wrong = client.post("/score", params={"model": "tiny-ring"}, json={"model": DEFAULT, **ring})
+    assert wrong.status_code == 400 and "for tiny-digits" in wrong.json()["error"]
+    unknown = client.post("/score", params={"model": "nope"}, json=ring)
+    assert unknown.status_code == 404 and "unknown model 'nope'" in unknown.json()["error"]
+
+
 def _png(sample: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.rint(sample[0] * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")

@@ -71,6 +71,19 @@ def test_bad_interpolate_requests(client, request_body, error):
     assert_refused(client.post("/interpolate", json=request_body), 400, error)
 
 
+@pytest.mark.parametrize("request_body, status, error", [
+    # /interpolate's own checks (handlers.interpolate), not only the ones it shares with /sample.
+    ({"latents": [[0.0] * Z_DIM] * 2, "truncation": 1.0}, 400, "truncation: applies to seeds only, not to explicit latents"),
+    ({"model": "tiny-ring", "format": "png"}, 400, "format: png needs an image model; tiny-ring makes vectors"),
+    ({"model": "nope"}, 404, "model: unknown model 'nope'; models here: faulty, tiny-digits, tiny-ring"),
+    ({"model": "broken"}, 503, "model: model 'broken' is unavailable: "),
+    ({"nrow": 2}, 400, "nrow: only applies to format png"),
+    ({"scores": True, "format": "npy"}, 400, "scores: only with format json"),
+])
+def test_interpolate_refusals_of_its_own(client, request_body, status, error):
+    assert_refused(client.post("/interpolate", json=request_body), status, error)
+
+
 def _png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("L", (width, height)).save(buffer, format="PNG")

@@ -91,19 +91,31 @@ def access_lines(log: str, path: str) -> int:
     return sum(f"path={path}," in line for line in log.splitlines())
 
 
+def logged(server, count, at_least: int, timeout_s: float = 10.0) -> str:
+    """The server's log once `count(log)` reaches `at_least`: BentoML writes a request's access
+    line after the answer has gone out, so the client can get there first. Polled, as
+    test_proxy.py polls nginx's log, not slept on; the log as it stands when time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        log = server.log.read_text(errors="replace")
+        if count(log) >= at_least or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
 def test_the_access_log_has_a_line_per_request_unless_switched_off(running_server, service_models_dir, tmp_path):
+    count = lambda log: access_lines(log, "/interpolate")  # noqa: E731
     with httpx.Client(base_url=running_server.url, headers=AUTH, timeout=30) as http:
-        before = access_lines(running_server.log.read_text(errors="replace"), "/interpolate")
+        before = count(running_server.log.read_text(errors="replace"))
         assert http.post("/interpolate", json={"seeds": [1, 2], "steps": 2}).status_code == 200
-    time.sleep(0.5)  # the line is written after the answer
-    assert access_lines(running_server.log.read_text(errors="replace"), "/interpolate") == before + 1
+    assert count(logged(running_server, count, before + 1)) == before + 1
     env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_ACCESS_LOG": "false"}
     with start_server(service_models_dir, env, tmp_path, name="quiet") as quiet:
         with httpx.Client(base_url=quiet.url, headers=AUTH, timeout=30) as http:
             assert http.post("/sample", json={"n": 1}).status_code == 200
             assert http.post("/interpolate", json={"seeds": [1, 2], "steps": 2}).status_code == 200
-        time.sleep(0.5)
-        log = quiet.log.read_text(errors="replace")
+    # Read once the server has stopped: every line it would ever write is written by then.
+    log = quiet.log.read_text(errors="replace")
     assert "Service ganserve initialized" in log  # the log is there, only the request lines are not
     assert access_lines(log, "/sample") == access_lines(log, "/interpolate") == 0
 
@@ -115,18 +127,18 @@ def sample_lines(log: str) -> list[str]:
 def test_requests_get_tracing_spans_only_when_tracing_is_on(running_server, service_models_dir, tmp_path):
     """Off (the default), BentoML's OpenTelemetry middleware passes requests through: no span, so
     no trace id in the access line. On, each request has its own span."""
+    count = lambda log: len(sample_lines(log))  # noqa: E731
+    before = count(running_server.log.read_text(errors="replace"))
     with httpx.Client(base_url=running_server.url, headers=AUTH, timeout=30) as http:
         assert http.post("/sample", json={"n": 1}).status_code == 200
-    time.sleep(0.5)  # the line is written after the answer
-    untraced = sample_lines(running_server.log.read_text(errors="replace"))
-    assert untraced and not any("trace=" in line for line in untraced), untraced[-1:]
+    untraced = sample_lines(logged(running_server, count, before + 1))
+    assert len(untraced) == before + 1 and not any("trace=" in line for line in untraced), untraced[-1:]
     env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_TRACING": "true", **IN_MEMORY_EXPORTER}
     with start_server(service_models_dir, env, tmp_path, name="traced") as traced:
         with httpx.Client(base_url=traced.url, headers=AUTH, timeout=30) as http:
             for _ in range(2):
                 assert http.post("/sample", json={"n": 1}).status_code == 200
-        time.sleep(0.5)
-        lines = sample_lines(traced.log.read_text(errors="replace"))
+    lines = sample_lines(traced.log.read_text(errors="replace"))  # stopped: every line is written
     trace_ids = [re.search(r"trace=([0-9a-f]{32}),", line) for line in lines]
     assert len(lines) == 2 and all(trace_ids), lines
     assert trace_ids[0].group(1) != trace_ids[1].group(1)  # one trace per request
@@ -147,8 +159,7 @@ def test_an_exporter_configured_with_tracing_off_is_named_in_a_warning(running_s
     with start_server(service_models_dir, env, tmp_path, name="exporter-unused") as server:
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
             assert http.post("/sample", json={"n": 1}).status_code == 200  # it serves as before
-        time.sleep(0.5)
-        log = server.log.read_text(errors="replace")
+    log = server.log.read_text(errors="replace")  # stopped: every line is written
     warnings = [line for line in log.splitlines() if UNUSED_EXPORTER in line]
     assert len(warnings) == 1 and "[WARNING]" in warnings[0] and "(in_memory)" in warnings[0], warnings
     assert "GANSERVE_TRACING=true" in warnings[0]
