@@ -19,6 +19,7 @@ from models.card import ModelCard
 from .encoding import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
 from .middleware import BODY_METHODS, OPEN_PATHS
 from .schemas import ScoreRequest
+from .v2 import openapi as v2_openapi
 
 REF = "#/components/schemas/{model}"
 DESCRIPTION = """Samples and realness scores from generative adversarial networks (Goodfellow et al.,
@@ -28,7 +29,9 @@ D(x) = sigmoid(logit) estimates the probability that x came from the data.
 `POST /sample` draws samples (json, npy or a png grid), `POST /interpolate` walks between two
 latents, `POST /score` gives D's realness of samples you send, `GET /models` lists the models with
 their cards, and `/generate_dataset/*` writes sharded synthetic datasets as a background task.
-Every refusal is JSON: `{"error": "<field>: <problem>", "detail": [{"loc": [...], "msg": ...}]}`.
+`/v2/...` speaks the Open Inference Protocol (KServe V2, Triton's HTTP API with binary tensors):
+each model's generator and discriminator are V2 models `<model>.generator`, `<model>.discriminator`.
+Every refusal of ganserve's own routes is JSON: `{"error": "<field>: <problem>", "detail": [{"loc": [...], "msg": ...}]}`.
 """
 
 ERROR = {
@@ -221,6 +224,7 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
     # 2020-12: "type": "null", const, prefixItems); Swagger UI reads 3.1.
     spec["openapi"] = "3.1.0"
     spec.setdefault("paths", {}).update(extra_paths())
+    spec["paths"].update(v2_openapi.paths())
     for path, schema, headers in (("/sample", "SampleResponse", SAMPLE_HEADERS),
                                   ("/interpolate", "InterpolateResponse", INTERPOLATE_HEADERS)):
         if "post" in spec["paths"].get(path, {}):
@@ -246,4 +250,5 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
         if name in schemas:
             schemas[name]["properties"] = copy.deepcopy(ERROR["properties"])
     schemas.update(_schemas())
+    schemas.update(v2_openapi.SCHEMAS)
     return spec

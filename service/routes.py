@@ -12,6 +12,7 @@
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
 - `GET /docs.json`: BentoML's OpenAPI document, completed (openapi.py) with /models and /score, what
   /sample and /interpolate answer, and every route's refusals.
+- `/v2/...`: the Open Inference Protocol (KServe V2), in service/v2.
 
 service.py sets `app.state.bentoml_spec` when it is imported, and `app.state.engine` once the models
 are loaded.
@@ -40,6 +41,7 @@ from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
 from .schemas import MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
 from .settings import get_settings
+from .v2 import routes as v2_routes
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -192,5 +194,6 @@ def build_app() -> Starlette:
         Route("/sample", sample, methods=["POST"]), Route("/interpolate", interpolate, methods=["POST"]),
         Route("/models", models, methods=["GET"]), Route("/score", score, methods=["POST"]),
         Route("/docs.json", docs, methods=["GET"]),
+        *v2_routes.routes(),  # the Open Inference Protocol (service/v2)
     ])
 
