@@ -48,8 +48,12 @@ class SampleRequest(_Request):
 
 class InterpolateRequest(_Request):
     model: ModelName = None
-    seeds: Optional[tuple[Seed, Seed]] = Field(None, description="the two ends as seeds (each: its first latent)")
-    latents: Optional[tuple[LatentRow, LatentRow]] = Field(None, description="the two ends as latents, each z_dim long")
+    # Lists of exactly two, not tuples: a tuple's schema has `prefixItems` and no `items`, on which
+    # BentoML's own clients fail (KeyError 'items') while building any request to the API.
+    seeds: Optional[Annotated[list[Seed], Field(min_length=2, max_length=2)]] = Field(
+        None, description="the two ends as seeds (each: its first latent)")
+    latents: Optional[Annotated[list[LatentRow], Field(min_length=2, max_length=2)]] = Field(
+        None, description="the two ends as latents, each z_dim long")
     steps: Annotated[int, Ge(2), Le(MAX_N)] = 8
     method: Literal["slerp", "lerp"] = "slerp"
     truncation: Truncation = None
