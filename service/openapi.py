@@ -117,9 +117,10 @@ INTERPOLATE_HEADERS = {**COMMON_HEADERS, "X-Seeds": {"schema": {"type": "string"
 
 def _errors(*statuses: int) -> dict:
     names = {400: "Bad Request", 401: "Missing or wrong API token (when GANSERVE_API_TOKEN is set)",
-             404: "Unknown model", 413: "Body over GANSERVE_MAX_BODY_BYTES",
+             404: "Unknown model (or a version never served)", 413: "Body over GANSERVE_MAX_BODY_BYTES",
              415: "Unsupported body type", 422: "Nothing to answer with (e.g. no sample passed the filter, for a png)",
-             409: "The dataset is being written by another job, or its folder holds a different dataset",
+             409: "A pinned model version no longer served; (datasets) the dataset is being written by another "
+                  "job, or its folder holds a different dataset",
              500: "Model or server fault", 503: "Models loading, model unavailable, or (datasets) no GANSERVE_OUTPUT_DIR",
              504: "No answer begun within the request timeout (120 s)"}
     ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
@@ -230,7 +231,7 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
         if "post" in spec["paths"].get(path, {}):
             operation = spec["paths"][path]["post"]
             operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
-            _add_errors(operation, 422 if path == "/sample" else None, 503)
+            _add_errors(operation, 422 if path == "/sample" else None, 409, 503)
     for path, method in (("/generate_dataset", "post"), ("/generate_dataset/get", "get")):  # datasets/task.py
         if method in spec["paths"].get(path, {}):
             _add_errors(spec["paths"][path][method], 409, 503)

@@ -13,8 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import DEFAULT, TOKEN, service_env
-from tests.servers import start_server
+from conftest import DEFAULT, TOKEN
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,12 +22,8 @@ CALLS = [("sample", {"n": 3, "seed": 5}), ("interpolate", {"seeds": [1, 2], "ste
 
 
 @pytest.fixture(scope="module")
-def server(service_models_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("bentoml-clients")
-    env = service_env(service_models_dir, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
-    with start_server(service_models_dir, env, root) as running:
-        yield running.url
+def server(real_server) -> str:
+    return real_server
 
 
 def _check(fmt: str, got: bytes, want: httpx.Response) -> None:
