@@ -72,6 +72,8 @@ MODELS_RESPONSE = {
                 "version": {"type": "string"},
                 "card": {"$ref": REF.format(model="ModelCard")},
                 "reason": {"type": "string", "description": "why the model is unavailable"},
+                "refused": {"type": "string", "description": "(model control) why the model's changed folder was "
+                                                              "not swapped in; the version listed keeps serving"},
             }}},
     },
 }

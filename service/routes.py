@@ -64,9 +64,10 @@ async def models(request: Request) -> Response:
         engine = _engine(request)
     except RequestError as e:
         return to_response(e)
+    refused = getattr(engine, "refused", {})  # registry.py: a changed folder that failed verification
     listed = [
         {"name": name, "status": "ready", "provider": m.provider, "version": m.card.version,
-         "card": m.card.model_dump(mode="json")}
+         "card": m.card.model_dump(mode="json"), **({"refused": refused[name]} if name in refused else {})}
         for name, m in engine.models.items()
     ]
     listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]

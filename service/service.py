@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from . import handlers
 from .datasets import task as dataset_task
 from .engine import Engine
+from .registry import Registry
 from .errors import answering_errors
 from .dispatch import RoutesFirst
 from .middleware import GuardMiddleware
@@ -82,9 +83,14 @@ class GanServe:
         threads = max(1, cpu_count() // SETTINGS.workers)
         self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
                              micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads)
+        # Models that change while serving (GANSERVE_MODEL_CONTROL): a thread of this worker's own.
+        self.registry = Registry(self.engine, SETTINGS.model_control, SETTINGS.poll_interval_s,
+                                 SETTINGS.control_file, SETTINGS.default_model)
+        self.registry.start()
         ROUTES.state.engine = self.engine
-        log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
-                 self.engine.provider_note)
+        ROUTES.state.registry = self.registry
+        log.info("serving %s (default %s) on %s; model control %s", sorted(self.engine.models),
+                 self.engine.default_model, self.engine.provider_note, SETTINGS.model_control)
         _warn_if_exporter_unused()
         # Full garbage collections stalled requests for 100-400 ms (p99 ~200 ms at p50 ~3 ms): they
         # walked the ~100k objects start-up made, and every request of the last 120 s (BentoML's

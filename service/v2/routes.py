@@ -13,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..engine import Engine, InferenceError, LoadedModel, UnknownModel, ModelUnavailable
+from models.card import CARD_FILE
+
+from ..engine import Engine, InferenceError, LoadedModel, ModelUnavailable, UnknownModel, model_folders
 from ..errors import RequestError
 from ..metrics import count_samples
 from ..openapi import _version
@@ -153,9 +155,30 @@ async def repository_index(request: Request) -> Response:
         engine = _engine(request)
     except V2Error as e:
         return _error(e)
-    index = [{"name": name, "version": m.card.version, "state": "READY"} for name, m in engine.models.items()]
-    index += [{"name": name, "state": "UNAVAILABLE", "reason": reason} for name, reason in engine.unavailable.items()]
+    models, unavailable = engine.models, engine.unavailable  # one read of each (registry.py replaces them)
+    index = [{"name": name, "version": m.card.version, "state": "READY"} for name, m in models.items()]
+    index += [{"name": name, "state": "UNAVAILABLE", "reason": reason} for name, reason in unavailable.items()]
+    listed = set(models) | set(unavailable)
+    index += [{"name": f.name, "state": "UNAVAILABLE", "reason": "not loaded"}
+              for f in model_folders(engine.models_dir) if f.name not in listed and (f / CARD_FILE).is_file()]
     return JSONResponse(sorted(index, key=lambda entry: entry["name"]))
+
+
+async def repository_control(request: Request) -> Response:
+    """POST /v2/repository/models/{name}/load|unload (GANSERVE_MODEL_CONTROL=explicit): this
+    worker applies it (a load verifies the folder first: in a worker thread, it runs the graphs),
+    and the others follow within the poll interval (registry.py)."""
+    from ..registry import ControlError
+
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        return _error(V2Error("models are still loading", 503))
+    action = request.url.path.rsplit("/", 1)[-1]
+    try:
+        state = await run_in_threadpool(registry.request, action, request.path_params["name"])
+    except ControlError as e:
+        return _error(V2Error(str(e), e.status))
+    return JSONResponse(state)
 
 
 async def not_found(request: Request) -> Response:
@@ -168,7 +191,9 @@ def routes() -> list[Route]:
     table = [Route("/v2", server_metadata, methods=["GET"]),
              Route("/v2/health/live", live, methods=["GET"]),
              Route("/v2/health/ready", ready, methods=["GET"]),
-             Route("/v2/repository/index", repository_index, methods=["POST"])]
+             Route("/v2/repository/index", repository_index, methods=["POST"]),
+             Route("/v2/repository/models/{name}/load", repository_control, methods=["POST"]),
+             Route("/v2/repository/models/{name}/unload", repository_control, methods=["POST"])]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         table += [Route(prefix, model_metadata, methods=["GET"]),
                   Route(f"{prefix}/ready", model_ready, methods=["GET"]),
