@@ -62,10 +62,13 @@ def _resolve(request: Request) -> tuple[LoadedModel, str]:
     name = request.path_params["name"]
     base, dot, role = name.rpartition(".")
     engine = _engine(request)
-    if not dot or role not in ROLES:
+    try:
+        if not dot or role not in ROLES:
+            raise UnknownModel(name, [])
+        model = versions.pinned(engine, base, request.path_params.get("version"))
+    except UnknownModel:  # listed by their V2 names, not their folders'
         known = ", ".join(v2_name(m, r) for m, lm in sorted(engine.models.items()) for r in lm.card.roles)
-        raise V2Error(f"unknown model {name!r}; models here: {known or 'none'}", 404)
-    model = versions.pinned(engine, base, request.path_params.get("version"))
+        raise V2Error(f"unknown model {name!r}; models here: {known or 'none'}", 404) from None
     if role not in model.card.roles:
         raise V2Error(f"unknown model {name!r}: {base} has no discriminator (a generator-only model)", 404)
     return model, role
