@@ -21,6 +21,7 @@ so a retired version's in-flight requests finish on it; its sessions go when the
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -30,7 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, TextIO
 
 from models.card import CARD_FILE, CardError
 
@@ -128,38 +129,48 @@ class Registry:
             raise ControlError(f"no model folder {name!r} in the models directory", 404)
         if action == "unload" and name not in self.engine.models:
             raise ControlError(f"model {name!r} is not loaded", 404)
-        with self._lock:
-            self._catch_up()  # earlier requests other workers took come first
+        with self._lock, self._control(fcntl.LOCK_EX) as f:  # no other worker appends meanwhile
+            self._catch_up(f)  # earlier requests, which other workers took, come first
             error = self._load(name, folder) if action == "load" else self._unload(name)
             if error is not None:
                 raise ControlError(f"model {name!r} failed to load: {error}")
-            self._append({"action": action, "name": name})
+            f.write(json.dumps({"action": action, "name": name, "at": time.time(), "pid": os.getpid()}) + "\n")
+            f.flush()
+            self._applied += 1
         model = self.engine.models.get(name)
         return {"name": name, "state": "READY" if model else "UNAVAILABLE", **({"version": model.card.version} if model else {})}
 
     def follow(self) -> None:
         """One explicit-mode round: apply what other workers appended to the control file."""
-        with self._lock:
-            self._catch_up()
+        with self._lock, self._control(fcntl.LOCK_SH) as f:
+            self._catch_up(f)
 
-    def _catch_up(self) -> None:
-        lines = self._read_control()
+    @contextlib.contextmanager
+    def _control(self, lock: int) -> Iterator[TextIO]:
+        """The control file, open for appending and reading, under an advisory lock: a writer
+        holds it exclusively from catching up to appending, so no line is ever missed or half read."""
+        self.control_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.control_file, "a+", encoding="utf-8") as f:
+            fcntl.flock(f, lock)
+            try:
+                yield f
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _catch_up(self, f: TextIO) -> None:
+        f.seek(0)
+        lines = [json.loads(line) for line in f.read().splitlines() if line.strip()]
         for entry in lines[self._applied:]:
             folder = self.engine.models_dir / entry["name"]
             self._load(entry["name"], folder) if entry["action"] == "load" else self._unload(entry["name"])
         self._applied = len(lines)
 
-    def _read_control(self) -> list[dict]:
-        try:
-            text = self.control_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
     def _control_lines(self) -> int:
         """At start-up: requests made before this worker started count as applied, since it has
-        just loaded every folder as it is now (then replays unloads, so it serves what the others serve)."""
-        lines = self._read_control()
+        just loaded every folder as it is now; it replays the unloads, so it serves what the others serve."""
+        with self._control(fcntl.LOCK_SH) as f:
+            f.seek(0)
+            lines = [json.loads(line) for line in f.read().splitlines() if line.strip()]
         unloaded = {}
         for entry in lines:
             unloaded[entry["name"]] = entry["action"] == "unload"
@@ -167,16 +178,6 @@ class Registry:
             if gone and name in self.engine.models:
                 self._unload(name)
         return len(lines)
-
-    def _append(self, entry: dict) -> None:
-        """One line per request, under an advisory lock: workers append, none rewrites."""
-        self.control_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.control_file, "a", encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.write(json.dumps({**entry, "at": time.time(), "pid": os.getpid()}) + "\n")
-            f.flush()
-            fcntl.flock(f, fcntl.LOCK_UN)
-        self._applied += 1
 
     # --- changes to the engine --------------------------------------------------------------
 
