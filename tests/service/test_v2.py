@@ -135,7 +135,7 @@ def test_conditional_and_reshaped_latents(triton):
 
 
 @pytest.mark.parametrize("name, version, inputs, status, says", [
-    ("nope.generator", "", [("z", [1, 8], "FP32")], "404", "unknown model 'nope.generator'; models here: cond.discriminator, "),
+    ("nope.generator", "", [("z", [1, 8], "FP32")], "404", "unknown model 'nope.generator'; models here: cond.generator, cond.discriminator, "),
     ("tiny-digits", "", [("z", [1, 8], "FP32")], "404", "tiny-digits.generator"),
     ("gonly.discriminator", "", [("x", [1, 3, 4, 4], "FP32")], "404", "no discriminator"),
     (G, "000000000000", [("z", [1, 8], "FP32")], "404", "no version '000000000000'"),
