@@ -148,11 +148,12 @@ class Client:
                 "format": "npy"}
         return self._samples(self.request("POST", "/interpolate", json=_present(body)))
 
-    def score(self, samples: np.ndarray, model: Optional[str] = None) -> Scores:
+    def score(self, samples: np.ndarray, model: Optional[str] = None, version: Optional[str] = None) -> Scores:
         """POST /score with the samples as .npy bytes: D's realness and logit per sample."""
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(samples, dtype=np.float32), allow_pickle=False)
-        response = self.request("POST", "/score", params=_present({"model": model}), content=buffer.getvalue(),
+        response = self.request("POST", "/score", params=_present({"model": model, "version": version}),
+                                content=buffer.getvalue(),
                                 headers={"Content-Type": NPY_MEDIA_TYPE})
         body = response.json()
         return Scores(body["model"], body["version"], np.asarray(body["realness"], np.float32),

@@ -150,7 +150,10 @@ def extra_paths() -> dict:
                            "in a multipart form; every sample must have the model's sample shape.",
             "parameters": [{"name": "model", "in": "query", "required": False,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                            "description": "the model (with npy, png and forms; JSON bodies may name it instead)"}],
+                            "description": "the model (with npy, png and forms; JSON bodies may name it instead)"},
+                           {"name": "version", "in": "query", "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "description": "pin the model's version: 409 when it is no longer served"}],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"$ref": REF.format(model="ScoreRequest")}},
                 NPY_MEDIA_TYPE: {"schema": BINARY},
@@ -161,7 +164,7 @@ def extra_paths() -> dict:
             }},
             "responses": {"200": {"description": "One realness and logit per sample", "content": {
                 "application/json": {"schema": {"$ref": REF.format(model="ScoreResponse")}}}},
-                **_errors(400, 401, 404, 413, 415, 500, 503)},
+                **_errors(400, 401, 404, 409, 413, 415, 500, 503)},
         }},
     }
 

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import encoding, handlers, openapi, sampling
+from . import encoding, handlers, openapi, sampling, versions
 from .batching import SoleClient
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
@@ -139,21 +139,22 @@ async def score(request: Request) -> Response:
         engine = _engine(request)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         model_name = request.query_params.get("model")
+        version = request.query_params.get("version")  # a pinned version (versions.py), as /sample's `version`
         if media_type.startswith("multipart/") or media_type == FORM_TYPE:
             model_name, parts = await _png_parts(request, model_name)
-            model = _image_model(engine, model_name)
+            model = _image_model(engine, model_name, version)
             x = np.stack([encoding.png_image(b, model.card.sample.shape, model.card.sample.value_range, f) for f, b in parts])
         else:
             body = await request.body()
             if media_type in JSON_TYPES:
                 req = ScoreRequest.model_validate_json(body)
-                model = engine.get(req.model or model_name)
+                model = versions.pinned(engine, req.model or model_name, req.version or version)
                 x = encoding.json_array(req.samples, "samples")
             elif media_type in NPY_TYPES:
-                model = engine.get(model_name)
+                model = versions.pinned(engine, model_name, version)
                 x = encoding.npy_array(body, "body")
             elif media_type == encoding.PNG_MEDIA_TYPE:
-                model = _image_model(engine, model_name)
+                model = _image_model(engine, model_name, version)
                 x = encoding.png_image(body, model.card.sample.shape, model.card.sample.value_range, "body")[None]
             else:
                 raise RequestError("content-type", f"{media_type!r} is not accepted: send application/json, "
@@ -167,8 +168,8 @@ async def score(request: Request) -> Response:
     return Response(encoding.json_bytes(body), media_type="application/json")
 
 
-def _image_model(engine: Engine, name: str | None) -> LoadedModel:
-    model = engine.get(name)
+def _image_model(engine: Engine, name: str | None, version: str | None) -> LoadedModel:
+    model = versions.pinned(engine, name, version)
     if model.card.sample.kind != "image":
         raise RequestError("content-type", f"PNG images need an image model; {model.name} takes vectors (send JSON or .npy)")
     return model

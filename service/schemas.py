@@ -71,5 +71,6 @@ class ScoreRequest(_Request):
     """The JSON form of /score (the .npy and PNG forms send the samples as the body)."""
 
     model: ModelName = None
+    version: Version = None
     samples: list[Any] = Field(description="n samples, each of the model's sample shape (nested lists of numbers)")
 

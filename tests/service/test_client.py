@@ -39,6 +39,9 @@ def test_the_client_answers_what_the_api_answers(real_server):
         answer = http.post("/score", json={"samples": got.samples.tolist()}).json()
         np.testing.assert_allclose(scores.logit, answer["logit"], rtol=1e-6)
         assert scores.realness.shape == (4,) and scores.version == got.version
+        assert gan.score(got.samples, version=got.version).version == got.version
+        with pytest.raises(ClientError, match="has no version 'abc'"):
+            gan.score(got.samples, version="abc")
         path = gan.interpolate(seeds=(1, 2), steps=5, model="tiny-ring")
         assert path.samples.shape == (5, 2) and path.seeds == (1, 2) and path.model == "tiny-ring"
         assert gan.sample(1, seed=1, version=got.version).version == got.version  # pinned, served
