@@ -20,14 +20,18 @@ class RoutesFirst:
     def __init__(self, app: ASGIApp, routes: Starlette):
         self.app = app
         self.routes = routes
-        # Every request passes here (/livez and /metrics too): a set lookup first, so that only
-        # our own paths pay for Starlette's full match (path and method). A path with parameters
-        # ("/models/{name}") has no fixed string to look up: then every request is matched in full.
+        # Every request passes here (/livez and /metrics too): a set lookup and a prefix test first,
+        # so that only our own paths pay for Starlette's full match (path and method). A path with
+        # parameters ("/v2/models/{name}") contributes its fixed part before the first "{".
         paths = [r.path for r in routes.routes]
-        self.paths = None if any("{" in p for p in paths) else frozenset(paths)
+        self.paths = frozenset(p for p in paths if "{" not in p)
+        self.prefixes = tuple(sorted({p[:p.index("{")] for p in paths if "{" in p}))
+
+    def _ours(self, path: str) -> bool:
+        return path in self.paths or (bool(self.prefixes) and path.startswith(self.prefixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and (self.paths is None or scope["path"] in self.paths)
+        if (scope["type"] == "http" and self._ours(scope["path"])
                 and any(r.matches(scope)[0] == Match.FULL for r in self.routes.routes)):
             return await self.routes(scope, receive, send)
         await self.app(scope, receive, send)

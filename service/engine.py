@@ -347,8 +347,9 @@ class Engine:
     def get(self, name: str | None) -> LoadedModel:
         """The model a request names (None: the default); UnknownModel / ModelUnavailable else."""
         name = name or self.default_model
-        if name in self.models:
-            return self.models[name]
+        model = self.models.get(name)  # one read: with model control (registry.py) the dict is replaced, never changed
+        if model is not None:
+            return model
         if name in self.unavailable:
             raise ModelUnavailable(name, self.unavailable[name])
         raise UnknownModel(name, sorted(self.models))

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from .encoding import DecodeError
 from .engine import InferenceError, ModelUnavailable, NoDiscriminator, UnknownModel
+from .versions import UnknownVersion, VersionGone
 
 log = logging.getLogger("ganserve.errors")
 
@@ -56,6 +57,10 @@ def to_response(e: Exception) -> Response:
         return error_response(400, validation_problems(e))
     if isinstance(e, UnknownModel):
         return error_response(404, [("model", str(e))])
+    if isinstance(e, VersionGone):  # pinned a version that was served and is no longer
+        return error_response(409, [("version", str(e))])
+    if isinstance(e, UnknownVersion):
+        return error_response(404, [("version", str(e))])
     if isinstance(e, NoDiscriminator):  # asked for realness of a generator-only model
         return error_response(400, [("model", str(e))])
     if isinstance(e, ModelUnavailable):

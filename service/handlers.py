@@ -13,7 +13,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import encoding, latents, sampling
+from . import encoding, latents, sampling, versions
 from .engine import Engine, LoadedModel
 from .errors import RequestError
 from .metrics import count_samples
@@ -78,7 +78,7 @@ def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt
 
 def _checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.Filter]:
     """The model a sample request names, once every check that needs no graph run has passed."""
-    model = engine.get(req.model)
+    model = versions.pinned(engine, req.model, req.version)
     _check_format(model, req.format, req.nrow, req.scores)
     _truncation(model, req.truncation)
     if req.latents is not None:
@@ -151,7 +151,7 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
 
 
 def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
-    model = engine.get(req.model)
+    model = versions.pinned(engine, req.model, req.version)
     _check_format(model, req.format, req.nrow, req.scores)
     _truncation(model, req.truncation)
     if req.seeds is not None and req.latents is not None:

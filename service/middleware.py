@@ -2,7 +2,7 @@
 name the field.
 
 - Token: when GANSERVE_API_TOKEN is set, API routes need `Authorization: Bearer <token>`;
-  health, metrics and the API docs stay open (probes and scrapers carry no secrets).
+  health (BentoML's and the Open Inference Protocol's), metrics and the API docs stay open (probes and scrapers carry no secrets).
 - Body limit: a body over GANSERVE_MAX_BODY_BYTES is refused with 413 before any parsing, whether
   it announces its length or streams in chunks.
 - BentoML answers validation failures with 400 and `"error": "1 validation error for ..."`; the
@@ -19,7 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
 
-OPEN_PATHS = {"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json"}
+# The Open Inference Protocol's health routes are probes too (service/v2); the rest of /v2 is guarded.
+OPEN_PATHS = {"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json",
+              "/v2/health/live", "/v2/health/ready"}
 OPEN_PREFIXES = ("/static_content/", "/assets/")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 

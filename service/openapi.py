@@ -19,6 +19,7 @@ from models.card import ModelCard
 from .encoding import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
 from .middleware import BODY_METHODS, OPEN_PATHS
 from .schemas import ScoreRequest
+from .v2 import openapi as v2_openapi
 
 REF = "#/components/schemas/{model}"
 DESCRIPTION = """Samples and realness scores from generative adversarial networks (Goodfellow et al.,
@@ -28,7 +29,9 @@ D(x) = sigmoid(logit) estimates the probability that x came from the data.
 `POST /sample` draws samples (json, npy or a png grid), `POST /interpolate` walks between two
 latents, `POST /score` gives D's realness of samples you send, `GET /models` lists the models with
 their cards, and `/generate_dataset/*` writes sharded synthetic datasets as a background task.
-Every refusal is JSON: `{"error": "<field>: <problem>", "detail": [{"loc": [...], "msg": ...}]}`.
+`/v2/...` speaks the Open Inference Protocol (KServe V2, Triton's HTTP API with binary tensors):
+each model's generator and discriminator are V2 models `<model>.generator`, `<model>.discriminator`.
+Every refusal of ganserve's own routes is JSON: `{"error": "<field>: <problem>", "detail": [{"loc": [...], "msg": ...}]}`.
 """
 
 ERROR = {
@@ -74,6 +77,8 @@ MODELS_RESPONSE = {
                 "version": {"type": "string"},
                 "card": {"$ref": REF.format(model="ModelCard")},
                 "reason": {"type": "string", "description": "why the model is unavailable"},
+                "refused": {"type": "string", "description": "(model control) why the model's changed folder was "
+                                                              "not swapped in; the version listed keeps serving"},
             }}},
     },
 }
@@ -119,9 +124,10 @@ INTERPOLATE_HEADERS = {**COMMON_HEADERS, "X-Seeds": {"schema": {"type": "string"
 
 def _errors(*statuses: int) -> dict:
     names = {400: "Bad Request", 401: "Missing or wrong API token (when GANSERVE_API_TOKEN is set)",
-             404: "Unknown model", 413: "Body over GANSERVE_MAX_BODY_BYTES",
+             404: "Unknown model (or a version never served)", 413: "Body over GANSERVE_MAX_BODY_BYTES",
              415: "Unsupported body type", 422: "Nothing to answer with (e.g. no sample passed the filter, for a png)",
-             409: "The dataset is being written by another job, or its folder holds a different dataset",
+             409: "A pinned model version no longer served; (datasets) the dataset is being written by another "
+                  "job, or its folder holds a different dataset",
              500: "Model or server fault", 503: "Models loading, model unavailable, or (datasets) no GANSERVE_OUTPUT_DIR",
              504: "No answer begun within the request timeout (120 s)"}
     ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
@@ -149,7 +155,10 @@ def extra_paths() -> dict:
                            "in a multipart form; every sample must have the model's sample shape.",
             "parameters": [{"name": "model", "in": "query", "required": False,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                            "description": "the model (with npy, png and forms; JSON bodies may name it instead)"}],
+                            "description": "the model (with npy, png and forms; JSON bodies may name it instead)"},
+                           {"name": "version", "in": "query", "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "description": "pin the model's version: 409 when it is no longer served"}],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"$ref": REF.format(model="ScoreRequest")}},
                 NPY_MEDIA_TYPE: {"schema": BINARY},
@@ -160,7 +169,7 @@ def extra_paths() -> dict:
             }},
             "responses": {"200": {"description": "One realness and logit per sample", "content": {
                 "application/json": {"schema": {"$ref": REF.format(model="ScoreResponse")}}}},
-                **_errors(400, 401, 404, 413, 415, 500, 503)},
+                **_errors(400, 401, 404, 409, 413, 415, 500, 503)},
         }},
     }
 
@@ -226,12 +235,13 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
     # 2020-12: "type": "null", const, prefixItems); Swagger UI reads 3.1.
     spec["openapi"] = "3.1.0"
     spec.setdefault("paths", {}).update(extra_paths())
+    spec["paths"].update(v2_openapi.paths())
     for path, schema, headers in (("/sample", "SampleResponse", SAMPLE_HEADERS),
                                   ("/interpolate", "InterpolateResponse", INTERPOLATE_HEADERS)):
         if "post" in spec["paths"].get(path, {}):
             operation = spec["paths"][path]["post"]
             operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
-            _add_errors(operation, 422 if path == "/sample" else None, 503)
+            _add_errors(operation, 422 if path == "/sample" else None, 409, 503)
     for path, method in (("/generate_dataset", "post"), ("/generate_dataset/get", "get")):  # datasets/task.py
         if method in spec["paths"].get(path, {}):
             _add_errors(spec["paths"][path][method], 409, 503)
@@ -251,4 +261,5 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
         if name in schemas:
             schemas[name]["properties"] = copy.deepcopy(ERROR["properties"])
     schemas.update(_schemas())
+    schemas.update(v2_openapi.SCHEMAS)
     return spec

@@ -12,6 +12,7 @@
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
 - `GET /docs.json`: BentoML's OpenAPI document, completed (openapi.py) with /models and /score, what
   /sample and /interpolate answer, and every route's refusals.
+- `/v2/...`: the Open Inference Protocol (KServe V2), in service/v2.
 
 service.py sets `app.state.bentoml_spec` when it is imported, and `app.state.engine` once the models
 are loaded.
@@ -34,12 +35,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import encoding, handlers, openapi, sampling
+from . import encoding, handlers, openapi, sampling, versions
 from .batching import SoleClient
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
 from .schemas import MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
 from .settings import get_settings
+from .v2 import routes as v2_routes
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -62,9 +64,11 @@ async def models(request: Request) -> Response:
         engine = _engine(request)
     except RequestError as e:
         return to_response(e)
+    refused = getattr(engine, "refused", {})  # registry.py: a changed folder that failed verification
     listed = [
         {"name": name, "status": "ready", "provider": m.provider, "backend": m.backend,
-         "backend_reason": m.backend_reason, "version": m.card.version, "card": m.card.model_dump(mode="json")}
+         "backend_reason": m.backend_reason, "version": m.card.version, "card": m.card.model_dump(mode="json"),
+         **({"refused": refused[name]} if name in refused else {})}
         for name, m in engine.models.items()
     ]
     listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]
@@ -136,21 +140,22 @@ async def score(request: Request) -> Response:
         engine = _engine(request)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         model_name = request.query_params.get("model")
+        version = request.query_params.get("version")  # a pinned version (versions.py), as /sample's `version`
         if media_type.startswith("multipart/") or media_type == FORM_TYPE:
             model_name, parts = await _png_parts(request, model_name)
-            model = _image_model(engine, model_name)
+            model = _image_model(engine, model_name, version)
             x = np.stack([encoding.png_image(b, model.card.sample.shape, model.card.sample.value_range, f) for f, b in parts])
         else:
             body = await request.body()
             if media_type in JSON_TYPES:
                 req = ScoreRequest.model_validate_json(body)
-                model = engine.get(req.model or model_name)
+                model = versions.pinned(engine, req.model or model_name, req.version or version)
                 x = encoding.json_array(req.samples, "samples")
             elif media_type in NPY_TYPES:
-                model = engine.get(model_name)
+                model = versions.pinned(engine, model_name, version)
                 x = encoding.npy_array(body, "body")
             elif media_type == encoding.PNG_MEDIA_TYPE:
-                model = _image_model(engine, model_name)
+                model = _image_model(engine, model_name, version)
                 x = encoding.png_image(body, model.card.sample.shape, model.card.sample.value_range, "body")[None]
             else:
                 raise RequestError("content-type", f"{media_type!r} is not accepted: send application/json, "
@@ -164,8 +169,8 @@ async def score(request: Request) -> Response:
     return Response(encoding.json_bytes(body), media_type="application/json")
 
 
-def _image_model(engine: Engine, name: str | None) -> LoadedModel:
-    model = engine.get(name)
+def _image_model(engine: Engine, name: str | None, version: str | None) -> LoadedModel:
+    model = versions.pinned(engine, name, version)
     if model.card.sample.kind != "image":
         raise RequestError("content-type", f"PNG images need an image model; {model.name} takes vectors (send JSON or .npy)")
     return model
@@ -192,5 +197,6 @@ def build_app() -> Starlette:
         Route("/sample", sample, methods=["POST"]), Route("/interpolate", interpolate, methods=["POST"]),
         Route("/models", models, methods=["GET"]), Route("/score", score, methods=["POST"]),
         Route("/docs.json", docs, methods=["GET"]),
+        *v2_routes.routes(),  # the Open Inference Protocol (service/v2)
     ])
 

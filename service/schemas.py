@@ -23,6 +23,8 @@ FiniteFloat = Annotated[float, AllowInfNan(False)]
 LatentRow = Annotated[list[FiniteFloat], Field(min_length=1, max_length=65536)]
 Truncation = Optional[Annotated[float, Ge(0.01), Le(100), AllowInfNan(False), Field(description="redraw latent coordinates with |z| beyond this")]]
 Format = Literal["json", "npy", "png"]
+Version = Optional[Annotated[str, Field(min_length=1, max_length=64, description=(
+    "pin the model's version (as /models reports it): 409 when that version is no longer served"))]]
 Nrow = Optional[Annotated[int, Ge(1), Le(MAX_NROW), Field(description="png: images per row of the grid")]]
 
 
@@ -33,6 +35,7 @@ class _Request(BaseModel):
 
 class SampleRequest(_Request):
     model: ModelName = None
+    version: Version = None
     n: Optional[Annotated[int, Ge(1), Le(MAX_N)]] = Field(None, description=f"how many samples (default: len(latents), else {DEFAULT_N})")
     seed: Optional[Seed] = Field(None, description="latent seed; drawn and returned when absent")
     latents: Optional[list[LatentRow]] = Field(None, max_length=MAX_N, description="explicit latents, n x z_dim (instead of a seed)")
@@ -48,8 +51,13 @@ class SampleRequest(_Request):
 
 class InterpolateRequest(_Request):
     model: ModelName = None
-    seeds: Optional[tuple[Seed, Seed]] = Field(None, description="the two ends as seeds (each: its first latent)")
-    latents: Optional[tuple[LatentRow, LatentRow]] = Field(None, description="the two ends as latents, each z_dim long")
+    version: Version = None
+    # Lists of exactly two, not tuples: a tuple's schema has `prefixItems` and no `items`, on which
+    # BentoML's own clients fail (KeyError 'items') while building any request to the API.
+    seeds: Optional[Annotated[list[Seed], Field(min_length=2, max_length=2)]] = Field(
+        None, description="the two ends as seeds (each: its first latent)")
+    latents: Optional[Annotated[list[LatentRow], Field(min_length=2, max_length=2)]] = Field(
+        None, description="the two ends as latents, each z_dim long")
     steps: Annotated[int, Ge(2), Le(MAX_N)] = 8
     method: Literal["slerp", "lerp"] = "slerp"
     truncation: Truncation = None
@@ -63,5 +71,6 @@ class ScoreRequest(_Request):
     """The JSON form of /score (the .npy and PNG forms send the samples as the body)."""
 
     model: ModelName = None
+    version: Version = None
     samples: list[Any] = Field(description="n samples, each of the model's sample shape (nested lists of numbers)")
 

@@ -5,6 +5,11 @@ both are served by the mounted Starlette app (routes.py, dispatch.py), as are GE
 /score and GET /docs.json (BentoML's document completed by openapi.py); middleware.py guards them
 all.
 Models load and warm up in __init__, so /readyz turns ready only once every model can serve.
+
+/sample and /interpolate declare `bytes` as what they answer: the answer is JSON, .npy or PNG as
+the request's `format` says, and BentoML's clients (bentoml.SyncHTTPClient, AsyncHTTPClient) pick
+how to decode an answer from that declaration alone, not from the answer's content type. Declared
+as bytes, every format reaches them as the bytes sent (JSON decoded as JSON broke on .npy and PNG).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pydantic import ValidationError
 from . import handlers
 from .datasets import task as dataset_task
 from .engine import Engine
+from .registry import Registry
 from .errors import answering_errors
 from .dispatch import RoutesFirst
 from .middleware import GuardMiddleware
@@ -82,9 +88,14 @@ class GanServe:
                              backend=SETTINGS.backend)
         self.engine.layout_note = f"{why}; {threads} graph thread(s) per worker"
         log.info("layout: %s", self.engine.layout_note)
+        # Models that change while serving (GANSERVE_MODEL_CONTROL): a thread of this worker's own.
+        self.registry = Registry(self.engine, SETTINGS.model_control, SETTINGS.poll_interval_s,
+                                 SETTINGS.control_file, SETTINGS.default_model)
+        self.registry.start()
         ROUTES.state.engine = self.engine
-        log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
-                 self.engine.provider_note)
+        ROUTES.state.registry = self.registry
+        log.info("serving %s (default %s) on %s; model control %s", sorted(self.engine.models),
+                 self.engine.default_model, self.engine.provider_note, SETTINGS.model_control)
         _warn_if_exporter_unused()
         # Full garbage collections stalled requests for 100-400 ms (p99 ~200 ms at p50 ~3 ms): they
         # walked the ~100k objects start-up made, and every request of the last 120 s (BentoML's
@@ -99,14 +110,14 @@ class GanServe:
 
     @bentoml.api(input_spec=SampleRequest)
     @answering_errors
-    def sample(self, **fields):
+    def sample(self, **fields) -> bytes:
         """n samples from a model: by seed (returned) or explicit latents; json, npy or a png grid.
         (Over HTTP, routes.sample answers this route with the same handlers.)"""
         return handlers.sample(self.engine, SampleRequest.model_construct(**fields), SETTINGS.max_draws_factor)
 
     @bentoml.api(input_spec=InterpolateRequest)
     @answering_errors
-    def interpolate(self, **fields):
+    def interpolate(self, **fields) -> bytes:
         """`steps` samples along a slerp or lerp path between two seeds or two latents.
         (Over HTTP, routes.interpolate answers this route with the same handler.)"""
         return handlers.interpolate(self.engine, InterpolateRequest.model_construct(**fields))

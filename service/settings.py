@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None
+    # Models that change while serving (registry.py, Triton's modes): `none` (the models of
+    # start-up), `poll` (the models dir rescanned every poll_interval_s seconds), `explicit`
+    # (POST /v2/repository/models/{name}/load|unload; each worker follows the others every
+    # poll_interval_s seconds through control_file, default one in the temp dir per server run).
+    model_control: Literal["none", "poll", "explicit"] = "none"
+    poll_interval_s: float = Field(default=5.0, ge=0.05, le=3600)
+    control_file: Optional[Path] = None
 
     @property
     def token_required(self) -> bool:

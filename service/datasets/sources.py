@@ -2,32 +2,27 @@
 
 Both answer `block(seed, n, spec)` with exactly what `POST /sample` answers for
 {n, seed, truncation, filter}: the local source calls the same function the endpoint calls
-(sampling.from_seed), the HTTP source asks for that request in `format=npy` (float32 bytes, no
-text round trip). So a dataset is the same byte for byte whichever source made it.
+(sampling.from_seed), the HTTP source asks for that request through service/client.py, in
+`format=npy` (float32 bytes, no text round trip). So a dataset is the same byte for byte whichever source made it.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
-import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
-import httpx
 import numpy as np
 from pydantic import ValidationError
 
 from models.card import CARD_FILE, ModelCard
 
-from .. import encoding, sampling
+from .. import sampling
+from ..client import Client, ClientError
 from ..engine import Engine, EngineError, LoadedModel
 from ..providers import DeviceError
 from .plan import DatasetSpec
-
-MAX_BACKOFF_S = 30.0
 
 
 class SourceError(RuntimeError):
@@ -102,28 +97,17 @@ def _limits(url: str, listing: dict) -> ServerLimits:
                           "is the server older than this client?") from None
 
 
-def _error_text(response: httpx.Response) -> str:
-    """The service's one-line `error` (errors.py), else the start of the body."""
-    try:
-        return str(response.json()["error"])
-    except Exception:
-        return response.text[:200].strip() or response.reason_phrase
-
-
 class HttpSource:
-    """One or many replicas of the service. Requests go round-robin; a failed request (connection
-    error, timeout, 5xx, 429) is retried on the next replica after an exponential backoff."""
+    """One or many replicas of the service, through service.client.Client: requests go
+    round-robin; a failed request (connection error, timeout, 5xx, 429) is retried on the next
+    replica after an exponential backoff (or the server's Retry-After)."""
 
     def __init__(self, urls: list[str], model: Optional[str], token: Optional[str] = None, timeout_s: float = 120.0,
                  retries: int = 5, backoff_s: float = 0.5, connections: int = 8):
-        self.urls = [u.rstrip("/") for u in urls]
-        self.retries, self.backoff_s = retries, backoff_s
-        self.stop = threading.Event()
-        self.failed_attempts = 0  # requests that failed and were retried or given up on
-        self._next = itertools.count()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(timeout=timeout_s, headers=headers,
-                                   limits=httpx.Limits(max_connections=connections * len(self.urls)))
+        # The package's one HTTP client (service/client.py): round-robin, retries and backoff.
+        self.client = Client(urls, token=token, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
+                             connections=connections)
+        self.urls, self.stop = self.client.urls, self.client.stop
         self.limits: dict[str, ServerLimits] = {}  # per replica, read with its /models
         try:
             self.card = self._agree_on_model(model)
@@ -133,13 +117,18 @@ class HttpSource:
         where = self.urls[0] if len(self.urls) == 1 else f"{len(self.urls)} replicas"
         self.description = f"{where} (model {self.card.name} {self.card.version})"
 
+    @property
+    def failed_attempts(self) -> int:
+        """Requests that failed and were retried or given up on."""
+        return self.client.failed_attempts
+
     def _agree_on_model(self, name: Optional[str]) -> ModelCard:
         """Every replica must serve the model, in the same version (else the shards would mix)."""
         cards = {}
         for url in self.urls:
             try:
-                listing = self._call("GET", "/models", only=url).json()
-            except SourceError as e:
+                listing = self.client.models(only=url)
+            except ClientError as e:
                 raise SourceError(f"server {url} cannot be reached or refuses: {e}") from None
             wanted = name or listing.get("default_model")
             entry = next((m for m in listing.get("models", []) if m.get("name") == wanted), None)
@@ -172,53 +161,31 @@ class HttpSource:
             raise SourceError(f"replicas bound filtered draws differently (GANSERVE_MAX_DRAWS_FACTOR): {factors}")
         return next(iter(factors.values()))
 
-    def _call(self, method: str, path: str, only: Optional[str] = None, **kwargs) -> httpx.Response:
-        first, failures = next(self._next), []
-        for attempt in range(self.retries + 1):
-            url = only or self.urls[(first + attempt) % len(self.urls)]
-            try:
-                response = self.client.request(method, url + path, **kwargs)
-            except httpx.TransportError as e:
-                failures.append(f"{url}: {type(e).__name__} {e}".rstrip())
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code < 500 and response.status_code != 429:  # our request is wrong
-                    raise SourceError(f"{method} {url}{path} was refused (HTTP {response.status_code}): "
-                                      f"{_error_text(response)}")
-                failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
-            self.failed_attempts += 1
-            if attempt < self.retries:
-                # Exponential backoff with jitter, so retrying clients do not return in lockstep.
-                delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)
-                if self.stop.wait(delay):
-                    break
-        raise SourceError(f"{method} {path} failed {len(failures)} time(s), giving up; last: {failures[-1]}")
-
     def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
-        body = {"model": self.card.name, "n": n, "seed": seed, "format": "npy", "truncation": spec.truncation,
-                "min_realness": spec.filter.min_realness, "drs": spec.filter.drs or None,
-                "drs_gamma": spec.filter.drs_gamma if spec.filter.drs else None}
-        response = self._call("POST", "/sample", json={k: v for k, v in body.items() if v is not None})
-        version = response.headers.get("x-model-version")
-        if version != self.card.version:
-            raise SourceError(f"{response.url.host}: answered with model version {version}, the dataset is "
+        f = spec.filter
+        try:
+            got = self.client.sample(n, model=self.card.name, seed=seed, truncation=spec.truncation,
+                                     min_realness=f.min_realness, drs=f.drs, drs_gamma=f.drs_gamma)
+        except ClientError as e:
+            raise SourceError(str(e)) from None
+        if got.version != self.card.version:
+            raise SourceError(f"a server answered with model version {got.version}, the dataset is "
                               f"made with {self.card.version} (a replica was updated mid-run?)")
-        x = np.load(io.BytesIO(response.content), allow_pickle=False)  # (k, *sample_shape) float32
+        x = got.samples  # (k, *sample_shape) float32
         if x.dtype != np.float32 or x.shape[1:] != tuple(self.card.sample.shape) or len(x) > n:
-            raise SourceError(f"{response.url}: sent samples of {x.dtype} {x.shape}, expected at most {n} "
+            raise SourceError(f"a server sent samples of {x.dtype} {x.shape}, expected at most {n} "
                               f"rows of float32 {tuple(self.card.sample.shape)}")
-        drawn = int(response.headers.get("x-drawn", n))
         logits = self._logits(x) if spec.labels else None
-        return Block(x, logits, drawn)
+        return Block(x, logits, got.drawn if got.drawn is not None else n)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         """D's logits for x, from POST /score with the .npy bytes (same rows, same graph)."""
         if len(x) == 0:
             return np.zeros(0, np.float32)
-        response = self._call("POST", f"/score?model={self.card.name}", content=encoding.npy_bytes(x),
-                              headers={"Content-Type": encoding.NPY_MEDIA_TYPE})
-        return np.asarray(response.json()["logit"], dtype=np.float32)  # (k,)
+        try:
+            return self.client.score(x, self.card.name).logit  # (k,)
+        except ClientError as e:
+            raise SourceError(str(e)) from None
 
     def close(self) -> None:
         self.client.close()

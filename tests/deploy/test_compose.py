@@ -96,10 +96,13 @@ def test_the_validator_rejects_unknown_keys(docker_compose: str, tmp_path: Path)
     assert "restart_policy" in result.stderr
 
 
-def test_a_missing_image_fails_loudly_and_says_what_to_set(docker_compose: str, tmp_path: Path) -> None:
-    result = compose(docker_compose, tmp_path, "config", "-q")
-    assert result.returncode != 0
-    assert "set GANSERVE_IMAGE" in result.stderr
+def test_without_any_variable_the_image_is_the_one_containerize_tagged(docker_compose: str, tmp_path: Path) -> None:
+    """`docker compose --profile cpu up` right after the documented build needs no variable."""
+    result = compose(docker_compose, tmp_path, "config", env={})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {services[name]["image"] for name in IMAGE_SERVICES} == {"ganserve:latest"}
+    assert "bentoml containerize ganserve:latest --image-tag ganserve:latest" in (REPO / "docs/DEPLOYMENT.md").read_text()
 
 
 def test_the_env_example_validates_and_documents_every_variable(docker_compose: str, tmp_path: Path) -> None:

@@ -98,3 +98,16 @@ def client(app):
 
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def real_server(service_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The base URL of one `python -m service serve` of the models dir under the test settings,
+    shared by the test modules that only call it (clients); stopped at the end of the session."""
+    from tests.servers import start_server
+
+    root = tmp_path_factory.mktemp("real-server")
+    env = service_env(service_models_dir, root)
+    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
+    with start_server(service_models_dir, env, root) as running:
+        yield running.url

@@ -378,6 +378,7 @@ def test_the_openapi_document_is_valid_openapi_and_describes_every_route(client)
     assert doc["info"]["title"] == "ganserve" and doc["info"]["version"] not in ("", "None")
     assert "BentoML Team" not in str(doc["info"]) and "/score" in doc["info"]["description"]
     assert {"/sample", "/interpolate", "/score", "/models", "/generate_dataset/submit"} <= set(doc["paths"])
+    assert {"/v2", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/versions/{version}/infer"} <= set(doc["paths"])
     score = doc["paths"]["/score"]["post"]
     assert set(score["requestBody"]["content"]) == {"application/json", "application/x-npy", "image/png", "multipart/form-data"}
     assert {"200", "400", "404", "415"} <= set(score["responses"])
@@ -394,7 +395,7 @@ def test_the_openapi_document_is_valid_openapi_and_describes_every_route(client)
                                                              "description": "GANSERVE_API_TOKEN"}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
-            guarded = path not in ("/livez", "/readyz", "/healthz", "/metrics")
+            guarded = path not in ("/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready")
             assert ("401" in operation["responses"]) == guarded, (path, method)
             assert operation.get("security") == ([{"bearer": []}] if guarded else None), (path, method)
             if method == "post":

@@ -1,0 +1,207 @@
+"""A small typed Python client for ganserve's REST API: the one HTTP client in the code (the
+dataset generator's HTTP source uses it too).
+
+    from service.client import Client
+
+    with Client("http://localhost:3000", token="...") as gan:
+        got = gan.sample(16, seed=7)          # Samples: .samples (16, 1, 28, 28) float32, .seed, .version
+        scores = gan.score(got.samples)       # Scores: .realness, .logit
+        path = gan.interpolate(seeds=(1, 2), steps=8)
+        listing = gan.models()                # GET /models as sent
+
+Samples travel as .npy (float32 bytes, no text round trip), their metadata in the answer's
+headers. One or several replicas: requests go round-robin, and a failed one (connection error,
+timeout, 5xx, 429) is retried on the next replica after an exponential backoff with jitter, or
+after the server's Retry-After when it sends one (capped at `max_backoff_s`). A 4xx other than 429
+is the caller's mistake: raised at once as ClientError with the server's `error` line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import itertools
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+import httpx
+import numpy as np
+
+NPY_MEDIA_TYPE = "application/x-npy"
+MAX_BACKOFF_S = 30.0
+
+
+class ClientError(RuntimeError):
+    """A request refused (`status` set: the HTTP status) or given up on after its retries."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What /sample or /interpolate answered: the samples and the headers' metadata."""
+
+    samples: np.ndarray  # (k, *sample_shape) float32
+    model: str
+    version: str
+    seed: Optional[int] = None  # /sample by seed (drawn by the server when not given)
+    seeds: Optional[tuple[int, int]] = None  # /interpolate between seeds
+    labels: Optional[list[str]] = None  # the samples' class labels, when the server sends them (X-Labels)
+    drawn: Optional[int] = None  # with a filter: latents drawn, and ...
+    accepted: Optional[int] = None  # ... samples kept
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Scores:
+    model: str
+    version: str
+    realness: np.ndarray  # (n,) D(x) = sigmoid(logit)
+    logit: np.ndarray  # (n,)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The service's one-line `error` (errors.py), else the start of the body."""
+    try:
+        return str(response.json()["error"])
+    except Exception:
+        return response.text[:200].strip() or response.reason_phrase
+
+
+def retry_after_s(response: httpx.Response, now: Optional[float] = None) -> Optional[float]:
+    """The answer's Retry-After in seconds (a number of seconds or an HTTP date), if any."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None  # unreadable: our own backoff applies
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def _ints(value: Optional[str]) -> Optional[list[int]]:
+    return None if value is None else [int(v) for v in value.split(",") if v.strip()]
+
+
+class Client:
+    """ganserve over HTTP: `url` is one server or a list of replicas. `stop` (optional): set it
+    to cut a retry's wait short and give up (the dataset generator's Ctrl-C)."""
+
+    def __init__(self, url: Union[str, Sequence[str]], token: Optional[str] = None, timeout_s: float = 120.0,
+                 retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = MAX_BACKOFF_S,
+                 connections: int = 8, stop: Optional[threading.Event] = None):
+        self.urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
+        if not self.urls:
+            raise ValueError("give at least one server URL")
+        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
+        self.stop = stop or threading.Event()
+        self.failed_attempts = 0  # requests that failed and were retried or given up on
+        self._next = itertools.count()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(timeout=timeout_s, headers=headers,
+                                 limits=httpx.Limits(max_connections=connections * len(self.urls)))
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def models(self, only: Optional[str] = None) -> dict:
+        """GET /models as the server sends it (models with cards and status, default, limits);
+        `only`: ask this replica, not the next in turn."""
+        return self.request("GET", "/models", only=only).json()
+
+    def sample(self, n: Optional[int] = None, *, model: Optional[str] = None, seed: Optional[int] = None,
+               latents: Optional[Any] = None, truncation: Optional[float] = None,
+               min_realness: Optional[float] = None, drs: bool = False, drs_gamma: Optional[float] = None,
+               version: Optional[str] = None, **fields: Any) -> Samples:
+        """POST /sample as .npy. `version` pins the model's version (409 when it is no longer
+        served); `fields`: any further field of the request body, sent as given."""
+        if latents is not None:
+            latents = np.asarray(latents, dtype=np.float64).tolist()
+        body = {"model": model, "n": n, "seed": seed, "latents": latents, "truncation": truncation,
+                "min_realness": min_realness, "drs": drs or None, "drs_gamma": drs_gamma if drs else None,
+                "version": version, **fields, "format": "npy"}
+        return self._samples(self.request("POST", "/sample", json=_present(body)))
+
+    def interpolate(self, *, seeds: Optional[Sequence[int]] = None, latents: Optional[Any] = None, steps: int = 8,
+                    method: str = "slerp", model: Optional[str] = None, truncation: Optional[float] = None,
+                    version: Optional[str] = None, **fields: Any) -> Samples:
+        """POST /interpolate as .npy: `steps` samples between two seeds or two latents."""
+        body = {"model": model, "seeds": list(seeds) if seeds is not None else None,
+                "latents": np.asarray(latents, dtype=np.float64).tolist() if latents is not None else None,
+                "steps": steps, "method": method, "truncation": truncation, "version": version, **fields,
+                "format": "npy"}
+        return self._samples(self.request("POST", "/interpolate", json=_present(body)))
+
+    def score(self, samples: np.ndarray, model: Optional[str] = None, version: Optional[str] = None) -> Scores:
+        """POST /score with the samples as .npy bytes: D's realness and logit per sample."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(samples, dtype=np.float32), allow_pickle=False)
+        response = self.request("POST", "/score", params=_present({"model": model, "version": version}),
+                                content=buffer.getvalue(),
+                                headers={"Content-Type": NPY_MEDIA_TYPE})
+        body = response.json()
+        return Scores(body["model"], body["version"], np.asarray(body["realness"], np.float32),
+                      np.asarray(body["logit"], np.float32))
+
+    # --- transport ------------------------------------------------------------------------
+
+    def _samples(self, response: httpx.Response) -> Samples:
+        try:
+            x = np.load(io.BytesIO(response.content), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ClientError(f"{response.url}: the answer is not an .npy array ({e})") from None
+        h = response.headers
+        seeds = _ints(h.get("x-seeds"))
+        labels = h.get("x-labels")
+        return Samples(
+            samples=x, model=h.get("x-model", ""), version=h.get("x-model-version", ""),
+            seed=int(h["x-seed"]) if "x-seed" in h else None, seeds=tuple(seeds) if seeds else None,
+            labels=labels.split(",") if labels is not None else None,
+            drawn=int(h["x-drawn"]) if "x-drawn" in h else None,
+            accepted=int(h["x-accepted"]) if "x-accepted" in h else None, headers=dict(h))
+
+    def request(self, method: str, path: str, only: Optional[str] = None, **kwargs: Any) -> httpx.Response:
+        """One request with retries (see the module's docstring); `kwargs` go to httpx."""
+        first, failures = next(self._next), []
+        for attempt in range(self.retries + 1):
+            url = only or self.urls[(first + attempt) % len(self.urls)]
+            wait = None
+            try:
+                response = self.http.request(method, url + path, **kwargs)
+            except httpx.TransportError as e:
+                failures.append(f"{url}: {type(e).__name__} {e}".rstrip())
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code < 500 and response.status_code != 429:  # our request is wrong
+                    raise ClientError(f"{method} {url}{path} was refused (HTTP {response.status_code}): "
+                                      f"{_error_text(response)}", response.status_code)
+                failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
+                wait = retry_after_s(response)
+            self.failed_attempts += 1
+            if attempt < self.retries:
+                if wait is None:  # exponential backoff with jitter, so clients do not return in lockstep
+                    wait = self.backoff_s * 2**attempt * random.uniform(1.0, 1.25)
+                if self.stop.wait(min(wait, self.max_backoff_s)):
+                    break
+        raise ClientError(f"{method} {path} failed {len(failures)} time(s), giving up; last: {failures[-1]}")
+
+
+def _present(body: dict) -> dict:
+    return {k: v for k, v in body.items() if v is not None}
