@@ -17,7 +17,9 @@ from starlette.routing import Mount, Route
 
 from conftest import TOKEN
 
-DOCUMENTED_OPEN_PATHS = {"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json"}
+# /v2/health/*: the Open Inference Protocol's liveness and readiness, open like /livez (docs/API.md)
+DOCUMENTED_OPEN_PATHS = {"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json",
+                         "/v2/health/live", "/v2/health/ready"}
 DOCUMENTED_OPEN_PREFIXES = ("/static_content/",)  # the docs UI's files (BentoML's Swagger page)
 # What the enumeration must at least find: were it to come back short, the check would be hollow.
 KNOWN_GUARDED = {("POST", "/sample"), ("POST", "/interpolate"), ("POST", "/score"), ("GET", "/models"),
@@ -84,7 +86,7 @@ def test_a_path_no_route_serves_is_refused_401_not_404_without_the_token(client)
 
 
 def test_a_route_added_later_is_enumerated_and_guarded_with_no_change_here(app, client):
-    """As /v2/... or /ui will be: added to the mounted app after start-up, it is found by the
+    """As /v2/... and /ui were: a route added to the mounted app after start-up is found by the
     enumeration and refused without the token."""
     from starlette.responses import JSONResponse
 
@@ -93,12 +95,12 @@ def test_a_route_added_later_is_enumerated_and_guarded_with_no_change_here(app, 
     async def infer(request):
         return JSONResponse({"served": request.path_params["name"]})
 
-    added = Route("/v2/models/{name}/infer", infer, methods=["POST"])
+    added = Route("/later/models/{name}/infer", infer, methods=["POST"])
     ROUTES.router.routes.append(added)
     try:
         found = set(served_routes(app.routes))
-        assert ("POST", "/v2/models/x/infer") in found
-        assert client.post("/v2/models/x/infer", headers={"Authorization": ""}).status_code == 401
-        assert client.post("/v2/models/x/infer").json() == {"served": "x"}  # it is served, with the token
+        assert ("POST", "/later/models/x/infer") in found
+        assert client.post("/later/models/x/infer", headers={"Authorization": ""}).status_code == 401
+        assert client.post("/later/models/x/infer").json() == {"served": "x"}  # it is served, with the token
     finally:
         ROUTES.router.routes.remove(added)
