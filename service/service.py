@@ -15,7 +15,7 @@ import logging
 import bentoml
 from pydantic import ValidationError
 
-from . import handlers
+from . import failfast, handlers
 from .datasets import task as dataset_task
 from .engine import Engine
 from .errors import answering_errors
@@ -58,6 +58,7 @@ def _warn_if_exporter_unused() -> None:
         log.warning("BentoML's config names a tracing exporter (%s), but GANSERVE_TRACING is off, so no "
                     "request is traced: set GANSERVE_TRACING=true to export spans", exporter)
 install_request_timeout()  # traffic.timeout below, without BentoML's timer per request kept alive
+failfast.install_in_arbiter()  # under `bentoml serve`: a worker that cannot start stops the server
 
 
 @bentoml.service(
@@ -75,8 +76,12 @@ class GanServe:
     def __init__(self) -> None:
         # Each worker's graph runs get an equal share of the cores: more would oversubscribe them.
         threads = max(1, cpu_count() // SETTINGS.workers)
-        self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
-                             micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads)
+        try:
+            self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
+                                 micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads)
+        except Exception as e:  # a default model that cannot load, an unusable device: retrying cannot help
+            failfast.worker_failed(f"{type(e).__name__}: {e}")
+            raise
         ROUTES.state.engine = self.engine
         log.info("serving %s (default %s) on %s", sorted(self.engine.models), self.engine.default_model,
                  self.engine.provider_note)
