@@ -117,10 +117,17 @@ def _errors(*statuses: int) -> dict:
              404: "Unknown model", 413: "Body over GANSERVE_MAX_BODY_BYTES",
              415: "Unsupported body type", 422: "Nothing to answer with (e.g. no sample passed the filter, for a png)",
              409: "The dataset is being written by another job, or its folder holds a different dataset",
-             500: "Model or server fault", 503: "Models loading, model unavailable, or (datasets) no GANSERVE_OUTPUT_DIR",
+             500: "Model or server fault",
+             503: "Overloaded (admission control: the worker's budget stayed full for GANSERVE_ADMISSION_WAIT_S, "
+                  "or its queue is full; `Retry-After` says when to retry), models loading, or model unavailable",
              504: "No answer begun within the request timeout (120 s)"}
     ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
-    return {str(s): {"description": names[s], "content": ref} for s in statuses}
+    answers = {str(s): {"description": names[s], "content": ref} for s in statuses}
+    if 503 in statuses:  # admission.py's refusals say when to come back
+        answers["503"] = {**answers["503"], "headers": {"Retry-After": {
+            "description": "seconds to wait before retrying (on admission control's refusals)",
+            "schema": {"type": "integer", "minimum": 1}}}}
+    return answers
 
 
 def extra_paths() -> dict:

@@ -15,13 +15,13 @@ import logging
 import bentoml
 from pydantic import ValidationError
 
-from . import failfast, handlers
+from . import admission, failfast, handlers
 from .datasets import task as dataset_task
 from .engine import Engine
 from .errors import answering_errors
 from .dispatch import RoutesFirst
 from .middleware import GuardMiddleware
-from .routes import build_app
+from .routes import build_app, sample_cost
 from .schemas import InterpolateRequest, SampleRequest
 from .settings import cpu_count, get_settings
 from .timeout import install as install_request_timeout
@@ -102,14 +102,21 @@ class GanServe:
     def sample(self, **fields):
         """n samples from a model: by seed (returned) or explicit latents; json, npy or a png grid.
         (Over HTTP, routes.sample answers this route with the same handlers.)"""
-        return handlers.sample(self.engine, SampleRequest.model_construct(**fields), SETTINGS.max_draws_factor)
+        req = SampleRequest.model_construct(**fields)
+        cost = sample_cost(self.engine.get(req.model), req, SETTINGS.max_draws_factor)
+        with admission.get().admit_sync(cost):  # the same budget as the routes' (admission.py)
+            return handlers.sample(self.engine, req, SETTINGS.max_draws_factor)
 
     @bentoml.api(input_spec=InterpolateRequest)
     @answering_errors
     def interpolate(self, **fields):
         """`steps` samples along a slerp or lerp path between two seeds or two latents.
         (Over HTTP, routes.interpolate answers this route with the same handler.)"""
-        return handlers.interpolate(self.engine, InterpolateRequest.model_construct(**fields))
+        req = InterpolateRequest.model_construct(**fields)
+        model = self.engine.get(req.model)
+        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format)
+        with admission.get().admit_sync(cost):
+            return handlers.interpolate(self.engine, req)
 
     @bentoml.task(input_spec=dataset_task.DatasetRequest)
     @answering_errors

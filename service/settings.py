@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     tracing: bool = False
     # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
     max_draws_factor: int = Field(default=20, ge=1, le=1000)
+    # Admission control (admission.py): the estimated peak bytes of the requests a worker serves at
+    # once. 128 MiB: two n = 4096 MNIST answers in json (~66 MB each at their peak), six in npy,
+    # over a worker of ~240-350 MB after start-up with the shipped models: under the 500 MB goal
+    # (docs/PERFORMANCE.md). 0: no bound. Past it, a request waits in a queue of at most
+    # `admission_queue` for at most `admission_wait_s` seconds, then is refused (503, Retry-After).
+    admission_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+    admission_queue: int = Field(default=256, ge=0, le=100_000)
+    admission_wait_s: float = Field(default=2.0, ge=0, le=600)
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None

@@ -28,6 +28,9 @@ from ..providers import DeviceError
 from .plan import DatasetSpec
 
 MAX_BACKOFF_S = 30.0
+# Refusals with Retry-After (an overloaded server) waited out per request before giving up: at the
+# server's default Retry-After of 2 s, about ten minutes of a server too busy to take the block.
+MAX_OVERLOADED = 300
 
 
 class SourceError(RuntimeError):
@@ -110,6 +113,18 @@ def _error_text(response: httpx.Response) -> str:
         return response.text[:200].strip() or response.reason_phrase
 
 
+def _retry_after(response: httpx.Response) -> Optional[float]:
+    """Seconds from a 503's or 429's Retry-After (delta-seconds; an HTTP date is not used here)."""
+    if response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
 class HttpSource:
     """One or many replicas of the service. Requests go round-robin; a failed request (connection
     error, timeout, 5xx, 429) is retried on the next replica after an exponential backoff."""
@@ -173,9 +188,10 @@ class HttpSource:
         return next(iter(factors.values()))
 
     def _call(self, method: str, path: str, only: Optional[str] = None, **kwargs) -> httpx.Response:
-        first, failures = next(self._next), []
-        for attempt in range(self.retries + 1):
-            url = only or self.urls[(first + attempt) % len(self.urls)]
+        first, failures, attempt, overloaded = next(self._next), [], 0, 0
+        while True:
+            url = only or self.urls[(first + attempt + overloaded) % len(self.urls)]
+            retry_after = None
             try:
                 response = self.client.request(method, url + path, **kwargs)
             except httpx.TransportError as e:
@@ -187,12 +203,22 @@ class HttpSource:
                     raise SourceError(f"{method} {url}{path} was refused (HTTP {response.status_code}): "
                                       f"{_error_text(response)}")
                 failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
-            self.failed_attempts += 1
-            if attempt < self.retries:
-                # Exponential backoff with jitter, so retrying clients do not return in lockstep.
-                delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)
-                if self.stop.wait(delay):
+                retry_after = _retry_after(response)
+            if retry_after is not None and overloaded < MAX_OVERLOADED:
+                # A busy server (admission control's 503, a 429) says when to come back: not a
+                # failure, so it does not use up a retry; it waits as told (then the next replica).
+                overloaded += 1
+                if self.stop.wait(min(retry_after, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)):
                     break
+                continue
+            self.failed_attempts += 1
+            if attempt >= self.retries:
+                break
+            # Exponential backoff with jitter, so retrying clients do not return in lockstep.
+            delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)
+            attempt += 1
+            if self.stop.wait(delay):
+                break
         raise SourceError(f"{method} {path} failed {len(failures)} time(s), giving up; last: {failures[-1]}")
 
     def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
