@@ -10,6 +10,8 @@
   (../shared/STACK.md).
 - `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
+- `POST /generate_dataset/submit` and `PUT /generate_dataset/cancel`: the dataset task's checks
+  before BentoML takes a submit, and a cancel that stops the job (datasets/routes.py).
 - `GET /docs.json`: BentoML's OpenAPI document, completed (openapi.py) with /models and /score, what
   /sample and /interpolate answer, and every route's refusals.
 
@@ -36,6 +38,7 @@ from starlette.routing import Route
 
 from . import admission, encoding, handlers, openapi, sampling
 from .batching import SoleClient
+from .datasets import routes as dataset_routes
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
 from .schemas import DEFAULT_N, MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
@@ -240,5 +243,7 @@ def build_app() -> Starlette:
         Route("/sample", sample, methods=["POST"]), Route("/interpolate", interpolate, methods=["POST"]),
         Route("/models", models, methods=["GET"]), Route("/score", score, methods=["POST"]),
         Route("/docs.json", docs, methods=["GET"]),
+        Route("/generate_dataset/submit", dataset_routes.submit, methods=["POST"]),
+        Route(dataset_routes.CANCEL_PATH, dataset_routes.cancel, methods=["PUT"]),
     ])
 

@@ -57,6 +57,15 @@ def _warn_if_exporter_unused() -> None:
     if exporter:
         log.warning("BentoML's config names a tracing exporter (%s), but GANSERVE_TRACING is off, so no "
                     "request is traced: set GANSERVE_TRACING=true to export spans", exporter)
+def _task_id(ctx: bentoml.Context) -> str | None:
+    """The running task's id: BentoML sets it on the request's state before it calls the task
+    (its cancel route, datasets/routes.py, finds the job by it)."""
+    try:
+        return getattr(ctx.request.state, "task_id", None)
+    except Exception:  # no request context (called in-process)
+        return None
+
+
 install_request_timeout()  # traffic.timeout below, without BentoML's timer per request kept alive
 failfast.install_in_arbiter()  # under `bentoml serve`: a worker that cannot start stops the server
 
@@ -120,10 +129,11 @@ class GanServe:
 
     @bentoml.task(input_spec=dataset_task.DatasetRequest)
     @answering_errors
-    def generate_dataset(self, **fields):
+    def generate_dataset(self, ctx: bentoml.Context, **fields):
         """A job: write a sharded dataset into GANSERVE_OUTPUT_DIR/<name>, answer its manifest
         (POST /generate_dataset/submit, then GET /generate_dataset/status and /get)."""
-        return dataset_task.generate(self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields))
+        return dataset_task.generate(self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields),
+                                     task_id=_task_id(ctx))
 
 
 GanServe.add_asgi_middleware(

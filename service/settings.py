@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None
+    # A dataset job is refused, before it writes anything, when its estimated size (what is not
+    # on disk yet) passes this many bytes; unset: dataset_disk_share of the output volume's free
+    # space at submit. Checked again before each shard (datasets/limits.py).
+    dataset_budget_bytes: Optional[int] = Field(default=None, ge=0)
+    dataset_disk_share: float = Field(default=0.5, gt=0, le=1)
+    # Dataset jobs a worker runs at once; more are refused with 409 (datasets/control.py).
+    dataset_jobs: int = Field(default=2, ge=1, le=64)
 
     @property
     def token_required(self) -> bool:
