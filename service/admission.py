@@ -25,12 +25,13 @@ from typing import AsyncIterator, Callable, Iterator, Optional
 from .errors import RequestError
 
 # Peak bytes a request allocates per sample value, by answer format, measured at n = 4096 on the
-# MNIST model (bench/request_memory.py; docs/PERFORMANCE.md): the float32 samples (4), plus json's
-# text (~7 per value) while orjson grows its buffer, npy's bytes, png's 8-bit tiles and scanlines.
-# Rounded up: the estimate must not undercount.
-PEAK_BYTES_PER_VALUE = {"json": 20, "npy": 10, "png": 8}
+# MNIST model (bench/request_memory.py; docs/PERFORMANCE.md): 18.6 for json (the float32 samples,
+# ~7 bytes of text per value, and orjson's buffer as it grows), 8.0 for npy (samples and answer),
+# 8.2 for png (samples, 8-bit tiles, canvas, scanlines). Rounded up: the estimate must not undercount.
+PEAK_BYTES_PER_VALUE = {"json": 20, "npy": 10, "png": 10}
 LATENT_BYTES_PER_VALUE = 8  # float32 latents, plus their float64 draw where truncation redraws
-MIN_COST = 16 * 1024  # a request's own objects (scope, body, response) whatever its size
+MIN_COST = 16 * 1024
+TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth trimming (memory.py)  # a request's own objects (scope, body, response) whatever its size
 # /score: the body is decoded to float32 samples; JSON goes through Python floats (~32 bytes per
 # value for ~10 bytes of text), a PNG inflates ~10x to float32.
 SCORE_BYTES_PER_BODY_BYTE = {"json": 6, "npy": 3, "png": 16}
@@ -80,8 +81,9 @@ def _resolve(future: asyncio.Future) -> None:
 class Admission:
     """One worker's budget. `budget` 0: no bound (every request admitted at once, still counted)."""
 
-    def __init__(self, budget: int, queue: int, wait_s: float, metrics: bool = True):
+    def __init__(self, budget: int, queue: int, wait_s: float, metrics: bool = True, trimmer=None):
         self.budget, self.max_queue, self.wait_s, self.metrics = budget, queue, wait_s, metrics
+        self.trimmer = trimmer  # memory.Trimmer: the freed heap goes back to the OS once idle
         self.retry_after_s = max(1, math.ceil(wait_s))
         self._lock = threading.Lock()
         self._waiting: deque[_Waiter] = deque()
@@ -113,6 +115,8 @@ class Admission:
     def _take(self, cost: int) -> None:
         self.in_flight_bytes += cost
         self.in_flight += 1
+        if self.trimmer is not None and cost >= TRIM_WORTHY_COST:
+            self.trimmer.busy()
 
     def _release(self, cost: int) -> None:
         with self._lock:
@@ -123,6 +127,9 @@ class Admission:
                 self._take(waiter.cost)
                 waiter.wake()
             _report(self)
+            idle = self.in_flight == 0
+        if idle and self.trimmer is not None:
+            self.trimmer.idle()
 
     def _give_up(self, waiter: _Waiter) -> None:
         """The wait ran out: leave the queue and refuse, unless it was let in meanwhile."""
@@ -215,6 +222,9 @@ def get() -> Admission:
                 from .settings import get_settings
 
                 s = get_settings()
-                _instance = Admission(s.admission_bytes, s.admission_queue, s.admission_wait_s)
+                from .memory import Trimmer
+
+                _instance = Admission(s.admission_bytes, s.admission_queue, s.admission_wait_s,
+                                      trimmer=Trimmer() if s.malloc_trim else None)
     return _instance
 

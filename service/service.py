@@ -128,12 +128,15 @@ class GanServe:
             return handlers.interpolate(self.engine, req)
 
     @bentoml.task(input_spec=dataset_task.DatasetRequest)
-    @answering_errors
     def generate_dataset(self, ctx: bentoml.Context, **fields):
         """A job: write a sharded dataset into GANSERVE_OUTPUT_DIR/<name>, answer its manifest
         (POST /generate_dataset/submit, then GET /generate_dataset/status and /get)."""
-        return dataset_task.generate(self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields),
-                                     task_id=_task_id(ctx))
+        response = answering_errors(dataset_task.generate)(
+            self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields), task_id=_task_id(ctx))
+        # With a context parameter BentoML answers the context's status, not the response's
+        # (1.4.40): carry ours over, or a refused job would be recorded as completed.
+        ctx.response.status_code = response.status_code
+        return response
 
 
 GanServe.add_asgi_middleware(

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     admission_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_s: float = Field(default=2.0, ge=0, le=600)
+    # glibc's malloc_trim once a worker goes idle after large requests (memory.py): RSS comes back
+    # after a burst (docs/PERFORMANCE.md).
+    malloc_trim: bool = True
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None
