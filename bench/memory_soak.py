@@ -32,6 +32,7 @@ VARIANTS = {  # name -> (allocator environment, GANSERVE_* settings)
     "glibc + trim on idle": ({}, {"GANSERVE_MALLOC_TRIM": "true"}),
     "allocator env only": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "false"}),
     "shipped": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "true"}),
+    "shipped, onnxruntime arena off": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "true", "GANSERVE_ORT_CPU_ARENA": "false"}),
     "glibc defaults, no admission": ({}, {"GANSERVE_MALLOC_TRIM": "false", "GANSERVE_ADMISSION_BYTES": "0"}),
     "shipped, no admission": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "true", "GANSERVE_ADMISSION_BYTES": "0"}),
 }
@@ -56,24 +57,33 @@ def worker_mb(sampler: MemorySampler) -> float:
     return sum(mb for k, mb in sampler.sample().items() if k.startswith("worker"))
 
 
+def burst_then_idle(server, sampler: MemorySampler, model: str | None = None, burst_s: float = 15,
+                    idle_s: float = 60) -> dict:
+    """The workers' RSS before, at the peak of a burst of n = 4096 json answers at c = 16, and
+    every 10 s of the idle minute after it (also bench/serve.py's soak)."""
+    body = {**BODY, **({"model": model} if model else {})}
+    settle(server.url + "/sample", {**body, "n": 1})
+    started = worker_mb(sampler)
+    sampler.peak_mb.clear()
+    result = run_wrk(server.url + "/sample", 16, burst_s, body, timeout_s=120)
+    settle(server.url + "/sample", {**body, "n": 1})
+    peak = max(mb for k, mb in sampler.sample().items() if k.startswith("worker"))
+    peak = max([peak] + [mb for k, mb in sampler.peak_mb.items() if k.startswith("worker")])
+    idle = []
+    end = time.monotonic() + idle_s
+    while time.monotonic() < end:
+        time.sleep(min(10, idle_s))
+        idle.append(round(worker_mb(sampler)))
+    return {"start_mb": round(started), "peak_mb": round(peak), "idle_mb": idle, "ok": result.requests,
+            "refused_or_errors": result.errors, "within_20pct": idle[-1] <= 1.2 * started}
+
+
 def run(name: str, models_dir: Path, burst_s: float, idle_s: float, log_dir: Path) -> dict:
     allocator, settings = VARIANTS[name]
     server = start(models_dir, log_dir, allocator, settings)
     try:
         with MemorySampler(server, interval_s=0.1) as sampler:
-            settle(server.url + "/sample", {**BODY, "n": 1})
-            started = worker_mb(sampler)
-            result = run_wrk(server.url + "/sample", 16, burst_s, BODY, timeout_s=120)
-            settle(server.url + "/sample", {**BODY, "n": 1})
-            peak = max(mb for k, mb in sampler.peak_mb.items() if k.startswith("worker"))
-            idle = []
-            end = time.monotonic() + idle_s
-            while time.monotonic() < end:
-                time.sleep(min(10, idle_s))
-                idle.append(round(worker_mb(sampler)))
-        return {"variant": name, "start_mb": round(started), "peak_mb": round(peak), "idle_mb": idle,
-                "ok": result.requests, "refused_or_errors": result.errors,
-                "within_20pct": idle[-1] <= 1.2 * started}
+            return {"variant": name, **burst_then_idle(server, sampler, None, burst_s, idle_s)}
     finally:
         server.stop()
 

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # glibc's malloc_trim once a worker goes idle after large requests (memory.py): RSS comes back
     # after a burst (docs/PERFORMANCE.md).
     malloc_trim: bool = True
+    # onnxruntime's CPU memory arena (providers.py): on, each graph keeps the largest activations
+    # it ever ran with; off, a worker's RSS comes back after a burst of large requests.
+    ort_cpu_arena: bool = True
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None

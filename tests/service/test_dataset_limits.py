@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from servers import Server, server_env  # noqa: E402
 
-from conftest import TOKEN  # noqa: E402
+TOKEN = "dataset-limits-token"
 
 REPO = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
