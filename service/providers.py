@@ -45,7 +45,7 @@ def _cpu_arena() -> bool:
     try:
         return get_settings().ort_cpu_arena
     except SettingsError:  # reported where the settings are read for real
-        return True
+        return False
 
 
 def _preload_cuda_libraries() -> str:
