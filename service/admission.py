@@ -98,19 +98,22 @@ class Admission:
     def _fits(self, cost: int) -> bool:
         return self.budget == 0 or self.in_flight == 0 or self.in_flight_bytes + cost <= self.budget
 
-    def _try_enter(self, waiter: _Waiter) -> bool:
-        """Under the lock: admit now (nobody waits before it and it fits), queue it, or refuse."""
-        if not self._waiting and self._fits(waiter.cost):
-            self._take(waiter.cost)
-            return True
+    def _try_enter(self, cost: int, loop: Optional[asyncio.AbstractEventLoop]) -> Optional[_Waiter]:
+        """Under the lock: admit now (nobody waits before it and it fits: None), queue it (its
+        waiter, made only then: most requests never wait), or refuse."""
+        if not self._waiting and self._fits(cost):
+            self._take(cost)
+            _report(self)
+            return None
         if len(self._waiting) >= self.max_queue:
             self.refused += 1
             _report(self, refused=True)
             raise Overloaded(f"overloaded: {self.in_flight} request(s) hold this worker's budget and "
                              f"{len(self._waiting)} wait; retry in {self.retry_after_s} s", self.retry_after_s)
+        waiter = _Waiter(cost, loop)
         self._waiting.append(waiter)
         _report(self)
-        return False
+        return waiter
 
     def _take(self, cost: int) -> None:
         self.in_flight_bytes += cost
@@ -151,10 +154,10 @@ class Admission:
     async def enter(self, cost: int) -> Callable[[], None]:
         """On the event loop: hold `cost` bytes of the budget (Overloaded if refused); returns the
         release, to call once the answer has been sent (it may be called more than once)."""
-        waiter = _Waiter(cost, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         with self._lock:
-            entered = self._try_enter(waiter)
-        if not entered:
+            waiter = self._try_enter(cost, loop)
+        if waiter is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(waiter.future), self.wait_s)
             except TimeoutError:
@@ -187,10 +190,9 @@ class Admission:
     @contextlib.contextmanager
     def admit_sync(self, cost: int) -> Iterator[None]:
         """From a thread: the same, waiting on a threading.Event."""
-        waiter = _Waiter(cost)
         with self._lock:
-            entered = self._try_enter(waiter)
-        if not entered and not waiter.event.wait(self.wait_s):
+            waiter = self._try_enter(cost, None)
+        if waiter is not None and not waiter.event.wait(self.wait_s):
             self._give_up(waiter)
         try:
             yield
