@@ -11,7 +11,8 @@ sizes (n = 1, 64, 1024) and formats (json, npy, png), and prints samples/s, p50/
 the server's CPU ms per request, and ratios: to raw onnxruntime on the same n (bench/raw_engine.py,
 measured before and after the load in this run) and to the baseline. Then the HTTP floors at
 c = 64, the micro-batcher's effect, peak RSS per process, and a soak that checks the workers'
-memory stays flat (bench/probes.py). Without trained `models/`, it exports untrained stand-ins of
+memory stays flat (bench/probes.py), then a burst of n = 4096 json answers and an idle minute:
+RSS before, at the peak and after (bench/memory_soak.py). Without trained `models/`, it exports untrained stand-ins of
 the four default models into /tmp (bench/stand_in_models.py): same graphs, same cost.
 """
 
@@ -30,6 +31,7 @@ from tqdm import tqdm
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # bench/ and the repo
 
 from load import LoadError, Result, require_wrk, settle  # noqa: E402
+from memory_soak import burst_then_idle  # noqa: E402
 from probes import batching_variants, floors, measured, soak  # noqa: E402
 from report import print_batching, print_grid, print_summary  # noqa: E402
 from servers import REPO, MemorySampler, Server, ServerError, start_baseline, start_ganserve  # noqa: E402
@@ -164,6 +166,11 @@ def run(args: argparse.Namespace, figures: dict) -> None:
                 for s in servers[1:]:
                     s.stop()  # the soak's server has the cores to itself
                 figures["soak_worker_mb"] = soak(ganserve, sampler, args.model, args.soak_minutes)
+                # Then a burst of large answers and an idle minute: does the memory come back?
+                figures["burst_then_idle"] = b = burst_then_idle(ganserve, sampler, args.model)
+                print(f"burst then idle: worker RSS {b['start_mb']} MB before, {b['peak_mb']} MB at the peak, "
+                      f"{b['idle_mb']} MB every 10 s idle ({'within' if b['within_20pct'] else 'NOT within'} "
+                      "20% of before)", flush=True)
         figures["memory_peak_mb"] = sampler.peak_mb
     finally:
         for s in servers:

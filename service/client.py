@@ -12,8 +12,10 @@ dataset generator's HTTP source uses it too).
 Samples travel as .npy (float32 bytes, no text round trip), their metadata in the answer's
 headers. One or several replicas: requests go round-robin, and a failed one (connection error,
 timeout, 5xx, 429) is retried on the next replica after an exponential backoff with jitter, or
-after the server's Retry-After when it sends one (capped at `max_backoff_s`). A 4xx other than 429
-is the caller's mistake: raised at once as ClientError with the server's `error` line.
+after the server's Retry-After when it sends one (capped at `max_backoff_s`). An answer with
+Retry-After (admission control's 503, a 429) is a busy server, not a failure: waited out without
+using up a retry, up to `max_overloaded` times per request. A 4xx other than 429 is the caller's
+mistake: raised at once as ClientError with the server's `error` line.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import numpy as np
 
 NPY_MEDIA_TYPE = "application/x-npy"
 MAX_BACKOFF_S = 30.0
+# Busy answers (with Retry-After) waited out per request before giving up: at the server's default
+# Retry-After of 2 s, about ten minutes of a server too busy to take the request.
+MAX_OVERLOADED = 300
 
 
 class ClientError(RuntimeError):
@@ -97,11 +102,12 @@ class Client:
 
     def __init__(self, url: Union[str, Sequence[str]], token: Optional[str] = None, timeout_s: float = 120.0,
                  retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = MAX_BACKOFF_S,
-                 connections: int = 8, stop: Optional[threading.Event] = None):
+                 connections: int = 8, stop: Optional[threading.Event] = None, max_overloaded: int = MAX_OVERLOADED):
         self.urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
         if not self.urls:
             raise ValueError("give at least one server URL")
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
+        self.max_overloaded = max_overloaded
         self.stop = stop or threading.Event()
         self.failed_attempts = 0  # requests that failed and were retried or given up on
         self._next = itertools.count()
@@ -178,9 +184,9 @@ class Client:
 
     def request(self, method: str, path: str, only: Optional[str] = None, **kwargs: Any) -> httpx.Response:
         """One request with retries (see the module's docstring); `kwargs` go to httpx."""
-        first, failures = next(self._next), []
-        for attempt in range(self.retries + 1):
-            url = only or self.urls[(first + attempt) % len(self.urls)]
+        first, failures, attempt, overloaded = next(self._next), [], 0, 0
+        while True:
+            url = only or self.urls[(first + attempt + overloaded) % len(self.urls)]
             wait = None
             try:
                 response = self.http.request(method, url + path, **kwargs)
@@ -194,12 +200,20 @@ class Client:
                                       f"{_error_text(response)}", response.status_code)
                 failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
                 wait = retry_after_s(response)
-            self.failed_attempts += 1
-            if attempt < self.retries:
-                if wait is None:  # exponential backoff with jitter, so clients do not return in lockstep
-                    wait = self.backoff_s * 2**attempt * random.uniform(1.0, 1.25)
-                if self.stop.wait(min(wait, self.max_backoff_s)):
+            if wait is not None and overloaded < self.max_overloaded:
+                # A busy server said when to come back: not a failure, so no retry is used up.
+                overloaded += 1
+                if self.stop.wait(min(wait, self.max_backoff_s) * random.uniform(1.0, 1.25)):
                     break
+                continue
+            self.failed_attempts += 1
+            if attempt >= self.retries:
+                break
+            # Exponential backoff with jitter, so retrying clients do not return in lockstep.
+            delay = self.backoff_s * 2**attempt * random.uniform(1.0, 1.25)
+            attempt += 1
+            if self.stop.wait(min(delay, self.max_backoff_s)):
+                break
         raise ClientError(f"{method} {path} failed {len(failures)} time(s), giving up; last: {failures[-1]}")
 
 

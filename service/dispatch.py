@@ -33,5 +33,9 @@ class RoutesFirst:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and self._ours(scope["path"])
                 and any(r.matches(scope)[0] == Match.FULL for r in self.routes.routes)):
+            # The dataset task's routes (datasets/routes.py) check a submit and then hand it on to
+            # BentoML, and reach BentoML's task store on cancel: they find both here.
+            scope["ganserve.next_app"] = self.app
+            scope["ganserve.bentoml_app"] = scope.get("app")
             return await self.routes(scope, receive, send)
         await self.app(scope, receive, send)

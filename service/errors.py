@@ -50,7 +50,9 @@ def validation_problems(e: ValidationError, prefix: str = "") -> list[tuple[str,
 
 def to_response(e: Exception) -> Response:
     if isinstance(e, RequestError):
-        return error_response(e.status, [(e.field, e.problem)])
+        retry_after = getattr(e, "retry_after_s", None)  # admission.Overloaded: 503 with Retry-After
+        return error_response(e.status, [(e.field, e.problem)],
+                              headers={"Retry-After": str(retry_after)} if retry_after else None)
     if isinstance(e, DecodeError):
         return error_response(400, [(e.field, e.problem)])
     if isinstance(e, ValidationError):

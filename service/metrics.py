@@ -32,3 +32,36 @@ def count_samples(model: str, n: int) -> None:
         if counter is None:  # prometheus_client hands every caller the same child for a label value
             counter = _per_model.setdefault(model, samples_served().labels(model=model))
         counter.inc(n)
+
+
+# Admission control (admission.py): what each worker holds and queues, summed over live workers.
+_admission = None
+
+
+def _admission_metrics():
+    global _admission
+    with _lock:
+        if _admission is None:
+            import prometheus_client
+
+            _admission = (
+                prometheus_client.Gauge("ganserve_inflight_requests", "Requests admitted and not yet answered",
+                                        multiprocess_mode="livesum"),
+                prometheus_client.Gauge("ganserve_inflight_bytes", "Estimated peak bytes of the admitted requests",
+                                        multiprocess_mode="livesum"),
+                prometheus_client.Gauge("ganserve_queued_requests", "Requests waiting for admission",
+                                        multiprocess_mode="livesum"),
+                prometheus_client.Counter("ganserve_refused_requests", "Requests refused with 503 by admission control"),
+            )
+        return _admission
+
+
+def admission_state(in_flight: int, in_flight_bytes: int, queued: int) -> None:
+    requests, size, waiting, _ = _admission_metrics()
+    requests.set(in_flight)
+    size.set(in_flight_bytes)
+    waiting.set(queued)
+
+
+def count_refusal() -> None:
+    _admission_metrics()[3].inc()

@@ -124,14 +124,25 @@ INTERPOLATE_HEADERS = {**COMMON_HEADERS, "X-Seeds": {"schema": {"type": "string"
 
 def _errors(*statuses: int) -> dict:
     names = {400: "Bad Request", 401: "Missing or wrong API token (when GANSERVE_API_TOKEN is set)",
+             403: "The dataset task is off: GANSERVE_OUTPUT_DIR is not set",
              404: "Unknown model (or a version never served)", 413: "Body over GANSERVE_MAX_BODY_BYTES",
-             415: "Unsupported body type", 422: "Nothing to answer with (e.g. no sample passed the filter, for a png)",
+             415: "Unsupported body type",
+             422: "Nothing to answer with (no sample passed the filter, for a png), or (datasets) a dataset over "
+                  "the server's disk budget (the error gives its size)",
              409: "A pinned model version no longer served; (datasets) the dataset is being written by another "
-                  "job, or its folder holds a different dataset",
-             500: "Model or server fault", 503: "Models loading, model unavailable, or (datasets) no GANSERVE_OUTPUT_DIR",
+                  "job, its folder holds a different dataset, the server runs GANSERVE_DATASET_JOBS jobs already, "
+                  "or (cancel) the task has ended",
+             500: "Model or server fault",
+             503: "Overloaded (admission control: the worker's budget stayed full for GANSERVE_ADMISSION_WAIT_S, "
+                  "or its queue is full; `Retry-After` says when to retry), models loading, or model unavailable",
              504: "No answer begun within the request timeout (120 s)"}
     ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
-    return {str(s): {"description": names[s], "content": ref} for s in statuses}
+    answers = {str(s): {"description": names[s], "content": ref} for s in statuses}
+    if 503 in statuses:  # admission.py's refusals say when to come back
+        answers["503"] = {**answers["503"], "headers": {"Retry-After": {
+            "description": "seconds to wait before retrying (on admission control's refusals)",
+            "schema": {"type": "integer", "minimum": 1}}}}
+    return answers
 
 
 def extra_paths() -> dict:
@@ -242,9 +253,15 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
             operation = spec["paths"][path]["post"]
             operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
             _add_errors(operation, 422 if path == "/sample" else None, 409, 503)
-    for path, method in (("/generate_dataset", "post"), ("/generate_dataset/get", "get")):  # datasets/task.py
+    for path, method in (("/generate_dataset", "post"), ("/generate_dataset/get", "get"),
+                         ("/generate_dataset/submit", "post")):  # datasets/task.py, datasets/routes.py
         if method in spec["paths"].get(path, {}):
-            _add_errors(spec["paths"][path][method], 409, 503)
+            _add_errors(spec["paths"][path][method], 403, 409, 422)
+    cancel = spec["paths"].get("/generate_dataset/cancel", {}).get("put")
+    if cancel is not None:  # served by datasets/routes.py, not BentoML ("not supported" there)
+        cancel["description"] = ("Stops the dataset job after its current block: its complete shards stay valid, "
+                                 "submitting the same request again resumes it, and its status says `canceled`.")
+        _add_errors(cancel, 409)
     _unique_operation_ids(spec["paths"])
     for path, operations in spec["paths"].items():  # what GuardMiddleware answers before any route
         if path in OPEN_PATHS:

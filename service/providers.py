@@ -32,7 +32,20 @@ def session_options(intra_op_threads: int, quiet: bool) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if quiet:  # a CUDA probe that may fail: its failure is reported by us, not logged by onnxruntime
         options.log_severity_level = 4
+    # onnxruntime's CPU arena keeps the largest activations it ever held (~40 MB per graph after
+    # one n = 4096 MNIST run) for the life of the session; off, they go back after each run and a
+    # worker's RSS comes back after a burst (GANSERVE_ORT_CPU_ARENA, docs/PERFORMANCE.md).
+    options.enable_cpu_mem_arena = _cpu_arena()
     return options
+
+
+def _cpu_arena() -> bool:
+    from .settings import SettingsError, get_settings
+
+    try:
+        return get_settings().ort_cpu_arena
+    except SettingsError:  # reported where the settings are read for real
+        return False
 
 
 def _preload_cuda_libraries() -> str:

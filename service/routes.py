@@ -10,6 +10,8 @@
   (../shared/STACK.md).
 - `POST /score`: takes a JSON body, a raw .npy body or PNG images; BentoML parses every API body
   as JSON (or multipart with URL-fetching file fields), so raw bodies need a plain route.
+- `POST /generate_dataset/submit` and `PUT /generate_dataset/cancel`: the dataset task's checks
+  before BentoML takes a submit, and a cancel that stops the job (datasets/routes.py).
 - `GET /docs.json`: BentoML's OpenAPI document, completed (openapi.py) with /models and /score, what
   /sample and /interpolate answer, and every route's refusals.
 - `/v2/...`: the Open Inference Protocol (KServe V2), in service/v2.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TypeVar
+from typing import Awaitable, Callable, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -35,11 +37,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import encoding, handlers, openapi, sampling, versions
+from . import admission, encoding, handlers, openapi, sampling, versions
 from .batching import SoleClient
+from .datasets import routes as dataset_routes
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
-from .schemas import MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
+from .schemas import DEFAULT_N, MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
 from .settings import get_settings
 from .v2 import routes as v2_routes
 
@@ -82,12 +85,46 @@ async def _parsed(schema: type[T], body: bytes) -> T:
     return await run_in_threadpool(schema.model_validate_json, body)  # latents by the thousand: off the loop
 
 
+class _Releasing:
+    """An answer that gives its admission back once it has been sent (or has failed to be): the
+    encoded body is held until then, so it counts against the budget until then."""
+
+    def __init__(self, response: Response, release: Callable[[], None]):
+        self.response, self.release = response, release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            self.release()
+
+
+async def _admitted(cost: int, work: Callable[[], Awaitable[Response]]) -> Response:
+    """Run `work` once admission control lets `cost` bytes in (admission.py; 503 when it does not)."""
+    release = await admission.get().enter(cost)
+    try:
+        response = await work()
+    except BaseException:
+        release()
+        raise
+    return _Releasing(response, release)
+
+
+def sample_cost(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> int:
+    n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
+    filtered = req.min_realness is not None or req.drs
+    return admission.sample_cost(n, model.card.latent.dim, model.card.sample.size, req.format,
+                                 max_draws_factor if filtered else 1)
+
+
 async def sample(request: Request) -> Response:
     """The same body and answers as the BentoML API declared in service.py."""
     try:
         req = await _parsed(SampleRequest, await request.body())
         alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
-        return await handlers.sample_async(_engine(request), req, get_settings().max_draws_factor, alone)
+        engine, factor = _engine(request), get_settings().max_draws_factor
+        cost = sample_cost(engine.get(req.model), req, factor)
+        return await _admitted(cost, lambda: handlers.sample_async(engine, req, factor, alone))
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
 
@@ -97,7 +134,10 @@ async def interpolate(request: Request) -> Response:
     worker thread (up to max n samples and their encoding)."""
     try:
         req = await _parsed(InterpolateRequest, await request.body())
-        return await run_in_threadpool(handlers.interpolate, _engine(request), req)
+        engine = _engine(request)
+        model = engine.get(req.model)
+        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format)
+        return await _admitted(cost, lambda: run_in_threadpool(handlers.interpolate, engine, req))
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
 
@@ -135,7 +175,18 @@ async def _png_parts(request: Request, model_name: str | None) -> tuple[str | No
 
 async def score(request: Request) -> Response:
     """Realness D(x) = sigmoid(logit) for samples in the body; the model comes from the JSON
-    body, a `model` form field or the `?model=` query parameter."""
+    body, a `model` form field or the `?model=` query parameter. Admitted by the body's size."""
+    try:
+        _engine(request)
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        kind = "json" if media_type in JSON_TYPES else "npy" if media_type in NPY_TYPES else "png"
+        cost = admission.score_cost(len(await request.body()), kind)  # the guard has read it already
+        return await _admitted(cost, lambda: _score(request))
+    except Exception as e:
+        return to_response(e)
+
+
+async def _score(request: Request) -> Response:
     try:
         engine = _engine(request)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -198,5 +249,7 @@ def build_app() -> Starlette:
         Route("/models", models, methods=["GET"]), Route("/score", score, methods=["POST"]),
         Route("/docs.json", docs, methods=["GET"]),
         *v2_routes.routes(),  # the Open Inference Protocol (service/v2)
+        Route("/generate_dataset/submit", dataset_routes.submit, methods=["POST"]),
+        Route(dataset_routes.CANCEL_PATH, dataset_routes.cancel, methods=["PUT"]),
     ])
 

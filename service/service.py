@@ -20,14 +20,14 @@ import logging
 import bentoml
 from pydantic import ValidationError
 
-from . import handlers
+from . import admission, failfast, handlers
 from .datasets import task as dataset_task
 from .engine import Engine
 from .registry import Registry
 from .errors import answering_errors
 from .dispatch import RoutesFirst
 from .middleware import GuardMiddleware
-from .routes import build_app
+from .routes import build_app, sample_cost
 from .schemas import InterpolateRequest, SampleRequest
 from .settings import get_settings
 from .timeout import install as install_request_timeout
@@ -65,7 +65,17 @@ def _warn_if_exporter_unused() -> None:
     if exporter:
         log.warning("BentoML's config names a tracing exporter (%s), but GANSERVE_TRACING is off, so no "
                     "request is traced: set GANSERVE_TRACING=true to export spans", exporter)
+def _task_id(ctx: bentoml.Context) -> str | None:
+    """The running task's id: BentoML sets it on the request's state before it calls the task
+    (its cancel route, datasets/routes.py, finds the job by it)."""
+    try:
+        return getattr(ctx.request.state, "task_id", None)
+    except Exception:  # no request context (called in-process)
+        return None
+
+
 install_request_timeout()  # traffic.timeout below, without BentoML's timer per request kept alive
+failfast.install_in_arbiter()  # under `bentoml serve`: a worker that cannot start stops the server
 
 
 @bentoml.service(
@@ -83,9 +93,13 @@ class GanServe:
     def __init__(self) -> None:
         # Each worker's graph runs get an equal share of the cores: more would oversubscribe them.
         workers, threads, why = LAYOUT
-        self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
-                             micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads,
-                             backend=SETTINGS.backend)
+        try:
+            self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
+                                 micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads,
+                                 backend=SETTINGS.backend)
+        except Exception as e:  # a default model that cannot load, an unusable device: retrying cannot help
+            failfast.worker_failed(f"{type(e).__name__}: {e}")
+            raise
         self.engine.layout_note = f"{why}; {threads} graph thread(s) per worker"
         log.info("layout: %s", self.engine.layout_note)
         # Models that change while serving (GANSERVE_MODEL_CONTROL): a thread of this worker's own.
@@ -113,21 +127,32 @@ class GanServe:
     def sample(self, **fields) -> bytes:
         """n samples from a model: by seed (returned) or explicit latents; json, npy or a png grid.
         (Over HTTP, routes.sample answers this route with the same handlers.)"""
-        return handlers.sample(self.engine, SampleRequest.model_construct(**fields), SETTINGS.max_draws_factor)
+        req = SampleRequest.model_construct(**fields)
+        cost = sample_cost(self.engine.get(req.model), req, SETTINGS.max_draws_factor)
+        with admission.get().admit_sync(cost):  # the same budget as the routes' (admission.py)
+            return handlers.sample(self.engine, req, SETTINGS.max_draws_factor)
 
     @bentoml.api(input_spec=InterpolateRequest)
     @answering_errors
     def interpolate(self, **fields) -> bytes:
         """`steps` samples along a slerp or lerp path between two seeds or two latents.
         (Over HTTP, routes.interpolate answers this route with the same handler.)"""
-        return handlers.interpolate(self.engine, InterpolateRequest.model_construct(**fields))
+        req = InterpolateRequest.model_construct(**fields)
+        model = self.engine.get(req.model)
+        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format)
+        with admission.get().admit_sync(cost):
+            return handlers.interpolate(self.engine, req)
 
     @bentoml.task(input_spec=dataset_task.DatasetRequest)
-    @answering_errors
-    def generate_dataset(self, **fields):
+    def generate_dataset(self, ctx: bentoml.Context, **fields):
         """A job: write a sharded dataset into GANSERVE_OUTPUT_DIR/<name>, answer its manifest
         (POST /generate_dataset/submit, then GET /generate_dataset/status and /get)."""
-        return dataset_task.generate(self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields))
+        response = answering_errors(dataset_task.generate)(
+            self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields), task_id=_task_id(ctx))
+        # With a context parameter BentoML answers the context's status, not the response's
+        # (1.4.40): carry ours over, or a refused job would be recorded as completed.
+        ctx.response.status_code = response.status_code
+        return response
 
 
 GanServe.add_asgi_middleware(

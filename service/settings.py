@@ -57,6 +57,23 @@ class Settings(BaseSettings):
     tracing: bool = False
     # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
     max_draws_factor: int = Field(default=20, ge=1, le=1000)
+    # Admission control (admission.py): the estimated peak bytes of the requests a worker serves at
+    # once. 128 MiB: one n = 4096 MNIST json answer (charged 67.5 MB, ~60 MB at its peak) with
+    # smaller ones, three in npy; a worker of ~160 MB after start-up with the shipped models
+    # (306-384 MB at the peak of the full load grids) stays under the 500 MB goal (docs/PERFORMANCE.md). 0: no bound. Past it, a request waits in a queue of at most
+    # `admission_queue` for at most `admission_wait_s` seconds, then is refused (503, Retry-After).
+    admission_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+    admission_queue: int = Field(default=256, ge=0, le=100_000)
+    admission_wait_s: float = Field(default=2.0, ge=0, le=600)
+    # glibc's malloc_trim once a worker goes idle after large requests (memory.py): RSS comes back
+    # after a burst (docs/PERFORMANCE.md).
+    malloc_trim: bool = True
+    # onnxruntime's CPU memory arena (providers.py): on, each graph keeps the largest activations
+    # it ever ran with (~40 MB per MNIST graph after one n = 4096 run); off (the default), a
+    # worker's RSS comes back after a burst: 160 -> 243 -> 158 MB, against 206 MB idle with it on
+    # (bench/memory_soak.py). Graph runs took the same time either way, within the noise of a
+    # loaded machine (docs/PERFORMANCE.md).
+    ort_cpu_arena: bool = False
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None
@@ -67,6 +84,13 @@ class Settings(BaseSettings):
     model_control: Literal["none", "poll", "explicit"] = "none"
     poll_interval_s: float = Field(default=5.0, ge=0.05, le=3600)
     control_file: Optional[Path] = None
+    # A dataset job is refused, before it writes anything, when its estimated size (what is not
+    # on disk yet) passes this many bytes; unset: dataset_disk_share of the output volume's free
+    # space at submit. Checked again before each shard (datasets/limits.py).
+    dataset_budget_bytes: Optional[int] = Field(default=None, ge=0)
+    dataset_disk_share: float = Field(default=0.5, gt=0, le=1)
+    # Dataset jobs a worker runs at once; more are refused with 409 (datasets/control.py).
+    dataset_jobs: int = Field(default=2, ge=1, le=64)
 
     @property
     def token_required(self) -> bool:

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from service.memory import ALLOCATOR_ENV
 from service.settings import SettingsError, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,8 @@ def server_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]
         env["GANSERVE_WORKERS"] = str(args.workers)
     if getattr(args, "backend", None) is not None:
         env["GANSERVE_BACKEND"] = args.backend
+    for key, value in ALLOCATOR_ENV.items():  # glibc's allocator settings (service/memory.py); the caller's win
+        env.setdefault(key, value)
     models_dir = Path(env.get("GANSERVE_MODELS_DIR", "models"))
     env["GANSERVE_MODELS_DIR"] = str(models_dir.resolve())
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", args.host, "--port", str(args.port),

@@ -6,4 +6,8 @@ sources.py   where samples come from: a local model folder, or one or many serve
 writer.py    shard files: written to a temporary name, fsynced, checksummed, renamed when whole
 manifest.py  manifest.json: read, checked against the spec, merged and replaced atomically
 job.py       the loop: shards in parallel, skipping verified ones, behind a progress bar
+task.py      the server's `generate_dataset` task: checks (`plan`), then the job
+limits.py    a dataset's size on disk, and the server's disk budget for its jobs
+control.py   the server's running jobs: how many at once, and their cancel
+routes.py    the task's submit checks and its cancel route, served ahead of BentoML's
 """

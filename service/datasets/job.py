@@ -48,13 +48,22 @@ def _stderr_line(text: str) -> None:
 
 class Job:
     def __init__(self, source: Source, spec: DatasetSpec, folder: Path, workers: int = 2,
-                 progress: bool = True, say: Callable[[str], None] = _stderr_line):
+                 progress: bool = True, say: Callable[[str], None] = _stderr_line,
+                 before_shard: Optional[Callable[[int], None]] = None):
+        """`before_shard(index)`: called before a shard is made; what it raises stops the job
+        (the server's task checks its disk budget there, datasets/limits.py)."""
         self.source, self.spec, self.folder = source, spec, Path(folder)
+        self.before_shard = before_shard
         self.workers, self.progress, self.say = workers, progress, say
         self.stop = threading.Event()
         self._bar_lock = threading.Lock()
         self._bar: Optional[tqdm] = None
         self._accepted = self._drawn = 0
+
+    def cancel(self) -> None:
+        """Stop after the current block of each worker: no partial shard stays (a rerun resumes)."""
+        self.stop.set()
+        self.source.stop.set()
 
     def run(self, shards: Optional[list[int]] = None) -> JobResult:
         """Make every shard in `shards` (default: all) that is not already complete."""
@@ -115,6 +124,8 @@ class Job:
             self.say(f"shard {index}: {problem}; making it again")
             mf.update(self.folder, self.spec, self.source.card, drop=[index])
             outcome = "repaired"
+        if self.before_shard is not None:
+            self.before_shard(index)
         # The shard is filled in place: memory per worker is one shard, whatever the dataset's size.
         want = self.spec.shard_request(index)
         x = np.empty((want, *self.source.card.sample.shape), np.float32)  # (requested, *sample_shape)

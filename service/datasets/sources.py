@@ -58,15 +58,33 @@ class Source(Protocol):
 
 
 class LocalSource:
-    """A loaded model, called in-process (the CLI's local folder, or the server's own engine)."""
+    """A loaded model, called in-process (the CLI's local folder, or the server's own engine).
+    On the server, `admission` (admission.Admission) makes each block wait for room in the
+    worker's budget like any request, so a dataset job and HTTP traffic share one bound."""
 
-    def __init__(self, model: LoadedModel, max_draws_factor: int, description: str = ""):
+    def __init__(self, model: LoadedModel, max_draws_factor: int, description: str = "", admission=None):
         self.model, self.card, self.max_draws_factor = model, model.card, max_draws_factor
         self.max_n = None  # in process: no request to bound
         self.description = description or f"local model {model.name} ({model.provider})"
         self.stop = threading.Event()
+        self.admission = admission
 
     def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+        if self.admission is None:
+            return self._block(seed, n, spec)
+        from ..admission import Overloaded, sample_cost
+
+        draws = self.max_draws_factor if spec.filter.active else 1
+        cost = sample_cost(n, self.card.latent.dim, self.card.sample.size, "npy", draws)
+        while True:
+            try:
+                with self.admission.admit_sync(cost):
+                    return self._block(seed, n, spec)
+            except Overloaded as e:  # the server is busy: wait as a client would, unless stopped
+                if self.stop.wait(e.retry_after_s):
+                    raise SourceError("stopped while waiting for room on the server") from None
+
+    def _block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
         f = spec.filter
         keep = sampling.Filter(f.min_realness, f.drs, f.drs_gamma)
         # The same call, with the same draw bound, as handlers.sample makes for POST /sample.

@@ -5,31 +5,38 @@ and `/get` follow it (BentoML's task routes). It writes into GANSERVE_OUTPUT_DIR
 models the server has already loaded, and answers the manifest. BentoML keeps task results in a
 file that is deleted when the server restarts: the shards and manifest.json on the volume are the
 durable result, and submitting the same request again resumes or verifies them.
+
+Refusals come at submit, before anything is written (routes.py checks `plan` there, and the job
+checks again as it starts): 403 when GANSERVE_OUTPUT_DIR is unset, 422 when the dataset would
+pass the disk budget (datasets/limits.py, checked again before each shard), 409 when the dataset
+is being written or the worker runs GANSERVE_DATASET_JOBS jobs already (datasets/control.py).
+`PUT /generate_dataset/cancel?task_id=...` stops a job after its current block (control.py).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from .. import admission
 from ..encoding import json_bytes
-from ..engine import Engine
+from ..engine import Engine, LoadedModel
 from ..errors import RequestError
 from ..latents import MAX_SEED
 from ..settings import Settings
+from . import control, limits
 from . import manifest as mf
-from .job import Job
+from .job import Interrupted, Job
 from .plan import MAX_BLOCK_SIZE, MAX_SAMPLES, MAX_SHARD_SIZE, DatasetSpec, PlanError, parse_shards
-from .sources import LocalSource
+from .sources import LocalSource, SourceError
 
 log = logging.getLogger("ganserve.datasets")
-_busy: set[str] = set()  # datasets being written by this worker: one job per folder at a time
-_busy_lock = threading.Lock()
 
 
 class DatasetRequest(BaseModel):
@@ -51,10 +58,22 @@ class DatasetRequest(BaseModel):
     shards: Optional[str] = Field(None, max_length=1000, description="only these shards, e.g. 17-20 or 0,3,5-9")
 
 
-def generate(engine: Engine, settings: Settings, req: DatasetRequest) -> Response:
-    """Make (or resume) the dataset and answer its manifest as JSON."""
+@dataclass(frozen=True)
+class Plan:
+    model: LoadedModel
+    spec: DatasetSpec
+    shards: Optional[list[int]]
+    folder: Path
+    size: int  # estimated bytes still to write
+    allowed: int  # the job's disk budget
+
+
+def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
+    """Every check that needs no write: the feature is on, the model, the spec, the disk budget.
+    Made at submit (routes.py answers its refusals there) and again when the job starts."""
     if settings.output_dir is None:
-        raise RequestError("name", "this server writes no datasets: GANSERVE_OUTPUT_DIR is not set", 503)
+        raise RequestError("name", "this server writes no datasets: set GANSERVE_OUTPUT_DIR to a writable folder "
+                           "(a volume the server owns) to turn the generate_dataset task on", 403)
     model = engine.get(req.model)
     try:
         spec = DatasetSpec(
@@ -72,22 +91,53 @@ def generate(engine: Engine, settings: Settings, req: DatasetRequest) -> Respons
     if spec.dtype == "uint8" and model.card.sample.kind != "image":
         raise RequestError("format", f"{model.name} makes {model.card.sample.kind}s; only images go to uint8 or png")
     folder = settings.output_dir / req.name
-    with _busy_lock:
-        if req.name in _busy:
-            raise RequestError("name", f"a job is already writing dataset {req.name!r}", 409)
-        _busy.add(req.name)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        source = LocalSource(model, settings.max_draws_factor, f"server model {model.name}")
-        log.info("dataset %s: %d shard(s) into %s", req.name, spec.num_shards, folder)
-        result = Job(source, spec, folder, workers=2, progress=False, say=log.warning).run(shards)
-    except mf.ManifestError as e:
-        raise RequestError("name", str(e).replace(str(settings.output_dir) + "/", ""), 409) from None
-    except OSError as e:
-        raise RequestError("name", f"cannot write {req.name}: {e.strerror or e}", 500) from None
-    finally:
-        with _busy_lock:
-            _busy.discard(req.name)
+    total = limits.dataset_bytes(spec, model.card.sample.shape, shards)
+    size = max(0, total - limits.existing_bytes(folder))  # a resumed dataset writes only what is missing
+    allowed, why = limits.budget(settings.output_dir, settings.dataset_budget_bytes, settings.dataset_disk_share)
+    if size > allowed:
+        raise RequestError("samples", f"the dataset would take about {limits.human(total)} ({total} bytes"
+                           f"{f', {limits.human(size)} still to write' if size != total else ''}), over this "
+                           f"server's budget of {limits.human(allowed)} ({why}): ask for fewer samples", 422)
+    return Plan(model, spec, shards, folder, size, allowed)
+
+
+def generate(engine: Engine, settings: Settings, req: DatasetRequest, task_id: Optional[str] = None) -> Response:
+    """Make (or resume) the dataset and answer its manifest as JSON; a cancelled job answers
+    `cancelled` with the shards it completed (they stay valid, and a rerun resumes)."""
+    p = plan(engine, settings, req)
+    with control.running(req.name, task_id, settings.output_dir, settings.dataset_jobs) as entry:
+        if entry.cancelled:
+            return _cancelled(req.name, p.folder, task_id)
+        try:
+            p.folder.mkdir(parents=True, exist_ok=True)
+            source = LocalSource(p.model, settings.max_draws_factor, f"server model {p.model.name}",
+                                 admission=admission.get())  # blocks share the worker's budget with requests
+            log.info("dataset %s: %d shard(s), about %s, into %s", req.name, p.spec.num_shards, limits.human(p.size), p.folder)
+            guard = limits.ShardGuard(p.folder, p.spec, p.model.card.sample.shape, p.allowed)
+            job = Job(source, p.spec, p.folder, workers=2, progress=False, say=log.warning, before_shard=guard)
+            entry.attach(job)
+            result = job.run(p.shards)
+        except (Interrupted, SourceError):
+            if entry.cancelled:
+                return _cancelled(req.name, p.folder, task_id)
+            raise
+        except limits.DatasetTooLarge as e:
+            raise RequestError("samples", f"stopped: {e.problem}; the shards written so far stay valid", 422) from None
+        except mf.ManifestError as e:
+            raise RequestError("name", str(e).replace(str(settings.output_dir) + "/", ""), 409) from None
+        except OSError as e:
+            raise RequestError("name", f"cannot write {req.name}: {e.strerror or e}", 500) from None
     log.info("dataset %s: made %d, repaired %d, skipped %d shard(s) in %.1f s", req.name, len(result.made),
              len(result.repaired), len(result.skipped), result.seconds)
     return Response(json_bytes(result.manifest.model_dump(mode="json")), media_type="application/json")
+
+
+def _cancelled(name: str, folder: Path, task_id: Optional[str]) -> Response:
+    log.warning("dataset %s: stopped on cancel (task %s)", name, task_id)
+    try:
+        complete = sorted(mf.read_manifest(folder).complete)
+    except Exception:  # nothing written yet
+        complete = []
+    body = {"name": name, "status": "canceled", "complete_shards": complete,
+            "note": "complete shards stay valid; submit the same request again to resume"}
+    return Response(json_bytes(body), media_type="application/json")

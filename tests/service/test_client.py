@@ -103,20 +103,31 @@ def test_retries_honour_retry_after_in_seconds_and_as_a_date(stub):
         got = gan.sample(1, seed=3)
     assert got.samples.shape == (1, 2) and (got.model, got.version, got.seed) == ("m", "v1", 3)
     (t0, auth), (t1, _), (t2, _) = _Stub.seen
-    assert auth == "Bearer t0k" and gan.failed_attempts == 2
+    # busy answers with Retry-After are waited out, not counted as failures (no retry used up)
+    assert auth == "Bearer t0k" and gan.failed_attempts == 0
     assert t1 - t0 >= 0.95  # Retry-After: 1, not the 0.01 s back-off
     assert t2 - t1 >= 0.9
 
 
 def test_back_off_without_retry_after_is_capped_and_retries_run_out(stub):
     server, url = stub
-    _Stub.script = [(500, {}), (503, {"Retry-After": "3600"}), (500, {})]
+    _Stub.script = [(500, {}), (503, {"Retry-After": "3600"}), (500, {}), (500, {})]
     start = time.monotonic()
     with Client(url, retries=2, backoff_s=0.05, max_backoff_s=0.3) as gan:
-        with pytest.raises(ClientError, match=r"failed 3 time\(s\), giving up; last: .*HTTP 500 busy: try later"):
+        with pytest.raises(ClientError, match=r"failed 4 time\(s\), giving up; last: .*HTTP 500 busy: try later"):
             gan.models()
     assert time.monotonic() - start < 3  # the hour's Retry-After capped at max_backoff_s
-    assert len(_Stub.seen) == 3
+    # three failures used the three tries; the busy answer between them used none
+    assert len(_Stub.seen) == 4 and gan.failed_attempts == 3
+
+
+def test_busy_answers_are_waited_out_up_to_max_overloaded(stub):
+    server, url = stub
+    _Stub.script = [(503, {"Retry-After": "0"})] * 3
+    with Client(url, retries=0, max_overloaded=2) as gan:
+        with pytest.raises(ClientError, match=r"failed 3 time\(s\)"):
+            gan.models()
+    assert len(_Stub.seen) == 3 and gan.failed_attempts == 1
 
 
 def test_stop_cuts_a_wait_short(stub):

@@ -403,7 +403,7 @@ def test_the_openapi_document_is_valid_openapi_and_describes_every_route(client)
             if guarded:
                 assert "504" in operation["responses"], (path, method)  # the request timeout
     for path, method in (("/generate_dataset", "post"), ("/generate_dataset/get", "get")):
-        assert {"409", "503"} <= set(doc["paths"][path][method]["responses"]), path
+        assert {"403", "409", "422"} <= set(doc["paths"][path][method]["responses"]), path
     # The error schemas say what every refusal really holds: `detail` is a list of {loc, msg}.
     refusal = client.post("/score", json={"samples": []})
     assert refusal.status_code == 400 and isinstance(refusal.json()["detail"], list)

@@ -1,0 +1,232 @@
+"""Admission control: a bound on the memory the requests a worker holds at once may need.
+
+Each request that does model work is charged its estimated peak bytes (`cost`: latents, samples and
+the encoded answer, from per-format figures measured with tracemalloc, bench/request_memory.py)
+before any of that work starts. While the charges in flight would pass GANSERVE_ADMISSION_BYTES, a
+request waits, first come first served, in a queue of at most GANSERVE_ADMISSION_QUEUE requests for
+at most GANSERVE_ADMISSION_WAIT_S seconds; then it is refused with 503 and `Retry-After`, as Triton
+refuses when its queue is full. A request dearer than the whole budget is let in alone. Waiting
+requests hold only their parsed body. Without this, memory grew with concurrency times answer size
+until the out-of-memory killer took the worker and every request in it (issue #20).
+
+The routes (routes.py) wait on the event loop (`admit`); BentoML's own API methods (service.py),
+which run in threads, wait with `admit_sync`. Both share one budget per worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections import deque
+from typing import AsyncIterator, Callable, Iterator, Optional
+
+from .errors import RequestError
+
+# Peak bytes a request allocates per sample value, by answer format, measured at n = 4096 on the
+# MNIST model (bench/request_memory.py; docs/PERFORMANCE.md): 18.6 for json (the float32 samples,
+# ~7 bytes of text per value, and orjson's buffer as it grows), 8.0 for npy (samples and answer),
+# 8.2 for png (samples, 8-bit tiles, canvas, scanlines). Rounded up: the estimate must not undercount.
+PEAK_BYTES_PER_VALUE = {"json": 20, "npy": 10, "png": 10}
+LATENT_BYTES_PER_VALUE = 8  # float32 latents, plus their float64 draw where truncation redraws
+MIN_COST = 16 * 1024
+TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth trimming (memory.py)  # a request's own objects (scope, body, response) whatever its size
+# /score: the body is decoded to float32 samples; JSON goes through Python floats (~32 bytes per
+# value for ~10 bytes of text), a PNG inflates ~10x to float32.
+SCORE_BYTES_PER_BODY_BYTE = {"json": 6, "npy": 3, "png": 16}
+
+
+def sample_cost(n: int, latent_dim: int, sample_values: int, fmt: str, draws: int = 1) -> int:
+    """Estimated peak bytes of a request for n samples in `fmt`; `draws` > 1: a filter may draw
+    up to n x draws latents and samples (handled in blocks, so at most a few times n at once)."""
+    per_sample = LATENT_BYTES_PER_VALUE * latent_dim + PEAK_BYTES_PER_VALUE.get(fmt, 20) * sample_values
+    extra = 4 * (latent_dim + sample_values) * n * min(draws - 1, 2)  # rejection rounds' blocks
+    return max(MIN_COST, n * per_sample + extra)
+
+
+def score_cost(body_bytes: int, kind: str) -> int:
+    return max(MIN_COST, body_bytes * SCORE_BYTES_PER_BODY_BYTE.get(kind, 16))
+
+
+class Overloaded(RequestError):
+    """Refused: the worker's budget stayed full for the whole wait, or its queue was full."""
+
+    def __init__(self, problem: str, retry_after_s: int):
+        super().__init__("server", problem, 503)
+        self.retry_after_s = retry_after_s
+
+
+class _Waiter:
+    __slots__ = ("cost", "granted", "loop", "future", "event")
+
+    def __init__(self, cost: int, loop: Optional[asyncio.AbstractEventLoop] = None):
+        self.cost, self.granted, self.loop = cost, False, loop
+        self.future: Optional[asyncio.Future] = loop.create_future() if loop is not None else None
+        self.event: Optional[threading.Event] = None if loop is not None else threading.Event()
+
+    def wake(self) -> None:  # under the admission's lock
+        self.granted = True
+        if self.event is not None:
+            self.event.set()
+        else:
+            self.loop.call_soon_threadsafe(_resolve, self.future)
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Admission:
+    """One worker's budget. `budget` 0: no bound (every request admitted at once, still counted)."""
+
+    def __init__(self, budget: int, queue: int, wait_s: float, metrics: bool = True, trimmer=None):
+        self.budget, self.max_queue, self.wait_s, self.metrics = budget, queue, wait_s, metrics
+        self.trimmer = trimmer  # memory.Trimmer: the freed heap goes back to the OS once idle
+        self.retry_after_s = max(1, math.ceil(wait_s))
+        self._lock = threading.Lock()
+        self._waiting: deque[_Waiter] = deque()
+        self.in_flight_bytes = 0
+        self.in_flight = 0
+        self.refused = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def _fits(self, cost: int) -> bool:
+        return self.budget == 0 or self.in_flight == 0 or self.in_flight_bytes + cost <= self.budget
+
+    def _try_enter(self, cost: int, loop: Optional[asyncio.AbstractEventLoop]) -> Optional[_Waiter]:
+        """Under the lock: admit now (nobody waits before it and it fits: None), queue it (its
+        waiter, made only then: most requests never wait), or refuse."""
+        if not self._waiting and self._fits(cost):
+            self._take(cost)
+            _report(self)
+            return None
+        if len(self._waiting) >= self.max_queue:
+            self.refused += 1
+            _report(self, refused=True)
+            raise Overloaded(f"overloaded: {self.in_flight} request(s) hold this worker's budget and "
+                             f"{len(self._waiting)} wait; retry in {self.retry_after_s} s", self.retry_after_s)
+        waiter = _Waiter(cost, loop)
+        self._waiting.append(waiter)
+        _report(self)
+        return waiter
+
+    def _take(self, cost: int) -> None:
+        self.in_flight_bytes += cost
+        self.in_flight += 1
+        if self.trimmer is not None and cost >= TRIM_WORTHY_COST:
+            self.trimmer.busy()
+
+    def _release(self, cost: int) -> None:
+        with self._lock:
+            self.in_flight_bytes -= cost
+            self.in_flight -= 1
+            while self._waiting and self._fits(self._waiting[0].cost):  # first come, first served
+                waiter = self._waiting.popleft()
+                self._take(waiter.cost)
+                waiter.wake()
+            _report(self)
+            idle = self.in_flight == 0
+        if idle and self.trimmer is not None:
+            self.trimmer.idle()
+
+    def _give_up(self, waiter: _Waiter) -> None:
+        """The wait ran out: leave the queue and refuse, unless it was let in meanwhile."""
+        with self._lock:
+            if waiter.granted:
+                return
+            self._waiting.remove(waiter)
+            self.refused += 1
+            _report(self, refused=True)
+            # Those behind it may fit now that it no longer blocks the head of the queue.
+            while self._waiting and self._fits(self._waiting[0].cost):
+                w = self._waiting.popleft()
+                self._take(w.cost)
+                w.wake()
+            _report(self)
+        raise Overloaded(f"overloaded: no room in this worker within {self.wait_s:g} s; retry in "
+                         f"{self.retry_after_s} s", self.retry_after_s)
+
+    async def enter(self, cost: int) -> Callable[[], None]:
+        """On the event loop: hold `cost` bytes of the budget (Overloaded if refused); returns the
+        release, to call once the answer has been sent (it may be called more than once)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            waiter = self._try_enter(cost, loop)
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.future), self.wait_s)
+            except TimeoutError:
+                self._give_up(waiter)  # raises Overloaded unless it was let in meanwhile
+            except asyncio.CancelledError:  # the request timed out or its client left while it waited
+                with contextlib.suppress(Overloaded):
+                    self._give_up(waiter)
+                if waiter.granted:
+                    self._release(cost)
+                raise
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._release(cost)
+
+        return release
+
+    @contextlib.asynccontextmanager
+    async def admit(self, cost: int) -> AsyncIterator[None]:
+        """On the event loop, for a block: `async with admission.admit(cost): ...`."""
+        release = await self.enter(cost)
+        try:
+            yield
+        finally:
+            release()
+
+    @contextlib.contextmanager
+    def admit_sync(self, cost: int) -> Iterator[None]:
+        """From a thread: the same, waiting on a threading.Event."""
+        with self._lock:
+            waiter = self._try_enter(cost, None)
+        if waiter is not None and not waiter.event.wait(self.wait_s):
+            self._give_up(waiter)
+        try:
+            yield
+        finally:
+            self._release(cost)
+
+
+def _report(admission: Admission, refused: bool = False) -> None:
+    """What /metrics shows (metrics.py); cheap enough to set on every change."""
+    if not admission.metrics:
+        return
+    from . import metrics
+
+    metrics.admission_state(admission.in_flight, admission.in_flight_bytes, len(admission._waiting))
+    if refused:
+        metrics.count_refusal()
+
+
+_instance: Optional[Admission] = None
+_instance_lock = threading.Lock()
+
+
+def get() -> Admission:
+    """This worker's admission, made from the settings on first use."""
+    global _instance
+    if _instance is None:
+        with _instance_lock:
+            if _instance is None:
+                from .settings import get_settings
+
+                s = get_settings()
+                from .memory import Trimmer
+
+                _instance = Admission(s.admission_bytes, s.admission_queue, s.admission_wait_s,
+                                      trimmer=Trimmer() if s.malloc_trim else None)
+    return _instance
+
