@@ -196,8 +196,9 @@ def test_docs_json_documents_the_503_and_its_retry_after(client):
 
 
 def test_the_http_source_waits_as_retry_after_says_without_using_up_retries(client, tight, monkeypatch):
-    """HttpSource against the app through httpx's ASGI-less transport: a MockTransport would be a
-    mock, so the real app answers through the TestClient (an httpx.Client) itself."""
+    """The dataset generator's HTTP source (through service.client.Client, the one HTTP client)
+    against the real app: a MockTransport would be a mock, so the app answers through the
+    TestClient (an httpx.Client) itself."""
     from service.client import Client
     from service.datasets.sources import HttpSource
 
@@ -209,6 +210,6 @@ def test_the_http_source_waits_as_retry_after_says_without_using_up_retries(clie
     hold = tight.admit_sync(1)
     hold.__enter__()
     threading.Timer(0.5, hold.__exit__, (None, None, None)).start()
-    response = source.client.call("POST", "/sample", json={"n": 2, "seed": 1, "format": "npy"})
+    response = source.client.request("POST", "/sample", json={"n": 2, "seed": 1, "format": "npy"})
     assert response.status_code == 200
     assert tight.refused >= 1 and source.failed_attempts == 0  # refused, waited, never gave up
