@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
     output_dir: Optional[Path] = None
+    # The playground page at /ui (service/ui/): off, the routes are not mounted at all.
+    ui: bool = True
 
     @property
     def token_required(self) -> bool:
