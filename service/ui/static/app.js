@@ -45,6 +45,12 @@ const card = () => state.model.card;
 const hasD = () => card().realness != null; // present exactly when there is a discriminator
 const isImage = () => card().sample.kind === "image";
 const takes = (field) => state.config.sample_fields.includes(field);
+// The class picker's value as the API takes it: an index, "balanced", or undefined (drawn from the seed).
+function chosenLabels() {
+  if (!card().condition || !takes("labels") || $("label").value === "") return undefined;
+  const v = $("label").value;
+  return v === "balanced" ? v : Number(v);
+}
 
 function intValue(id, lo, hi) {
   const v = Math.round(Number($(id).value));
@@ -55,10 +61,8 @@ function intValue(id, lo, hi) {
 function sampleBody(format) {
   const body = { model: state.model.name, n: intValue("n", 1, state.config.max_n), seed: intValue("seed", 0, 2 ** 63 - 1), format };
   if ($("truncate").checked) body.truncation = Number($("truncation").value);
-  if (card().condition && takes("labels") && $("label").value !== "") {
-    const v = $("label").value;
-    body.labels = v === "balanced" ? v : Number(v);
-  }
+  const labels = chosenLabels();
+  if (labels !== undefined) body.labels = labels;
   if (hasD()) {
     if ($("use-min").checked) body.min_realness = Number($("min-realness").value);
     if ($("drs").checked) body.drs = true;
@@ -113,7 +117,7 @@ async function renderGrid(seq) {
     const answer = await (await postJson("/sample", jsonBody)).json();
     if (seq !== state.seq) return;
     realness = answer.realness || null;
-    counts = filtering(jsonBody) ? { drawn: answer.drawn, accepted: answer.samples.length } : null;
+    counts = filtering(jsonBody) ? { drawn: answer.drawn, accepted: answer.samples.length, exhausted: Boolean(answer.exhausted) } : null;
     if (answer.samples.length === 0) {
       clearGrid();
       $("meta").textContent = `No sample passed the filter in ${answer.drawn} draws.`;
@@ -131,7 +135,7 @@ async function renderGrid(seq) {
   state.grid = { url, blob, headers: response.headers };
   state.body = body;
   const accepted = Number(response.headers.get("X-Accepted") || body.n);
-  drawOverlay(realness, accepted);
+  drawOverlay(realness, accepted, $("grid").naturalWidth, $("grid").naturalHeight);
   showDraws(counts || headerCounts(response.headers), body.n);
   $("meta").textContent = `${response.headers.get("X-Model")} ${response.headers.get("X-Model-Version")}, seed ${response.headers.get("X-Seed")}, shape ${response.headers.get("X-Shape")}` +
     (response.headers.get("X-Labels") ? `, classes ${response.headers.get("X-Labels")}` : "");
@@ -141,11 +145,13 @@ async function renderGrid(seq) {
 }
 
 function headerCounts(headers) {
-  return headers.get("X-Drawn") ? { drawn: Number(headers.get("X-Drawn")), accepted: Number(headers.get("X-Accepted")) } : null;
+  return headers.get("X-Drawn") ? { drawn: Number(headers.get("X-Drawn")), accepted: Number(headers.get("X-Accepted")),
+                                    exhausted: headers.get("X-Exhausted") === "True" || headers.get("X-Exhausted") === "true" } : null;
 }
 
 function showDraws(counts, n) {
-  $("draws").textContent = counts ? `${counts.accepted} of ${n} asked for, from ${counts.drawn} draws` : "";
+  $("draws").textContent = counts ? `${counts.accepted} of ${n} asked for, from ${counts.drawn} draws` +
+    (counts.exhausted ? " (the draw bound ran out)" : "") : "";
 }
 
 function loaded(img, url) {
@@ -161,13 +167,11 @@ function clearGrid() {
   $("overlay").replaceChildren();
 }
 
-// Each tile's position in the API's grid: rows of ceil(sqrt(n)) tiles, GRID_PADDING apart.
-function tileBoxes(k) {
+// Each tile's position in the API's grid, row by row, GRID_PADDING apart: the columns and rows are
+// read from the grid's own size, so any layout the API chooses (nrow, a row per class) is followed.
+function tileBoxes(k, W, H) {
   const [, h, w] = card().sample.shape;
-  const cols = Math.min(Math.max(1, Math.ceil(Math.sqrt(k))), k);
-  const rows = Math.ceil(k / cols);
-  const W = cols * (w + GRID_PADDING) + GRID_PADDING;
-  const H = rows * (h + GRID_PADDING) + GRID_PADDING;
+  const cols = Math.max(1, Math.round((W - GRID_PADDING) / (w + GRID_PADDING)));
   return Array.from({ length: k }, (_, i) => {
     const r = Math.floor(i / cols), c = i % cols;
     return { left: (GRID_PADDING + c * (w + GRID_PADDING)) / W, top: (GRID_PADDING + r * (h + GRID_PADDING)) / H };
@@ -180,11 +184,11 @@ function realnessColour(r) {
   return `hsl(${hue}, 75%, 38%)`;
 }
 
-function drawOverlay(realness, k) {
+function drawOverlay(realness, k, W, H) {
   const overlay = $("overlay");
   overlay.replaceChildren();
   if (!realness) return;
-  tileBoxes(k).forEach((box, i) => {
+  tileBoxes(k, W, H).forEach((box, i) => {
     const tag = document.createElement("span");
     tag.className = "realness";
     tag.textContent = realness[i].toFixed(2);
@@ -206,7 +210,7 @@ async function renderPlot(seq) {
   state.body = body;
   state.grid = null;
   drawScatter($("plot"), answer.samples, answer.realness, false);
-  showDraws(filtering(body) ? { drawn: answer.drawn, accepted: answer.samples.length } : null, body.n);
+  showDraws(filtering(body) ? { drawn: answer.drawn, accepted: answer.samples.length, exhausted: Boolean(answer.exhausted) } : null, body.n);
   $("meta").textContent = `${answer.model} ${answer.version}, seed ${answer.seed}, shape ${answer.shape.join("x")}` +
     (hasD() ? "; colour: D's realness, red 0 to green 1" : "");
   $("grid-wrap").hidden = true;
@@ -276,6 +280,9 @@ async function walk() {
   try {
     const body = { model: state.model.name, seeds: [intValue("walk-a", 0, 2 ** 63 - 1), intValue("walk-b", 0, 2 ** 63 - 1)],
                    steps: intValue("walk-steps", 2, 64), method: $("walk-method").value, format: isImage() ? "png" : "json" };
+    // A conditional model walks within one class (the graphs take the class as an integer).
+    const labels = chosenLabels();
+    if (typeof labels === "number" && state.config.interpolate_fields.includes("labels")) body.labels = labels;
     if (isImage()) {
       body.nrow = body.steps;
       const blob = await (await postJson("/interpolate", body)).blob();
@@ -340,7 +347,10 @@ async function scoreUploads() {
   try {
     const form = new FormData();
     files.forEach((f) => form.append("file", f, f.name));
-    const answer = await (await call(`/score?model=${encodeURIComponent(state.model.name)}`, { method: "POST", body: form })).json();
+    let query = `model=${encodeURIComponent(state.model.name)}`;
+    const labels = chosenLabels(); // D(x | c) of a conditional model: the picked class for every image
+    if (labels !== undefined) query += `&labels=${encodeURIComponent(labels)}`;
+    const answer = await (await call(`/score?${query}`, { method: "POST", body: form })).json();
     const list = $("score-list");
     list.replaceChildren();
     files.forEach((f, i) => {
@@ -442,12 +452,13 @@ function adaptControls() {
   $("label-note").textContent = c.condition && !canLabel ? "A conditional model, but this server's API takes no class (labels) yet." : "";
   if (canLabel) {
     const select = $("label");
-    select.replaceChildren(new Option("balanced (every class in turn)", "balanced"),
-                           ...c.condition.names.map((name, i) => new Option(`${i}: ${name}`, String(i))));
+    select.replaceChildren(...c.condition.names.map((name, i) => new Option(`${i}: ${name}`, String(i))),
+                           new Option("balanced (every class in turn)", "balanced"),
+                           new Option("drawn from the seed", ""));
     select.value = "0";
   }
   $("dl-png").hidden = !isImage();
-  $("score-section").hidden = !(hasD() && isImage());
+  $("score-section").hidden = !(hasD() && isImage() && (!c.condition || canLabel));
   $("score-hint").textContent = isImage() ? `PNG images of ${c.sample.shape[2]}x${c.sample.shape[1]} pixels: D's realness of each.` : "";
   $("score-list").replaceChildren();
   $("strip").hidden = true;
