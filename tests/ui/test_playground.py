@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))  # mode
 from model_factory import make_model  # noqa: E402
 from servers import REPO, Server, server_env  # noqa: E402
 
-from service.schemas import SampleRequest  # noqa: E402
+from service.schemas import InterpolateRequest, SampleRequest  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -304,6 +304,17 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
         act(page, lambda: page.select_option("#label", "2"))
         two = assert_same_pixels(page, "#grid", api, "/sample", {"model": "cond", "n": 16, "seed": 42, "format": "png", "labels": 2})
         assert not np.array_equal(zero, two)
+        if "labels" in InterpolateRequest.model_fields:  # a walk within the picked class
+            act(page, lambda: page.click("#walk-go"))
+            assert_same_pixels(page, "#strip", api, "/interpolate", {"model": "cond", "seeds": [1, 2], "steps": 10,
+                                                                     "method": "slerp", "format": "png", "nrow": 10, "labels": 2})
+        # An upload is scored as the picked class: D(x | c).
+        tile = tmp_path / "tile.png"
+        Image.fromarray(two[2:10, 2:10, 0]).save(tile)
+        act(page, lambda: page.set_input_files("#upload", str(tile)))
+        want = api.post("/score?model=cond&labels=2", files=[("file", ("tile.png", tile.read_bytes(), "image/png"))]).json()
+        shown_score = float(page.locator("#score-list .score").first.get_attribute("data-realness"))
+        assert shown_score == pytest.approx(want["realness"][0], abs=1e-6)
     else:
         page.select_option("#model", "cond")
         assert page.is_hidden("#label-row") and page.is_visible("#label-note")
