@@ -1,6 +1,6 @@
 """The playground's routes, mounted at /ui by service.py (GANSERVE_UI=false leaves them out):
 
-- `GET /ui/`: the page (static/index.html, app.js, style.css: our own files, nothing fetched from
+- `GET /ui/`: the page (static/index.html, app.js, plot.js, style.css: our own files, nothing fetched from
   elsewhere; the Content-Security-Policy header makes the browser refuse anything else).
 - `GET /ui/config.json`: what the page adapts to beyond the cards that GET /models lists: which
   request fields this server's API has (a class picker only where SampleRequest takes `labels`),
@@ -88,6 +88,7 @@ def build_app() -> Starlette:
     return Starlette(routes=[
         Route("/", _static("index.html"), methods=["GET"]),
         Route("/app.js", _static("app.js"), methods=["GET"]),
+        Route("/plot.js", _static("plot.js"), methods=["GET"]),
         Route("/style.css", _static("style.css"), methods=["GET"]),
         Route("/config.json", config, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),

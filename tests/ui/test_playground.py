@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import sys
@@ -58,7 +59,7 @@ def server(tmp_path_factory):
     _need_browser()
     root = tmp_path_factory.mktemp("playground")
     models = root / "models"
-    for name in ("mnist", "ring8"):  # the shipped models: an image one and a vector one
+    for name in ("mnist", "ring8", "toy1d"):  # the shipped models: an image one and two vector ones
         shutil.copytree(REPO / "models" / name, models / name)
     make_model(models, "cond", classes=3, seed=1)  # conditional, 1x8x8
     make_model(models, "gonly", discriminator=False, seed=2)  # generator only, 1x8x8
@@ -249,6 +250,8 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
 
     # The equivalent curl command and the downloads are the same request.
     assert '"model":"mnist","n":16,"seed":42,"format":"png"' in page.input_value("#curl")
+    page.click("#copy-curl")
+    page.wait_for_function("document.getElementById('copied').textContent === 'copied'")
     with page.expect_download() as download:
         page.click("#dl-npy")
     npy = np.load(download.value.path())
@@ -290,6 +293,15 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
     assert page.is_hidden("#score-section")  # PNG uploads are for image models
     act(page, lambda: page.click("#walk-go"))
     assert page.locator("#walk-plot circle.sample").count() == 10
+    want = api.post("/sample", json={"model": "ring8", "n": 16, "seed": 42, "format": "json", "scores": True}).json()
+    fills = page.locator("#plot circle.sample").evaluate_all("els => els.map(e => e.getAttribute('fill'))")
+    assert fills == [f"hsl({math.floor(120 * min(1, max(0, r)) + 0.5)}, 75%, 38%)" for r in want["realness"]]  # JS Math.round
+    # 1-D: the samples along the data's density N(1, 1).
+    act(page, lambda: page.select_option("#model", "toy1d"))
+    assert page.locator("#plot path.data-density").count() == 1
+    heights = page.locator("#plot rect.histogram").evaluate_all("els => els.map(e => Number(e.getAttribute('height')))")
+    assert heights and all(h > 0 for h in heights)
+    assert page.locator("#plot circle.sample").count() == 16
 
     # A generator-only model: its grid, and no realness controls at all.
     act(page, lambda: page.select_option("#model", "gonly"))

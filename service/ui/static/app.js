@@ -178,12 +178,6 @@ function tileBoxes(k, W, H) {
   });
 }
 
-function realnessColour(r) {
-  // 0 (D says fake) red -> 1 (D says real) green, through amber.
-  const hue = Math.round(120 * Math.min(1, Math.max(0, r)));
-  return `hsl(${hue}, 75%, 38%)`;
-}
-
 function drawOverlay(realness, k, W, H) {
   const overlay = $("overlay");
   overlay.replaceChildren();
@@ -201,6 +195,10 @@ function drawOverlay(realness, k, W, H) {
 
 // --- vector models: a scatter over the data's modes ---------------------------------------------
 
+function plotOptions(path) {
+  return { dims: card().sample.shape[0], data: state.config.data_modes[card().dataset] || null, dataset: card().dataset, path };
+}
+
 async function renderPlot(seq) {
   const body = sampleBody("json");
   if (hasD()) body.scores = true; // the colours
@@ -209,68 +207,13 @@ async function renderPlot(seq) {
   if (seq !== state.seq) return;
   state.body = body;
   state.grid = null;
-  drawScatter($("plot"), answer.samples, answer.realness, false);
+  drawScatter($("plot"), answer.samples, answer.realness, plotOptions(false));
   showDraws(filtering(body) ? { drawn: answer.drawn, accepted: answer.samples.length, exhausted: Boolean(answer.exhausted) } : null, body.n);
   $("meta").textContent = `${answer.model} ${answer.version}, seed ${answer.seed}, shape ${answer.shape.join("x")}` +
     (hasD() ? "; colour: D's realness, red 0 to green 1" : "");
   $("grid-wrap").hidden = true;
   $("plot").toggleAttribute("hidden", false); // an <svg> has no .hidden
   setCurl("/sample", body, "samples.json");
-}
-
-const SVG = "http://www.w3.org/2000/svg";
-function svgEl(name, attrs, text) {
-  const el = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
-
-function drawScatter(svg, samples, realness, path) {
-  const size = 480, pad = 28;
-  const dims = card().sample.shape[0];
-  const data = state.config.data_modes[card().dataset] || null;
-  const pts = samples.map((s) => (dims === 1 ? [s[0], 0] : [s[0], s[1]]));
-  const modes = data ? data.modes.map((m) => (dims === 1 ? [m[0], 0] : m)) : [];
-  const spread = data ? 3 * data.sigma : 0;
-  let xs = pts.map((p) => p[0]).concat(modes.map((m) => m[0] - spread), modes.map((m) => m[0] + spread));
-  let ys = pts.map((p) => p[1]).concat(modes.map((m) => m[1] - spread), modes.map((m) => m[1] + spread));
-  if (dims === 1) ys = [-1, 1];
-  const lo = [Math.min(...xs), Math.min(...ys)], hi = [Math.max(...xs), Math.max(...ys)];
-  const span = Math.max(hi[0] - lo[0], hi[1] - lo[1], 1e-6) * 1.08;
-  const mid = [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2];
-  const sx = (x) => pad + ((x - mid[0]) / span + 0.5) * (size - 2 * pad);
-  const sy = (y) => size - pad - ((y - mid[1]) / span + 0.5) * (size - 2 * pad);
-  svg.replaceChildren();
-  svg.append(svgEl("rect", { x: 0, y: 0, width: size, height: size, fill: "#fff" }));
-  svg.append(svgEl("line", { x1: pad, y1: size - pad, x2: size - pad, y2: size - pad, stroke: "#999" }));
-  svg.append(svgEl("text", { x: pad, y: size - 8, "font-size": 11, fill: "#555" }, (mid[0] - span / 2).toFixed(2)));
-  svg.append(svgEl("text", { x: size - pad, y: size - 8, "font-size": 11, fill: "#555", "text-anchor": "end" }, (mid[0] + span / 2).toFixed(2)));
-  if (dims === 1 && data) {
-    // The data's density N(mean, sigma^2), scaled to the plot's height.
-    const [mean, sd] = [data.modes[0][0], data.sigma];
-    const steps = 120, x0 = mid[0] - span / 2;
-    const d = Array.from({ length: steps + 1 }, (_, i) => {
-      const x = x0 + (span * i) / steps, y = Math.exp(-0.5 * ((x - mean) / sd) ** 2);
-      return `${i ? "L" : "M"}${sx(x).toFixed(1)},${(size - pad - y * (size - 3 * pad)).toFixed(1)}`;
-    }).join("");
-    svg.append(svgEl("path", { d, fill: "none", stroke: "#888", "stroke-dasharray": "4 3", class: "data-density" }));
-  } else {
-    for (const m of modes) {
-      svg.append(svgEl("circle", { cx: sx(m[0]), cy: sy(m[1]), r: Math.max(6, (spread / span) * (size - 2 * pad)),
-                                   fill: "none", stroke: "#888", "stroke-dasharray": "3 2", class: "data-mode" }));
-    }
-  }
-  if (path && pts.length > 1) {
-    svg.append(svgEl("polyline", { points: pts.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" "), fill: "none", stroke: "#4a6fa5" }));
-  }
-  pts.forEach((p, i) => {
-    const y = dims === 1 ? size - pad - 8 - ((i * 37) % 60) : sy(p[1]); // 1-D: jittered in a band above the axis
-    svg.append(svgEl("circle", { cx: sx(p[0]).toFixed(1), cy: y.toFixed(1), r: 3.2, class: "sample",
-                                 fill: realness ? realnessColour(realness[i]) : "#4a6fa5", "fill-opacity": 0.8 }));
-  });
-  const legend = data ? `dashed: the data (${card().dataset})` : "no data modes known for this dataset";
-  svg.append(svgEl("text", { x: pad, y: 16, "font-size": 12, fill: "#555" }, legend));
 }
 
 // --- the walk between two seeds ------------------------------------------------------------------
@@ -293,7 +236,7 @@ async function walk() {
       animate($("strip"), body.steps);
     } else {
       const answer = await (await postJson("/interpolate", body)).json();
-      drawScatter($("walk-plot"), answer.samples, null, true);
+      drawScatter($("walk-plot"), answer.samples, null, plotOptions(true));
       $("walk-plot").toggleAttribute("hidden", false); // an <svg> has no .hidden
       $("strip").hidden = true;
       stopAnimation();
