@@ -4,6 +4,8 @@ login form's cookie, and to nothing else."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -78,9 +80,9 @@ def test_config_says_which_request_fields_this_api_takes(client):
 
 def test_the_page_names_only_files_of_its_own():
     """Nothing in the page's files points outside the server (the browser test checks the requests)."""
-    from service.ui.app import STATIC
-
-    for path in STATIC.iterdir():
+    static = Path(auth.__file__).with_name("static")
+    assert {p.name for p in static.iterdir()} == {"index.html", "app.js", "plot.js", "style.css"}
+    for path in static.iterdir():
         text = path.read_text()
         assert "http://" not in text.replace('"http://www.w3.org/2000/svg"', "") and "https://" not in text, path.name
         assert "@import" not in text and "//cdn" not in text, path.name
