@@ -59,7 +59,7 @@ function intValue(id, lo, hi) {
 }
 
 function sampleBody(format) {
-  const body = { model: state.model.name, n: intValue("n", 1, state.config.max_n), seed: intValue("seed", 0, 2 ** 63 - 1), format };
+  const body = { model: state.model.name, n: intValue("n", 1, state.config.max_n), seed: intValue("seed", 0, Number.MAX_SAFE_INTEGER), format };
   if ($("truncate").checked) body.truncation = Number($("truncation").value);
   const labels = chosenLabels();
   if (labels !== undefined) body.labels = labels;
@@ -221,7 +221,7 @@ async function renderPlot(seq) {
 async function walk() {
   busy(true);
   try {
-    const body = { model: state.model.name, seeds: [intValue("walk-a", 0, 2 ** 63 - 1), intValue("walk-b", 0, 2 ** 63 - 1)],
+    const body = { model: state.model.name, seeds: [intValue("walk-a", 0, Number.MAX_SAFE_INTEGER), intValue("walk-b", 0, Number.MAX_SAFE_INTEGER)],
                    steps: intValue("walk-steps", 2, 64), method: $("walk-method").value, format: isImage() ? "png" : "json" };
     // A conditional model walks within one class (the graphs take the class as an integer).
     const labels = chosenLabels();
