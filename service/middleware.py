@@ -2,7 +2,10 @@
 name the field.
 
 - Token: when GANSERVE_API_TOKEN is set, API routes need `Authorization: Bearer <token>`;
-  health (BentoML's and the Open Inference Protocol's), metrics and the API docs stay open (probes and scrapers carry no secrets).
+  health (BentoML's and the Open Inference Protocol's), metrics and the API docs stay open (probes
+  and scrapers carry no secrets). The playground's session cookie (ui/auth.py, set by its login
+  form) counts as the token; a browser without either that asks for a page under /ui is sent to
+  the form.
 - Body limit: a body over GANSERVE_MAX_BODY_BYTES is refused with 413 before any parsing, whether
   it announces its length or streams in chunks.
 - BentoML answers validation failures with 400 and `"error": "1 validation error for ..."`; the
@@ -15,9 +18,11 @@ import hmac
 import json
 
 from starlette.datastructures import Headers
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
+from .ui import auth as ui_auth
 
 # The Open Inference Protocol's health routes are probes too (service/v2); the rest of /v2 is guarded.
 OPEN_PATHS = {"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json",
@@ -31,9 +36,10 @@ class GuardMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.expected = f"Bearer {api_token}".encode() if api_token else None
+        self.session = ui_auth.session_value(api_token) if api_token else None
 
     def _is_open(self, path: str) -> bool:
-        return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path in ui_auth.OPEN_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,7 +47,10 @@ class GuardMiddleware:
         headers = Headers(scope=scope)
         if self.expected is not None and not self._is_open(scope["path"]):
             given = headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, self.expected):  # constant time: no token oracle
+            # Both compared in constant time: no token oracle.
+            if not hmac.compare_digest(given, self.expected) and not ui_auth.valid(headers.get("cookie", ""), self.session):
+                if scope["method"] == "GET" and (scope["path"] == "/ui" or scope["path"].startswith("/ui/")):
+                    return await RedirectResponse(ui_auth.LOGIN_PATH, status_code=303)(scope, receive, send)
                 problem = "wrong bearer token" if given else "missing: send Authorization: Bearer <token>"
                 response = error_response(401, [("authorization", problem)], headers={"WWW-Authenticate": "Bearer"})
                 return await response(scope, receive, send)

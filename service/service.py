@@ -31,6 +31,7 @@ from .routes import build_app, sample_cost
 from .schemas import InterpolateRequest, SampleRequest
 from .settings import get_settings
 from .timeout import install as install_request_timeout
+from .ui.app import build_app as build_ui
 
 SETTINGS = get_settings()
 # Workers and graph threads for this host (settings.Settings.layout), decided once per process.
@@ -155,6 +156,8 @@ class GanServe:
         return response
 
 
+if SETTINGS.ui:  # the playground (service/ui/): a page that calls the routes above, behind the same guard
+    GanServe.mount_asgi_app(build_ui(), path="/ui", name="ui")
 GanServe.add_asgi_middleware(
     GuardMiddleware,
     max_body_bytes=SETTINGS.max_body_bytes,

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     dataset_disk_share: float = Field(default=0.5, gt=0, le=1)
     # Dataset jobs a worker runs at once; more are refused with 409 (datasets/control.py).
     dataset_jobs: int = Field(default=2, ge=1, le=64)
+    # The playground page at /ui (service/ui/): off, the routes are not mounted at all.
+    ui: bool = True
 
     @property
     def token_required(self) -> bool:

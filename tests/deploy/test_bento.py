@@ -82,6 +82,8 @@ def test_bentofile_pins_the_serving_dependencies_as_pyproject_and_constraints_do
 def test_the_bento_carries_the_service_models_and_healthcheck_only(bento: Path) -> None:
     src = bento / "src"
     assert (src / "service" / "service.py").is_file()
+    for page in (REPO / "service" / "ui" / "static").iterdir():  # the playground's files (no build step)
+        assert (src / "service" / "ui" / "static" / page.name).read_bytes() == page.read_bytes()
     assert (src / "models" / "card.py").is_file()
     assert sorted(p.name for p in (src / "deploy").iterdir()) == ["healthcheck.py"]
     assert {p.name for p in src.iterdir()} <= {"service", "models", "deploy", "bentofile.yaml"}
