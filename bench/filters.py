@@ -1,7 +1,7 @@
 """What each filter of POST /sample does to what users receive, per shipped model.
 
     PYTHONPATH=. python bench/filters.py [--models-dir models] [--n 2000] [--seeds 100-104] [--parzen]
-        [--markdown] [--figure docs/figures/filters.png]
+        [--markdown] [--figure docs/figures/filters.png] [--calibration-figure docs/figures/calibration.png]
 
 Each row draws n samples per seed through the service's own sampling code (service/sampling.py
 `from_seed`, with the draw bound of the default settings, n x 20) on a CPU engine, exactly what
@@ -131,7 +131,7 @@ def figure(models_dir: Path, out: Path, n: int, seed: int) -> None:
     from training.data.toy import mixture_modes
 
     names = [m for m in ("ring8", "grid25") if (models_dir / m).is_dir()]
-    fig, axes = plt.subplots(len(names), 2, figsize=(10, 5 * len(names)), squeeze=False)
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 4.6 * len(names)), squeeze=False, layout="constrained")
     for row, name in zip(axes, names):
         model = Engine.from_folder(models_dir / name, device="cpu").get(name)
         for ax, (label, keep) in zip(row, (("none", sampling.Filter()), ("drs (card gamma)", sampling.Filter(drs=True)))):
@@ -139,9 +139,46 @@ def figure(models_dir: Path, out: Path, n: int, seed: int) -> None:
             sc = ax.scatter(b.samples[:, 0], b.samples[:, 1], c=sampling.realness(b.logits), s=2, cmap="viridis", vmin=0, vmax=1)
             m = mixture_modes(name)
             ax.scatter(m[:, 0], m[:, 1], marker="x", c="red", s=30, linewidths=1)
-            ax.set_title(f"{name}, {label}: {len(b.samples)} of {n} ({b.drawn} drawn)")
+            ax.set_title(f"{name}, {label}\n{len(b.samples)} of {n} returned, {b.drawn} drawn", fontsize=9)
             ax.set_aspect("equal")
         fig.colorbar(sc, ax=row.tolist(), label="realness D(x)")
+    fig.savefig(out, dpi=90)
+    print(f"wrote {out}")
+
+
+def calibration_figure(models_dir: Path, names: list[str], out: Path) -> None:
+    """From the cards alone: each calibrated D's reliability curve on its balanced held-out set, and
+    its realness quantiles (5-25-50-75-95) on held-out real data, G's samples and noise."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.card import read_card
+
+    cards = [read_card(models_dir / n) for n in names if (models_dir / n).is_dir()]
+    cards = [c for c in cards if c.realness.calibration is not None]
+    fig, axes = plt.subplots(2, len(cards), figsize=(3.6 * len(cards), 7), squeeze=False)
+    for col, card in enumerate(cards):
+        c = card.realness.calibration
+        ax = axes[0][col]
+        pts = [(b.mean_realness, b.share_real, b.count) for b in c.reliability if b.count]
+        ax.plot([0, 1], [0, 1], ":", c="gray")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
+        ax.set_title(f"{card.name}: AUC {c.before.get('auc', float('nan')):.2f} -> {c.auc:.2f}\nECE {c.ece:.3f}", fontsize=9)
+        ax.set_xlabel("mean realness in bin")
+        ax.set_ylabel("share real")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax = axes[1][col]
+        for i, (what, colour) in enumerate((("real", "tab:green"), ("generated", "tab:blue"), ("noise", "tab:red"))):
+            q = c.distributions[what].quantiles
+            ax.plot([i, i], [q["p05"], q["p95"]], c=colour)
+            ax.add_patch(plt.Rectangle((i - 0.2, q["p25"]), 0.4, q["p75"] - q["p25"], color=colour, alpha=0.5))
+            ax.plot([i - 0.2, i + 0.2], [q["p50"]] * 2, c="black")
+        ax.set_xticks([0, 1, 2], ["real", "G", "noise"])
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("realness (held out)")
+    fig.tight_layout()
     fig.savefig(out, dpi=90)
     print(f"wrote {out}")
 
@@ -154,16 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="100-104", help="a range a-b of seeds, one request each")
     p.add_argument("--parzen", action="store_true", help="add the Parzen estimate on image models (slow)")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--no-table", action="store_true", help="only the figures")
     p.add_argument("--figure", type=Path, default=None, help="also draw ring8 and grid25 before/after drs here")
+    p.add_argument("--calibration-figure", type=Path, default=None,
+                   help="also draw each calibrated D's reliability curve and realness quantiles (from the cards)")
     args = p.parse_args(argv)
     a, _, b = args.seeds.partition("-")
     seeds = list(range(int(a), int(b or a) + 1))
-    for name in args.models.split(","):
+    for name in [] if args.no_table else args.models.split(","):
         if (args.models_dir / name).is_dir():  # one table per model: the metrics differ by dataset
             _print(table(args.models_dir / name, args.n, seeds, args.parzen), args.markdown)
             print(flush=True)
     if args.figure:
         figure(args.models_dir, args.figure, args.n, seeds[0])
+    if args.calibration_figure:
+        calibration_figure(args.models_dir, args.models.split(","), args.calibration_figure)
     return 0
 
 

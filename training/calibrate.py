@@ -13,7 +13,8 @@ Works on a model folder alone (the shipped folders hold ONNX graphs, no checkpoi
 - Held out: the dataset's valid split (early stopping, then a Platt fit of the logit's scale and
   shift, folded into D's last layer) and its test split (every number on the card), each against
   G's samples from latent seeds training never draws.
-- DRS's gamma: chosen so that the expected acceptance over 10,000 of G's samples is the target.
+- DRS's gamma: 0 (exact rejection sampling with the estimated ratio) unless that keeps fewer than
+  the target share of 10,000 of G's samples; then loosened just enough to keep the target share.
 
 The new folder is built beside the old one and swapped in whole, as export does.
 """
@@ -279,7 +280,7 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
         if not np.max(np.abs(logits - _logits(module, x_realness))) <= PARITY_TOLERANCE:
             raise OnnxExportError(f"{d_path.name}: differs from torch beyond {PARITY_TOLERANCE:g}")
         max_logit = float(logits.max())
-        gamma = cal.gamma_for_acceptance(logits, max_logit, cfg.target_acceptance)
+        gamma = cal.recommended_gamma(logits, max_logit, cfg.target_acceptance)
         accept = cal.acceptance(logits, max_logit, gamma)
         noise = _logits(module, _noise(card, len(real_test)))
         record = Calibration(
@@ -333,8 +334,8 @@ def _swap(staging: Path, target: Path) -> None:
 
 
 def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float]:
-    """Choose DRS's gamma again for another target acceptance, D unchanged (no training): only
-    the card's drs_gamma, target_acceptance and calibration.acceptance change. Returns
+    """Choose DRS's gamma again for another target acceptance (cal.recommended_gamma), with D
+    unchanged (no training): only the card's drs_gamma, target_acceptance and calibration.acceptance change. Returns
     (gamma, acceptance)."""
     if not 0 < target_acceptance <= 1:
         raise CalibrationError("target_acceptance: must be in (0, 1]")
@@ -343,7 +344,7 @@ def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float
     x = onnx_sampler(folder, card, threads=1)(REALNESS_SAMPLES, REALNESS_SEED)
     logits = run_batched(cpu_session(paths["discriminator"], 1), x).ravel()
     max_logit = max(card.realness.max_logit, float(logits.max()))
-    gamma = cal.gamma_for_acceptance(logits, max_logit, target_acceptance)
+    gamma = cal.recommended_gamma(logits, max_logit, target_acceptance)
     accept = cal.acceptance(logits, max_logit, gamma)
     data = card.model_dump(mode="json")
     data["realness"].update(drs_gamma=gamma, target_acceptance=target_acceptance)
