@@ -194,12 +194,62 @@ class Metric(_Strict):
     details: dict = Field(default_factory=dict)
 
 
+class ReliabilityBin(_Strict):
+    """One bin of a reliability curve: samples whose realness fell in [low, high)."""
+
+    low: float
+    high: float
+    count: int = Field(ge=0)
+    mean_realness: Optional[float] = None  # None for an empty bin
+    share_real: Optional[float] = None  # the fraction of the bin's samples that were real
+
+
+class RealnessSummary(_Strict):
+    """D's realness over one held-out set (real data, G's samples, or noise)."""
+
+    n: int = Field(ge=1)
+    mean: float
+    std: float
+    quantiles: dict[str, float]  # "p05", "p25", "p50", "p75", "p95"
+
+
+class Calibration(_Strict):
+    """How the served D was calibrated (Azadi et al. 2019: D trained on with G frozen) and what
+    it measures on held-out data. `before` holds the same measurements of the D it started from."""
+
+    method: str
+    started_from: Literal["training", "fresh"]
+    started_from_sha256: Optional[str] = None  # the discriminator.onnx it replaced
+    steps: int = Field(ge=0)
+    held_out: str  # what the held-out sets are
+    auc: float = Field(ge=0, le=1)  # held-out real vs G's samples
+    ece: float = Field(ge=0, le=1)  # expected calibration error on a balanced held-out set
+    reliability: list[ReliabilityBin]
+    distributions: dict[str, RealnessSummary]  # "real", "generated", "noise"
+    before: dict[str, float] = Field(default_factory=dict)  # auc, ece of the starting D
+    acceptance: Optional[float] = Field(None, ge=0, le=1)  # DRS acceptance on G's samples at drs_gamma
+
+
 class Realness(_Strict):
     """What export measured of D on G's samples, for discriminator rejection sampling
-    (Azadi et al. 2019): the largest logit seen over `measured_on` samples."""
+    (Azadi et al. 2019): the largest logit seen over `measured_on` samples.
+
+    The optional fields (all absent on a card written before calibration existed) say which D is
+    served: the one trained with G, or one calibrated after training (`calibration`), and the
+    DRS `drs_gamma` chosen at calibration for a `target_acceptance` rate on G's samples."""
 
     max_logit: float
     measured_on: int = Field(ge=1)
+    discriminator: Literal["training", "calibrated"] = "training"
+    calibration: Optional[Calibration] = None
+    drs_gamma: Optional[float] = Field(None, ge=-50, le=50)
+    target_acceptance: Optional[float] = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> "Realness":
+        if (self.discriminator == "calibrated") != (self.calibration is not None):
+            raise ValueError("a calibrated discriminator comes with its calibration record, and only it")
+        return self
 
 
 class ModelCard(_Strict):

@@ -57,7 +57,8 @@ def _truncation(model: LoadedModel, truncation: Optional[float]) -> None:
 
 def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt: str, nrow: Optional[int], meta: dict) -> Response:
     """x: (k, *sample_shape). json carries meta as fields; npy and png carry it as headers
-    (X-Model, X-Model-Version, X-Seed or X-Seeds, X-Shape, and X-Drawn / X-Accepted with a filter)."""
+    (X-Model, X-Model-Version, X-Seed or X-Seeds, X-Shape, and with a filter X-Requested, X-Drawn,
+    X-Accepted, X-Exhausted and, for drs, X-Drs-Gamma)."""
     count_samples(model.name, len(x))
     meta = {"model": model.name, "version": model.card.version, **meta, "shape": list(x.shape)}
     if fmt == "json":
@@ -66,14 +67,19 @@ def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt
             body["realness"] = sampling.realness(logits)
             body["logit"] = logits.astype(np.float32)
         return Response(encoding.json_bytes(body), media_type="application/json")
-    headers = {f"X-{k.replace('_', '-').title()}": (",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
-               for k, v in meta.items() if v is not None and k != "version"}
+    headers = {f"X-{k.replace('_', '-').title()}": _header_value(v) for k, v in meta.items() if v is not None and k != "version"}
     headers["X-Model-Version"] = model.card.version
     if fmt == "npy":
         return Response(encoding.npy_bytes(x), media_type=encoding.NPY_MEDIA_TYPE, headers=headers)
     if len(x) == 0:
         raise RequestError("min_realness", f"no sample passed the filter in {meta.get('drawn')} draws: nothing to draw a grid of", 422)
     return Response(encoding.png_grid(x, model.card.sample.value_range, nrow), media_type=encoding.PNG_MEDIA_TYPE, headers=headers)
+
+
+def _header_value(v) -> str:
+    if isinstance(v, bool):  # as JSON spells it, not Python's True / False
+        return "true" if v else "false"
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 def _checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.Filter]:
@@ -86,7 +92,7 @@ def _checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.
             raise RequestError("seed", "give a seed or latents, not both")
         if req.truncation is not None:
             raise RequestError("truncation", "applies to drawn latents only, not to explicit ones")
-    return model, sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
+    return model, sampling.Filter(req.min_realness, req.drs, req.drs_gamma).resolved(model)
 
 
 def _given_latents(model: LoadedModel, req: SampleRequest) -> np.ndarray:
@@ -101,10 +107,15 @@ def _seed(req: SampleRequest) -> int:
     return latents.random_seed() if req.seed is None else req.seed
 
 
-def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed: Optional[int], keep: sampling.Filter) -> Response:
+def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed: Optional[int], keep: sampling.Filter,
+            requested: int) -> Response:
     meta = {"seed": seed}
     if keep.active:
-        meta.update(drawn=batch.drawn, accepted=len(batch.samples))
+        # `exhausted`: the draw bound (n x GANSERVE_MAX_DRAWS_FACTOR) ran out before n passed.
+        # Explicit latents are filtered without redraws, so they never exhaust anything.
+        meta.update(requested=requested, drawn=batch.drawn, accepted=len(batch.samples), exhausted=batch.exhausted)
+        if keep.drs:
+            meta["drs_gamma"] = keep.gamma
     return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta)
 
 
@@ -120,7 +131,7 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Respons
         seed = _seed(req)
         n = req.n or DEFAULT_N
         batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor)
-    return _answer(model, req, batch, seed, keep)
+    return _answer(model, req, batch, seed, keep, len(req.latents) if req.latents is not None else n)
 
 
 async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int, alone: bool = False) -> Response:
@@ -147,7 +158,7 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
     else:
         x = await model.generate_async(z)
         logits = await model.logits_async(x) if req.scores else None
-    return _answer(model, req, sampling.Batch(x, logits, len(z)), seed, keep)
+    return _answer(model, req, sampling.Batch(x, logits, len(z)), seed, keep, n)
 
 
 def interpolate(engine: Engine, req: InterpolateRequest) -> Response:

@@ -99,8 +99,13 @@ SAMPLE_RESPONSE = {
     "properties": {**_ANSWERED,
                    "seed": {"anyOf": [SEED, {"type": "null"}],
                             "description": "the seed used (null with explicit latents)"},
+                   "requested": {"type": "integer", "description": "with a filter: the n asked for"},
                    "drawn": {"type": "integer", "description": "with a filter: samples drawn in all"},
-                   "accepted": {"type": "integer", "description": "with a filter: samples that passed it"}},
+                   "accepted": {"type": "integer", "description": "with a filter: samples that passed it"},
+                   "exhausted": {"type": "boolean", "description": "with a filter: true when the draw bound "
+                                 "(n x GANSERVE_MAX_DRAWS_FACTOR) ran out before n samples passed"},
+                   "drs_gamma": {"type": "number", "description": "with drs: the gamma used (the request's, "
+                                 "else the model card's realness.drs_gamma, else 0)"}},
 }
 INTERPOLATE_RESPONSE = {
     "type": "object", "title": "InterpolateResponse", "additionalProperties": False,
@@ -116,8 +121,12 @@ _HEADER = {"schema": {"type": "string"}}
 COMMON_HEADERS = {"X-Model": _HEADER, "X-Model-Version": _HEADER,
                   "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"}}
 SAMPLE_HEADERS = {**COMMON_HEADERS, "X-Seed": _HEADER,
+                  "X-Requested": {"schema": {"type": "string"}, "description": "with a filter"},
                   "X-Drawn": {"schema": {"type": "string"}, "description": "with a filter"},
-                  "X-Accepted": {"schema": {"type": "string"}, "description": "with a filter"}}
+                  "X-Accepted": {"schema": {"type": "string"}, "description": "with a filter"},
+                  "X-Exhausted": {"schema": {"type": "string", "enum": ["true", "false"]},
+                                  "description": "with a filter: true when the draw bound ran out before n passed"},
+                  "X-Drs-Gamma": {"schema": {"type": "string"}, "description": "with drs: the gamma used"}}
 INTERPOLATE_HEADERS = {**COMMON_HEADERS, "X-Seeds": {"schema": {"type": "string"}, "description": "comma-separated"},
                        "X-Method": _HEADER}
 

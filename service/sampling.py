@@ -3,6 +3,7 @@ between latents, and realness scores. No HTTP here; engine.LoadedModel does the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,17 +23,26 @@ def realness(logits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Filter:
-    """Discriminator-based rejection. `min_realness`: keep samples with realness >= it. `drs`:
-    discriminator rejection sampling (Azadi et al. 2019) against the card's max logit, its
-    acceptance shifted by `gamma` (higher gamma: stricter)."""
+    """Discriminator-based rejection. `min_realness`: keep samples with realness >= it (a hard
+    threshold: it can drop whole modes that D scores lower). `drs`: discriminator rejection
+    sampling (Azadi et al. 2019) against the card's max logit, its acceptance shifted by `gamma`
+    (higher gamma: stricter); None takes the gamma the card recommends (chosen at calibration for
+    a target acceptance rate), else 0."""
 
     min_realness: Optional[float] = None
     drs: bool = False
-    gamma: float = 0.0
+    gamma: Optional[float] = None
 
     @property
     def active(self) -> bool:
         return self.min_realness is not None or self.drs
+
+    def resolved(self, model: LoadedModel) -> "Filter":
+        """This filter with its gamma decided: the request's, else the card's, else 0."""
+        if self.gamma is not None:
+            return self
+        card_gamma = model.card.realness.drs_gamma
+        return Filter(self.min_realness, self.drs, card_gamma if card_gamma is not None else 0.0)
 
 
 @dataclass
@@ -40,6 +50,7 @@ class Batch:
     samples: np.ndarray  # (k, *sample_shape) float32
     logits: Optional[np.ndarray]  # (k,) float32, when scores or a filter were asked for
     drawn: int  # latents drawn (== k without a filter)
+    exhausted: bool = False  # the draw bound ran out before n samples passed the filter
 
 
 def generate(model: LoadedModel, z: np.ndarray, with_logits: bool) -> Batch:
@@ -51,16 +62,21 @@ def generate(model: LoadedModel, z: np.ndarray, with_logits: bool) -> Batch:
 def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float], with_logits: bool,
               keep: Filter, max_draws: int) -> Batch:
     """n samples from the seed's latent stream; with an active filter, draw until n pass or
-    `max_draws` latents were drawn (then fewer than n come back: `drawn` says how many tried)."""
+    `max_draws` latents were drawn (then fewer than n come back, `exhausted` is set and `drawn`
+    says how many tried)."""
     rng = latents.generator(seed)
     if not keep.active:
         return generate(model, latents.draw(rng, model.card.latent, n, truncation), with_logits)
+    keep = keep.resolved(model)
     coins = latents.generator(seed, stream=1)  # DRS's uniforms: independent of the latents
     max_logit = model.card.realness.max_logit
     kept_x, kept_l, accepted, drawn = [], [], 0, 0
     while accepted < n and drawn < max_draws:
-        # Ask for twice what is still missing: fewer rounds when many are rejected.
-        chunk = min(max_draws - drawn, max(2 * (n - accepted), 16))
+        # First twice n; then what is missing at the acceptance seen so far, with a margin, so a
+        # filter that keeps 1 in 10 needs a round or two rather than one per halving.
+        missing = n - accepted
+        want = 2 * missing if accepted == 0 else math.ceil(1.25 * missing * drawn / accepted)
+        chunk = min(max_draws - drawn, max(want, 16))
         z = latents.draw(rng, model.card.latent, chunk, truncation)
         x = model.generate(z)
         logit = model.logits(x)
@@ -74,7 +90,7 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
         accepted += len(take)
     samples = np.concatenate(kept_x) if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
     logits = np.concatenate(kept_l) if kept_l else np.zeros(0, np.float32)
-    return Batch(samples, logits, drawn)
+    return Batch(samples, logits, drawn, exhausted=accepted < n)
 
 
 def passes(logit: np.ndarray, keep: Filter, max_logit: float, uniforms: np.ndarray) -> np.ndarray:
@@ -90,6 +106,7 @@ def passes(logit: np.ndarray, keep: Filter, max_logit: float, uniforms: np.ndarr
 def filtered(model: LoadedModel, batch: Batch, keep: Filter) -> Batch:
     """Explicit latents under a filter: keep those that pass, draw no replacements. The DRS
     coins come from stream 1 of seed 0, so the same latents give the same answer."""
+    keep = keep.resolved(model)
     max_logit = max(model.card.realness.max_logit, float(batch.logits.max(initial=-np.inf)))
     ok = passes(batch.logits, keep, max_logit, latents.generator(0, stream=1).random(len(batch.logits)))
     return Batch(batch.samples[ok], batch.logits[ok], batch.drawn)

@@ -43,9 +43,11 @@ class SampleRequest(_Request):
     format: Format = "json"
     nrow: Nrow = None
     scores: bool = Field(False, description="json: add D's realness (and logit) of each sample")
-    min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = Field(None, description="keep only samples with realness >= this")
-    drs: bool = Field(False, description="discriminator rejection sampling (Azadi et al. 2019)")
-    drs_gamma: Annotated[float, Ge(-50), Le(50)] = Field(0.0, description="DRS acceptance shift; higher is stricter")
+    min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = Field(
+        None, description="keep only samples with realness >= this (a hard threshold: it can drop whole modes; drs is the recommended filter)")
+    drs: bool = Field(False, description="discriminator rejection sampling (Azadi et al. 2019): the recommended filter")
+    drs_gamma: Optional[Annotated[float, Ge(-50), Le(50)]] = Field(
+        None, description="DRS acceptance shift, higher is stricter; default: the model card's realness.drs_gamma (else 0)")
 
 
 

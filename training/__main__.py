@@ -11,6 +11,7 @@ COMMANDS = {
     "train": "train a GAN from a named preset",
     "export": "export a run's G and D to ONNX in models/<name>/",
     "evaluate": "measure a run or an exported model and record the metrics on its card",
+    "calibrate": "train an exported model's D on with G frozen, for serving (realness, DRS)",
 }
 
 

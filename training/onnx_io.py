@@ -149,10 +149,12 @@ def session_signature(session: ort.InferenceSession) -> GraphSignature:
     return GraphSignature(inputs=specs(session.get_inputs()), outputs=specs(session.get_outputs()))
 
 
-def cpu_session(path: Path) -> ort.InferenceSession:
-    """A CPU-only session on the saved file (not the in-memory proto: the file is what ships)."""
+def cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    """A CPU-only session on the saved file (not the in-memory proto: the file is what ships).
+    `threads`: intra-op threads, 0 for onnxruntime's default."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
+    options.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own untyped errors

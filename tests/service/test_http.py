@@ -195,15 +195,25 @@ def test_min_realness_filters_and_reports_drawn_and_accepted(client):
     body = client.post("/sample", json={"n": 8, "seed": 2, "scores": True, "min_realness": threshold}).json()
     assert body["accepted"] == len(body["samples"]) == 8 and body["drawn"] >= 8
     assert min(body["realness"]) >= threshold
+    assert body["requested"] == 8 and body["exhausted"] is False and "drs_gamma" not in body
     r = client.post("/sample", json={"n": 8, "seed": 2, "format": "npy", "min_realness": threshold})
     assert r.headers["x-accepted"] == "8" and int(r.headers["x-drawn"]) == body["drawn"]
+    assert r.headers["x-requested"] == "8" and r.headers["x-exhausted"] == "false"
 
 
-def test_drs_reports_how_many_it_drew(client):
+def test_drs_reports_how_many_it_drew_and_when_the_draw_bound_ran_out(client):
     body = client.post("/sample", json={"n": 8, "seed": 5, "drs": True, "drs_gamma": -50}).json()
-    assert body["accepted"] == 8 and body["drawn"] == 16
+    assert body["accepted"] == 8 and body["drawn"] == 16 and body["exhausted"] is False and body["drs_gamma"] == -50
     strict = client.post("/sample", json={"n": 4, "seed": 5, "drs": True, "drs_gamma": 50}).json()
     assert strict["accepted"] == 0 and strict["drawn"] == 4 * 20 and strict["samples"] == []
+    assert strict["exhausted"] is True and strict["requested"] == 4
+    r = client.post("/sample", json={"n": 4, "seed": 5, "drs": True, "drs_gamma": 50, "format": "npy"})
+    assert r.headers["x-exhausted"] == "true" and r.headers["x-drs-gamma"] == "50.0" and npy(r).shape == (0, 1, 8, 8)
+
+
+def test_drs_without_a_gamma_uses_the_cards_or_zero(client, cards):
+    body = client.post("/sample", json={"n": 4, "seed": 5, "drs": True}).json()
+    assert body["drs_gamma"] == (cards[DEFAULT].realness.drs_gamma or 0.0)
 
 
 def test_a_filter_that_passes_nothing_cannot_draw_a_png(client):

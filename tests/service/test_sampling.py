@@ -78,3 +78,33 @@ def test_a_path_between_seeds_starts_and_ends_at_their_first_latents(digits):
         np.testing.assert_allclose(z[-1], b, atol=1e-6)
     first = sampling.from_seed(digits, 1, 10, None, False, Filter(), 1).samples[0]
     np.testing.assert_allclose(digits.generate(sampling.path(a, b, 3, "lerp"))[0], first, atol=1e-6)
+
+
+def test_a_filter_returns_n_when_its_acceptance_allows_within_the_bound(digits):
+    probe = sampling.from_seed(digits, 2000, 7, None, True, Filter(), 2000)
+    threshold = float(np.quantile(sampling.realness(probe.logits), 0.9))  # about 1 in 10 passes
+    batch = sampling.from_seed(digits, 50, 8, None, True, Filter(min_realness=threshold), 50 * 20)
+    assert len(batch.samples) == 50 and not batch.exhausted
+    assert batch.drawn < 50 * 20  # the rounds follow the acceptance seen, not halvings of what is missing
+
+
+def test_running_out_of_draws_is_reported(digits):
+    batch = sampling.from_seed(digits, 5, 1, None, False, Filter(min_realness=1.0), 50)
+    assert batch.exhausted and batch.drawn == 50
+    assert not sampling.from_seed(digits, 5, 1, None, False, Filter(drs=True, gamma=-50.0), 50).exhausted
+
+
+def test_drs_takes_the_gamma_the_card_recommends(digits, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / digits.name
+    shutil.copytree(digits.folder, folder)
+    card = json.loads((folder / "model.json").read_text())
+    card["realness"]["drs_gamma"] = 50.0  # so strict that nothing passes
+    (folder / "model.json").write_text(json.dumps(card))
+    strict = Engine(tmp_path, device="cpu", default_model=digits.name).get(digits.name)
+    assert Filter(drs=True).resolved(strict).gamma == 50.0
+    assert len(sampling.from_seed(strict, 5, 2, None, False, Filter(drs=True), 50).samples) == 0
+    assert len(sampling.from_seed(strict, 5, 2, None, False, Filter(drs=True, gamma=-50.0), 50).samples) == 5
+    assert Filter(drs=True).resolved(digits).gamma == (digits.card.realness.drs_gamma or 0.0)

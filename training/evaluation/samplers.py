@@ -27,10 +27,12 @@ def run_sampler(generator: torch.nn.Module, latent_cfg) -> "callable":
     return sample
 
 
-def onnx_sampler(folder: Path, card: ModelCard) -> "callable":
+def onnx_sampler(folder: Path, card: ModelCard, threads: int = 0) -> "callable":
+    """`threads`: onnxruntime's intra-op threads (0: its default, one per core). One is faster for
+    small graphs called often on busy cores, where a pool of spinning threads fights the others."""
     from training.onnx_io import cpu_session, run_batched
 
-    session = cpu_session(Path(folder) / card.files["generator"].name)
+    session = cpu_session(Path(folder) / card.files["generator"].name, threads)
     lat = card.latent
 
     def sample(n: int, seed: int) -> np.ndarray:

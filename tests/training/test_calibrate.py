@@ -1,0 +1,131 @@
+"""Calibrating a tiny exported model's D with G frozen (training/calibrate.py), on real graphs."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from models.card import load_model_folder, read_card, sha256_of
+from training.calibrate import CalibrationConfig, CalibrationError, calibrate_model, load_discriminator, retarget
+from training.commands import calibrate as calibrate_cmd
+from training.config import TrainConfig
+from training.evaluation import calibration as cal
+from training.onnx_io import cpu_session, run_batched
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+FAST = CalibrationConfig(steps=400, batch=128, lr=2e-3, eval_every=50, patience=4)
+
+
+def test_calibration_raises_held_out_auc_and_leaves_the_generator_byte_identical(tiny_model_copy):
+    folder = tiny_model_copy("tiny-ring")
+    before = read_card(folder)
+    g_bytes = (folder / "generator.onnx").read_bytes()
+    report = calibrate_model(folder, FAST, progress=False)
+    card, _ = load_model_folder(folder)  # sha256 and sizes verified against the new card
+
+    assert (folder / "generator.onnx").read_bytes() == g_bytes
+    assert card.files["generator"] == before.files["generator"]
+    assert card.files["discriminator"].sha256 != before.files["discriminator"].sha256
+    assert report.started_from == "training"  # the shipped D's weights mapped onto the torch D
+    assert report.after["auc"] > report.before["auc"] + 0.05, (report.before, report.after)
+    r = card.realness
+    assert r.discriminator == "calibrated" and r.calibration.started_from_sha256 == before.files["discriminator"].sha256
+    assert r.calibration.auc == pytest.approx(report.after["auc"]) and r.target_acceptance == FAST.target_acceptance
+    assert sum(b.count for b in r.calibration.reliability) == 2 * r.calibration.distributions["real"].n
+    assert r.drs_gamma == pytest.approx(report.gamma) and r.calibration.acceptance == pytest.approx(report.acceptance)
+    assert _gamma_fits(r.drs_gamma, r.calibration.acceptance, FAST.target_acceptance)
+
+
+def _gamma_fits(gamma: float, acceptance: float, target: float) -> bool:
+    """Exact DRS (gamma 0) when it keeps at least the target; else loosened to the target, as far
+    as the API's range allows (a 20-step G has so few good samples that D may reject nearly all)."""
+    if gamma == 0.0:
+        return acceptance >= target - 0.01
+    return gamma == -50.0 or (gamma < 0 and acceptance == pytest.approx(target, abs=0.01))
+
+
+def test_retarget_changes_only_gamma_and_the_card(tiny_model_copy):
+    folder = tiny_model_copy("tiny-digits")
+    calibrate_model(folder, CalibrationConfig(steps=100, batch=64, eval_every=50, lr=1e-4), progress=False)
+    before = read_card(folder)
+    gamma, accept = retarget(folder, 0.5)
+    after, _ = load_model_folder(folder)
+    assert after.files == before.files and after.realness.target_acceptance == 0.5
+    assert after.realness.drs_gamma == gamma and after.realness.calibration.acceptance == accept
+    assert _gamma_fits(gamma, accept, 0.5)
+
+
+def test_the_shipped_d_is_rebuilt_exactly_from_its_onnx_initializers(tiny_models_dir):
+    folder = tiny_models_dir / "tiny-digits"
+    card = read_card(folder)
+    d = load_discriminator(folder / "discriminator.onnx", TrainConfig.from_dict(card.training.config).network)
+    x = np.random.default_rng(0).uniform(0, 1, (33, 1, 8, 8)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        ours = d(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, run_batched(cpu_session(folder / "discriminator.onnx"), x), atol=1e-5)
+
+
+def test_calibrating_into_an_existing_other_folder_is_refused(tiny_model_copy):
+    folder = tiny_model_copy("tiny-ring")
+    with pytest.raises(CalibrationError, match="already exists"):
+        calibrate_model(folder, FAST, out=folder.parent, progress=False)
+    with pytest.raises(CalibrationError, match="target_acceptance"):
+        CalibrationConfig(target_acceptance=0.0)
+
+
+def test_the_command_writes_a_new_folder_and_reports(tiny_model_copy, capsys):
+    folder = tiny_model_copy("tiny-ring")
+    out = folder.parent / "tiny-ring-cal"
+    parser = argparse.ArgumentParser()
+    calibrate_cmd.add_arguments(parser)
+    args = parser.parse_args([str(folder), "--out", str(out), "--steps", "100", "--eval-every", "50", "--quiet",
+                              "--target-acceptance", "0.5"])
+    assert calibrate_cmd.run(args) == 0
+    assert "held-out AUC" in capsys.readouterr().out
+    card, _ = load_model_folder(out)
+    assert card.name == "tiny-ring-cal" and card.realness.target_acceptance == 0.5
+    assert sha256_of(out / "generator.onnx") == sha256_of(folder / "generator.onnx")
+    assert read_card(folder).realness.discriminator == "training"  # the source folder is untouched
+
+
+def test_auc_and_reliability_on_known_inputs():
+    assert cal.auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert cal.auc(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.5  # ties count half
+    assert cal.auc(np.array([0.0, 3.0]), np.array([1.0, 2.0])) == 0.5
+    # Logits of exactly calibrated probabilities: real with probability p in each bin.
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.95, 200_000)
+    is_real = rng.uniform(size=p.size) < p
+    logit = np.log(p / (1 - p))
+    real, fake = logit[is_real], logit[~is_real]
+    _, ece = cal.reliability(real, fake)
+    assert ece < 0.02
+    _, ece_bad = cal.reliability(real * 4, fake * 4)  # overconfident
+    assert ece_bad > 0.1
+
+
+def test_gamma_for_acceptance_hits_the_target_and_matches_the_service_formula():
+    from service import sampling
+
+    logits = np.random.default_rng(1).normal(0, 2, 20_000).astype(np.float32)
+    m = float(logits.max())
+    for target in (0.05, 0.25, 0.8):
+        g = cal.gamma_for_acceptance(logits, m, target)
+        assert cal.acceptance(logits, m, g) == pytest.approx(target, abs=1e-3)
+        u = np.random.default_rng(2).uniform(size=logits.size)
+        kept = sampling._drs_accept(logits, m, g, u)  # the service's own rule
+        assert kept.mean() == pytest.approx(target, abs=0.01)
+
+
+def test_the_recommended_gamma_is_never_stricter_than_exact_drs():
+    logits = np.random.default_rng(3).normal(0, 0.1, 10_000)  # D near 1/2: exact DRS keeps most
+    m = float(logits.max())
+    assert cal.acceptance(logits, m, 0.0) > 0.5
+    assert cal.recommended_gamma(logits, m, 0.25) == 0.0
+    wide = np.random.default_rng(4).normal(0, 3, 10_000)  # exact DRS keeps few: loosen to the target
+    g = cal.recommended_gamma(wide, float(wide.max()), 0.25)
+    assert g < 0 and cal.acceptance(wide, float(wide.max()), g) == pytest.approx(0.25, abs=1e-3)

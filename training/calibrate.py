@@ -1,0 +1,354 @@
+"""Calibrate an exported model's D for serving (Azadi et al. 2019, section 3.2): train D on with G
+frozen, real training data against fresh samples of G, until its loss on held-out data stops
+improving, so that D approaches D* = p_data / (p_data + p_g) and exp(logit) estimates the density
+ratio p_data / p_g that rejection sampling needs. The D trained with G ends near 1/2 everywhere
+(the equilibrium of the game), which is right for training and says little to a user.
+
+Works on a model folder alone (the shipped folders hold ONNX graphs, no checkpoints):
+- G frozen: its samples come from generator.onnx through onnxruntime, exactly what the service
+  serves; the file is copied byte for byte and its sha256 checked after.
+- D's starting point: the card's resolved training config rebuilds the project's torch D, and the
+  weights come from discriminator.onnx's initializers (the exporter keeps the torch parameter
+  names). Checked for parity with the ONNX graph before training; a fresh D only if that fails.
+- Held out: the dataset's valid split (early stopping, then a Platt fit of the logit's scale and
+  shift, folded into D's last layer) and its test split (every number on the card), each against
+  G's samples from latent seeds training never draws.
+- DRS's gamma: 0 (exact rejection sampling with the estimated ratio) unless that keeps fewer than
+  the target share of 10,000 of G's samples; then loosened just enough to keep the target share.
+
+The new folder is built beside the old one and swapped in whole, as export does.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+from torch import nn
+
+from models.card import (
+    GRAPH_FILES,
+    Calibration,
+    CardError,
+    ModelCard,
+    Realness,
+    check_signature,
+    file_entry,
+    load_model_folder,
+    read_card,
+    sha256_of,
+    verify_files,
+    write_card,
+)
+from training.config import TrainConfig
+from training.data import load_dataset
+from training.evaluation import calibration as cal
+from training.evaluation.samplers import onnx_sampler
+from training.networks import PerSampleDiscriminator, build_discriminator
+from training.onnx_io import OnnxExportError, cpu_session, export_graph, run_batched, save_graph, session_signature, signature_of
+
+REALNESS_SAMPLES = 10_000  # G's samples over which max_logit, gamma and the acceptance are measured
+HELD_OUT_FAKES = 5_000  # at most this many of G's samples against each held-out real split
+PARITY_TOLERANCE = 1e-4
+POOL_STEPS = 50  # steps' worth of G's samples drawn per generator run during training
+# Latent seeds of G's samples: training draws from TRAIN_SEED + step, the held-out sets and the
+# realness measurement from their own seeds, so no held-out sample is ever trained on.
+TRAIN_SEED, VALID_SEED, TEST_SEED, REALNESS_SEED, NOISE_SEED = 1_000_000, 7001, 7002, 7003, 7004
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot go ahead; the message names the file or option at fault."""
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    steps: int = 3000  # at most
+    batch: int = 256  # real and generated samples each per step
+    lr: float = 1e-4  # Adam, betas (0.5, 0.999) as in training
+    eval_every: int = 100
+    patience: int = 5  # evaluations without a better held-out loss before stopping
+    target_acceptance: float = 0.25
+    platt: bool = True
+    seed: int = 0
+    fresh: bool = False  # start from a freshly initialised D instead of the shipped one
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "eval_every", "patience"):
+            if getattr(self, name) < 1:
+                raise CalibrationError(f"{name}: must be >= 1")
+        if not self.lr > 0:
+            raise CalibrationError("lr: must be > 0")
+        if not 0 < self.target_acceptance <= 1:
+            raise CalibrationError("target_acceptance: must be in (0, 1]")
+
+
+@dataclass
+class Report:
+    folder: Path
+    started_from: str
+    steps: int
+    before: dict
+    after: dict
+    gamma: float
+    acceptance: float
+    wall_s: float
+
+
+def _served_module(net_cfg) -> nn.Module:
+    """The torch module export turns into discriminator.onnx for this config."""
+    d = build_discriminator(net_cfg)
+    return PerSampleDiscriminator(d) if net_cfg.d_pack > 1 else d
+
+
+def load_discriminator(path: Path, net_cfg) -> nn.Module:
+    """The torch D with the weights of `path`: initializers matched to parameters by name and shape.
+    Raises CalibrationError when they do not map (another exporter, another network)."""
+    module = _served_module(net_cfg)
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    state = module.state_dict()
+    missing = [k for k in state if k not in inits]
+    if missing:
+        raise CalibrationError(f"{path.name}: no initializer for {', '.join(missing[:3])} (names do not map)")
+    for k, v in state.items():
+        if tuple(inits[k].shape) != tuple(v.shape):
+            raise CalibrationError(f"{path.name}: {k} is {inits[k].shape}, the network's is {tuple(v.shape)}")
+    module.load_state_dict({k: torch.from_numpy(np.array(inits[k], dtype=np.float32)) for k in state})
+    return module.eval()
+
+
+def _logits(module: nn.Module, x: np.ndarray, batch: int = 2000) -> np.ndarray:
+    module.eval()
+    with torch.no_grad():
+        return torch.cat([module(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)]).numpy().ravel()
+
+
+def _measure(module: nn.Module, real: np.ndarray, fake: np.ndarray) -> dict:
+    lr, lf = _logits(module, real), _logits(module, fake)
+    bins, ece = cal.reliability(lr, lf)
+    return {"auc": cal.auc(lr, lf), "ece": ece, "reliability": bins, "real": lr, "fake": lf}
+
+
+def _held_out_loss(module: nn.Module, real: np.ndarray, fake: np.ndarray) -> float:
+    lr, lf = torch.from_numpy(_logits(module, real)), torch.from_numpy(_logits(module, fake))
+    return float(F.softplus(-lr).mean() + F.softplus(lf).mean())
+
+
+def _final_linear(module: nn.Module) -> nn.Linear:
+    last = [m for m in module.modules() if isinstance(m, nn.Linear)][-1]
+    if last.out_features != 1:
+        raise CalibrationError("D's last layer is not a one-logit linear layer; cannot fold the Platt fit")
+    return last
+
+
+def _platt(module: nn.Module, real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
+    """Fit logit' = a * logit + b on held-out data (logistic regression on one feature) and fold it
+    into D's last linear layer, which stays the graph's last operation."""
+    lr, lf = _logits(module, real), _logits(module, fake)
+    x = torch.from_numpy(np.concatenate([lr, lf])).double()
+    y = torch.cat([torch.ones(len(lr)), torch.zeros(len(lf))]).double()
+    w = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(w[0] * x + w[1], y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, b = (float(v) for v in w.detach())
+    if not (a > 0 and np.isfinite(a) and np.isfinite(b)):
+        return 1.0, 0.0  # a fit that flips or breaks the ordering is no calibration: keep D as is
+    last = _final_linear(module)
+    with torch.no_grad():
+        last.weight.mul_(a)
+        last.bias.mul_(a).add_(b)
+    return a, b
+
+
+def _train(module: nn.Module, cfg: CalibrationConfig, real_train: np.ndarray, sample, valid: tuple, progress: bool) -> int:
+    """D alone, G frozen: minimize -log D(x) - log(1 - D(G(z))). Keeps the weights of the best
+    held-out loss; returns the step they were reached at."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    # Cosine decay to lr / 20: large steps find the density ratio's shape, small ones its sharp edges
+    # (the mixtures' modes are 0.01-0.05 wide); measured on grid25, a constant lr plateaued early.
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr / 20)
+    real_t = torch.from_numpy(real_train)
+    pool, used = np.empty((0,)), 0
+    best, best_state, best_step, waited = _held_out_loss(module, *valid), copy.deepcopy(module.state_dict()), 0, 0
+    for step in range(1, cfg.steps + 1):
+        module.train()  # D's dropout, as in training
+        x_real = real_t[torch.randint(len(real_t), (cfg.batch,), generator=gen)]
+        if used + cfg.batch > len(pool):
+            # G's fresh samples, POOL_STEPS steps' worth per graph run: one onnxruntime call per
+            # step cost more than D's step on small networks. Each sample is used once.
+            pool, used = sample(cfg.batch * POOL_STEPS, TRAIN_SEED + step), 0
+        x_fake = torch.from_numpy(pool[used : used + cfg.batch])
+        used += cfg.batch
+        loss = F.softplus(-module(x_real)).mean() + F.softplus(module(x_fake)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % cfg.eval_every == 0:
+            held = _held_out_loss(module, *valid)
+            if progress:
+                print(f"  step {step}: train loss {loss.item():.4f}, held-out loss {held:.4f}", flush=True)
+            if held < best - 1e-5:
+                best, best_state, best_step, waited = held, copy.deepcopy(module.state_dict()), step, 0
+            else:
+                waited += 1
+                if waited >= cfg.patience:
+                    break
+    module.load_state_dict(best_state)
+    return best_step
+
+
+def _split(card: ModelCard, split: str) -> np.ndarray:
+    options = card.training.config.get("dataset_options", {})
+    x = load_dataset(card.dataset, split, **options).x
+    return np.ascontiguousarray((x.numpy() if hasattr(x, "numpy") else np.asarray(x)).astype(np.float32))
+
+
+def _noise(card: ModelCard, n: int) -> np.ndarray:
+    lo, hi = card.sample.value_range
+    return np.random.default_rng(NOISE_SEED).uniform(lo, hi, size=(n, *card.sample.shape)).astype(np.float32)
+
+
+def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConfig(), *, out: Path | str | None = None,
+                    progress: bool = True) -> Report:
+    """Calibrate `folder`'s D and write the model folder `out` (default: replace `folder`)."""
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    card, paths = load_model_folder(folder)
+    target = Path(out) if out is not None else folder
+    if target != folder and target.exists():
+        raise CalibrationError(f"{target}: already exists (calibrate in place, or name a new folder)")
+    net_cfg = TrainConfig.from_dict(card.training.config).network
+    g_sha = card.files["generator"].sha256
+    sample = onnx_sampler(folder, card, threads=1)
+
+    start = "training"
+    if cfg.fresh:
+        module, start = _served_module(net_cfg), "fresh"
+    else:
+        try:
+            module = load_discriminator(paths["discriminator"], net_cfg)
+            probe = sample(64, VALID_SEED)
+            ort_logits = run_batched(cpu_session(paths["discriminator"], 1), probe).ravel()
+            if not np.max(np.abs(ort_logits - _logits(module, probe))) <= PARITY_TOLERANCE:
+                raise CalibrationError("the rebuilt D does not reproduce discriminator.onnx")
+        except CalibrationError as e:
+            if progress:
+                print(f"  cannot start from the shipped D ({e}); starting from a fresh one")
+            module, start = _served_module(net_cfg), "fresh"
+    inner = module.packed if isinstance(module, PerSampleDiscriminator) else module
+
+    real_train, real_valid, real_test = (_split(card, s) for s in ("train", "valid", "test"))
+    valid = (real_valid, sample(min(len(real_valid), HELD_OUT_FAKES), VALID_SEED))
+    test_fake = sample(min(len(real_test), HELD_OUT_FAKES), TEST_SEED)
+    before = _measure(module, real_test, test_fake)
+
+    if isinstance(module, PerSampleDiscriminator):
+        raise CalibrationError("calibrating a packed D (d_pack > 1) is not supported yet")
+    best_step = _train(inner, cfg, real_train, sample, valid, progress)
+    platt = _platt(module, *valid) if cfg.platt else (1.0, 0.0)
+    module.eval()
+    after = _measure(module, real_test, test_fake)
+
+    x_realness = sample(REALNESS_SAMPLES, REALNESS_SEED)
+    staging = target.parent / f".{target.name}.calibrating-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(folder, staging)
+    try:
+        d_path = staging / GRAPH_FILES["discriminator"]
+        proto = export_graph(module, torch.from_numpy(x_realness[:2]), "x", "logit")
+        save_graph(proto, d_path)
+        session = cpu_session(d_path, 1)
+        check_signature(d_path, card.onnx.discriminator, session_signature(session))
+        check_signature(d_path, card.onnx.discriminator, signature_of(proto))
+        logits = run_batched(session, x_realness).ravel()
+        if not np.max(np.abs(logits - _logits(module, x_realness))) <= PARITY_TOLERANCE:
+            raise OnnxExportError(f"{d_path.name}: differs from torch beyond {PARITY_TOLERANCE:g}")
+        max_logit = float(logits.max())
+        gamma = cal.recommended_gamma(logits, max_logit, cfg.target_acceptance)
+        accept = cal.acceptance(logits, max_logit, gamma)
+        noise = _logits(module, _noise(card, len(real_test)))
+        record = Calibration(
+            method=(f"D trained on with G frozen (Azadi et al. 2019): Adam lr {cfg.lr:g}, {cfg.batch} real training "
+                    f"samples against {cfg.batch} fresh samples of generator.onnx per step, early stopping on the held-out "
+                    f"loss every {cfg.eval_every} steps (patience {cfg.patience}, best at step {best_step})"
+                    + (f", then a Platt fit on the valid split folded into the last layer (a={platt[0]:.4g}, b={platt[1]:.4g})"
+                       if cfg.platt else "")),
+            started_from=start,
+            started_from_sha256=card.files["discriminator"].sha256,
+            steps=best_step,
+            held_out=(f"{card.dataset} test split ({len(real_test)} real) against {len(test_fake)} samples of G "
+                      f"(latent seed {TEST_SEED}); noise: {len(real_test)} uniform draws over the sample value range; "
+                      f"early stopping and the Platt fit used the valid split"),
+            auc=after["auc"],
+            ece=after["ece"],
+            reliability=after["reliability"],
+            distributions={"real": cal.summary(after["real"]), "generated": cal.summary(after["fake"]),
+                           "noise": cal.summary(noise)},
+            before={"auc": before["auc"], "ece": before["ece"],
+                    "real_mean": cal.summary(before["real"])["mean"], "generated_mean": cal.summary(before["fake"])["mean"]},
+            acceptance=accept,
+        )
+        data = card.model_dump(mode="json")
+        data["name"] = target.name
+        data["files"]["discriminator"] = file_entry(d_path).model_dump(mode="json")
+        data["realness"] = Realness(
+            max_logit=max_logit, measured_on=REALNESS_SAMPLES, discriminator="calibrated", calibration=record,
+            drs_gamma=gamma, target_acceptance=cfg.target_acceptance).model_dump(mode="json")
+        write_card(staging, ModelCard.model_validate(data))
+        fresh = read_card(staging)
+        verify_files(staging, fresh)
+        if sha256_of(staging / GRAPH_FILES["generator"]) != g_sha:
+            raise CardError(staging / GRAPH_FILES["generator"], "changed during calibration")
+        _swap(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Report(target, start, best_step, {k: before[k] for k in ("auc", "ece")}, {k: after[k] for k in ("auc", "ece")},
+                  gamma, accept, time.perf_counter() - t0)
+
+
+def _swap(staging: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float]:
+    """Choose DRS's gamma again for another target acceptance (cal.recommended_gamma), with D
+    unchanged (no training): only the card's drs_gamma, target_acceptance and calibration.acceptance change. Returns
+    (gamma, acceptance)."""
+    if not 0 < target_acceptance <= 1:
+        raise CalibrationError("target_acceptance: must be in (0, 1]")
+    folder = Path(folder)
+    card, paths = load_model_folder(folder)
+    x = onnx_sampler(folder, card, threads=1)(REALNESS_SAMPLES, REALNESS_SEED)
+    logits = run_batched(cpu_session(paths["discriminator"], 1), x).ravel()
+    max_logit = max(card.realness.max_logit, float(logits.max()))
+    gamma = cal.recommended_gamma(logits, max_logit, target_acceptance)
+    accept = cal.acceptance(logits, max_logit, gamma)
+    data = card.model_dump(mode="json")
+    data["realness"].update(drs_gamma=gamma, target_acceptance=target_acceptance)
+    if data["realness"].get("calibration"):
+        data["realness"]["calibration"]["acceptance"] = accept
+    write_card(folder, ModelCard.model_validate(data))
+    return gamma, accept
