@@ -42,6 +42,16 @@ def test_npy_round_trip():
     np.testing.assert_array_equal(encoding.npy_array(encoding.npy_bytes(x)), x)
 
 
+@pytest.mark.parametrize("shape", [(0, 1, 28, 28), (0, 2), (3, 0)])
+def test_npy_of_an_empty_answer_is_what_np_save_writes(shape):
+    # a filter that kept nothing answers (0, *sample_shape): found by the fuzz floor as a 500
+    x = np.zeros(shape, np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    assert encoding.npy_bytes(x) == buffer.getvalue()
+    assert encoding.npy_array(encoding.npy_bytes(x)).shape == shape
+
+
 def test_npy_of_other_numeric_dtypes_is_cast_to_float32():
     buffer = io.BytesIO()
     np.save(buffer, np.arange(6, dtype=np.uint8).reshape(2, 3))
