@@ -287,6 +287,8 @@ class ModelCard(_Strict):
                 raise ValueError(f"schema_version 1 needs {' and '.join(missing)} (optional from version 2)")
             if self.source is not None or self.condition is not None or self.latent.shape is not None:
                 raise ValueError("source, condition and latent.shape need schema_version 2")
+            if self.realness.model_dump(exclude_defaults=True).keys() - {"max_logit", "measured_on"}:
+                raise ValueError("realness: a calibrated discriminator's record needs schema_version 2")
         elif self.training is None and self.source is None:
             raise ValueError("training or source: a card says how its model was made")
         self._check_condition_inputs()
@@ -373,6 +375,9 @@ def _unset_optional_parts(card: ModelCard) -> dict:
         exclude["onnx"] = {"discriminator"}
     if card.latent.shape is None:
         exclude["latent"] = {"shape"}
+    if card.realness is not None:  # calibration's record, absent from cards written before it
+        unset = {k for k, v in card.realness.model_dump().items() if v is None}
+        exclude["realness"] = unset | ({"discriminator"} if card.schema_version == 1 else set())
     return exclude
 
 

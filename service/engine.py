@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ from .providers import CPU, choose_providers, session_options
 
 log = logging.getLogger("ganserve.engine")
 # onnxruntime's names for the dtypes a card allows (models/card.py DTYPES).
+# The longest one-sample run of a model's graphs that may run on the event loop (LoadedModel.inline_ok):
+# the shipped models take 0.1-0.3 ms; ten times the slowest leaves room for a busy machine.
+INLINE_MAX_RUN_S = 0.003
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 
 
@@ -102,6 +106,11 @@ class LoadedModel:
     micro_batching: bool = True
     backend: str = backends.ONNXRUNTIME  # the engine running the graphs (backends.py), and why
     backend_reason: str = ""
+    # Whether a lone client's small request may run this model's graphs on the event loop
+    # (handlers.sample_async): only a model whose one-sample runs took at most INLINE_MAX_RUN_S
+    # at warm-up. A slow graph on the loop would stall every other request and the request
+    # timeout with it (a 504 cannot fire while the loop is blocked).
+    inline_ok: bool = field(default=True, init=False)
     generator: MicroBatcher = field(init=False)
     discriminator: MicroBatcher = field(init=False)
     generator_async: AsyncMicroBatcher = field(init=False)
@@ -209,6 +218,11 @@ class LoadedModel:
             logit = self._run("discriminator", _with_classes(x, c))
             if logit.shape != (2, 1):
                 raise CardError(self.folder / "discriminator.onnx", f"returns shape {list(logit.shape)} for 2 samples, expected [2, 1]")
+        began = time.perf_counter()  # the second run: the first paid for planning
+        x = self._run("generator", _with_classes(z[:1], None if c is None else c[:1]))
+        if self.has_discriminator:
+            self._run("discriminator", _with_classes(x, None if c is None else c[:1]))
+        self.inline_ok = time.perf_counter() - began <= INLINE_MAX_RUN_S
 
 
 def serving_options(intra_op_threads: int) -> ort.SessionOptions:

@@ -152,7 +152,7 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
     else:
         seed = _seed(req)
         z = latents.draw(latents.generator(seed), model.card.latent, n, req.truncation)
-    if alone and n <= INLINE_MAX_N:
+    if alone and n <= INLINE_MAX_N and model.inline_ok:
         x = model.generate_inline(z)
         logits = model.logits_inline(x) if req.scores else None
     else:

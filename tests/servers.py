@@ -67,10 +67,17 @@ def http_status(url: str, timeout: float = 2) -> int:
         return e.code
 
 
+# What a test server runs with unless the test says otherwise: one worker (the default is one per
+# core: a test that needs two asks), and onnxruntime (auto may pick OpenVINO by a timing, and the
+# tests that compare bytes assume one engine; tests/service/test_backends.py covers both).
+TEST_SERVER_DEFAULTS = {"GANSERVE_WORKERS": "1", "GANSERVE_BACKEND": "onnxruntime"}
+
+
 def server_env(extra_env: dict[str, str]) -> dict[str, str]:
     """This environment without the developer's GANSERVE_* settings or the test process's
-    Prometheus directory (`bentoml serve` makes its own), plus `extra_env`."""
+    Prometheus directory (`bentoml serve` makes its own), plus TEST_SERVER_DEFAULTS and `extra_env`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GANSERVE_", "PROMETHEUS_"))}
+    env.update(TEST_SERVER_DEFAULTS)
     env.update(extra_env)
     return env
 

@@ -130,3 +130,12 @@ def test_new_fields_refused_in_version_1(tmp_path: Path) -> None:
     (folder / CARD_FILE).write_text(json.dumps(data))
     with pytest.raises(CardError, match="need schema_version 2"):
         read_card(folder)
+
+
+def test_a_calibrated_discriminators_record_needs_version_2() -> None:
+    data = _v1_card()
+    data["realness"]["drs_gamma"] = 0.0
+    with pytest.raises(ValueError, match="realness: a calibrated discriminator's record needs schema_version 2"):
+        ModelCard.model_validate(data)
+    data["schema_version"] = 2
+    assert ModelCard.model_validate(data).realness.drs_gamma == 0.0

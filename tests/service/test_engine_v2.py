@@ -106,3 +106,13 @@ def test_declared_latent_shape_reaches_the_graph(engine: Engine) -> None:
     x = model.generate(z)
     assert x.shape == (7, 3, 4, 4)
     np.testing.assert_allclose(x, model.generate_inline(z), rtol=1e-6, atol=1e-6)
+
+
+def test_only_fast_models_may_run_on_the_event_loop(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A lone client's small request runs on the loop only for a model whose warm-up runs were
+    fast: a slow graph there would block the loop, and the request timeout with it."""
+    root = tmp_path_factory.mktemp("inline")
+    make_model(root, "quick")
+    make_model(root, "slow", slow_loop=200_000)  # a Loop of that many trips: tens of ms a run
+    engine = Engine(root, device="cpu", default_model="quick", intra_op_threads=1)
+    assert engine.get("quick").inline_ok and not engine.get("slow").inline_ok

@@ -248,7 +248,9 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
     # The equivalent curl command and the downloads are the same request.
     assert '"model":"mnist","n":16,"seed":42,"format":"png"' in page.input_value("#curl")
     page.click("#copy-curl")
-    page.wait_for_function("document.getElementById('copied').textContent === 'copied'")
+    # A function, not a bare expression: Playwright evaluates an expression with eval, which the
+    # page's Content-Security-Policy (script-src 'self') rightly refuses.
+    page.wait_for_function("() => document.getElementById('copied').textContent === 'copied'")
     with page.expect_download() as download:
         page.click("#dl-npy")
     npy = np.load(download.value.path())
