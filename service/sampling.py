@@ -41,7 +41,7 @@ class Filter:
         """This filter with its gamma decided: the request's, else the card's, else 0."""
         if self.gamma is not None:
             return self
-        card_gamma = model.card.realness.drs_gamma
+        card_gamma = model.card.realness.drs_gamma if model.card.realness is not None else None  # no D, no gamma
         return Filter(self.min_realness, self.drs, card_gamma if card_gamma is not None else 0.0)
 
 
