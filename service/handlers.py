@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import encoding, latents, sampling
-from .engine import Engine, LoadedModel
+from .engine import Engine, LoadedModel, NoDiscriminator
 from .errors import RequestError
 from .metrics import count_samples
 from .schemas import DEFAULT_N, InterpolateRequest, SampleRequest
@@ -37,6 +37,12 @@ def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
     if z.shape[1] != model.card.latent.dim:
         raise RequestError(field, f"each latent must have {model.card.latent.dim} values for {model.name}, got {z.shape[1]}")
     return z
+
+
+def _check_realness(model: LoadedModel, scores: bool, keep: Optional[sampling.Filter] = None) -> None:
+    """Realness of a generator-only model: refused (400 naming `model`) before anything runs."""
+    if (scores or (keep is not None and keep.active)) and not model.has_discriminator:
+        raise NoDiscriminator(model.name)
 
 
 def _check_format(model: LoadedModel, fmt: str, nrow: Optional[int], scores: bool) -> None:
@@ -86,7 +92,9 @@ def _checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.
             raise RequestError("seed", "give a seed or latents, not both")
         if req.truncation is not None:
             raise RequestError("truncation", "applies to drawn latents only, not to explicit ones")
-    return model, sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
+    keep = sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
+    _check_realness(model, req.scores, keep)
+    return model, keep
 
 
 def _given_latents(model: LoadedModel, req: SampleRequest) -> np.ndarray:
@@ -153,6 +161,7 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
 def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
     model = engine.get(req.model)
     _check_format(model, req.format, req.nrow, req.scores)
+    _check_realness(model, req.scores)
     _truncation(model, req.truncation)
     if req.seeds is not None and req.latents is not None:
         raise RequestError("seeds", "give two seeds or two latents, not both")

@@ -67,6 +67,8 @@ MODELS_RESPONSE = {
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
                 "provider": {"type": "string", "description": "the onnxruntime provider really in use (ready models)"},
                 "version": {"type": "string"},
+                "realness": {"type": "boolean", "description": "whether the model has a discriminator: without one, "
+                             "/score, scores, min_realness and drs are refused (400)"},
                 "card": {"$ref": REF.format(model="ModelCard")},
                 "reason": {"type": "string", "description": "why the model is unavailable"},
             }}},

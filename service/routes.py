@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from . import encoding, handlers, openapi, sampling
 from .batching import SoleClient
-from .engine import Engine, LoadedModel
+from .engine import Engine, LoadedModel, NoDiscriminator
 from .errors import RequestError, to_response
 from .schemas import MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
 from .settings import get_settings
@@ -64,7 +64,8 @@ async def models(request: Request) -> Response:
         return to_response(e)
     listed = [
         {"name": name, "status": "ready", "provider": m.provider, "version": m.card.version,
-         "card": m.card.model_dump(mode="json")}
+         # Without a discriminator: /sample and /interpolate, but no /score, scores or filters.
+         "realness": m.has_discriminator, "card": m.card.model_dump(mode="json")}
         for name, m in engine.models.items()
     ]
     listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]
@@ -155,6 +156,8 @@ async def score(request: Request) -> Response:
             else:
                 raise RequestError("content-type", f"{media_type!r} is not accepted: send application/json, "
                                    f"{encoding.NPY_MEDIA_TYPE}, {encoding.PNG_MEDIA_TYPE} or multipart/form-data", 415)
+        if not model.has_discriminator:
+            raise NoDiscriminator(model.name)
         x = _check_shape(model, x, "samples" if media_type in JSON_TYPES else "body")
         logits = await run_in_threadpool(model.logits, x)  # (n,)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
