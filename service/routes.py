@@ -145,10 +145,10 @@ async def score(request: Request) -> Response:
             body = await request.body()
             if media_type in JSON_TYPES:
                 req = ScoreRequest.model_validate_json(body)
-                model = engine.get(req.model or model_name)
+                model = _scoring_model(engine, req.model or model_name)
                 x = encoding.json_array(req.samples, "samples")
             elif media_type in NPY_TYPES:
-                model = engine.get(model_name)
+                model = _scoring_model(engine, model_name)
                 x = encoding.npy_array(body, "body")
             elif media_type == encoding.PNG_MEDIA_TYPE:
                 model = _image_model(engine, model_name)
@@ -156,8 +156,6 @@ async def score(request: Request) -> Response:
             else:
                 raise RequestError("content-type", f"{media_type!r} is not accepted: send application/json, "
                                    f"{encoding.NPY_MEDIA_TYPE}, {encoding.PNG_MEDIA_TYPE} or multipart/form-data", 415)
-        if not model.has_discriminator:
-            raise NoDiscriminator(model.name)
         x = _check_shape(model, x, "samples" if media_type in JSON_TYPES else "body")
         logits = await run_in_threadpool(model.logits, x)  # (n,)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
@@ -167,8 +165,16 @@ async def score(request: Request) -> Response:
     return Response(encoding.json_bytes(body), media_type="application/json")
 
 
-def _image_model(engine: Engine, name: str | None) -> LoadedModel:
+def _scoring_model(engine: Engine, name: str | None) -> LoadedModel:
+    """The model to score with; one without a discriminator is refused before the body is read."""
     model = engine.get(name)
+    if not model.has_discriminator:
+        raise NoDiscriminator(model.name)
+    return model
+
+
+def _image_model(engine: Engine, name: str | None) -> LoadedModel:
+    model = _scoring_model(engine, name)
     if model.card.sample.kind != "image":
         raise RequestError("content-type", f"PNG images need an image model; {model.name} takes vectors (send JSON or .npy)")
     return model

@@ -87,6 +87,9 @@ def build(root: Path) -> Packed:
     torch.save(cG.state_dict(), files / "cgan_G.pth")
     save_file(cD.state_dict(), str(files / "cgan_D.safetensors"))
     mG = tut.MLPGenerator().eval()
+    with torch.no_grad():  # wide weights: untrained samples that span the sigmoid's [0, 1]
+        for p in mG.parameters():
+            p.normal_(0.0, 1.0)
     export_torchscript(mG, torch.randn(2, 8), files / "mlp_G.onnx", ("noise", "image"))
 
     runs = [

@@ -13,19 +13,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from models.card import load_model_folder
+from service.engine import Engine
+
 sys.path.insert(0, str(Path(__file__).parent))
 import packed as pk  # noqa: E402
 import tutorial_gans as tut  # noqa: E402
 
-from models.card import load_model_folder  # noqa: E402
-from service.engine import Engine  # noqa: E402
-
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
-
-@pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> pk.Packed:
-    return pk.build(tmp_path_factory.mktemp("pack"))
 
 
 def _session(folder: Path, role: str) -> ort.InferenceSession:
