@@ -4,6 +4,8 @@
     .venv/bin/python bench/serve.py --seconds 2 --quick  # smoke run while developing
     .venv/bin/python bench/serve.py --url http://gpu-host:3000 --raw-json raw.json   # a remote server
     .venv/bin/python bench/serve.py --only-batching      # micro-batching on vs off (and threads), ~3 min
+    .venv/bin/python bench/serve.py --model patches --sizes 1 64 256 --formats npy png --quick --no-baseline
+                                                         # the shipped RGB model (see also bench/png_rgb.py)
 
 It starts the real server (`bentoml serve`, as `python -m service serve` does) on 127.0.0.1 and the
 baseline (bench/baseline_torch_server.py), drives both with `wrk` at several concurrencies, request

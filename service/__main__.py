@@ -7,14 +7,18 @@ import argparse
 import importlib
 import sys
 
+from models.packing import join_negative_values
+
 COMMANDS = {
     "serve": "serve the models under the models directory over HTTP (BentoML)",
     "generate": "write a sharded synthetic dataset from a server or a local model folder",
+    "pack": "make a servable model folder from ONNX graphs made elsewhere (no torch needed)",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    # `--value-range -1,1`: argparse would read `-1,1` as a flag (models/packing.py).
+    argv = join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Import only the command asked for: `serve` need not load what `generate` needs, or the reverse.

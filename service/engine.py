@@ -217,8 +217,8 @@ class LoadedModel:
             raise CardError(self.folder / "generator.onnx", f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}")
         if self.has_discriminator:
             logit = self._run("discriminator", _with_classes(x, c))
-            if logit.shape != (2, 1):
-                raise CardError(self.folder / "discriminator.onnx", f"returns shape {list(logit.shape)} for 2 samples, expected [2, 1]")
+            if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
+                raise CardError(self.folder / "discriminator.onnx", f"returns shape {list(logit.shape)} for 2 samples, expected [2, 1] or [2]")
         if time.perf_counter() - began > INLINE_MAX_RUN_S:  # slow even counting planning: time it again
             began = time.perf_counter()  # (the first run of a shape pays for planning)
             x = self._run("generator", _with_classes(z, c))

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import encoding, latents, sampling, versions
-from .engine import Engine, LoadedModel
+from .engine import Engine, LoadedModel, NoDiscriminator
 from .errors import RequestError
 from .metrics import count_samples
 from .schemas import DEFAULT_N, InterpolateRequest, SampleRequest
@@ -30,6 +30,10 @@ INLINE_MAX_N = 8
 # Truncation redraws the coordinates beyond the threshold until none is left: at a keep probability
 # of 0.5 (|z| <= 0.67) a few dozen cheap rounds, at 0.01 a thousand. Below this, a worker thread draws.
 LOOP_MIN_KEEP_PROBABILITY = 0.5
+# Values (n x sample size) one answer may hold: 256 MB of float32. max n (4096) is sized for small
+# samples; at 3x64x64 it stays under this (4096 x 12,288 = 50M), but 4096 RGB 256x256 images would
+# be 3.2 GB in one response, so large images get at most MAX_VALUES // size per request (341 there).
+MAX_VALUES = 1 << 26
 
 
 def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
@@ -37,6 +41,19 @@ def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
     if z.shape[1] != model.card.latent.dim:
         raise RequestError(field, f"each latent must have {model.card.latent.dim} values for {model.name}, got {z.shape[1]}")
     return z
+
+
+def _check_size(model: LoadedModel, n: int, field: str = "n") -> None:
+    size = math.prod(model.card.sample.shape)
+    if n * size > MAX_VALUES:
+        raise RequestError(field, f"at most {MAX_VALUES // size} samples of {model.name} ({'x'.join(map(str, model.card.sample.shape))}) "
+                                  f"per request, got {n}")
+
+
+def _check_realness(model: LoadedModel, scores: bool, keep: Optional[sampling.Filter] = None) -> None:
+    """Realness of a generator-only model: refused (400 naming `model`) before anything runs."""
+    if (scores or (keep is not None and keep.active)) and not model.has_discriminator:
+        raise NoDiscriminator(model.name)
 
 
 def _check_format(model: LoadedModel, fmt: str, nrow: Optional[int], scores: bool) -> None:
@@ -92,7 +109,10 @@ def _checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.
             raise RequestError("seed", "give a seed or latents, not both")
         if req.truncation is not None:
             raise RequestError("truncation", "applies to drawn latents only, not to explicit ones")
-    return model, sampling.Filter(req.min_realness, req.drs, req.drs_gamma).resolved(model)
+    keep = sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
+    _check_realness(model, req.scores, keep)
+    _check_size(model, len(req.latents) if req.latents is not None else (req.n or DEFAULT_N))
+    return model, keep.resolved(model)
 
 
 def _given_latents(model: LoadedModel, req: SampleRequest) -> np.ndarray:
@@ -164,6 +184,8 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
 def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
     model = versions.pinned(engine, req.model, req.version)
     _check_format(model, req.format, req.nrow, req.scores)
+    _check_realness(model, req.scores)
+    _check_size(model, req.steps, "steps")
     _truncation(model, req.truncation)
     if req.seeds is not None and req.latents is not None:
         raise RequestError("seeds", "give two seeds or two latents, not both")

@@ -75,6 +75,8 @@ MODELS_RESPONSE = {
                             "description": "the engine running the graphs"},
                 "backend_reason": {"type": "string", "description": "why that engine (auto: the measured figures)"},
                 "version": {"type": "string"},
+                "realness": {"type": "boolean", "description": "whether the model has a discriminator: without one, "
+                             "/score, scores, min_realness and drs are refused (400)"},
                 "card": {"$ref": REF.format(model="ModelCard")},
                 "reason": {"type": "string", "description": "why the model is unavailable"},
                 "refused": {"type": "string", "description": "(model control) why the model's changed folder was "

@@ -40,7 +40,7 @@ from starlette.routing import Route
 from . import admission, encoding, handlers, openapi, sampling, versions
 from .batching import SoleClient
 from .datasets import routes as dataset_routes
-from .engine import Engine, LoadedModel
+from .engine import Engine, LoadedModel, NoDiscriminator
 from .errors import RequestError, to_response
 from .schemas import DEFAULT_N, MAX_N, InterpolateRequest, SampleRequest, ScoreRequest
 from .settings import get_settings
@@ -70,7 +70,9 @@ async def models(request: Request) -> Response:
     refused = getattr(engine, "refused", {})  # registry.py: a changed folder that failed verification
     listed = [
         {"name": name, "status": "ready", "provider": m.provider, "backend": m.backend,
-         "backend_reason": m.backend_reason, "version": m.card.version, "card": m.card.model_dump(mode="json"),
+         "backend_reason": m.backend_reason, "version": m.card.version,
+         # Without a discriminator: /sample and /interpolate, but no /score, scores or filters.
+         "realness": m.has_discriminator, "card": m.card.model_dump(mode="json"),
          **({"refused": refused[name]} if name in refused else {})}
         for name, m in engine.models.items()
     ]
@@ -200,10 +202,10 @@ async def _score(request: Request) -> Response:
             body = await request.body()
             if media_type in JSON_TYPES:
                 req = ScoreRequest.model_validate_json(body)
-                model = versions.pinned(engine, req.model or model_name, req.version or version)
+                model = _scoring_model(engine, req.model or model_name, req.version or version)
                 x = encoding.json_array(req.samples, "samples")
             elif media_type in NPY_TYPES:
-                model = versions.pinned(engine, model_name, version)
+                model = _scoring_model(engine, model_name, version)
                 x = encoding.npy_array(body, "body")
             elif media_type == encoding.PNG_MEDIA_TYPE:
                 model = _image_model(engine, model_name, version)
@@ -220,8 +222,16 @@ async def _score(request: Request) -> Response:
     return Response(encoding.json_bytes(body), media_type="application/json")
 
 
-def _image_model(engine: Engine, name: str | None, version: str | None) -> LoadedModel:
+def _scoring_model(engine: Engine, name: str | None, version: str | None) -> LoadedModel:
+    """The model to score with; one without a discriminator is refused before the body is read."""
     model = versions.pinned(engine, name, version)
+    if not model.has_discriminator:
+        raise NoDiscriminator(model.name)
+    return model
+
+
+def _image_model(engine: Engine, name: str | None, version: str | None) -> LoadedModel:
+    model = _scoring_model(engine, name, version)
     if model.card.sample.kind != "image":
         raise RequestError("content-type", f"PNG images need an image model; {model.name} takes vectors (send JSON or .npy)")
     return model

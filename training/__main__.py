@@ -7,11 +7,14 @@ import argparse
 import importlib
 import sys
 
+from models.packing import join_negative_values
+
 COMMANDS = {
     "train": "train a GAN from a named preset",
     "export": "export a run's G and D to ONNX in models/<name>/",
     "evaluate": "measure a run or an exported model and record the metrics on its card",
     "calibrate": "train an exported model's D on with G frozen, for serving (realness, DRS)",
+    "pack": "make a servable model folder from a generator trained elsewhere (torch module or ONNX)",
 }
 
 
@@ -22,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in COMMANDS.items():
         modules[name] = importlib.import_module(f"training.commands.{name}")
         modules[name].add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
+    # `--value-range -1,1`: argparse would read `-1,1` as a flag (models/packing.py).
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     return modules[args.command].run(args)
 
 

@@ -225,6 +225,13 @@ PRESETS: dict[str, TrainConfig] = {
     "folder": TrainConfig(
         preset="folder", dataset="folder", dataset_options={"size": 32, "channels": 3},
         network=_dcgan((3, 32, 32), 64), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=50),
+    # The shipped RGB model `patches`: DCGAN on 32x32 texture patches of scikit-learn's two
+    # photographs (training/data/patches.py), 9 epochs (855 steps; ~70 min on 2 CPU cores shared
+    # with other jobs). No weight average: over ~1k steps an average at 0.999 is still mostly the
+    # initial G, and batch norm's averaged statistics then give flat grey samples (docs/RESULTS.md).
+    "patches-dcgan": TrainConfig(
+        preset="patches-dcgan", dataset="patches", dataset_options={"size": 32, "stride": 8},
+        network=_dcgan((3, 32, 32), 32), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=9),
 }
 
 

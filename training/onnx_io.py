@@ -89,15 +89,22 @@ _REGISTRIES: dict = {}
 
 def export_graph(module: nn.Module, example: torch.Tensor, input_name: str, output_name: str) -> onnx.ModelProto:
     """Export `module` (already in eval mode, on the CPU, float32) with a dynamic batch axis."""
-    if example.shape[0] < 2:
+    return export_inputs(module, {input_name: example}, output_name)
+
+
+def export_inputs(module: nn.Module, examples: dict[str, torch.Tensor], output_name: str) -> onnx.ModelProto:
+    """`export_graph` for a module of several inputs (z and an int64 class, in forward's order),
+    all sharing the one dynamic batch axis."""
+    if any(e.shape[0] < 2 for e in examples.values()):
         raise ValueError("export needs an example batch of >= 2, or the batch axis gets fixed to 1")
+    batch = torch.export.Dim(BATCH_AXIS)
     with _quiet_exporter(), _cached_torchlib_registry():
         program = torch.onnx.export(
             module,
-            (example,),
-            input_names=[input_name],
+            tuple(examples.values()),
+            input_names=list(examples),
             output_names=[output_name],
-            dynamic_shapes={input_name: {0: torch.export.Dim(BATCH_AXIS)}},
+            dynamic_shapes=tuple({0: batch} for _ in examples),  # by position: forward's own argument names may differ
             opset_version=OPSET,
             external_data=False,
             dynamo=True,

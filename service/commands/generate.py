@@ -164,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
         spec = _spec(args, card.name, card.files["generator"].sha256,
                      source.max_draws_factor if _filtered(args) else 1)
         _check_limits(source, spec)
+        if (spec.filter.active or spec.labels) and not card.has_discriminator:
+            raise UsageError(f"--labels/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "
+                             "to filter or label by")
         if (spec.dtype == "uint8" or spec.format == "png") and card.sample.kind != "image":
             raise UsageError(f"--format/--dtype: {card.name} makes {card.sample.kind}s; only images go to uint8 or png")
         shards = _selection(args, spec)

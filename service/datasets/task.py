@@ -88,6 +88,9 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
         raise RequestError(".".join(map(str, err["loc"])) or "body", err["msg"].removeprefix("Value error, ")) from None
     except PlanError as e:
         raise RequestError("shards", e.problem) from None
+    if (spec.filter.active or spec.labels) and not model.has_discriminator:
+        field = "labels" if spec.labels and not spec.filter.active else ("drs" if spec.filter.drs else "min_realness")
+        raise RequestError(field, f"model {model.name!r} has no discriminator, so no realness to filter or label by")
     if spec.dtype == "uint8" and model.card.sample.kind != "image":
         raise RequestError("format", f"{model.name} makes {model.card.sample.kind}s; only images go to uint8 or png")
     folder = settings.output_dir / req.name

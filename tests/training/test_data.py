@@ -14,7 +14,7 @@ from training.data import DATASETS, DataError, dataset_info, load_dataset
 from training.data.idx import FILES
 from training.data.toy import TOY1D_MEAN, TOY1D_STD, mixture_modes, mixture_sigma, toy1d_density
 
-BUILTIN = ("toy1d", "ring8", "grid25", "digits", "mnist5k")
+BUILTIN = ("toy1d", "ring8", "grid25", "digits", "mnist5k", "patches")
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -34,6 +34,24 @@ def test_builtin_splits_match_their_info_and_are_deterministic(name):
     assert sizes["train"] > sizes["valid"] > 0 and sizes["test"] > 0
     assert not torch.equal(load_dataset(name, "valid").x[:10], again.x[:10])
     assert info.kind == ("image" if len(info.sample_shape) == 3 else "vector")
+
+
+def test_patches_are_rgb_crops_of_the_photographs_split_by_columns():
+    from training.data.patches import _photographs, cut
+
+    photos = _photographs()
+    assert [p.shape for p in photos] == [(427, 640, 3), (427, 640, 3)]
+    train = load_dataset("patches", "train")
+    assert tuple(train.x.shape) == (6100, 3, 32, 32) and train.y is None
+    # The first training patch is the top-left corner of the first photograph, pixel for pixel.
+    assert torch.equal(train.x[0], torch.from_numpy(photos[0][:32, :32].transpose(2, 0, 1) / 255.0).float())
+    # No test patch reaches into the training columns: the split is by region, not by patch.
+    assert cut(photos[0], 32, 8, (576, 640)).shape[0] == load_dataset("patches", "test").x.shape[0] // 2
+    assert tuple(load_dataset("patches", "valid", size=16, stride=16).x.shape[1:]) == (3, 16, 16)
+    with pytest.raises(DataError, match="dataset_options.size"):
+        dataset_info("patches", size=100)
+    with pytest.raises(DataError, match="dataset_options.stride"):
+        dataset_info("patches", stride=0)
 
 
 def test_mnist5k_is_4000_500_500_stratified():

@@ -46,7 +46,7 @@ class _Family:
 
 def _registry() -> dict[str, _Family]:
     # Imported lazily so `import training.data` stays cheap (mlxtend, sklearn, PIL load on use).
-    from training.data import folder, idx, small, toy
+    from training.data import folder, idx, patches, small, toy
 
     return {
         "toy1d": _Family({}, toy.toy1d_info, toy.load_toy1d),
@@ -56,10 +56,11 @@ def _registry() -> dict[str, _Family]:
         "mnist5k": _Family(small.MNIST5K_OPTIONS, small.mnist5k_info, small.load_mnist5k),
         "mnist": _Family(idx.OPTIONS, idx.mnist_info, idx.load_mnist),
         "folder": _Family(folder.OPTIONS, folder.folder_info, folder.load_folder),
+        "patches": _Family(patches.OPTIONS, patches.patches_info, patches.load_patches),
     }
 
 
-DATASETS: tuple[str, ...] = ("toy1d", "ring8", "grid25", "digits", "mnist5k", "mnist", "folder")
+DATASETS: tuple[str, ...] = ("toy1d", "ring8", "grid25", "digits", "mnist5k", "mnist", "folder", "patches")
 
 
 def _family(name: str) -> _Family:
