@@ -41,6 +41,8 @@ ERROR = {
                            "msg": {"type": "string"}}}},
     },
 }
+LABELS = {"type": "array", "items": {"type": "integer", "minimum": 0},
+          "description": "a conditional model's class index of each sample (GET /models lists the names)"}
 SCORE_RESPONSE = {
     "type": "object", "title": "ScoreResponse", "additionalProperties": False,
     "required": ["model", "version", "n", "realness", "logit"],
@@ -51,6 +53,7 @@ SCORE_RESPONSE = {
         "realness": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
                      "description": "D(x) = sigmoid(logit) per sample"},
         "logit": {"type": "array", "items": {"type": "number"}},
+        "labels": {**LABELS, "description": "a conditional model: the classes D(x | c) scored under"},
     },
 }
 MODELS_RESPONSE = {
@@ -67,6 +70,8 @@ MODELS_RESPONSE = {
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
                 "provider": {"type": "string", "description": "the onnxruntime provider really in use (ready models)"},
                 "version": {"type": "string"},
+                "classes": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                            "description": "a conditional model's class names, by index (null: unconditional)"},
                 "card": {"$ref": REF.format(model="ModelCard")},
                 "reason": {"type": "string", "description": "why the model is unavailable"},
             }}},
@@ -82,6 +87,7 @@ _ANSWERED = {
     "realness": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
                  "description": "with `scores`: D(x) per sample"},
     "logit": {"type": "array", "items": {"type": "number"}, "description": "with `scores`: D's logit per sample"},
+    "labels": LABELS,
 }
 SAMPLE_RESPONSE = {
     "type": "object", "title": "SampleResponse", "additionalProperties": False,
@@ -104,7 +110,9 @@ INTERPOLATE_RESPONSE = {
 _HEADER = {"schema": {"type": "string"}}
 # npy and png answers carry the JSON answer's fields as headers (handlers.respond).
 COMMON_HEADERS = {"X-Model": _HEADER, "X-Model-Version": _HEADER,
-                  "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"}}
+                  "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"},
+                  "X-Labels": {"schema": {"type": "string"},
+                               "description": "a conditional model: the class index of each sample, comma-separated"}}
 SAMPLE_HEADERS = {**COMMON_HEADERS, "X-Seed": _HEADER,
                   "X-Drawn": {"schema": {"type": "string"}, "description": "with a filter"},
                   "X-Accepted": {"schema": {"type": "string"}, "description": "with a filter"}}
@@ -144,7 +152,11 @@ def extra_paths() -> dict:
                            "in a multipart form; every sample must have the model's sample shape.",
             "parameters": [{"name": "model", "in": "query", "required": False,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                            "description": "the model (with npy, png and forms; JSON bodies may name it instead)"}],
+                            "description": "the model (with npy, png and forms; JSON bodies may name it instead)"},
+                           {"name": "labels", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "a conditional model (npy, png and forms; JSON bodies send `labels`): "
+                                           "one class (index or name), n classes separated by commas, or "
+                                           "`balanced`; D(x | c) scores each sample under its class"}],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"$ref": REF.format(model="ScoreRequest")}},
                 NPY_MEDIA_TYPE: {"schema": BINARY},

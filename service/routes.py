@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import encoding, handlers, openapi, sampling
+from . import encoding, handlers, labels, openapi, sampling
 from .batching import SoleClient
 from .engine import Engine, LoadedModel
 from .errors import RequestError, to_response
@@ -64,6 +64,7 @@ async def models(request: Request) -> Response:
         return to_response(e)
     listed = [
         {"name": name, "status": "ready", "provider": m.provider, "version": m.card.version,
+         "classes": m.card.condition.names if m.card.condition else None,  # a conditional model's labels
          "card": m.card.model_dump(mode="json")}
         for name, m in engine.models.items()
     ]
@@ -136,6 +137,7 @@ async def score(request: Request) -> Response:
         engine = _engine(request)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         model_name = request.query_params.get("model")
+        wanted = labels.from_query(request.query_params.get("labels"))  # D(x | c) of npy and png bodies
         if media_type.startswith("multipart/") or media_type == FORM_TYPE:
             model_name, parts = await _png_parts(request, model_name)
             model = _image_model(engine, model_name)
@@ -146,6 +148,7 @@ async def score(request: Request) -> Response:
                 req = ScoreRequest.model_validate_json(body)
                 model = engine.get(req.model or model_name)
                 x = encoding.json_array(req.samples, "samples")
+                wanted = req.labels if req.labels is not None else wanted
             elif media_type in NPY_TYPES:
                 model = engine.get(model_name)
                 x = encoding.npy_array(body, "body")
@@ -156,11 +159,14 @@ async def score(request: Request) -> Response:
                 raise RequestError("content-type", f"{media_type!r} is not accepted: send application/json, "
                                    f"{encoding.NPY_MEDIA_TYPE}, {encoding.PNG_MEDIA_TYPE} or multipart/form-data", 415)
         x = _check_shape(model, x, "samples" if media_type in JSON_TYPES else "body")
-        logits = await run_in_threadpool(model.logits, x)  # (n,)
+        c = labels.for_scoring(model, wanted, len(x))  # (n,) classes of a conditional model, else None
+        logits = await run_in_threadpool(model.logits, x, c)  # (n,)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
     body = {"model": model.name, "version": model.card.version, "n": len(x),
             "realness": sampling.realness(logits), "logit": logits.astype(np.float32)}
+    if c is not None:
+        body["labels"] = c
     return Response(encoding.json_bytes(body), media_type="application/json")
 
 

@@ -228,7 +228,7 @@ PRESETS: dict[str, TrainConfig] = {
     # projection head on D (docs/DESIGN.md, "Conditional models"); the class of a toy sample is its mode.
     "mnist-cond": TrainConfig(
         preset="mnist-cond", dataset="mnist5k", conditional=True, network=NetworkConfig(), batch_size=100,
-        d_steps=1, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, d_r1_gamma=1.0, g_ema_decay=0.9995, epochs=200,
+        d_steps=1, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, d_r1_gamma=1.0, g_ema_decay=0.998, epochs=100,
         g_bias_from_data=True),
     "digits-cond": TrainConfig(
         preset="digits-cond", dataset="digits", conditional=True,

@@ -33,7 +33,9 @@ from training.networks import build_discriminator, build_generator, sample_laten
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 # Keys of the config that may change when a run is resumed (they do not change what was trained).
-RESUMABLE_CHANGES = {"epochs", "keep_checkpoints", "device"}
+# g_ema_decay changes only the running average of G's weights that ships, never G, D or the game;
+# a resumed run with a new decay averages on from the average it saved.
+RESUMABLE_CHANGES = {"epochs", "keep_checkpoints", "device", "g_ema_decay"}
 
 
 class TrainingError(RuntimeError):

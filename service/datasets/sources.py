@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from models.card import CARD_FILE, ModelCard
 
-from .. import encoding, sampling
+from .. import encoding, labels, sampling
 from ..engine import Engine, EngineError, LoadedModel
 from ..providers import DeviceError
 from .plan import DatasetSpec
@@ -37,8 +37,9 @@ class SourceError(RuntimeError):
 @dataclass
 class Block:
     samples: np.ndarray  # (k, *sample_shape) float32, k <= n (fewer when a filter ran out of draws)
-    logits: Optional[np.ndarray]  # (k,) D's logits, when the spec asks for labels
+    logits: Optional[np.ndarray]  # (k,) D's logits, when the spec asks for realness
     drawn: int  # latents drawn (== n without a filter)
+    labels: Optional[np.ndarray] = None  # (k,) int64 classes of a conditional model's rows
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Source(Protocol):
     max_draws_factor: int  # a filtered block stops after n x this many draws
     stop: threading.Event  # set when the job is interrupted: stop waiting, give up quickly
 
-    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block: ...
+    def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block: ...
 
     def close(self) -> None: ...
 
@@ -71,12 +72,15 @@ class LocalSource:
         self.description = description or f"local model {model.name} ({model.provider})"
         self.stop = threading.Event()
 
-    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+    def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block:
         f = spec.filter
         keep = sampling.Filter(f.min_realness, f.drs, f.drs_gamma)
-        # The same call, with the same draw bound, as handlers.sample makes for POST /sample.
-        got = sampling.from_seed(self.model, n, seed, spec.truncation, spec.labels, keep, n * self.max_draws_factor)
-        return Block(got.samples, got.logits if spec.labels else None, got.drawn)
+        # The same calls, with the same draw bound, as handlers.sample makes for POST /sample.
+        plan = labels.resolve(self.model, None if classes is None else list(map(int, classes)), n, seed) \
+            if self.model.conditional else None
+        c = None if plan is None else plan.classes
+        got = sampling.from_seed(self.model, n, seed, spec.truncation, spec.realness, keep, n * self.max_draws_factor, c)
+        return Block(got.samples, got.logits if spec.realness else None, got.drawn, got.labels)
 
     def close(self) -> None:
         pass  # nothing to release: the sessions go with their engine (the server's task shares its own)
@@ -195,10 +199,11 @@ class HttpSource:
                     break
         raise SourceError(f"{method} {path} failed {len(failures)} time(s), giving up; last: {failures[-1]}")
 
-    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+    def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block:
         body = {"model": self.card.name, "n": n, "seed": seed, "format": "npy", "truncation": spec.truncation,
                 "min_realness": spec.filter.min_realness, "drs": spec.filter.drs or None,
-                "drs_gamma": spec.filter.drs_gamma if spec.filter.drs else None}
+                "drs_gamma": spec.filter.drs_gamma if spec.filter.drs else None,
+                "labels": None if classes is None else classes.tolist()}
         response = self._call("POST", "/sample", json={k: v for k, v in body.items() if v is not None})
         version = response.headers.get("x-model-version")
         if version != self.card.version:
@@ -209,14 +214,27 @@ class HttpSource:
             raise SourceError(f"{response.url}: sent samples of {x.dtype} {x.shape}, expected at most {n} "
                               f"rows of float32 {tuple(self.card.sample.shape)}")
         drawn = int(response.headers.get("x-drawn", n))
-        logits = self._logits(x) if spec.labels else None
-        return Block(x, logits, drawn)
+        c = self._classes(response, len(x)) if self.card.condition else None
+        logits = self._logits(x, c) if spec.realness else None
+        return Block(x, logits, drawn, c)
 
-    def _logits(self, x: np.ndarray) -> np.ndarray:
-        """D's logits for x, from POST /score with the .npy bytes (same rows, same graph)."""
+    def _classes(self, response: httpx.Response, k: int) -> np.ndarray:
+        """A conditional model's classes of the rows, from the X-Labels header."""
+        text = response.headers.get(labels.HEADER.lower(), "")
+        try:
+            c = np.array([int(v) for v in text.split(",")] if text else [], np.int64)
+        except ValueError:
+            c = None
+        if c is None or len(c) != k:
+            raise SourceError(f"{response.url}: a conditional model's answer without one class per row in {labels.HEADER}")
+        return c
+
+    def _logits(self, x: np.ndarray, c: Optional[np.ndarray] = None) -> np.ndarray:
+        """D's logits for x (under classes c), from POST /score with the .npy bytes (same rows, same graph)."""
         if len(x) == 0:
             return np.zeros(0, np.float32)
-        response = self._call("POST", f"/score?model={self.card.name}", content=encoding.npy_bytes(x),
+        query = f"model={self.card.name}" + ("" if c is None else f"&labels={labels.header_value(c)}")
+        response = self._call("POST", f"/score?{query}", content=encoding.npy_bytes(x),
                               headers={"Content-Type": encoding.NPY_MEDIA_TYPE})
         return np.asarray(response.json()["logit"], dtype=np.float32)  # (k,)
 

@@ -43,12 +43,25 @@ class DatasetRequest(BaseModel):
     seed: Annotated[int, Ge(0), Le(MAX_SEED)] = 0
     format: Literal["npy", "png"] = "npy"
     dtype: Optional[Literal["float32", "uint8"]] = Field(None, description="default: float32 for npy, uint8 for png")
-    labels: bool = False
+    realness: bool = Field(False, description="store D's realness of each row beside each shard")
+    labels: bool = Field(False, description="deprecated alias of `realness`")
+    classes: Optional[str] = Field(None, max_length=10_000, description=(
+        "a conditional model's class labels, stored beside each shard: balanced, uniform (the default) or "
+        "classes with proportions like 3:1,7:3"))
     truncation: Optional[Annotated[float, Field(gt=0, le=100)]] = None
     min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = None
     drs: bool = False
     drs_gamma: Annotated[float, Ge(-50), Le(50)] = 0.0
     shards: Optional[str] = Field(None, max_length=1000, description="only these shards, e.g. 17-20 or 0,3,5-9")
+
+
+def _classes(policy: Optional[str], model) -> Optional[dict]:
+    from ..commands.generate import UsageError, class_spec
+
+    try:
+        return class_spec(policy, model.card.condition)
+    except UsageError as e:
+        raise RequestError("classes", str(e).removeprefix("--classes: ")) from None
 
 
 def generate(engine: Engine, settings: Settings, req: DatasetRequest) -> Response:
@@ -62,7 +75,8 @@ def generate(engine: Engine, settings: Settings, req: DatasetRequest) -> Respons
             samples=req.samples, shard_size=req.shard_size, block_size=req.block_size, truncation=req.truncation,
             filter={"min_realness": req.min_realness, "drs": req.drs, "drs_gamma": req.drs_gamma},
             max_draws_factor=settings.max_draws_factor if req.min_realness is not None or req.drs else None,
-            format=req.format, dtype=req.dtype or ("uint8" if req.format == "png" else "float32"), labels=req.labels)
+            format=req.format, dtype=req.dtype or ("uint8" if req.format == "png" else "float32"),
+            realness=req.realness or req.labels, classes=_classes(req.classes, model))
         shards = parse_shards(req.shards, spec.num_shards) if req.shards else None
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
