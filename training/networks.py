@@ -70,7 +70,7 @@ class NetworkConfig:
     # Conditional networks: the number of classes c (0 = unconditional, the paper's pair), and how
     # D takes c (see the module docstring). G always takes c one-hot beside z.
     classes: int = 0
-    d_condition: Literal["concat", "projection"] = "projection"
+    d_condition: Literal["concat", "projection"] = "concat"
 
     def __post_init__(self) -> None:
         if self.family == "dcgan":

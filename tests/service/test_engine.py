@@ -27,7 +27,7 @@ def test_every_good_folder_loads_and_the_corrupted_one_is_unavailable(engine):
 
 
 def test_unknown_model_lists_the_models_there(engine):
-    with pytest.raises(UnknownModel, match="unknown model 'nope'; models here: faulty, tiny-digits, tiny-ring"):
+    with pytest.raises(UnknownModel, match="unknown model 'nope'; models here: faulty, tiny-cond, tiny-digits, tiny-ring"):
         engine.get("nope")
 
 

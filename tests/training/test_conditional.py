@@ -91,7 +91,7 @@ def test_toy_labels_are_the_mode_each_sample_came_from(name, modes):
 
 @pytest.mark.parametrize("preset, overrides", [
     ("mnist-cond", ["batch_size=16"] + TINY_MLP),  # maxout D, projection head, R1, G's weight average
-    ("ring8-cond", TINY_MLP + ["batch_size=64", "network.d_condition=concat"]),
+    ("ring8-cond", TINY_MLP + ["batch_size=64"]),  # concat head
 ])
 def test_conditional_resume_is_bit_for_bit(tmp_path, preset, overrides):
     config = resolve(preset, overrides + ["epochs=100"])
@@ -152,3 +152,21 @@ def test_grids_of_a_conditional_image_run_have_one_row_per_class(digits_cond_mod
 
     im = np.asarray(Image.open(grid))
     assert im.ndim == 2 and im.shape[0] == im.shape[1]  # 10 rows of 10 8x8 tiles, scaled
+
+
+def test_a_conditional_dcgan_pair_exports_with_parity(tmp_path):
+    from training.export import export_model
+
+    cfg = NetworkConfig(family="dcgan", sample_shape=(1, 32, 32), g_width=8, d_width=8, classes=3,
+                        d_condition="concat", latent=LatentConfig(dim=8, distribution="normal"))
+    torch.manual_seed(0)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    with torch.no_grad():  # batch norm with running statistics, as training leaves it
+        G(torch.randn(16, 8), torch.arange(16) % 3)
+    info = {"preset": "test", "config": {}, "steps": 1, "wall_time_s": 0.1, "seed": 1, "dataset": "none"}
+    folder = export_model(cfg, G, D, name="dc-cond", out_dir=tmp_path, training_info=info, progress=False,
+                          class_names=["a", "b", "c"])  # parity at batches 1, 7 and 256 is checked inside
+    card, _ = load_model_folder(folder)
+    assert card.condition.names == ["a", "b", "c"]
+    with pytest.raises(Exception, match="class_names"):
+        export_model(cfg, G, D, name="dc-cond2", out_dir=tmp_path, training_info=info, progress=False)
