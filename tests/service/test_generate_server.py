@@ -100,7 +100,7 @@ def test_server_failures_end_with_a_clear_message_and_no_partial_shard(server, t
     base = server[0]
     cases = [
         (["--url", f"http://127.0.0.1:{free_port()}", "--retries", 1, "--backoff", 0.01], 2, "cannot be reached"),
-        (["--url", base, "--model", "nope"], 2, "unknown model 'nope'; models there: faulty, tiny-digits, tiny-ring"),
+        (["--url", base, "--model", "nope"], 2, "unknown model 'nope'; models there: faulty, tiny-cond, tiny-digits, tiny-ring"),
         (["--url", base, "--model", "broken"], 2, "model 'broken' is unavailable"),
         (["--url", base, "--token", "wrong"], 2, "refused (HTTP 401)"),
         # 5xx on every try (this model fails inside onnxruntime for odd batches): retried, then given up.
