@@ -154,11 +154,14 @@ class Client:
                 "format": "npy"}
         return self._samples(self.request("POST", "/interpolate", json=_present(body)))
 
-    def score(self, samples: np.ndarray, model: Optional[str] = None, version: Optional[str] = None) -> Scores:
-        """POST /score with the samples as .npy bytes: D's realness and logit per sample."""
+    def score(self, samples: np.ndarray, model: Optional[str] = None, version: Optional[str] = None,
+              labels: Optional[str] = None) -> Scores:
+        """POST /score with the samples as .npy bytes: D's realness and logit per sample. `labels`:
+        a conditional model's classes, as /score's query takes them (one class, n comma-separated,
+        or "balanced"), so D scores each sample under its class."""
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(samples, dtype=np.float32), allow_pickle=False)
-        response = self.request("POST", "/score", params=_present({"model": model, "version": version}),
+        response = self.request("POST", "/score", params=_present({"model": model, "version": version, "labels": labels}),
                                 content=buffer.getvalue(),
                                 headers={"Content-Type": NPY_MEDIA_TYPE})
         body = response.json()

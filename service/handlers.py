@@ -13,7 +13,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import encoding, latents, sampling, versions
+from . import encoding, labels, latents, sampling, versions
 from .engine import Engine, LoadedModel, NoDiscriminator
 from .errors import RequestError
 from .metrics import count_samples
@@ -72,24 +72,33 @@ def _truncation(model: LoadedModel, truncation: Optional[float]) -> None:
         raise RequestError("truncation", str(e)) from None
 
 
-def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt: str, nrow: Optional[int], meta: dict) -> Response:
+def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt: str, nrow: Optional[int], meta: dict,
+            classes: Optional[np.ndarray] = None, by_class: bool = False) -> Response:
     """x: (k, *sample_shape). json carries meta as fields; npy and png carry it as headers
     (X-Model, X-Model-Version, X-Seed or X-Seeds, X-Shape, and with a filter X-Requested, X-Drawn,
-    X-Accepted, X-Exhausted and, for drs, X-Drs-Gamma)."""
+    X-Accepted, X-Exhausted and, for drs, X-Drs-Gamma). A conditional model's classes (k,) go as
+    the `labels` field or the X-Labels header; `by_class` (labels "balanced", no nrow) lays a png
+    grid out one class per row."""
     count_samples(model.name, len(x))
     meta = {"model": model.name, "version": model.card.version, **meta, "shape": list(x.shape)}
     if fmt == "json":
         body = {**meta, "samples": x}
+        if classes is not None:
+            body["labels"] = classes
         if logits is not None:
             body["realness"] = sampling.realness(logits)
             body["logit"] = logits.astype(np.float32)
         return Response(encoding.json_bytes(body), media_type="application/json")
     headers = {f"X-{k.replace('_', '-').title()}": _header_value(v) for k, v in meta.items() if v is not None and k != "version"}
     headers["X-Model-Version"] = model.card.version
+    if classes is not None:
+        headers[labels.HEADER] = labels.header_value(classes)
     if fmt == "npy":
         return Response(encoding.npy_bytes(x), media_type=encoding.NPY_MEDIA_TYPE, headers=headers)
     if len(x) == 0:
         raise RequestError("min_realness", f"no sample passed the filter in {meta.get('drawn')} draws: nothing to draw a grid of", 422)
+    if by_class and classes is not None and nrow is None:
+        x, nrow = labels.rows_by_class(x, classes, model.card.condition.classes, model.card.sample.value_range[0])
     return Response(encoding.png_grid(x, model.card.sample.value_range, nrow), media_type=encoding.PNG_MEDIA_TYPE, headers=headers)
 
 
@@ -136,21 +145,29 @@ def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed:
         meta.update(requested=requested, drawn=batch.drawn, accepted=len(batch.samples), exhausted=batch.exhausted)
         if keep.drs:
             meta["drs_gamma"] = keep.gamma
-    return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta)
+    return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta,
+                   batch.labels, by_class=req.labels == labels.BALANCED)
+
+
+def _classes(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int]) -> Optional[np.ndarray]:
+    plan = labels.resolve(model, req.labels, n, seed)
+    return None if plan is None else plan.classes
 
 
 def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Response:
     """POST /sample in a worker thread (any request)."""
     model, keep = _checked(engine, req)
     if req.latents is not None:
-        batch = sampling.generate(model, _given_latents(model, req), with_logits=req.scores or keep.active)
+        z = _given_latents(model, req)
+        batch = sampling.generate(model, z, with_logits=req.scores or keep.active, c=_classes(model, req, len(z), None))
         if keep.active:  # explicit latents are filtered, never replaced by new draws
             batch = sampling.filtered(model, batch, keep)
         seed = None
     else:
         seed = _seed(req)
         n = req.n or DEFAULT_N
-        batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor)
+        c = _classes(model, req, n, seed)
+        batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor, c)
     return _answer(model, req, batch, seed, keep, len(req.latents) if req.latents is not None else n)
 
 
@@ -172,13 +189,14 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
     else:
         seed = _seed(req)
         z = latents.draw(latents.generator(seed), model.card.latent, n, req.truncation)
+    c = _classes(model, req, len(z), seed)
     if alone and n <= INLINE_MAX_N and model.inline_ok:
-        x = model.generate_inline(z)
-        logits = model.logits_inline(x) if req.scores else None
+        x = model.generate_inline(z, c)
+        logits = model.logits_inline(x, c) if req.scores else None
     else:
-        x = await model.generate_async(z)
-        logits = await model.logits_async(x) if req.scores else None
-    return _answer(model, req, sampling.Batch(x, logits, len(z)), seed, keep, n)
+        x = await model.generate_async(z, c)
+        logits = await model.logits_async(x, c) if req.scores else None
+    return _answer(model, req, sampling.Batch(x, logits, len(z), c), seed, keep, n)
 
 
 def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
@@ -198,6 +216,28 @@ def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
         seeds = req.seeds or (latents.random_seed(), latents.random_seed())
         a, b = (sampling.one_latent(model, s, req.truncation) for s in seeds)
     z = sampling.path(a, b, req.steps, req.method)  # (steps, z_dim)
-    batch = sampling.generate(model, z, with_logits=req.scores)
+    batch = sampling.generate(model, z, with_logits=req.scores, c=_walk_classes(model, req, seeds))
     meta = {"seeds": list(seeds) if seeds else None, "method": req.method}
-    return respond(model, batch.samples, batch.logits, req.format, req.nrow, meta)
+    return respond(model, batch.samples, batch.logits, req.format, req.nrow, meta, batch.labels)
+
+
+def _walk_classes(model: LoadedModel, req: InterpolateRequest, seeds) -> Optional[np.ndarray]:
+    """A conditional model walks its latent path within one class: the graphs take the class as an
+    int64 index (no class embedding to interpolate), so a walk between two classes is refused.
+    Without labels the class is drawn from the first seed, like a sample's."""
+    value = req.labels
+    if isinstance(value, list):
+        distinct = {labels.resolve(model, v, 1, None).classes[0] for v in value} if model.conditional else set()
+        if len(distinct) > 1:
+            raise RequestError(labels.FIELD, f"model {model.name!r} takes its class as an integer index, not an "
+                                             "embedding it could interpolate: walk within one class (give one label)")
+        if not model.conditional:
+            labels.resolve(model, value, len(value), None)  # refuses labels for an unconditional model
+        value = value[0] if value else None
+    if value is None and model.conditional:  # one class for the walk, drawn from the first seed
+        one = labels.resolve(model, None, 1, seeds[0] if seeds else None).classes[0]
+        return np.full(req.steps, one, np.int64)
+    plan = labels.resolve(model, value, req.steps, seeds[0] if seeds else None)
+    if plan is not None and plan.policy == labels.BALANCED:
+        raise RequestError(labels.FIELD, 'a walk stays within one class: give one label, not "balanced"')
+    return None if plan is None else plan.classes

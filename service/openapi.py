@@ -44,6 +44,8 @@ ERROR = {
                            "msg": {"type": "string"}}}},
     },
 }
+LABELS = {"type": "array", "items": {"type": "integer", "minimum": 0},
+          "description": "a conditional model's class index of each sample (GET /models lists the names)"}
 SCORE_RESPONSE = {
     "type": "object", "title": "ScoreResponse", "additionalProperties": False,
     "required": ["model", "version", "n", "realness", "logit"],
@@ -54,6 +56,7 @@ SCORE_RESPONSE = {
         "realness": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
                      "description": "D(x) = sigmoid(logit) per sample"},
         "logit": {"type": "array", "items": {"type": "number"}},
+        "labels": {**LABELS, "description": "a conditional model: the classes D(x | c) scored under"},
     },
 }
 MODELS_RESPONSE = {
@@ -77,6 +80,8 @@ MODELS_RESPONSE = {
                 "version": {"type": "string"},
                 "realness": {"type": "boolean", "description": "whether the model has a discriminator: without one, "
                              "/score, scores, min_realness and drs are refused (400)"},
+                "classes": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                            "description": "a conditional model's class names, by index (null: unconditional)"},
                 "card": {"$ref": REF.format(model="ModelCard")},
                 "reason": {"type": "string", "description": "why the model is unavailable"},
                 "refused": {"type": "string", "description": "(model control) why the model's changed folder was "
@@ -94,6 +99,7 @@ _ANSWERED = {
     "realness": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
                  "description": "with `scores`: D(x) per sample"},
     "logit": {"type": "array", "items": {"type": "number"}, "description": "with `scores`: D's logit per sample"},
+    "labels": LABELS,
 }
 SAMPLE_RESPONSE = {
     "type": "object", "title": "SampleResponse", "additionalProperties": False,
@@ -121,7 +127,9 @@ INTERPOLATE_RESPONSE = {
 _HEADER = {"schema": {"type": "string"}}
 # npy and png answers carry the JSON answer's fields as headers (handlers.respond).
 COMMON_HEADERS = {"X-Model": _HEADER, "X-Model-Version": _HEADER,
-                  "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"}}
+                  "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"},
+                  "X-Labels": {"schema": {"type": "string"},
+                               "description": "a conditional model: the class index of each sample, comma-separated"}}
 SAMPLE_HEADERS = {**COMMON_HEADERS, "X-Seed": _HEADER,
                   "X-Requested": {"schema": {"type": "string"}, "description": "with a filter"},
                   "X-Drawn": {"schema": {"type": "string"}, "description": "with a filter"},
@@ -180,7 +188,11 @@ def extra_paths() -> dict:
                             "description": "the model (with npy, png and forms; JSON bodies may name it instead)"},
                            {"name": "version", "in": "query", "required": False,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                            "description": "pin the model's version: 409 when it is no longer served"}],
+                            "description": "pin the model's version: 409 when it is no longer served"},
+                           {"name": "labels", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "a conditional model (npy, png and forms; JSON bodies send `labels`): "
+                                           "one class (index or name), n classes separated by commas, or "
+                                           "`balanced`; D(x | c) scores each sample under its class"}],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"$ref": REF.format(model="ScoreRequest")}},
                 NPY_MEDIA_TYPE: {"schema": BINARY},

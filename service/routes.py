@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admission, encoding, handlers, openapi, sampling, versions
+from . import admission, encoding, handlers, labels, openapi, sampling, versions
 from .batching import SoleClient
 from .datasets import routes as dataset_routes
 from .engine import Engine, LoadedModel, NoDiscriminator
@@ -72,8 +72,9 @@ async def models(request: Request) -> Response:
         {"name": name, "status": "ready", "provider": m.provider, "backend": m.backend,
          "backend_reason": m.backend_reason, "version": m.card.version,
          # Without a discriminator: /sample and /interpolate, but no /score, scores or filters.
-         "realness": m.has_discriminator, "card": m.card.model_dump(mode="json"),
-         **({"refused": refused[name]} if name in refused else {})}
+         "realness": m.has_discriminator,
+         "classes": m.card.condition.names if m.card.condition else None,  # a conditional model's labels
+         "card": m.card.model_dump(mode="json"), **({"refused": refused[name]} if name in refused else {})}
         for name, m in engine.models.items()
     ]
     listed += [{"name": name, "status": "unavailable", "reason": reason} for name, reason in engine.unavailable.items()]
@@ -194,6 +195,7 @@ async def _score(request: Request) -> Response:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         model_name = request.query_params.get("model")
         version = request.query_params.get("version")  # a pinned version (versions.py), as /sample's `version`
+        wanted = labels.from_query(request.query_params.get("labels"))  # D(x | c) of npy and png bodies
         if media_type.startswith("multipart/") or media_type == FORM_TYPE:
             model_name, parts = await _png_parts(request, model_name)
             model = _image_model(engine, model_name, version)
@@ -204,6 +206,7 @@ async def _score(request: Request) -> Response:
                 req = ScoreRequest.model_validate_json(body)
                 model = _scoring_model(engine, req.model or model_name, req.version or version)
                 x = encoding.json_array(req.samples, "samples")
+                wanted = req.labels if req.labels is not None else wanted
             elif media_type in NPY_TYPES:
                 model = _scoring_model(engine, model_name, version)
                 x = encoding.npy_array(body, "body")
@@ -214,11 +217,14 @@ async def _score(request: Request) -> Response:
                 raise RequestError("content-type", f"{media_type!r} is not accepted: send application/json, "
                                    f"{encoding.NPY_MEDIA_TYPE}, {encoding.PNG_MEDIA_TYPE} or multipart/form-data", 415)
         x = _check_shape(model, x, "samples" if media_type in JSON_TYPES else "body")
-        logits = await run_in_threadpool(model.logits, x)  # (n,)
+        c = labels.for_scoring(model, wanted, len(x))  # (n,) classes of a conditional model, else None
+        logits = await run_in_threadpool(model.logits, x, c)  # (n,)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
     body = {"model": model.name, "version": model.card.version, "n": len(x),
             "realness": sampling.realness(logits), "logit": logits.astype(np.float32)}
+    if c is not None:
+        body["labels"] = c
     return Response(encoding.json_bytes(body), media_type="application/json")
 
 

@@ -50,26 +50,34 @@ class Batch:
     samples: np.ndarray  # (k, *sample_shape) float32
     logits: Optional[np.ndarray]  # (k,) float32, when scores or a filter were asked for
     drawn: int  # latents drawn (== k without a filter)
+    labels: Optional[np.ndarray] = None  # (k,) int64: a conditional model's class of each sample
     exhausted: bool = False  # the draw bound ran out before n samples passed the filter
 
 
-def generate(model: LoadedModel, z: np.ndarray, with_logits: bool) -> Batch:
-    """Samples for explicit (n, z_dim) latents."""
-    x = model.generate(z)
-    return Batch(x, model.logits(x) if with_logits else None, len(z))
+def generate(model: LoadedModel, z: np.ndarray, with_logits: bool, c: Optional[np.ndarray] = None) -> Batch:
+    """Samples for explicit (n, z_dim) latents (and, for a conditional model, (n,) classes c)."""
+    x = model.generate(z, c)
+    return Batch(x, model.logits(x, c) if with_logits else None, len(z), c)
 
 
 def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float], with_logits: bool,
-              keep: Filter, max_draws: int) -> Batch:
+              keep: Filter, max_draws: int, c: Optional[np.ndarray] = None) -> Batch:
     """n samples from the seed's latent stream; with an active filter, draw until n pass or
     `max_draws` latents were drawn (then fewer than n come back, `exhausted` is set and `drawn`
-    says how many tried)."""
+    says how many tried).
+
+    A conditional model's n samples are slots of the classes c (n,). Under a filter every candidate
+    is drawn for a slot still open, in turn, and judged by D(x | its class); an accepted one fills
+    the first open slot of its class, so the answer keeps the order (and classes) asked for, less
+    the slots no candidate filled within the bound."""
     rng = latents.generator(seed)
     if not keep.active:
-        return generate(model, latents.draw(rng, model.card.latent, n, truncation), with_logits)
+        return generate(model, latents.draw(rng, model.card.latent, n, truncation), with_logits, c)
     keep = keep.resolved(model)
     coins = latents.generator(seed, stream=1)  # DRS's uniforms: independent of the latents
     max_logit = model.card.realness.max_logit
+    slots = np.zeros(n, np.int64) if c is None else np.asarray(c, np.int64)  # one class for an unconditional model
+    filled = np.full(n, -1, np.int64)  # slot -> index into the candidates kept
     kept_x, kept_l, accepted, drawn = [], [], 0, 0
     while accepted < n and drawn < max_draws:
         # First twice n; then what is missing at the acceptance seen so far, with a margin, so a
@@ -77,20 +85,27 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
         missing = n - accepted
         want = 2 * missing if accepted == 0 else math.ceil(1.25 * missing * drawn / accepted)
         chunk = min(max_draws - drawn, max(want, 16))
+        open_slots = np.flatnonzero(filled < 0)
+        cand = slots[open_slots][np.arange(chunk) % len(open_slots)]  # (chunk,) classes of the candidates
+        cand_c = None if c is None else cand
         z = latents.draw(rng, model.card.latent, chunk, truncation)
-        x = model.generate(z)
-        logit = model.logits(x)
+        x = model.generate(z, cand_c)
+        logit = model.logits(x, cand_c)
         drawn += chunk
         if keep.drs:
             max_logit = max(max_logit, float(logit.max()))  # the paper updates D*_M as it goes
         ok = passes(logit, keep, max_logit, coins.random(chunk))
-        take = np.flatnonzero(ok)[: n - accepted]
-        kept_x.append(x[take])
-        kept_l.append(logit[take])
-        accepted += len(take)
-    samples = np.concatenate(kept_x) if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
-    logits = np.concatenate(kept_l) if kept_l else np.zeros(0, np.float32)
-    return Batch(samples, logits, drawn, exhausted=accepted < n)
+        for k in np.unique(slots[open_slots]):
+            want = open_slots[slots[open_slots] == k]
+            take = np.flatnonzero(ok & (cand == k))[: len(want)]
+            filled[want[: len(take)]] = accepted + np.arange(len(take))
+            kept_x.append(x[take])
+            kept_l.append(logit[take])
+            accepted += len(take)
+    order = filled[filled >= 0]  # the slots filled, in slot order
+    samples = np.concatenate(kept_x)[order] if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
+    logits = np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)
+    return Batch(samples, logits, drawn, None if c is None else slots[filled >= 0], exhausted=accepted < n)
 
 
 def passes(logit: np.ndarray, keep: Filter, max_logit: float, uniforms: np.ndarray) -> np.ndarray:
@@ -109,7 +124,8 @@ def filtered(model: LoadedModel, batch: Batch, keep: Filter) -> Batch:
     keep = keep.resolved(model)
     max_logit = max(model.card.realness.max_logit, float(batch.logits.max(initial=-np.inf)))
     ok = passes(batch.logits, keep, max_logit, latents.generator(0, stream=1).random(len(batch.logits)))
-    return Batch(batch.samples[ok], batch.logits[ok], batch.drawn)
+    labels = None if batch.labels is None else batch.labels[ok]
+    return Batch(batch.samples[ok], batch.logits[ok], batch.drawn, labels)
 
 
 def _drs_accept(logit: np.ndarray, max_logit: float, gamma: float, uniforms: np.ndarray) -> np.ndarray:

@@ -5,10 +5,10 @@ sample shape) happen in the handlers, which answer the same way (see errors.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from annotated_types import Ge, Le
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, StrictInt
 
 from .latents import MAX_SEED
 from .settings import get_settings
@@ -26,6 +26,11 @@ Format = Literal["json", "npy", "png"]
 Version = Optional[Annotated[str, Field(min_length=1, max_length=64, description=(
     "pin the model's version (as /models reports it): 409 when that version is no longer served"))]]
 Nrow = Optional[Annotated[int, Ge(1), Le(MAX_NROW), Field(description="png: images per row of the grid")]]
+# A class of a conditional model: its index, or its name (checked against the model's card).
+ClassLabel = Union[Annotated[StrictInt, Ge(0)], Annotated[str, Field(min_length=1, max_length=64)]]
+Labels = Optional[Union[ClassLabel, Annotated[list[ClassLabel], Field(min_length=1, max_length=MAX_N)]]]
+LABELS_HELP = ("a conditional model's classes: one class (index or name) for every sample, a list of n classes, or "
+               "\"balanced\" (classes in turn; a png grid gets one class per row); drawn from the seed when absent")
 
 
 class _Request(BaseModel):
@@ -48,6 +53,7 @@ class SampleRequest(_Request):
     drs: bool = Field(False, description="discriminator rejection sampling (Azadi et al. 2019): the recommended filter")
     drs_gamma: Optional[Annotated[float, Ge(-50), Le(50)]] = Field(
         None, description="DRS acceptance shift, higher is stricter; default: the model card's realness.drs_gamma (else 0)")
+    labels: Labels = Field(None, description=LABELS_HELP)
 
 
 
@@ -66,6 +72,9 @@ class InterpolateRequest(_Request):
     format: Format = "json"
     nrow: Nrow = None
     scores: bool = False
+    labels: Labels = Field(None, description="a conditional model's class for the whole walk (index or name; a list "
+                                             "must name one class): the graphs take the class as an integer, so a "
+                                             "walk between two classes is refused; drawn from the first seed when absent")
 
 
 
@@ -75,4 +84,6 @@ class ScoreRequest(_Request):
     model: ModelName = None
     version: Version = None
     samples: list[Any] = Field(description="n samples, each of the model's sample shape (nested lists of numbers)")
+    labels: Labels = Field(None, description="a conditional model's class of each sample, for D(x | c): one class, a "
+                                             "list of n, or \"balanced\" (required for a conditional model)")
 

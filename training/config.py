@@ -57,6 +57,8 @@ class TrainConfig:
     batch_size: int = 100  # m in Algorithm 1
     d_steps: int = 1  # k in Algorithm 1: D updates per G update
     g_loss: GLoss = "non_saturating"
+    # Train p(x | c): G and D take the dataset's class labels (network.classes is set from the data).
+    conditional: bool = False
     # R1 gradient penalty weight on real data (0 = the paper's plain objective). See losses.r1_penalty.
     d_r1_gamma: float = 0.0
     # Keep an exponential moving average of G's weights (Yazici et al. 2019) and ship it; 0 = off.
@@ -222,6 +224,28 @@ PRESETS: dict[str, TrainConfig] = {
     "dcgan-mnist": TrainConfig(
         preset="dcgan-mnist", dataset="mnist5k", dataset_options={"size": 32}, network=_dcgan((1, 32, 32), 32),
         batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=25),
+    # Conditional p(x | c) (the paper's section 7): the same networks with the class one-hot beside z
+    # and, in D, beside x (d_condition="concat"; docs/DESIGN.md and docs/RESULTS.md say why); the
+    # class of a toy sample is its mode. mnist-cond's D has the projection head it was shipped with.
+    "mnist-cond": TrainConfig(
+        preset="mnist-cond", dataset="mnist5k", conditional=True, network=NetworkConfig(d_condition="projection"),
+        batch_size=100,
+        d_steps=1, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, d_r1_gamma=1.0, g_ema_decay=0.995, epochs=100,
+        g_bias_from_data=True),
+    "digits-cond": TrainConfig(
+        preset="digits-cond", dataset="digits", conditional=True,
+        network=_mlp((1, 8, 8), (256, 256), (128, 128), z=32, output="sigmoid", dropout=0.3),
+        batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=300, g_bias_from_data=True),
+    "ring8-cond": TrainConfig(
+        preset="ring8-cond", dataset="ring8", conditional=True, network=_mlp((2,), (128, 128), (128, 128), z=8),
+        batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+    "grid25-cond": TrainConfig(
+        preset="grid25-cond", dataset="grid25", conditional=True,
+        network=_mlp((2,), (256, 256), (256, 256), z=8), batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY,
+        epochs=100),
+    "dcgan-mnist-cond": TrainConfig(
+        preset="dcgan-mnist-cond", dataset="mnist5k", conditional=True, dataset_options={"size": 32},
+        network=_dcgan((1, 32, 32), 32), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=25),
     "folder": TrainConfig(
         preset="folder", dataset="folder", dataset_options={"size": 32, "channels": 3},
         network=_dcgan((3, 32, 32), 64), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=50),
@@ -296,8 +320,13 @@ def fit_to_data(cfg: TrainConfig) -> TrainConfig:
                f"{net.output!r} cannot reach {cfg.dataset}'s range {info.value_range}; use 'linear'")
     _check(not cfg.g_bias_from_data or tuple(info.value_range) == (0.0, 1.0), "g_bias_from_data",
            "only for data in [0, 1]")
+    classes = 0
+    if cfg.conditional:
+        _check(len(info.class_names) >= 2, "conditional",
+               f"{cfg.dataset} has no class labels; a conditional run needs a labelled dataset")
+        classes = len(info.class_names)
     try:
-        net = replace(net, sample_shape=tuple(info.sample_shape))
+        net = replace(net, sample_shape=tuple(info.sample_shape), classes=classes)
     except ValueError as e:
         raise ConfigError(f"network: {e} (the dataset's samples are {info.sample_shape})") from None
     return replace(cfg, network=net, dataset_options=options)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from models.card import (
     GRAPH_FILES,
+    Condition,
     NAME_PATTERN,
     CardError,
     Latent,
@@ -57,6 +58,7 @@ REALNESS_SAMPLES = 10_000  # samples of G over which realness.max_logit is measu
 REALNESS_CHUNK = 500
 PREVIEW_FILE = "samples.png"
 PREVIEW_IMAGES = 64  # an 8 x 8 grid
+PREVIEW_PER_CLASS = 10  # a conditional model's grid: one row of this many per class
 TRAINING_KEYS = ("preset", "config", "steps", "wall_time_s", "seed")
 RUN_METRICS_FILE = "metrics.json"  # what `python -m training evaluate RUN_DIR` writes into a run
 
@@ -86,17 +88,29 @@ def _check_target(name: str, out_dir: Path, force: bool) -> Path:
     return target
 
 
+def _inputs(first: str, value: np.ndarray, c: np.ndarray | None) -> dict[str, np.ndarray]:
+    """A graph's feed: z or x, and a conditional graph's int64 class input `c`."""
+    return {first: value} if c is None else {first: value, "c": c}
+
+
+def _args(value: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    return (value,) if c is None else (value, c)
+
+
 def _check_parity(G: nn.Module, D: nn.Module, g_session, d_session, cfg: NetworkConfig, seed: int) -> dict:
-    """torch and onnxruntime must agree at every batch size; returns the worst differences seen."""
+    """torch and onnxruntime must agree at every batch size (and, for a conditional pair, on
+    random classes); returns the worst differences seen."""
     rng = torch.Generator().manual_seed(seed)
     worst = {"generator": 0.0, "discriminator": 0.0}
     for batch in PARITY_BATCHES:
         z = sample_latent(cfg.latent, batch, rng)  # (batch, z_dim)
+        c = torch.randint(cfg.classes, (batch,), generator=rng) if cfg.conditional else None  # (batch,) int64
         with torch.no_grad():
-            x = G(z)  # (batch, *sample_shape)
-            logit = D(x)  # (batch, 1)
-        x_ort = g_session.run(None, {"z": z.numpy()})[0]
-        logit_ort = d_session.run(None, {"x": x.numpy()})[0]
+            x = G(*_args(z, c))  # (batch, *sample_shape)
+            logit = D(*_args(x, c))  # (batch, 1)
+        c_np = None if c is None else c.numpy()
+        x_ort = g_session.run(None, _inputs("z", z.numpy(), c_np))[0]
+        logit_ort = d_session.run(None, _inputs("x", x.numpy(), c_np))[0]
         for role, ours, theirs, tol in (
             ("generator", x, x_ort, G_TOLERANCE),
             ("discriminator", logit, logit_ort, D_TOLERANCE),
@@ -131,27 +145,37 @@ def _training_info(info: dict) -> TrainingInfo:
     return TrainingInfo(torch_version=torch.__version__, **{k: info[k] for k in TRAINING_KEYS})
 
 
-def _sample_and_score(g_session, d_session, z: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """G's samples of z and D's logits on them, in chunks (minutes on a CPU for a full DCGAN)."""
+def _sample_and_score(g_session, d_session, z: np.ndarray, c: np.ndarray | None,
+                      progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """G's samples of z (and classes c) and D's logits on them, in chunks (minutes on a CPU for a full DCGAN)."""
     xs, logits = [], []
     for i in tqdm(range(0, len(z), REALNESS_CHUNK), desc="realness", unit="chunk", leave=False, disable=not progress):
-        x = g_session.run(None, {"z": z[i : i + REALNESS_CHUNK]})[0]  # (chunk, *sample_shape)
+        part = None if c is None else c[i : i + REALNESS_CHUNK]
+        x = g_session.run(None, _inputs("z", z[i : i + REALNESS_CHUNK], part))[0]  # (chunk, *sample_shape)
         xs.append(x)
-        logits.append(d_session.run(None, {"x": x})[0])  # (chunk, 1)
+        logits.append(d_session.run(None, _inputs("x", x, part))[0])  # (chunk, 1)
     return np.concatenate(xs), np.concatenate(logits)
 
 
-def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps, progress, metrics) -> None:
+def _preview_order(n: int, classes: int, per_class: int) -> np.ndarray:
+    """Indices into samples whose class is i % classes, giving `per_class` of class 0, then of class 1, ..."""
+    return np.array([k + classes * j for k in range(classes) for j in range(per_class)])
+
+
+def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps, progress, metrics,
+                  class_names) -> None:
     seed = training.seed
     g_path, d_path = folder / GRAPH_FILES["generator"], folder / GRAPH_FILES["discriminator"]
 
     # Example batches of 2: with a batch of 1 the exporter may fix the batch axis to 1.
     z = sample_latent(cfg.latent, 2, torch.Generator().manual_seed(seed))  # (2, z_dim)
+    c = torch.tensor([0, 1]) if cfg.conditional else None  # (2,) int64: the class input of a conditional pair
     with torch.no_grad():
-        x = G(z)  # (2, *sample_shape)
-    g_proto = export_graph(G, z, "z", "x")
+        x = G(*_args(z, c))  # (2, *sample_shape)
+    inputs = ("z", "c") if c is not None else "z"
+    g_proto = export_graph(G, _args(z, c), inputs, "x")
     steps.update()
-    d_proto = export_graph(D, x, "x", "logit")
+    d_proto = export_graph(D, _args(x, c), ("x", "c") if c is not None else "x", "logit")
     steps.update()
     save_graph(g_proto, g_path)
     save_graph(d_proto, d_path)
@@ -165,15 +189,21 @@ def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, traini
     steps.update()
 
     # Realness and the observed value range, measured through onnxruntime like the service will.
+    # A conditional G is measured over classes in turn (0, 1, ..., K-1, 0, ...): every class equally.
     z_all = sample_latent(cfg.latent, REALNESS_SAMPLES, torch.Generator().manual_seed(seed + 1)).numpy()
-    x_all, logits = _sample_and_score(sessions["generator"], sessions["discriminator"], z_all, progress)
+    c_all = (np.arange(REALNESS_SAMPLES) % cfg.classes).astype(np.int64) if cfg.conditional else None
+    x_all, logits = _sample_and_score(sessions["generator"], sessions["discriminator"], z_all, c_all, progress)
     if not (np.isfinite(x_all).all() and np.isfinite(logits).all()):
         raise OnnxExportError(f"{g_path.name}: G's samples or D's logits are not finite; the run diverged")
     sample = _sample_spec(cfg, x_all)
-    if sample.kind == "image":
+    if sample.kind == "image" and cfg.conditional:  # one row per class
+        per = PREVIEW_PER_CLASS
+        save_image_grid(x_all[_preview_order(len(x_all), cfg.classes, per)], folder / PREVIEW_FILE,
+                        sample.value_range, ncol=per)
+    elif sample.kind == "image":
         save_image_grid(x_all[:PREVIEW_IMAGES], folder / PREVIEW_FILE, sample.value_range)
     else:
-        save_vector_plot(x_all, folder / PREVIEW_FILE, title=f"{name}: {len(x_all)} samples of G")
+        save_vector_plot(x_all, folder / PREVIEW_FILE, title=f"{name}: {len(x_all)} samples of G", labels=c_all)
     steps.update()
 
     bounds = cfg.latent.bounds
@@ -191,6 +221,7 @@ def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, traini
         files={"generator": file_entry(g_path), "discriminator": file_entry(d_path)},
         onnx=OnnxInfo(opset=OPSET, ir_version=IR_VERSION, **signatures),
         realness=Realness(max_logit=float(logits.max()), measured_on=REALNESS_SAMPLES),
+        condition=Condition(classes=cfg.classes, names=list(class_names)) if cfg.conditional else None,
         training=training,
         metrics=metrics,
         created_at=now_utc(),
@@ -223,17 +254,23 @@ def export_model(
     force: bool = False,
     progress: bool = True,
     metrics: dict | None = None,
+    class_names: tuple[str, ...] | list[str] | None = None,
 ) -> Path:
     """Write `out_dir/name/` (generator.onnx, discriminator.onnx, samples.png, model.json).
 
     `training_info` holds preset, config (the resolved run config, JSON-able), steps,
     wall_time_s and seed, and optionally dataset. `metrics` (name -> models.card.Metric fields)
-    go onto the card as given. Returns the model folder.
+    go onto the card as given. A conditional pair (config.classes > 0) needs `class_names`, one per
+    class, for the card's condition section. Returns the model folder.
     """
     out_dir = Path(out_dir)
     target = _check_target(name, out_dir, force)
     training = _training_info(training_info)
     dataset = str(training_info.get("dataset", "unknown"))
+    if config.conditional:
+        class_names = list(class_names or [])
+        if len(class_names) != config.classes:
+            raise ExportError(f"class_names: {len(class_names)} names for a conditional model of {config.classes} classes")
     G, D = _frozen_copy(generator), _frozen_copy(discriminator)
     if config.d_pack > 1:
         # The service's contract is one realness per sample; a packed D gives one per pack.
@@ -247,7 +284,7 @@ def export_model(
         with tqdm(total=5, desc=f"export {name}", unit="step", disable=not progress) as steps:
             _build_folder(
                 staging, config, G, D, name=name, description=description, dataset=dataset, training=training, steps=steps,
-                progress=progress, metrics=metrics or {},
+                progress=progress, metrics=metrics or {}, class_names=class_names,
             )
         _move_into_place(staging, target)
     except CardError as e:
@@ -297,7 +334,17 @@ def export_run(
         force=force,
         progress=progress,
         metrics=_run_metrics(run_dir, run.step),
+        class_names=_class_names(cfg),
     )
+
+
+def _class_names(cfg) -> tuple[str, ...] | None:
+    """The names of a conditional run's classes, from its dataset ("0".."9", "mode0"..)."""
+    if not cfg.network.conditional:
+        return None
+    from training.data import dataset_info
+
+    return dataset_info(cfg.dataset, **cfg.dataset_options).class_names
 
 
 def _run_metrics(run_dir: Path, step: int) -> dict:

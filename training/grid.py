@@ -28,11 +28,12 @@ def tile_images(images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0
     return out
 
 
-def save_image_grid(images: np.ndarray, path: Path | str, value_range=(0.0, 1.0), scale: int = 0) -> Path:
+def save_image_grid(images: np.ndarray, path: Path | str, value_range=(0.0, 1.0), scale: int = 0,
+                    ncol: Optional[int] = None) -> Path:
     """Write a PNG grid; tiny images (8x8 digits) are scaled up so a person can see them."""
     from PIL import Image
 
-    tile = tile_images(images, value_range)
+    tile = tile_images(images, value_range, ncol)
     scale = scale or max(1, 256 // max(tile.shape[:2]))
     im = Image.fromarray(tile[..., 0] if tile.shape[2] == 1 else tile)
     if scale > 1:
@@ -43,7 +44,7 @@ def save_image_grid(images: np.ndarray, path: Path | str, value_range=(0.0, 1.0)
 
 
 def save_vector_plot(samples: np.ndarray, path: Path | str, reference: Optional[np.ndarray] = None,
-                     title: str = "") -> Path:
+                     title: str = "", labels: Optional[np.ndarray] = None) -> Path:
     """(N, 1): histograms of samples and reference; (N, 2): a scatter; (N, d>2): the first two dims."""
     import matplotlib
 
@@ -62,7 +63,11 @@ def save_vector_plot(samples: np.ndarray, path: Path | str, reference: Optional[
         if reference is not None:
             ref = np.asarray(reference).reshape(len(reference), -1)
             ax.scatter(ref[:, 0], ref[:, 1], s=2, alpha=0.3, label="data")
-        ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.6, label="G(z)")
+        if labels is None:
+            ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.6, label="G(z)")
+        else:  # a conditional G: one colour per class
+            ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.6, c=np.asarray(labels) % 20, cmap="tab20",
+                       label="G(z, c)")
         ax.set_aspect("equal")
         ax.legend(loc="upper right")
     ax.set_title(title)
@@ -73,9 +78,9 @@ def save_vector_plot(samples: np.ndarray, path: Path | str, reference: Optional[
 
 
 def save_grid(samples: np.ndarray, path: Path | str, value_range=(0.0, 1.0), reference: Optional[np.ndarray] = None,
-              title: str = "") -> Path:
-    """Images (N, C, H, W) as a tiled grid, vectors (N, d) as a plot."""
+              title: str = "", ncol: Optional[int] = None, labels: Optional[np.ndarray] = None) -> Path:
+    """Images (N, C, H, W) as a tiled grid (`ncol` per row), vectors (N, d) as a plot (coloured by `labels`)."""
     samples = np.asarray(samples)
     if samples.ndim == 4:
-        return save_image_grid(samples, path, value_range)
-    return save_vector_plot(samples, path, reference, title)
+        return save_image_grid(samples, path, value_range, ncol=ncol)
+    return save_vector_plot(samples, path, reference, title, labels)

@@ -9,6 +9,13 @@ Families:
   G: z -> ReLU layers -> sigmoid / tanh / linear.  D: maxout layers (pieces > 1) or LeakyReLU
   layers (pieces == 1), dropout on the input and the hidden layers -> one logit.
 - `dcgan`: Radford et al. (2016) convolutional pair for 32x32 or 64x64 images, 1 or 3 channels.
+
+Conditional pairs p(x | c) (the paper's section 7; `classes` > 0): G and D take an int64 class index
+c (N,) as a second input. G sees c as Mirza & Osindero (2014) do, one-hot joined to z. D sees it
+either the same way (`d_condition="concat"`: one-hot joined to its input, after the input dropout, or
+as constant channels for dcgan) or through a projection head (Miyato & Koyama 2018,
+`"projection"`): logit = psi(h) + <embed(c), h> on D's last features h. docs/DESIGN.md says which the
+presets use and why.
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ class NetworkConfig:
     # dcgan
     g_width: int = 64
     d_width: int = 64
+    # Conditional networks: the number of classes c (0 = unconditional, the paper's pair), and how
+    # D takes c (see the module docstring). G always takes c one-hot beside z.
+    classes: int = 0
+    d_condition: Literal["concat", "projection"] = "concat"
 
     def __post_init__(self) -> None:
         if self.family == "dcgan":
@@ -71,6 +82,10 @@ class NetworkConfig:
             raise ValueError("d_pieces must be >= 1")
         if self.d_pack < 1:
             raise ValueError("d_pack must be >= 1")
+        if self.classes < 0 or self.classes == 1:
+            raise ValueError("classes must be 0 (unconditional) or >= 2")
+        if self.classes and self.d_pack != 1:
+            raise ValueError("d_pack: packing is for unconditional D only (a pack would mix classes)")
         for name in ("d_input_dropout", "d_hidden_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
@@ -82,6 +97,10 @@ class NetworkConfig:
     @property
     def value_range(self) -> Optional[tuple[float, float]]:
         return OUTPUT_RANGES.get(self.output)
+
+    @property
+    def conditional(self) -> bool:
+        return self.classes > 0
 
 
 def sample_latent(cfg: LatentConfig, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -118,12 +137,30 @@ class Maxout(nn.Module):
         return y.view(-1, self.units, self.pieces).amax(dim=2)  # (N, units)
 
 
+class OneHot(nn.Module):
+    """c int64 (N,) -> float32 (N, classes), as a row lookup in a fixed identity matrix (an ONNX
+    Gather: no weights to learn, nothing in the state dict)."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.register_buffer("eye", torch.eye(classes), persistent=False)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.eye[c]  # (N, classes)
+
+
+def _need_class(module: nn.Module, c: Optional[torch.Tensor]) -> None:
+    if c is None:
+        raise ValueError(f"{type(module).__name__}: a conditional network needs the class c")
+
+
 class MLPGenerator(nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.sample_shape = tuple(cfg.sample_shape)
+        self.onehot = OneHot(cfg.classes) if cfg.conditional else None
         layers: list[nn.Module] = []
-        width = cfg.latent.dim
+        width = cfg.latent.dim + cfg.classes  # z, then c one-hot (Mirza & Osindero)
         for h in cfg.g_hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
@@ -133,7 +170,10 @@ class MLPGenerator(nn.Module):
         self.output = cfg.output
         _uniform_init(self, cfg.g_init_scale)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.onehot is not None:
+            _need_class(self, c)
+            z = torch.cat([z, self.onehot(c)], dim=1)  # (N, z_dim + classes)
         x = self.act(self.out(self.body(z)))  # (N, prod(sample_shape))
         return x.view(-1, *self.sample_shape)  # (N, *sample_shape)
 
@@ -159,8 +199,14 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.pack = cfg.d_pack
-        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(cfg.d_input_dropout)]
+        self.condition = cfg.d_condition if cfg.conditional else None
         width = cfg.sample_size * cfg.d_pack
+        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(cfg.d_input_dropout)]
+        if self.condition == "concat":
+            # c joins x after the input dropout, so D never loses sight of the class.
+            self.input = nn.Sequential(*layers)
+            self.onehot = OneHot(cfg.classes)
+            layers, width = [], width + cfg.classes
         for h in cfg.d_hidden:
             if cfg.d_pieces > 1:
                 layers.append(Maxout(width, h, cfg.d_pieces))
@@ -168,11 +214,27 @@ class MLPDiscriminator(nn.Module):
                 layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             layers.append(nn.Dropout(cfg.d_hidden_dropout))
             width = h
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        if self.condition is None:
+            layers.append(nn.Linear(width, 1))
+            self.net = nn.Sequential(*layers)
+        else:
+            self.body = nn.Sequential(*layers)  # (N, width) features h
+            self.head = nn.Linear(width, 1)  # psi(h)
+            if self.condition == "projection":
+                self.embed = nn.Embedding(cfg.classes, width)
         _uniform_init(self, cfg.d_init_scale)
+        if self.condition == "projection":
+            nn.init.zeros_(self.embed.weight)  # D starts as the unconditional one; c's effect is learnt
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.condition == "concat":
+            _need_class(self, c)
+            h = self.body(torch.cat([self.input(x), self.onehot(c)], dim=1))  # (N, width)
+            return self.head(h)  # (N, 1) logits
+        if self.condition == "projection":
+            _need_class(self, c)
+            h = self.body(x)  # (N, width)
+            return self.head(h) + (self.embed(c) * h).sum(dim=1, keepdim=True)  # (N, 1): psi(h) + <e_c, h>
         if self.pack == 1:  # the unpacked D exactly as before (same graph, same checkpoints)
             return self.net(x)  # (N, 1) logits
         _check_packs(x, self.pack)
@@ -201,10 +263,11 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         channels, size, _ = cfg.sample_shape
         self.sample_shape = tuple(cfg.sample_shape)
+        self.onehot = OneHot(cfg.classes) if cfg.conditional else None
         ups = int(math.log2(size // 4))  # 4 -> size by stride-2 transposed convs
         w = cfg.g_width * 2 ** (ups - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(cfg.latent.dim, w, 4, 1, 0, bias=False),  # (N, w, 4, 4)
+            nn.ConvTranspose2d(cfg.latent.dim + cfg.classes, w, 4, 1, 0, bias=False),  # (N, w, 4, 4)
             nn.BatchNorm2d(w),
             nn.ReLU(True),
         ]
@@ -215,7 +278,10 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         _dcgan_init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.onehot is not None:
+            _need_class(self, c)
+            z = torch.cat([z, self.onehot(c)], dim=1)  # (N, z_dim + classes)
         return self.net(z[:, :, None, None])  # (N, C, H, W)
 
 
@@ -226,17 +292,38 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         channels, size, _ = cfg.sample_shape
         self.pack = cfg.d_pack
+        self.condition = cfg.d_condition if cfg.conditional else None
+        extra = cfg.classes if self.condition == "concat" else 0  # c one-hot as constant input channels
         downs = int(math.log2(size // 4))
         w = cfg.d_width
-        layers: list[nn.Module] = [nn.Conv2d(channels * cfg.d_pack, w, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [nn.Conv2d(channels * cfg.d_pack + extra, w, 4, 2, 1, bias=False),
+                                   nn.LeakyReLU(0.2, True)]
         for _ in range(downs - 1):
             layers += [nn.Conv2d(w, w * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 2), nn.LeakyReLU(0.2, True)]
             w *= 2
-        layers += [nn.Conv2d(w, 1, 4, 1, 0, bias=False), nn.Flatten()]  # (N, 1)
-        self.net = nn.Sequential(*layers)
+        head = [nn.Conv2d(w, 1, 4, 1, 0, bias=False), nn.Flatten()]  # (N, 1)
+        if self.condition is None:
+            self.net = nn.Sequential(*layers, *head)
+        else:
+            self.onehot = OneHot(cfg.classes)
+            self.body = nn.Sequential(*layers)  # (N, w, 4, 4) features h
+            self.head = nn.Sequential(*head)
+            if self.condition == "projection":
+                self.embed = nn.Embedding(cfg.classes, w)
         _dcgan_init(self)
+        if self.condition == "projection":
+            nn.init.zeros_(self.embed.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.condition is not None:
+            _need_class(self, c)
+        if self.condition == "concat":
+            n, _, h, w = x.shape
+            planes = self.onehot(c)[:, :, None, None].expand(n, -1, h, w)  # (N, classes, H, W)
+            return self.head(self.body(torch.cat([x, planes], dim=1)))  # (N, 1) logits
+        if self.condition == "projection":
+            f = self.body(x)  # (N, w, 4, 4)
+            return self.head(f) + (self.embed(c)[:, :, None, None] * f).sum(dim=(1, 2, 3))[:, None]  # (N, 1)
         if self.pack == 1:
             return self.net(x)  # (N, 1) logits
         _check_packs(x, self.pack)

@@ -27,6 +27,9 @@ from models.card import GraphSignature, TensorSpec
 OPSET = 18
 IR_VERSION = 10
 BATCH_AXIS = "batch"
+# The card's dtypes (models/card.py DTYPES) as onnx and onnxruntime name them.
+_ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 
 
 class OnnxExportError(RuntimeError):
@@ -44,6 +47,8 @@ def _quiet_exporter():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
+            # Two inputs sharing the batch axis (a conditional graph): the exporter notes it names it once.
+            warnings.filterwarnings("ignore", message="# The axis name: batch will not be used", category=UserWarning)
             yield
     finally:
         logger.setLevel(level)
@@ -87,9 +92,15 @@ def _cached_torchlib_registry():
 _REGISTRIES: dict = {}
 
 
-def export_graph(module: nn.Module, example: torch.Tensor, input_name: str, output_name: str) -> onnx.ModelProto:
-    """Export `module` (already in eval mode, on the CPU, float32) with a dynamic batch axis."""
-    return export_inputs(module, {input_name: example}, output_name)
+def export_graph(module: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], input_name: str | tuple[str, ...],
+                 output_name: str) -> onnx.ModelProto:
+    """Export `module` (already in eval mode, on the CPU, float32) with a dynamic batch axis.
+
+    Several inputs (a conditional network's x and class c) are given as tuples; they share the one
+    batch axis."""
+    examples = example if isinstance(example, tuple) else (example,)
+    names = input_name if isinstance(input_name, tuple) else (input_name,)
+    return export_inputs(module, dict(zip(names, examples)), output_name)
 
 
 def export_inputs(module: nn.Module, examples: dict[str, torch.Tensor], output_name: str) -> onnx.ModelProto:
@@ -132,10 +143,12 @@ def signature_of(proto: onnx.ModelProto) -> GraphSignature:
 
     def spec(value: onnx.ValueInfoProto) -> TensorSpec:
         tensor = value.type.tensor_type
-        if tensor.elem_type != onnx.TensorProto.FLOAT:
-            raise OnnxExportError(f"{value.name}: dtype {onnx.TensorProto.DataType.Name(tensor.elem_type)}, expected float32")
+        dtype = _ONNX_DTYPES.get(tensor.elem_type)
+        if dtype is None:
+            raise OnnxExportError(f"{value.name}: dtype {onnx.TensorProto.DataType.Name(tensor.elem_type)}, "
+                                  "expected float32 (or int64 for a class input)")
         dims = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in tensor.shape.dim]
-        return TensorSpec(name=value.name, shape=dims)
+        return TensorSpec(name=value.name, dtype=dtype, shape=dims)
 
     return GraphSignature(
         inputs=[spec(v) for v in proto.graph.input], outputs=[spec(v) for v in proto.graph.output]
@@ -148,9 +161,10 @@ def session_signature(session: ort.InferenceSession) -> GraphSignature:
     def specs(args) -> list[TensorSpec]:
         out = []
         for a in args:
-            if a.type != "tensor(float)":
-                raise OnnxExportError(f"{a.name}: onnxruntime sees {a.type}, expected tensor(float)")
-            out.append(TensorSpec(name=a.name, shape=[d if isinstance(d, int) else str(d) for d in a.shape]))
+            if a.type not in _ORT_DTYPES:
+                raise OnnxExportError(f"{a.name}: onnxruntime sees {a.type}, expected tensor(float) or tensor(int64)")
+            out.append(TensorSpec(name=a.name, dtype=_ORT_DTYPES[a.type],
+                                  shape=[d if isinstance(d, int) else str(d) for d in a.shape]))
         return out
 
     return GraphSignature(inputs=specs(session.get_inputs()), outputs=specs(session.get_outputs()))

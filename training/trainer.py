@@ -33,7 +33,9 @@ from training.networks import build_discriminator, build_generator, sample_laten
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 # Keys of the config that may change when a run is resumed (they do not change what was trained).
-RESUMABLE_CHANGES = {"epochs", "keep_checkpoints", "device"}
+# g_ema_decay changes only the running average of G's weights that ships, never G, D or the game;
+# a resumed run with a new decay averages on from the average it saved.
+RESUMABLE_CHANGES = {"epochs", "keep_checkpoints", "device", "g_ema_decay"}
 
 
 class TrainingError(RuntimeError):
@@ -111,10 +113,17 @@ class _Run:
     def __init__(self, config: TrainConfig, out_dir: Path, hooks: Hooks):
         self.config, self.out_dir, self.hooks = config, out_dir, hooks
         self.device = _device(config.device)
-        x = load_dataset(config.dataset, "train", **config.dataset_options).x
+        split = load_dataset(config.dataset, "train", **config.dataset_options)
+        x = split.x
         if len(x) < config.batch_size:
             raise TrainingError(f"batch_size: {config.batch_size} is more than the {len(x)} training samples")
         self.data = x.to(self.device)  # (N, *sample_shape)
+        self.classes = config.network.classes
+        self.labels: Optional[torch.Tensor] = None  # (N,) int64, for a conditional run
+        if self.classes:
+            if split.y is None:
+                raise TrainingError(f"conditional: {config.dataset}'s training split has no labels")
+            self.labels = split.y.to(self.device)
         torch.manual_seed(config.seed)  # init and dropout draw from the global generator
         self.G = build_generator(config.network).to(self.device)
         self.D = build_discriminator(config.network).to(self.device)
@@ -186,7 +195,8 @@ class _Run:
             torch.cuda.set_rng_state(t["torch_cuda"], self.device)
 
     # ---- Algorithm 1 ----
-    def next_batch(self) -> torch.Tensor:
+    def next_batch(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(x, y): m training samples and, for a conditional run, their classes."""
         m, n = self.config.batch_size, len(self.data)
         if self.perm is not None and self.pos + m > n:  # a pass ended inside this step (k > 1)
             self.pending_epochs += 1
@@ -195,24 +205,32 @@ class _Run:
             self.perm, self.pos = torch.randperm(n, generator=self.data_gen), 0
         idx = self.perm[self.pos: self.pos + m].to(self.device)
         self.pos += m
-        return self.data[idx]  # (m, *sample_shape)
+        return self.data[idx], (self.labels[idx] if self.labels is not None else None)  # (m, *sample_shape), (m,)
 
-    def noise(self) -> torch.Tensor:
-        return sample_latent(self.config.network.latent, self.config.batch_size, self.noise_gen).to(self.device)
+    def noise(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(z, c): m latents and, for a conditional run, m classes drawn from the training labels'
+        own frequencies (so p(c) of the fakes is that of the data, and D cannot tell them apart by c)."""
+        m = self.config.batch_size
+        z = sample_latent(self.config.network.latent, m, self.noise_gen).to(self.device)  # (m, z_dim)
+        if self.labels is None:
+            return z, None
+        pick = torch.randint(len(self.labels), (m,), generator=self.noise_gen).to(self.device)
+        return z, self.labels[pick]  # (m,)
 
     def train_step(self) -> None:
         cfg = self.config
         for i in range(cfg.d_steps):
             # (1) D: maximize log D(x) + log(1 - D(G(z)))
             _schedule(self.opt_d, cfg.d_optim, self.step * cfg.d_steps + i, self.epoch)
-            x = self.next_batch()
+            x, y = self.next_batch()
+            z, c = self.noise()
             with torch.no_grad():
-                fake = self.G(self.noise())  # (m, *sample_shape)
+                fake = self._g(self.G, z, c)  # (m, *sample_shape)
             x.requires_grad_(cfg.d_r1_gamma > 0)  # R1 differentiates D's logit w.r.t. the real batch
             # With network.d_pack = p > 1, D packs each run of p consecutive samples: the real batch is
             # a random draw and the fakes come from independent z, so every pack holds p independent
             # samples of one kind. Logits are then (m / p, 1).
-            real_logit, fake_logit = self.D(x), self.D(fake)  # (m, 1) each
+            real_logit, fake_logit = self._d(x, y), self._d(fake, c)  # (m, 1) each
             loss = d_loss(real_logit, fake_logit)
             if cfg.d_r1_gamma > 0:
                 loss = loss + cfg.d_r1_gamma * r1_penalty(real_logit, x)
@@ -227,7 +245,8 @@ class _Run:
             s["d_updates"] += 1
         # (2) G: maximize log D(G(z))   (or minimize log(1 - D(G(z))) with g_loss=minimax)
         _schedule(self.opt_g, cfg.g_optim, self.step, self.epoch)
-        loss = g_loss(self.D(self.G(self.noise())), cfg.g_loss)
+        z, c = self.noise()
+        loss = g_loss(self._d(self._g(self.G, z, c), c), cfg.g_loss)
         self._finite(loss, "G")
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()  # D's grads from this pass are cleared before D's next update
@@ -239,6 +258,13 @@ class _Run:
         if self.perm is not None and self.pos + cfg.batch_size > len(self.data):
             self.pending_epochs += 1
             self.perm = None
+
+    # Unconditional networks keep their one-argument call (the same graph as before conditioning existed).
+    def _g(self, net: torch.nn.Module, z: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        return net(z) if c is None else net(z, c)
+
+    def _d(self, x: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.D(x) if c is None else self.D(x, c)
 
     def _finite(self, loss: torch.Tensor, net: str) -> None:
         if not torch.isfinite(loss):
@@ -276,18 +302,29 @@ class _Run:
         n = self.config.grid_samples
         if len(self.config.network.sample_shape) != 3:
             n = max(n, 2000)
+        ncol = None
+        c = None
+        if self.classes:
+            if len(self.config.network.sample_shape) == 3:  # one row per class
+                ncol = max(1, self.config.grid_samples // self.classes)
+                n = ncol * self.classes
+                c = torch.arange(self.classes).repeat_interleave(ncol)  # (n,) 0,0,..,1,1,..
+            else:
+                c = torch.arange(n) % self.classes  # (n,) balanced
+            c = c.to(self.device)
         z = sample_latent(self.config.network.latent, n, z_gen).to(self.device)
         net = self.G_ema if self.G_ema is not None else self.G  # what export will ship
         was_training = net.training
         net.eval()
-        samples = net(z).cpu().numpy()
+        samples = self._g(net, z, c).cpu().numpy()
         net.train(was_training)
         (self.out_dir / "grids").mkdir(exist_ok=True)
         name = f"step-{self.step:08d}.png" if partial else f"epoch-{self.epoch:04d}.png"
         ref = self.data[:2000].cpu().numpy() if samples.ndim == 2 else None
         rng = self.config.network.value_range or (0.0, 1.0)
         return save_grid(samples, self.out_dir / "grids" / name, rng, ref,
-                         title=f"{self.config.preset}, epoch {self.epoch}, step {self.step}")
+                         title=f"{self.config.preset}, epoch {self.epoch}, step {self.step}", ncol=ncol,
+                         labels=c.cpu().numpy() if c is not None else None)
 
 
 def train(config: TrainConfig, out_dir: Path | str, *, max_steps: Optional[int] = None, progress: bool = True,

@@ -53,7 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["npy", "png"], default="npy", help="npy arrays or folders of PNGs")
     parser.add_argument("--dtype", choices=["float32", "uint8"],
                         help="npy: float32 samples (default) or uint8 pixels (images); png is always uint8")
-    parser.add_argument("--labels", action="store_true", help="also store each row's realness (D) beside its shard")
+    parser.add_argument("--realness", action="store_true", help="also store each row's realness (D) beside its shard")
+    parser.add_argument("--labels", action="store_true", dest="labels_deprecated",
+                        help="deprecated alias of --realness (it never meant class labels; see --classes)")
+    parser.add_argument("--classes", metavar="POLICY",
+                        help="a conditional model's class labels, stored beside each shard: balanced (classes in "
+                             "turn over the dataset), uniform (drawn from the seed; the default), or classes with "
+                             "proportions like 3:1,7:3 or 0,1,2 (equal) by index or name")
     parser.add_argument("--truncation", type=float, help="redraw latent coordinates with |z| beyond this")
     parser.add_argument("--min-realness", type=float, help="keep only samples with realness >= this (0..1)")
     parser.add_argument("--drs", action="store_true", help="discriminator rejection sampling (Azadi et al. 2019)")
@@ -76,7 +82,34 @@ def _filtered(args: argparse.Namespace) -> bool:
     return args.min_realness is not None or args.drs
 
 
-def _spec(args: argparse.Namespace, model: str, version: str, max_draws_factor: int) -> DatasetSpec:
+def class_spec(policy: Optional[str], condition) -> Optional[dict]:
+    """--classes against the model's condition (None: unconditional): the ClassSpec's fields."""
+    if condition is None:
+        if policy is not None:
+            raise UsageError("--classes: the model is unconditional; it makes no class labels")
+        return None
+    policy = (policy or "uniform").strip()
+    if policy in ("balanced", "uniform"):
+        return {"policy": policy, "classes": condition.classes}
+    weights: dict[int, float] = {}
+    for item in policy.split(","):
+        name, _, weight = item.strip().partition(":")
+        try:
+            k = condition.index(int(name) if name.strip().isdigit() else name.strip())
+        except ValueError as e:
+            raise UsageError(f"--classes: {e}") from None
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise UsageError(f"--classes: {item!r}: the proportion after ':' must be a number") from None
+        if not w > 0 or w != w or w == float("inf"):
+            raise UsageError(f"--classes: {item!r}: proportions must be finite and > 0")
+        weights[k] = weights.get(k, 0.0) + w
+    return {"policy": "proportions", "classes": condition.classes, "proportions": weights}
+
+
+def _spec(args: argparse.Namespace, model: str, version: str, max_draws_factor: int,
+          classes: Optional[dict] = None) -> DatasetSpec:
     """The dataset's definition; an out-of-range value is a UsageError naming its option. The
     source's draw bound is recorded only for a filtered dataset (nothing is redrawn otherwise)."""
     dtype = args.dtype or ("uint8" if args.format == "png" else "float32")
@@ -86,7 +119,7 @@ def _spec(args: argparse.Namespace, model: str, version: str, max_draws_factor: 
             shard_size=args.shard_size, block_size=args.block_size, truncation=args.truncation,
             filter={"min_realness": args.min_realness, "drs": args.drs, "drs_gamma": args.drs_gamma},
             max_draws_factor=max_draws_factor if _filtered(args) else None,
-            format=args.format, dtype=dtype, labels=args.labels)
+            format=args.format, dtype=dtype, realness=args.realness or args.labels_deprecated, classes=classes)
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         loc = [str(p) for p in err["loc"] if p != "filter"]
@@ -154,6 +187,9 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.labels_deprecated:
+        print("warning: --labels is deprecated: it stores D's realness, now --realness (class labels: --classes)",
+              file=sys.stderr)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     source, running = None, False
     try:
@@ -162,10 +198,10 @@ def run(args: argparse.Namespace) -> int:
         source = _open_source(args)
         card = source.card
         spec = _spec(args, card.name, card.files["generator"].sha256,
-                     source.max_draws_factor if _filtered(args) else 1)
+                     source.max_draws_factor if _filtered(args) else 1, class_spec(args.classes, card.condition))
         _check_limits(source, spec)
-        if (spec.filter.active or spec.labels) and not card.has_discriminator:
-            raise UsageError(f"--labels/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "
+        if (spec.filter.active or spec.realness) and not card.has_discriminator:
+            raise UsageError(f"--realness/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "
                              "to filter or label by")
         if (spec.dtype == "uint8" or spec.format == "png") and card.sample.kind != "image":
             raise UsageError(f"--format/--dtype: {card.name} makes {card.sample.kind}s; only images go to uint8 or png")

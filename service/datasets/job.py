@@ -116,8 +116,9 @@ class Job:
         outcome = "made"
         if record is not None:
             problem = writer.verify(self.folder, record.data.written())
-            if problem is None and record.labels is not None:
-                problem = writer.verify(self.folder, record.labels.written())
+            for extra in (record.realness, record.labels):
+                if problem is None and extra is not None:
+                    problem = writer.verify(self.folder, extra.written())
             if problem is None:
                 self._advance(record.requested, record.count, record.drawn)
                 return "skipped"
@@ -129,26 +130,35 @@ class Job:
         # The shard is filled in place: memory per worker is one shard, whatever the dataset's size.
         want = self.spec.shard_request(index)
         x = np.empty((want, *self.source.card.sample.shape), np.float32)  # (requested, *sample_shape)
-        logits = np.empty(want, np.float32) if self.spec.labels else None  # (requested,)
+        logits = np.empty(want, np.float32) if self.spec.realness else None  # (requested,)
+        classes = np.empty(want, np.int64) if self.source.card.condition else None  # (requested,)
         count = drawn = 0
-        for seed, n in self.spec.blocks(index):
+        for (seed, n), asked in zip(self.spec.blocks(index), self.spec.block_classes(index)):
             if self.stop.is_set():
                 raise Interrupted(f"stopped during shard {index}")
-            block = self.source.block(seed, n, self.spec)
+            block = self.source.block(seed, n, self.spec, asked)
             k = len(block.samples)  # <= n: a filter may run out of draws
             x[count : count + k] = block.samples
             if logits is not None:
                 logits[count : count + k] = block.logits
+            if classes is not None:
+                classes[count : count + k] = block.labels
             count += k
             drawn += block.drawn
             self._advance(n, k, block.drawn)
         x = x[:count]  # (count, *sample_shape)
         realness = sampling.realness(logits[:count]) if logits is not None else None
-        files = writer.write_shard(self.folder, stem, self.spec, x, realness, self.source.card.sample.value_range)
+        classes = classes[:count] if classes is not None else None
+        files = writer.write_shard(self.folder, stem, self.spec, x, realness, self.source.card.sample.value_range,
+                                   classes)
+        counts = None
+        if classes is not None:
+            counts = np.bincount(classes, minlength=self.source.card.condition.classes).tolist()
         record = mf.ShardRecord(
             index=index, seed=shard_seed(self.spec.base_seed, index),
             requested=self.spec.shard_request(index), count=len(x), drawn=drawn,
-            data=_file_record(files.data), labels=_file_record(files.labels) if files.labels else None)
+            data=_file_record(files.data), realness=_file_record(files.realness) if files.realness else None,
+            labels=_file_record(files.labels) if files.labels else None, class_counts=counts)
         mf.update(self.folder, self.spec, self.source.card, add=[record])
         return outcome
 

@@ -27,7 +27,7 @@ class DatasetTooLarge(ValueError):
 
 
 def shard_bytes(spec: DatasetSpec, samples: int, sample_shape: list[int]) -> int:
-    """An upper estimate of the disk one shard of `samples` rows takes (data and labels)."""
+    """An upper estimate of the disk one shard of `samples` rows takes (data, realness, classes)."""
     values = math.prod(sample_shape)
     if spec.format == "png":
         height = sample_shape[1] if len(sample_shape) == 3 else 1
@@ -35,8 +35,9 @@ def shard_bytes(spec: DatasetSpec, samples: int, sample_shape: list[int]) -> int
         data = samples * math.ceil(per_file / FS_BLOCK) * FS_BLOCK
     else:
         data = NPY_HEADER_BYTES + samples * values * (1 if spec.dtype == "uint8" else 4)
-    labels = NPY_HEADER_BYTES + 4 * samples if spec.labels else 0
-    return data + labels
+    realness = NPY_HEADER_BYTES + 4 * samples if spec.realness else 0
+    classes = NPY_HEADER_BYTES + 8 * samples if spec.classes else 0  # int64 class of each row
+    return data + realness + classes
 
 
 def dataset_bytes(spec: DatasetSpec, sample_shape: list[int], shards: Optional[list[int]] = None) -> int:

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.card import ModelCard, now_utc
 
@@ -67,7 +67,9 @@ class ShardRecord(_Strict):
     count: int = Field(ge=0)  # rows stored: fewer than requested when a filter ran out of draws
     drawn: int = Field(ge=0)  # latents drawn to get them (== requested without a filter)
     data: FileRecord
-    labels: Optional[FileRecord] = None  # realness of each row, when the spec asks for labels
+    realness: Optional[FileRecord] = None  # D's realness of each row, when the spec asks for it
+    labels: Optional[FileRecord] = None  # a conditional model's class of each row (int64)
+    class_counts: Optional[list[int]] = None  # rows of each class, by index
 
 
 class Totals(_Strict):
@@ -76,16 +78,30 @@ class Totals(_Strict):
     samples: int
     drawn: int
     acceptance: Optional[float]  # samples / drawn
+    class_counts: Optional[list[int]] = None  # a conditional model: rows of each class in the complete shards
 
 
 class Manifest(_Strict):
-    manifest_version: Literal[1] = 1
+    # 2: class labels beside the shards; version 1's `labels` (D's realness) is read as `realness`.
+    manifest_version: Literal[1, 2] = 2
     spec: DatasetSpec
     model: ModelRef
     sample: SampleInfo
     shards: list[ShardRecord]
     totals: Totals
     updated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1(cls, data):
+        if isinstance(data, dict) and data.get("manifest_version", 1) == 1:
+            shards = []
+            for shard in data.get("shards", []):
+                if isinstance(shard, dict) and "labels" in shard:
+                    shard = {k: v for k, v in shard.items() if k != "labels"} | {"realness": shard["labels"]}
+                shards.append(shard)
+            data = {**data, "shards": shards, "manifest_version": 2}
+        return data
 
     @property
     def complete(self) -> dict[int, ShardRecord]:
@@ -104,8 +120,14 @@ def sample_info(card: ModelCard) -> SampleInfo:
 def new_manifest(spec: DatasetSpec, card: ModelCard, shards: list[ShardRecord] = ()) -> Manifest:
     shards = sorted(shards, key=lambda s: s.index)
     samples, drawn = sum(s.count for s in shards), sum(s.drawn for s in shards)
+    counts = None
+    if card.condition is not None:
+        counts = [0] * card.condition.classes
+        for s in shards:
+            for k, v in enumerate(s.class_counts or []):
+                counts[k] += v
     totals = Totals(shards=spec.num_shards, complete=len(shards), samples=samples, drawn=drawn,
-                    acceptance=round(samples / drawn, 6) if drawn else None)
+                    acceptance=round(samples / drawn, 6) if drawn else None, class_counts=counts)
     return Manifest(spec=spec, model=model_ref(card), sample=sample_info(card), shards=shards, totals=totals,
                     updated_at=now_utc())
 

@@ -45,6 +45,45 @@ class FilterSpec(BaseModel):
         return self.min_realness is not None or self.drs
 
 
+LABEL_POLICIES = ("balanced", "uniform", "proportions")
+CLASS_STREAM = 3  # latents.generator stream of the seed that draws a block's classes under "proportions"
+
+
+class ClassSpec(BaseModel):
+    """A conditional model's class labels (labels.py): `balanced` (classes in turn over the whole
+    dataset's rows, so every class gets its share to within one), `uniform` (each block's classes
+    drawn from its seed, as POST /sample does without labels), or `proportions` (each row's class
+    drawn from its block's seed with these weights: class index -> weight)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    policy: Literal["balanced", "uniform", "proportions"]
+    classes: int = Field(ge=2, le=100_000)
+    proportions: Optional[dict[int, float]] = None
+
+    @model_validator(mode="after")
+    def _weights(self) -> "ClassSpec":
+        if (self.policy == "proportions") != (self.proportions is not None):
+            raise ValueError("proportions: given exactly with the proportions policy")
+        if self.proportions is not None:
+            if not self.proportions or any(not 0 <= k < self.classes for k in self.proportions):
+                raise ValueError(f"proportions: classes must be in [0, {self.classes})")
+            if any(not (w > 0 and math.isfinite(w)) for w in self.proportions.values()):
+                raise ValueError("proportions: weights must be finite and > 0")
+        return self
+
+    def block_classes(self, seed: int, start: int, n: int) -> Optional[np.ndarray]:
+        """The classes of the n rows of a block that starts at row `start` of its shard's
+        dataset-wide rows; None for `uniform` (the source draws them from the block's seed)."""
+        if self.policy == "balanced":
+            return ((start + np.arange(n)) % self.classes).astype(np.int64)
+        if self.policy == "proportions":
+            keys = sorted(self.proportions)
+            w = np.array([self.proportions[k] for k in keys], np.float64)
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(CLASS_STREAM,))))
+            return np.array(keys, np.int64)[rng.choice(len(keys), size=n, p=w / w.sum())]
+        return None
+
+
 class DatasetSpec(BaseModel):
     """Everything that decides a dataset's content. Two runs with equal specs (and the same model
     version) write the same shards; a rerun into a folder made with another spec is refused."""
@@ -64,7 +103,17 @@ class DatasetSpec(BaseModel):
     max_draws_factor: Optional[int] = Field(None, ge=1, le=1000)
     format: Literal["npy", "png"] = "npy"
     dtype: Literal["float32", "uint8"] = "float32"
-    labels: bool = False  # a realness score per row, beside each shard
+    realness: bool = False  # D's realness of each row, beside each shard
+    classes: Optional[ClassSpec] = None  # a conditional model's label policy; each shard stores its labels
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        # Manifests of version 1 called the realness flag `labels` (before datasets had class labels).
+        if isinstance(data, dict) and isinstance(data.get("labels"), bool):
+            data = {**data, "realness": data["labels"]}
+            del data["labels"]
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "DatasetSpec":
@@ -90,6 +139,17 @@ class DatasetSpec(BaseModel):
         seed, want = shard_seed(self.base_seed, index), self.shard_request(index)
         sizes = [min(self.block_size, want - start) for start in range(0, want, self.block_size)]
         return [(child_seed(seed, b), n) for b, n in enumerate(sizes)]
+
+    def block_classes(self, index: int) -> list[Optional[np.ndarray]]:
+        """The classes asked for in each block of shard `index` (None: drawn by the source from the
+        block's seed, or an unconditional model)."""
+        if self.classes is None:
+            return [None] * len(self.blocks(index))
+        out, start = [], index * self.shard_size
+        for seed, n in self.blocks(index):
+            out.append(self.classes.block_classes(seed, start, n))
+            start += n
+        return out
 
 
 def child_seed(seed: int, index: int) -> int:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from models.card import CARD_FILE, ModelCard
 
-from .. import sampling
+from .. import labels, sampling
 from ..client import Client, ClientError
 from ..engine import Engine, EngineError, LoadedModel
 from ..providers import DeviceError
@@ -32,8 +32,9 @@ class SourceError(RuntimeError):
 @dataclass
 class Block:
     samples: np.ndarray  # (k, *sample_shape) float32, k <= n (fewer when a filter ran out of draws)
-    logits: Optional[np.ndarray]  # (k,) D's logits, when the spec asks for labels
+    logits: Optional[np.ndarray]  # (k,) D's logits, when the spec asks for realness
     drawn: int  # latents drawn (== n without a filter)
+    labels: Optional[np.ndarray] = None  # (k,) int64 classes of a conditional model's rows
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Source(Protocol):
     max_draws_factor: int  # a filtered block stops after n x this many draws
     stop: threading.Event  # set when the job is interrupted: stop waiting, give up quickly
 
-    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block: ...
+    def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block: ...
 
     def close(self) -> None: ...
 
@@ -69,9 +70,9 @@ class LocalSource:
         self.stop = threading.Event()
         self.admission = admission
 
-    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+    def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block:
         if self.admission is None:
-            return self._block(seed, n, spec)
+            return self._block(seed, n, spec, classes)
         from ..admission import Overloaded, sample_cost
 
         draws = self.max_draws_factor if spec.filter.active else 1
@@ -79,17 +80,20 @@ class LocalSource:
         while True:
             try:
                 with self.admission.admit_sync(cost):
-                    return self._block(seed, n, spec)
+                    return self._block(seed, n, spec, classes)
             except Overloaded as e:  # the server is busy: wait as a client would, unless stopped
                 if self.stop.wait(e.retry_after_s):
                     raise SourceError("stopped while waiting for room on the server") from None
 
-    def _block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+    def _block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block:
         f = spec.filter
         keep = sampling.Filter(f.min_realness, f.drs, f.drs_gamma)
-        # The same call, with the same draw bound, as handlers.sample makes for POST /sample.
-        got = sampling.from_seed(self.model, n, seed, spec.truncation, spec.labels, keep, n * self.max_draws_factor)
-        return Block(got.samples, got.logits if spec.labels else None, got.drawn)
+        # The same calls, with the same draw bound, as handlers.sample makes for POST /sample.
+        plan = labels.resolve(self.model, None if classes is None else list(map(int, classes)), n, seed) \
+            if self.model.conditional else None
+        c = None if plan is None else plan.classes
+        got = sampling.from_seed(self.model, n, seed, spec.truncation, spec.realness, keep, n * self.max_draws_factor, c)
+        return Block(got.samples, got.logits if spec.realness else None, got.drawn, got.labels)
 
     def close(self) -> None:
         pass  # nothing to release: the sessions go with their engine (the server's task shares its own)
@@ -179,11 +183,12 @@ class HttpSource:
             raise SourceError(f"replicas bound filtered draws differently (GANSERVE_MAX_DRAWS_FACTOR): {factors}")
         return next(iter(factors.values()))
 
-    def block(self, seed: int, n: int, spec: DatasetSpec) -> Block:
+    def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block:
         f = spec.filter
+        extra = {} if classes is None else {"labels": classes.tolist()}
         try:
             got = self.client.sample(n, model=self.card.name, seed=seed, truncation=spec.truncation,
-                                     min_realness=f.min_realness, drs=f.drs, drs_gamma=f.drs_gamma)
+                                     min_realness=f.min_realness, drs=f.drs, drs_gamma=f.drs_gamma, **extra)
         except ClientError as e:
             raise SourceError(str(e)) from None
         if got.version != self.card.version:
@@ -193,15 +198,26 @@ class HttpSource:
         if x.dtype != np.float32 or x.shape[1:] != tuple(self.card.sample.shape) or len(x) > n:
             raise SourceError(f"a server sent samples of {x.dtype} {x.shape}, expected at most {n} "
                               f"rows of float32 {tuple(self.card.sample.shape)}")
-        logits = self._logits(x) if spec.labels else None
-        return Block(x, logits, got.drawn if got.drawn is not None else n)
+        c = self._classes(got.labels, len(x)) if self.card.condition else None
+        logits = self._logits(x, c) if spec.realness else None
+        return Block(x, logits, got.drawn if got.drawn is not None else n, c)
 
-    def _logits(self, x: np.ndarray) -> np.ndarray:
-        """D's logits for x, from POST /score with the .npy bytes (same rows, same graph)."""
+    def _classes(self, sent: Optional[list[str]], k: int) -> np.ndarray:
+        """A conditional model's classes of the rows, as the X-Labels header sent them."""
+        try:
+            c = np.array([int(v) for v in sent] if sent else [], np.int64)
+        except ValueError:
+            c = None
+        if c is None or len(c) != k:
+            raise SourceError(f"a server answered a conditional model without one class per row in {labels.HEADER}")
+        return c
+
+    def _logits(self, x: np.ndarray, c: Optional[np.ndarray] = None) -> np.ndarray:
+        """D's logits for x (under classes c), from POST /score with the .npy bytes (same rows, same graph)."""
         if len(x) == 0:
             return np.zeros(0, np.float32)
         try:
-            return self.client.score(x, self.card.name).logit  # (k,)
+            return self.client.score(x, self.card.name, labels=None if c is None else labels.header_value(c)).logit  # (k,)
         except ClientError as e:
             raise SourceError(str(e)) from None
 

@@ -50,12 +50,25 @@ class DatasetRequest(BaseModel):
     seed: Annotated[int, Ge(0), Le(MAX_SEED)] = 0
     format: Literal["npy", "png"] = "npy"
     dtype: Optional[Literal["float32", "uint8"]] = Field(None, description="default: float32 for npy, uint8 for png")
-    labels: bool = False
+    realness: bool = Field(False, description="store D's realness of each row beside each shard")
+    labels: bool = Field(False, description="deprecated alias of `realness`")
+    classes: Optional[str] = Field(None, max_length=10_000, description=(
+        "a conditional model's class labels, stored beside each shard: balanced, uniform (the default) or "
+        "classes with proportions like 3:1,7:3"))
     truncation: Optional[Annotated[float, Field(gt=0, le=100)]] = None
     min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = None
     drs: bool = False
     drs_gamma: Annotated[float, Ge(-50), Le(50)] = 0.0
     shards: Optional[str] = Field(None, max_length=1000, description="only these shards, e.g. 17-20 or 0,3,5-9")
+
+
+def _classes(policy: Optional[str], model) -> Optional[dict]:
+    from ..commands.generate import UsageError, class_spec
+
+    try:
+        return class_spec(policy, model.card.condition)
+    except UsageError as e:
+        raise RequestError("classes", str(e).removeprefix("--classes: ")) from None
 
 
 @dataclass(frozen=True)
@@ -81,15 +94,16 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
             samples=req.samples, shard_size=req.shard_size, block_size=req.block_size, truncation=req.truncation,
             filter={"min_realness": req.min_realness, "drs": req.drs, "drs_gamma": req.drs_gamma},
             max_draws_factor=settings.max_draws_factor if req.min_realness is not None or req.drs else None,
-            format=req.format, dtype=req.dtype or ("uint8" if req.format == "png" else "float32"), labels=req.labels)
+            format=req.format, dtype=req.dtype or ("uint8" if req.format == "png" else "float32"),
+            realness=req.realness or req.labels, classes=_classes(req.classes, model))
         shards = parse_shards(req.shards, spec.num_shards) if req.shards else None
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         raise RequestError(".".join(map(str, err["loc"])) or "body", err["msg"].removeprefix("Value error, ")) from None
     except PlanError as e:
         raise RequestError("shards", e.problem) from None
-    if (spec.filter.active or spec.labels) and not model.has_discriminator:
-        field = "labels" if spec.labels and not spec.filter.active else ("drs" if spec.filter.drs else "min_realness")
+    if (spec.filter.active or spec.realness) and not model.has_discriminator:
+        field = "realness" if spec.realness and not spec.filter.active else ("drs" if spec.filter.drs else "min_realness")
         raise RequestError(field, f"model {model.name!r} has no discriminator, so no realness to filter or label by")
     if spec.dtype == "uint8" and model.card.sample.kind != "image":
         raise RequestError("format", f"{model.name} makes {model.card.sample.kind}s; only images go to uint8 or png")

@@ -44,8 +44,13 @@ def data_name(stem: str, spec: DatasetSpec) -> str:
     return stem if spec.format == "png" else f"{stem}.npy"
 
 
-def labels_name(stem: str) -> str:
+def realness_name(stem: str) -> str:
     return f"{stem}.realness.npy"
+
+
+def labels_name(stem: str) -> str:
+    """A conditional model's class of each row: int64 (count,), row for row with the samples."""
+    return f"{stem}.labels.npy"
 
 
 class _HashingFile:
@@ -127,20 +132,24 @@ def write_png_folder(folder: Path, name: str, images: np.ndarray) -> WrittenFile
 @dataclass(frozen=True)
 class ShardFiles:
     data: WrittenFile
-    labels: Optional[WrittenFile]
+    realness: Optional[WrittenFile]
+    labels: Optional[WrittenFile] = None
 
 
 def write_shard(folder: Path, stem: str, spec: DatasetSpec, samples: np.ndarray,
-                realness: Optional[np.ndarray], value_range: tuple[float, float]) -> ShardFiles:
-    """samples: (n, *sample_shape) float32; realness: (n,) float32 when the spec asks for labels."""
+                realness: Optional[np.ndarray], value_range: tuple[float, float],
+                classes: Optional[np.ndarray] = None) -> ShardFiles:
+    """samples: (n, *sample_shape) float32; realness: (n,) float32 when the spec asks for it;
+    classes: (n,) int64 of a conditional model's rows."""
     array = to_uint8(samples, value_range) if spec.dtype == "uint8" else samples.astype(np.float32, copy=False)
     if spec.format == "png":
         data = write_png_folder(folder, data_name(stem, spec), array)
     else:
         data = write_npy(folder, data_name(stem, spec), array)
-    labels = write_npy(folder, labels_name(stem), realness.astype(np.float32)) if spec.labels else None
+    scores = write_npy(folder, realness_name(stem), realness.astype(np.float32)) if spec.realness else None
+    labels = write_npy(folder, labels_name(stem), classes.astype(np.int64)) if classes is not None else None
     _fsync_dir(folder)
-    return ShardFiles(data, labels)
+    return ShardFiles(data, scores, labels)
 
 
 def checksum(path: Path) -> tuple[int, str]:

@@ -34,6 +34,7 @@ TOKEN = "test-token-123"
 MAX_N = 256  # small limits keep the limit tests cheap
 MAX_BODY = 1 << 20
 DEFAULT = "tiny-digits"
+COND = "tiny-cond"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -50,6 +51,7 @@ def service_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathF
     shutil.copytree(tiny_models_dir, models)
     make_model(models, "faulty", z_dim=3, fail_on_odd_batch=True)
     corrupt(make_model(models, "broken"))
+    make_model(models, COND, classes=3)  # a conditional pair p(x | c): classes class0, class1, class2
     return models
 
 

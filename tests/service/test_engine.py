@@ -19,7 +19,7 @@ def engine(service_models_dir: Path) -> Engine:
 
 
 def test_every_good_folder_loads_and_the_corrupted_one_is_unavailable(engine):
-    assert sorted(engine.models) == ["faulty", "tiny-digits", "tiny-ring"]
+    assert sorted(engine.models) == ["faulty", "tiny-cond", "tiny-digits", "tiny-ring"]
     reason = engine.unavailable["broken"]
     assert reason.startswith("broken/generator.onnx: is ") and "the card says" in reason  # relative path
     with pytest.raises(ModelUnavailable, match="'broken' is unavailable: .*generator.onnx"):
@@ -27,7 +27,7 @@ def test_every_good_folder_loads_and_the_corrupted_one_is_unavailable(engine):
 
 
 def test_unknown_model_lists_the_models_there(engine):
-    with pytest.raises(UnknownModel, match="unknown model 'nope'; models here: faulty, tiny-digits, tiny-ring"):
+    with pytest.raises(UnknownModel, match="unknown model 'nope'; models here: faulty, tiny-cond, tiny-digits, tiny-ring"):
         engine.get("nope")
 
 

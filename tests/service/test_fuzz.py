@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from conftest import DEFAULT, MAX_N, TOKEN
+from conftest import COND, DEFAULT, MAX_N, TOKEN
 
 EXAMPLES = 40
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -85,19 +85,26 @@ def test_no_5xx_and_only_documented_statuses_from_the_openapi_schema(client, ope
     assert 401 not in statuses, statuses  # the cases reached the routes, not just the token check
 
 
+LABELS = (st.integers(-1, 4) | st.sampled_from(["balanced", "class1", "nope", "", True, 1.5, None])
+          | st.lists(st.integers(-1, 3) | st.sampled_from(["class0", "x"]), max_size=6))
+
+
 def test_no_5xx_when_sampling_the_real_model_with_any_valid_options(client):
-    """The schema fuzz mostly names unknown models; this one always hits tiny-digits."""
+    """The schema fuzz mostly names unknown models; this one always hits tiny-digits or the
+    conditional tiny-cond, with or without labels."""
 
     @FUZZ_SETTINGS
-    @given(body=st.fixed_dictionaries({}, optional={
+    @given(model=st.sampled_from([DEFAULT, COND]), body=st.fixed_dictionaries({}, optional={
         "n": st.integers(-2, 300), "seed": st.integers(-1, 2**64), "truncation": st.floats(allow_nan=False, allow_infinity=False) | st.none(),
         "format": st.sampled_from(["json", "npy", "png", "bmp"]), "nrow": st.integers(0, 20) | st.none(),
         "scores": st.booleans(), "min_realness": st.floats(-0.5, 1.5) | st.none(), "drs": st.booleans(),
-        "drs_gamma": st.floats(-60, 60),
+        "drs_gamma": st.floats(-60, 60), "labels": LABELS,
     }))
-    def run(body):
-        r = client.post("/sample", json={"model": DEFAULT, **body})
+    def run(model, body):
+        r = client.post("/sample", json={"model": model, **body})
         assert r.status_code < 500, (body, r.text)
+        if model == DEFAULT and body.get("labels") is not None:  # labels to an unconditional model
+            assert r.status_code == 400, (body, r.text)
 
     run()
 
@@ -107,12 +114,15 @@ def test_no_5xx_when_sampling_the_real_model_with_any_valid_options(client):
     content_type=st.sampled_from(["application/json", "application/x-npy", "image/png", "text/plain", ""]),
     body=st.binary(max_size=256) | st.builds(lambda v: __import__("json").dumps(v).encode(), st.recursive(
         st.none() | st.booleans() | st.floats() | st.text(max_size=5),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["model", "samples", "x"]), inner, max_size=3),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["model", "samples", "x", "labels"]), inner, max_size=3),
         max_leaves=20)),
-    model=st.sampled_from([None, DEFAULT, "tiny-ring", "nope", ""]),
+    model=st.sampled_from([None, DEFAULT, "tiny-ring", COND, "nope", ""]),
+    labels=st.none() | st.sampled_from(["0", "1,2", "balanced", "class1", "9", "a,,b", ""]),
 )
-def test_no_5xx_from_any_score_body(client, content_type, body, model):
+def test_no_5xx_from_any_score_body(client, content_type, body, model, labels):
     params = {"model": model} if model is not None else {}
+    if labels is not None:
+        params["labels"] = labels
     r = client.post("/score", content=body, headers={"content-type": content_type}, params=params)
     assert r.status_code < 500, (content_type, body, r.text)
     assert r.status_code == 200 or r.json()["error"]

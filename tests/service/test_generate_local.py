@@ -51,10 +51,10 @@ def files(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def whole(tiny_models_dir, tmp_path_factory) -> Path:
-    """5 shards (the last one short) with labels: the reference the other runs must equal."""
+    """5 shards (the last one short) with realness: the reference the other runs must equal."""
     out = tmp_path_factory.mktemp("whole") / "data"
     code = main(["generate", "--quiet", *local(tiny_models_dir), "--out", str(out), "--samples", "230",
-                 "--shard-size", "50", "--block-size", "16", "--seed", "11", "--labels", "--workers", "1"])
+                 "--shard-size", "50", "--block-size", "16", "--seed", "11", "--realness", "--workers", "1"])
     assert code == 0
     return out
 
@@ -68,15 +68,16 @@ def test_a_dataset_is_shards_plus_a_manifest_that_describes_them(whole, tiny_mod
     assert m["model"]["name"] == "tiny-digits"
     assert m["model"]["generator_sha256"] == card["files"]["generator"]["sha256"]
     assert m["spec"]["base_seed"] == 11 and m["spec"]["format"] == "npy" and m["spec"]["filter"]["drs"] is False
-    assert m["totals"] == {"shards": 5, "complete": 5, "samples": 230, "drawn": 230, "acceptance": 1.0}
+    assert m["totals"] == {"shards": 5, "complete": 5, "samples": 230, "drawn": 230, "acceptance": 1.0,
+                           "class_counts": None}  # an unconditional model: no classes
     assert len({s["seed"] for s in shards}) == 5
-    realness = np.load(whole / shards[0]["labels"]["file"], allow_pickle=False)
+    realness = np.load(whole / shards[0]["realness"]["file"], allow_pickle=False)
     assert realness.shape == (50,) and ((realness > 0) & (realness < 1)).all()
     assert not [p for p in whole.iterdir() if TMP_MARK in p.name]
 
 
 def test_workers_and_shard_parts_do_not_change_the_dataset(whole, tiny_models_dir, tmp_path, capsys):
-    common = [*local(tiny_models_dir), "--samples", 230, "--shard-size", 50, "--block-size", 16, "--seed", 11, "--labels"]
+    common = [*local(tiny_models_dir), "--samples", 230, "--shard-size", 50, "--block-size", 16, "--seed", 11, "--realness"]
     parallel = tmp_path / "parallel"
     assert run_generate(capsys, *common, "--out", parallel, "--workers", 4)[0] == 0
     assert files(parallel) == files(whole)
@@ -90,7 +91,7 @@ def test_workers_and_shard_parts_do_not_change_the_dataset(whole, tiny_models_di
 def test_one_shard_alone_equals_that_shard_of_the_whole(whole, tiny_models_dir, tmp_path, capsys):
     out = tmp_path / "some"
     code, _ = run_generate(capsys, *local(tiny_models_dir), "--out", out, "--samples", 230, "--shard-size", 50,
-                           "--block-size", 16, "--seed", 11, "--labels", "--shards", "3-4")
+                           "--block-size", 16, "--seed", 11, "--realness", "--shards", "3-4")
     assert code == 0
     assert files(out) == {k: v for k, v in files(whole).items() if k.startswith(("shard-00003", "shard-00004"))}
     assert manifest(out)["totals"]["complete"] == 2
@@ -100,7 +101,7 @@ def test_rerun_skips_complete_shards_and_remakes_damaged_or_missing_ones(whole, 
     out = tmp_path / "data"
     shutil.copytree(whole, out)
     args = [*local(tiny_models_dir), "--out", out, "--samples", 230, "--shard-size", 50, "--block-size", 16,
-            "--seed", 11, "--labels"]
+            "--seed", 11, "--realness"]
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     code, err = run_generate(capsys, *args)
     assert code == 0 and "made 0 shard(s), repaired 0, skipped 5 complete" in err
@@ -137,13 +138,13 @@ def test_uint8_png_and_filtered_datasets(tiny_models_dir, tmp_path, capsys, monk
 
     assert manifest(tmp_path / "f32")["spec"]["max_draws_factor"] is None  # no filter: nothing redrawn
     monkeypatch.setenv("GANSERVE_MAX_DRAWS_FACTOR", "7")  # the bound a server here would use
-    code, _ = run_generate(capsys, *base, "--out", tmp_path / "kept", "--min-realness", "0.5", "--labels")
+    code, _ = run_generate(capsys, *base, "--out", tmp_path / "kept", "--min-realness", "0.5", "--realness")
     assert code == 0
     m = manifest(tmp_path / "kept")
     assert m["spec"]["filter"]["min_realness"] == 0.5 and m["spec"]["max_draws_factor"] == 7
     assert m["totals"]["drawn"] >= m["totals"]["samples"]
     for s in m["shards"]:
-        realness = np.load(tmp_path / "kept" / s["labels"]["file"], allow_pickle=False)
+        realness = np.load(tmp_path / "kept" / s["realness"]["file"], allow_pickle=False)
         assert len(realness) == s["count"] and (realness >= 0.5).all()
 
 

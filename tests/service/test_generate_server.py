@@ -19,7 +19,7 @@ from tests.servers import dead_url, start_server
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# Several shards, a short last one, blocks of 16 (the test server's max n is 256), filter and labels.
+# Several shards, a short last one, blocks of 16 (the test server's max n is 256), filter and realness.
 SPEC = ["--samples", 100, "--shard-size", 40, "--block-size", 16, "--seed", 21]
 SERVER_DRAWS_FACTOR = 30  # the test server's GANSERVE_MAX_DRAWS_FACTOR
 
@@ -45,14 +45,14 @@ def reference(service_models_dir, tmp_path_factory) -> Path:
     from service.__main__ import main
 
     assert main(["generate", "--quiet", *local(service_models_dir), "--out", str(out), *map(str, SPEC),
-                 "--min-realness", "0.3", "--labels"]) == 0
+                 "--min-realness", "0.3", "--realness"]) == 0
     return out
 
 
 def test_one_server_gives_the_bytes_of_the_local_folder(server, reference, tmp_path, capsys):
     out = tmp_path / "http"
     code, printed = run_generate(capsys, "--url", server[0], "--token", TOKEN, "--out", out, *SPEC,
-                                 "--min-realness", "0.3", "--labels")
+                                 "--min-realness", "0.3", "--realness")
     assert code == 0, printed
     assert len(files(reference)) == 6 and files(out) == files(reference)  # 3 shards + 3 label files
     assert dataset(out)[1] == dataset(reference)[1]
@@ -68,12 +68,12 @@ def test_a_dead_replica_at_start_is_refused_and_live_replicas_share_the_work(ser
     out = tmp_path / "replicas"
     with dead_url() as dead:
         code, printed = run_generate(capsys, "--url", server[0], "--url", dead, "--token", TOKEN, "--out", out, *SPEC,
-                                     "--min-realness", "0.3", "--labels", "--retries", 2, "--backoff", 0.01)
+                                     "--min-realness", "0.3", "--realness", "--retries", 2, "--backoff", 0.01)
     assert code == 2 and f"server {dead} cannot be reached" in printed and "ConnectError" in printed
     assert not out.exists()
     # Two URLs of live replicas (here one server twice) share the shards, 3 at a time.
     code, printed = run_generate(capsys, "--url", server[0], "--url", server[0] + "/", "--token", TOKEN, "--out", out,
-                                 *SPEC, "--min-realness", "0.3", "--labels", "--workers", 3)
+                                 *SPEC, "--min-realness", "0.3", "--realness", "--workers", 3)
     assert code == 0, printed
     assert files(out) == files(reference)
 
@@ -87,7 +87,7 @@ def test_a_dead_replica_mid_run_is_retried_on_the_others(server, reference, tmp_
 
     source = HttpSource([server[0]], None, TOKEN, retries=3, backoff_s=0.01)
     spec = DatasetSpec(model=source.card.name, model_version=source.card.files["generator"].sha256, base_seed=21,
-                       samples=100, shard_size=40, block_size=16, filter={"min_realness": 0.3}, labels=True)
+                       samples=100, shard_size=40, block_size=16, filter={"min_realness": 0.3}, realness=True)
     try:
         with dead_url() as dead:
             source.urls.append(dead)  # joined the pool, then died
@@ -103,7 +103,7 @@ def test_server_failures_end_with_a_clear_message_and_no_partial_shard(server, t
     nobody_there = contextlib.ExitStack()
     cases = [
         (["--url", nobody_there.enter_context(dead_url()), "--retries", 1, "--backoff", 0.01], 2, "cannot be reached"),
-        (["--url", base, "--model", "nope"], 2, "unknown model 'nope'; models there: faulty, tiny-digits, tiny-ring"),
+        (["--url", base, "--model", "nope"], 2, "unknown model 'nope'; models there: faulty, tiny-cond, tiny-digits, tiny-ring"),
         (["--url", base, "--model", "broken"], 2, "model 'broken' is unavailable"),
         (["--url", base, "--token", "wrong"], 2, "refused (HTTP 401)"),
         # 5xx on every try (this model fails inside onnxruntime for odd batches): retried, then given up.

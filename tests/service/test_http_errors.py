@@ -23,7 +23,7 @@ def assert_refused(r, status: int, error: str) -> dict:
 
 
 @pytest.mark.parametrize("request_body, status, error", [
-    ({"model": "nope"}, 404, "model: unknown model 'nope'; models here: faulty, tiny-digits, tiny-ring"),
+    ({"model": "nope"}, 404, "model: unknown model 'nope'; models here: faulty, tiny-cond, tiny-digits, tiny-ring"),
     ({"model": "broken"}, 503, "model: model 'broken' is unavailable: "),
     ({"n": 0}, 400, "n: Input should be greater than or equal to 1"),
     ({"n": MAX_N + 1}, 400, f"n: Input should be less than or equal to {MAX_N}"),

@@ -60,7 +60,7 @@ def test_one_request_per_format(server):
         scored = http.post("/score", content=as_npy.content, headers={"content-type": "application/x-npy"})
         assert scored.status_code == 200 and scored.json()["n"] == 4
         models = http.get("/models").json()
-        assert {m["name"] for m in models["models"] if m["status"] == "ready"} == {"faulty", "tiny-digits", "tiny-ring"}
+        assert {m["name"] for m in models["models"] if m["status"] == "ready"} == {"faulty", "tiny-cond", "tiny-digits", "tiny-ring"}
         bad = http.post("/sample", json={"n": 0})
         assert bad.status_code == 400 and bad.json()["error"].startswith("n: ")
         assert http.post("/sample", json={"model": "faulty", "n": 1}).status_code == 500

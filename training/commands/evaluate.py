@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, metavar="N",
                         help="samples drawn from G for every metric (default: each metric's own protocol)")
     parser.add_argument("--no-record", action="store_true", help="print the metrics only; write nothing")
+    parser.add_argument("--cas-sizes", default="4000,40000", metavar="N,N",
+                        help="a conditional digit model's classification accuracy score: the sizes of the "
+                             "synthetic training sets, comma-separated; 'none' skips it (default: 4000,40000)")
 
 
 def _format(name: str, m) -> str:
@@ -28,7 +31,7 @@ def _format(name: str, m) -> str:
     return f"{name:40s} {m.value:.6g}{err}"
 
 
-def _measure(path: Path, n: int | None):
+def _measure(path: Path, n: int | None, cas_sizes: tuple[int, ...] = ()):
     """(dataset, metrics, record) where record(metrics) writes them next to the source."""
     from models.card import CARD_FILE, ModelCard, load_model_folder, write_card
     from training.evaluation.run_metrics import evaluate
@@ -37,7 +40,7 @@ def _measure(path: Path, n: int | None):
     if (path / CARD_FILE).is_file():
         card, _ = load_model_folder(path)
         options = card.training.config.get("dataset_options", {})
-        metrics = evaluate(card.dataset, options, onnx_sampler(path, card), n)
+        metrics = evaluate(card.dataset, options, onnx_sampler(path, card), n, cas_sizes=cas_sizes)
 
         def record(ms) -> Path:
             fresh = load_model_folder(path)[0]  # the card as it is now, in case it changed meanwhile
@@ -51,7 +54,8 @@ def _measure(path: Path, n: int | None):
 
     run = load_run(path)
     cfg = run.config
-    metrics = evaluate(cfg.dataset, cfg.dataset_options, run_sampler(run.generator, cfg.network.latent), n)
+    sampler = run_sampler(run.generator, cfg.network.latent, cfg.network.classes)
+    metrics = evaluate(cfg.dataset, cfg.dataset_options, sampler, n, cas_sizes=cas_sizes)
 
     def record(ms) -> Path:
         out = path / RUN_METRICS_FILE
@@ -64,6 +68,15 @@ def _measure(path: Path, n: int | None):
     return cfg.dataset, metrics, record
 
 
+def _cas_sizes(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    sizes = tuple(int(v) for v in text.split(","))
+    if any(s < 10 for s in sizes):
+        raise ValueError(text)
+    return sizes
+
+
 def run(args: argparse.Namespace) -> int:
     from models.card import CardError
     from training.checkpoint import CheckpointError
@@ -72,11 +85,17 @@ def run(args: argparse.Namespace) -> int:
     if args.samples is not None and args.samples < 2:
         print("evaluate: error: --samples: must be >= 2", file=sys.stderr)
         return 2
+    try:
+        cas_sizes = _cas_sizes(args.cas_sizes)
+    except ValueError:
+        print(f"evaluate: error: --cas-sizes: {args.cas_sizes!r} is not 'none' or sizes >= 10 like 4000,40000",
+              file=sys.stderr)
+        return 2
     if not args.path.is_dir():
         print(f"evaluate: error: {args.path}: not a run directory or model folder", file=sys.stderr)
         return 2
     try:
-        dataset, metrics, record = _measure(args.path, args.samples)
+        dataset, metrics, record = _measure(args.path, args.samples, cas_sizes)
     except (CardError, CheckpointError, DataError, FileNotFoundError, ValueError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -33,6 +33,9 @@ class DatasetInfo:
     kind: str  # "image" | "vector"
     value_range: tuple[float, float]
     description: str
+    # The classes its labels index, by name ("0".."9" for digits, "mode0".. for the mixtures); empty
+    # for a dataset without labels. A conditional run (`conditional=true`) needs them.
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

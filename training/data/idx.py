@@ -68,7 +68,8 @@ def _folder(path: str | None) -> Path:
 
 def mnist_info(path: str | None, size: int) -> DatasetInfo:
     return DatasetInfo("mnist", (1, size, size), "image", (0.0, 1.0),
-                       "MNIST from IDX files, the paper's 50000/10000/10000 split, pixels in [0, 1]")
+                       "MNIST from IDX files, the paper's 50000/10000/10000 split, pixels in [0, 1]",
+                       tuple(str(d) for d in range(10)))
 
 
 def load_mnist(split: str, path: str | None, size: int) -> Split:

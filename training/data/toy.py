@@ -62,7 +62,8 @@ def mixture_info(name: str) -> DatasetInfo:
     bound = 1.5 if name == "ring8" else 5.0
     modes = mixture_modes(name)
     desc = f"{len(modes)} equal-weight 2-D Gaussians, sigma {mixture_sigma(name)}"
-    return DatasetInfo(name, (2,), "vector", (-bound, bound), desc)
+    # The label of a sample is the index of the component it was drawn from.
+    return DatasetInfo(name, (2,), "vector", (-bound, bound), desc, tuple(f"mode{k}" for k in range(len(modes))))
 
 
 def load_mixture(name: str, split: str) -> Split:

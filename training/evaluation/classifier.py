@@ -86,17 +86,19 @@ def train_classifier(
     epochs: int = 15,
     seed: int = 0,
     progress: bool = True,
+    max_batches: int | None = None,
 ) -> Classifier:
-    """Adam on cross-entropy with a fixed seed and order: the same data gives the same weights."""
+    """Adam on cross-entropy with a fixed seed and order: the same data gives the same weights.
+    `max_batches` stops after that many minibatch updates (a fixed budget whatever the data's size)."""
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(x, y, value_range, epochs=epochs, seed=seed, progress=progress)
+        return _train(x, y, value_range, epochs=epochs, seed=seed, progress=progress, max_batches=max_batches)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 
 
-def _train(x, y, value_range, *, epochs: int, seed: int, progress: bool) -> Classifier:
+def _train(x, y, value_range, *, epochs: int, seed: int, progress: bool, max_batches: int | None = None) -> Classifier:
     torch.manual_seed(seed)  # initial weights and dropout masks
     shape = tuple(int(d) for d in np.asarray(x).shape[1:])
     if len(shape) != 3 or shape[0] != 1:
@@ -107,9 +109,15 @@ def _train(x, y, value_range, *, epochs: int, seed: int, progress: bool) -> Clas
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     order = torch.Generator().manual_seed(seed)
     net.train()
+    done = 0
     for _ in tqdm(range(epochs), desc="classifier", unit="epoch", disable=not progress):
+        if max_batches is not None and done >= max_batches:
+            break
         perm = torch.randperm(xt.shape[0], generator=order)
         for i in range(0, xt.shape[0], 64):
+            if max_batches is not None and done >= max_batches:
+                break
+            done += 1
             idx = perm[i : i + 64]
             _, logits = net(xt[idx])
             loss = nn.functional.cross_entropy(logits, yt[idx])

@@ -1,7 +1,10 @@
 """Which metrics fit which dataset, and each one measured with a record of how.
 
-`evaluate(dataset, sample, n_samples)` takes a `sample(n, seed) -> np.ndarray (n, *sample_shape)`
-function, so a training run (torch) and an exported model (onnxruntime) go through the same code.
+`evaluate(dataset, sample, n_samples)` takes a `sample(n, seed, labels=None) -> np.ndarray (n,
+*sample_shape)` function (training/evaluation/samplers.py), so a training run (torch) and an
+exported model (onnxruntime) go through the same code. A conditional G (`sample.classes` > 0) is
+measured by every metric of its dataset over its classes in turn, and on digits also by label
+agreement, per-class Frechet distance and the classification accuracy score (conditional.py).
 It returns {metric name: models.card.Metric}; `method` says how each number was made so a reader
 can tell which numbers are comparable with which.
 """
@@ -17,6 +20,7 @@ from training.data import dataset_info, load_dataset
 from training.evaluation import density1d, modes, parzen
 from training.evaluation.classifier import load_classifier, weights_path
 from training.evaluation.frechet import MAX_ENTROPY, digit_metrics
+from training.evaluation.samplers import balanced_labels
 
 Sampler = Callable[[int, int], np.ndarray]
 PARZEN_SAMPLES = 10_000
@@ -25,6 +29,7 @@ TOY1D_SAMPLES = 100_000
 SEED = 1234  # the latents of every evaluation: fixed, so a rerun gives the same numbers
 # Digit datasets measured by a project classifier: dataset -> classifier (same pixels, same size).
 CLASSIFIER_FOR = {"mnist5k": "mnist5k", "mnist": "mnist5k", "digits": "digits"}
+CAS_SIZES = (4_000, 40_000)  # synthetic training sets of the classification accuracy score
 
 
 def _np(t) -> np.ndarray:
@@ -75,13 +80,74 @@ def digit_quality_metrics(dataset: str, options: dict, sample: Sampler, n: int) 
     }
 
 
+def conditional_digit_metrics(dataset: str, options: dict, sample: Sampler, n: int,
+                              cas_sizes: tuple[int, ...] = CAS_SIZES, progress: bool = False) -> dict[str, Metric]:
+    """Label agreement, per-class Frechet distance and CAS of a conditional digit G."""
+    from training.evaluation import conditional as cond
+
+    clf_name = CLASSIFIER_FOR[dataset]
+    clf = load_classifier(clf_name)
+    classes = sample.classes
+    c = balanced_labels(n, classes)
+    gen = sample(n, SEED + 2, c)
+    if tuple(gen.shape[1:]) != clf.sample_shape:
+        return {}
+    src = f"the project's classifier {weights_path(clf_name).name} (held-out accuracy {clf.accuracy:.3f})"
+    agree = cond.label_agreement(clf, gen, c)
+    held = [load_dataset(dataset, s, **options) for s in ("valid", "test")]
+    real_x = np.concatenate([_np(h.x) for h in held])
+    real_y = np.concatenate([_np(h.y) for h in held])
+    fd = cond.per_class_frechet(clf, gen, c, real_x, real_y)
+    train = load_dataset(dataset, "train", **options)
+    fd_real = cond.per_class_frechet(clf, _np(train.x), _np(train.y), real_x, real_y)
+    out = {
+        "label_agreement": Metric(value=agree.overall, method=(
+            f"share of {agree.n} samples G(z, c), classes in turn, that {src} assigns to the requested class c"),
+            details={"per_class": agree.per_class}),
+        "frechet_distance_per_class_mean": Metric(value=float(np.mean(fd)), method=(
+            f"mean over classes of the Frechet distance of 64-d features of {src} between G(z, c) "
+            f"({n // classes} per class) and the held-out real {dataset} images of class c (valid + test)"),
+            details={"per_class": fd, "real_training_digits_per_class": fd_real,
+                     "real_training_digits_mean": float(np.mean(fd_real))}),
+    }
+    if not cas_sizes:
+        return out
+    test = load_dataset(dataset, "test", **options)
+    info = dataset_info(dataset, **options)
+    budget = clf.meta.get("epochs", cond.CAS_EPOCHS) * -(-int(clf.meta.get("n_train", len(train.x))) // 64)
+    scores = {}
+    for size in cas_sizes:
+        y = cond.cas_labels(size, classes)
+        x = sample(size, SEED + 3, y)
+        scores[size] = cond.classification_accuracy(x, y, _np(test.x), _np(test.y), tuple(info.value_range),
+                                                    max_batches=budget, progress=progress)
+    real = clf.accuracy  # the same network, recipe, seed and update budget, trained on the real training split
+    how = (f"Classification Accuracy Score (Ravuri & Vinyals 2019): the project classifier's network and recipe "
+           f"(Adam, batch 64, seed {cond.CAS_SEED}, {budget} updates) trained only on N generated samples with "
+           f"their requested classes (balanced), accuracy on the {len(test.x)} real {dataset} test images; "
+           f"the same recipe on the {clf.meta.get('n_train')} real training images scores {real:.4f}")
+    for size, acc in scores.items():
+        out[f"cas_{size}"] = Metric(value=acc, method=how.replace("N generated", f"{size} generated"), details={
+            "real_data_accuracy": real, "ratio_to_real": acc / real, "synthetic_samples": size})
+    return out
+
+
 def mode_metrics(dataset: str, sample: Sampler, n: int) -> dict[str, Metric]:
     from training.data.toy import mixture_modes, mixture_sigma
 
-    r = modes.mode_coverage(sample(n, SEED).reshape(n, -1), mixture_modes(dataset), mixture_sigma(dataset))
+    x = sample(n, SEED).reshape(n, -1)  # a conditional G: its classes (modes) in turn
+    r = modes.mode_coverage(x, mixture_modes(dataset), mixture_sigma(dataset))
     how = (f"{r.n_samples} samples, each assigned to its nearest of the {r.n_modes} modes and high quality "
            f"within {modes.HQ_SIGMAS:g} sigma of it (VEEGAN / PacGAN protocol)")
-    return {
+    extra = {}
+    if getattr(sample, "classes", 0):
+        c = balanced_labels(n, sample.classes)
+        nearest = np.linalg.norm(x[:, None] - mixture_modes(dataset)[None], axis=2).argmin(axis=1)
+        hit = nearest == c
+        extra["label_agreement"] = Metric(value=float(hit.mean()), method=(
+            f"share of {n} samples G(z, c), modes in turn, whose nearest mode is the requested mode c"),
+            details={"per_class": [float(hit[c == k].mean()) for k in range(sample.classes)]})
+    return {**extra,
         "modes_covered": Metric(value=r.modes_covered, method=f"modes with >= 1 high-quality sample; {how}",
                                 details={"n_modes": r.n_modes, "counts": r.counts,
                                          "modes_with_20pct_of_share": r.modes_covered_at_20pct}),
@@ -131,8 +197,9 @@ def swd_metrics(dataset: str, options: dict, sample: Sampler, n: Optional[int]) 
 
 
 def evaluate(dataset: str, options: dict, sample: Sampler, n_samples: Optional[int] = None,
-             *, progress: bool = True) -> dict[str, Metric]:
-    """The metrics that fit `dataset`; `n_samples` overrides each metric's default sample count."""
+             *, progress: bool = True, cas_sizes: tuple[int, ...] = CAS_SIZES) -> dict[str, Metric]:
+    """The metrics that fit `dataset`; `n_samples` overrides each metric's default sample count;
+    `cas_sizes` the synthetic set sizes of a conditional digit G's CAS (empty: no CAS)."""
     info = dataset_info(dataset, **options)
     if dataset == "toy1d":
         return toy1d_metrics(sample, n_samples or TOY1D_SAMPLES)
@@ -147,4 +214,7 @@ def evaluate(dataset: str, options: dict, sample: Sampler, n_samples: Optional[i
     out = parzen_metrics(dataset, options, sample, n_samples or PARZEN_SAMPLES, progress)
     if dataset in CLASSIFIER_FOR:
         out.update(digit_quality_metrics(dataset, options, sample, n_samples or DIGIT_SAMPLES))
+        if getattr(sample, "classes", 0):
+            out.update(conditional_digit_metrics(dataset, options, sample, n_samples or DIGIT_SAMPLES, cas_sizes,
+                                                 progress))
     return out
