@@ -191,6 +191,8 @@ def _open_source(args: argparse.Namespace):
         token = args.token or os.environ.get("GANSERVE_API_TOKEN") or None
         return HttpSource(args.url, args.model, token, args.timeout, args.retries, args.backoff, args.workers)
     settings = load_settings()  # the draw bound of filters must be the one the server would use
+    if args.ray is not None:  # the driver only checks the folder and reads the card: one thread, CPU
+        return open_local(args.model_dir, "cpu", 1, settings.max_draws_factor)
     return open_local(args.model_dir, args.device, args.threads or cpu_count(), settings.max_draws_factor)
 
 
