@@ -59,6 +59,43 @@ def _hf_sample_feature(shape: tuple[int, ...], dtype: str) -> dict:
     return {"shape": list(shape), "dtype": dtype, "_type": _HF_ARRAY[len(shape)]}
 
 
+def _sample_column(pa, array: np.ndarray):
+    """(n, *shape) rows as one Arrow column. A vector row is a fixed-size list (HF `List(length=d)`).
+    A tensor row is HF's ArrayND extension type, whose name and parameters Parquet keeps in the
+    schema, so `datasets` reads an Array3D back (and formats it as numpy without a Python loop),
+    while pyarrow alone sees its storage, nested lists."""
+    flat = pa.array(np.ascontiguousarray(array).reshape(-1))
+    if array.ndim == 2:
+        return pa.FixedSizeListArray.from_arrays(flat, array.shape[1])
+    storage, rows = flat, len(flat)
+    for size in reversed(array.shape[1:]):  # innermost axis first; offsets step by the axis size
+        rows //= size
+        storage = pa.ListArray.from_arrays(pa.array(np.arange(0, (rows + 1) * size, size, dtype=np.int32)), storage)
+    return pa.ExtensionArray.from_storage(_hf_array_type(pa, array.shape[1:], str(array.dtype)), storage)
+
+
+def _hf_array_type(pa, shape: tuple[int, ...], dtype: str):
+    """The type `datasets` registers as datasets.features.features.Array<N>DExtensionType, made
+    here without importing `datasets` (writing needs only its name and serialized parameters)."""
+    storage = pa.from_numpy_dtype(np.dtype(dtype))
+    for _ in shape:
+        storage = pa.list_(storage)
+    name = f"datasets.features.features.{_HF_ARRAY[len(shape)]}ExtensionType"
+
+    class HfArray(pa.ExtensionType):
+        def __init__(self):
+            super().__init__(storage, name)
+
+        def __arrow_ext_serialize__(self) -> bytes:
+            return json.dumps((list(shape), dtype)).encode()
+
+        @classmethod
+        def __arrow_ext_deserialize__(cls, storage_type, serialized):
+            return cls()
+
+    return HfArray()
+
+
 def parquet_bytes(array: np.ndarray, realness: Optional[np.ndarray], as_png: bool,
                   classes: Optional[np.ndarray] = None, class_names: Optional[Sequence[str]] = None) -> bytes:
     import pyarrow as pa
@@ -71,12 +108,7 @@ def parquet_bytes(array: np.ndarray, realness: Optional[np.ndarray], as_png: boo
             [pa.array(pngs, pa.binary()), pa.nulls(len(pngs), pa.string())], names=["bytes", "path"])
         features["image"] = {"_type": "Image"}
     else:
-        # (n, *shape) -> nested fixed-size lists, innermost axis last; no copy of the values.
-        flat = np.ascontiguousarray(array).reshape(-1)
-        column = pa.array(flat)
-        for size in reversed(array.shape[1:]):
-            column = pa.FixedSizeListArray.from_arrays(column, size)
-        columns["sample"] = column
+        columns["sample"] = _sample_column(pa, array)
         features["sample"] = _hf_sample_feature(tuple(array.shape[1:]), str(array.dtype))
     if realness is not None:
         columns["realness"] = pa.array(realness.astype(np.float32))
