@@ -21,7 +21,6 @@ pytest.importorskip("ray")
 from service.__main__ import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +59,16 @@ def local_reference(args: list[str], out: Path) -> None:
     assert main(["generate", "--quiet", *args, "--threads", "1", "--out", str(out)]) == 0
 
 
+def test_ray_needs_a_model_folder(tmp_path, capsys):
+    code = main(["generate", "--quiet", "--url", "http://127.0.0.1:9", "--ray", "--samples", "10",
+                 "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--ray: runs the engine on the cluster's workers from a model folder" in err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_shards_run_on_both_nodes_and_equal_the_local_path(cluster, tiny_models_dir, tmp_path):
     args = spec(tiny_models_dir, 400, 50, 16)
     out = tmp_path / "ray"
@@ -82,6 +91,8 @@ def test_shards_run_on_both_nodes_and_equal_the_local_path(cluster, tiny_models_
     assert proc.returncode == 0 and "made 0 shard(s), repaired 0, skipped 8 complete" in text, text
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_worker_killed_mid_run_costs_only_its_shard(cluster, tiny_models_dir, tmp_path):
     # Blocks of 2: each shard is a few hundred graph runs, so a worker is caught in the middle of one.
     args = spec(tiny_models_dir, 4000, 400, 2)
