@@ -152,6 +152,9 @@ def main() -> None:
             results["local_small"] = generate(args, local, args.small, tmp / "small")
         results["local"] = generate(args, local, args.samples, tmp / "local")
         if args.ray:
+            # The local path as the Ray workers run it (2 shards in flight, 1 thread each), beside
+            # its default (2 shards in flight, a thread per core each).
+            results["local_1_thread"] = generate(args, [*local, "--threads", "1"], args.samples, tmp / "local1")
             cluster = ray_cluster()
             try:
                 on_ray = [*local, "--ray", cluster.address, "--workers", "2", "--threads", "1"]
@@ -172,16 +175,18 @@ def main() -> None:
     print(f"model {card.name} ({card.version}), {results['cores']} cores, {args.dtype}, shards of {args.shard_size}, "
           f"blocks of {args.block_size}")
     print(f"raw onnxruntime (generator only): {raw:>10,.0f} samples/s")
-    for key in ("local", "http", "ray"):
+    for key in ("local", "local_1_thread", "http", "ray"):
         if key in results:
             r = results[key]
             results[key]["ratio_to_raw"] = round(r["samples_per_s"] / raw, 3)
-            print(f"{key:<6} {r['samples']:>9,} samples: {r['samples_per_s']:>10,.0f} samples/s "
+            print(f"{key:<14} {r['samples']:>9,} samples: {r['samples_per_s']:>10,.0f} samples/s "
                   f"({r['samples_per_s'] / raw:.0%} of raw), wall {r['wall_s']} s, peak RSS {r['peak_rss_mib']} MiB")
     if "ray" in results:
         r = results["ray"]
         r["ratio_to_local"] = round(r["samples_per_s"] / results["local"]["samples_per_s"], 3)
-        print(f"ray: {r['ratio_to_local']:.0%} of the local path's samples/s; Ray's overhead per shard "
+        r["ratio_to_local_1_thread"] = round(r["samples_per_s"] / results["local_1_thread"]["samples_per_s"], 3)
+        print(f"ray: {r['ratio_to_local']:.0%} of the local path's samples/s ({r['ratio_to_local_1_thread']:.0%} "
+              f"of it with 1 thread per worker); Ray's overhead per shard "
               f"{r['ray_overhead_per_shard_ms']} ms (median); shards per node {r['shards_per_node']}")
     for key in ("local", "ray"):
         if f"{key}_small" in results:
