@@ -259,5 +259,10 @@ def _job(args: argparse.Namespace, source: Source, spec: DatasetSpec, store: Sto
         from service.datasets.ray_job import RayJob
     except ImportError as e:
         raise UsageError(f"--ray: Ray is not installed ({e}); pip install 'ganserve[ray]'") from None
-    return RayJob.start(args.ray, args.model_dir, source, spec, store, workers=args.workers,
-                        threads=args.threads, device=args.device, progress=not args.quiet)
+    try:
+        return RayJob.start(args.ray, args.model_dir, source, spec, store, workers=args.workers,
+                            threads=args.threads, device=args.device, progress=not args.quiet)
+    except SourceError:
+        raise
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:  # ray.init's ways of failing
+        raise UsageError(f"--ray: cannot run on Ray at {args.ray}: {type(e).__name__}: {e}") from None
