@@ -5,29 +5,26 @@ Every update re-reads the manifest on disk under a lock (an flock on `.manifest.
 processes writing parts of one dataset into a shared folder merge rather than overwrite each
 other), adds the new shard records, and replaces the file atomically: write a temporary file,
 fsync it, rename it over the old one. A reader sees the old manifest or the new one, never half.
+On object storage (storage.py) the replacement is one PUT, and one writer per dataset is the rule.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import threading
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.card import ModelCard, now_utc
 
 from .plan import DatasetSpec
+from .storage import LOCK, TMP_MARK, Storage, open_storage  # noqa: F401 (LOCK: named in docs and tests)
 from .writer import WrittenFile
 
 MANIFEST = "manifest.json"
-LOCK = ".manifest.lock"
-_process_lock = threading.Lock()  # flock does not order threads sharing one process's lock file
+Where = Union[Path, str, Storage]  # a local folder, an fsspec URL, or an opened storage
 
 
 class ManifestError(ValueError):
@@ -70,6 +67,7 @@ class ShardRecord(_Strict):
     realness: Optional[FileRecord] = None  # D's realness of each row, when the spec asks for it
     labels: Optional[FileRecord] = None  # a conditional model's class of each row (int64)
     class_counts: Optional[list[int]] = None  # rows of each class, by index
+    made_on: Optional[str] = None  # the Ray node that made it (--ray runs), for the record
 
 
 class Totals(_Strict):
@@ -132,15 +130,16 @@ def new_manifest(spec: DatasetSpec, card: ModelCard, shards: list[ShardRecord] =
                     updated_at=now_utc())
 
 
-def read_manifest(folder: Path) -> Optional[Manifest]:
+def read_manifest(folder: Where) -> Optional[Manifest]:
     """The folder's manifest, None when it has none; ManifestError when it cannot be trusted."""
-    path = folder / MANIFEST
+    store = open_storage(folder)
+    path = f"{store}/{MANIFEST}"
     try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+        raw = store.read_text(MANIFEST)
     except OSError as e:
-        raise ManifestError(f"{path}: unreadable ({e.strerror})") from None
+        raise ManifestError(f"{path}: unreadable ({e.strerror or e})") from None
+    if raw is None:
+        return None
     try:
         return Manifest.model_validate(json.loads(raw))
     except (json.JSONDecodeError, ValidationError) as e:
@@ -148,65 +147,34 @@ def read_manifest(folder: Path) -> Optional[Manifest]:
                             "shards, which it alone vouches for) to start over") from None
 
 
-def check_same_dataset(existing: Manifest, spec: DatasetSpec, path: Path) -> None:
+def check_same_dataset(existing: Manifest, spec: DatasetSpec, path: Where) -> None:
     """Refuse to add shards of one dataset to a folder that holds another."""
     if existing.spec == spec:
         return
     old, new = existing.spec.model_dump(), spec.model_dump()
     diffs = [f"{k}: {old[k]!r} there, {new[k]!r} now" for k in new if old.get(k) != new[k]]
-    raise ManifestError(f"{path / MANIFEST} describes another dataset ({'; '.join(diffs)}): "
+    raise ManifestError(f"{open_storage(path)}/{MANIFEST} describes another dataset ({'; '.join(diffs)}): "
                         "use another output folder, or the same options")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_dead_writers_temporaries(folder: Path) -> None:
-    """A writer killed between writing its temporary manifest and renaming it leaves that file
-    behind. Every writer holds the lock while its temporary exists, so one found under the lock
-    belongs to a writer that died."""
-    for path in folder.glob(f".{MANIFEST}.tmp-*"):
-        path.unlink(missing_ok=True)
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    with _process_lock, open(folder / LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def update(folder: Path, spec: DatasetSpec, card: ModelCard, add: list[ShardRecord] = (),
+def update(folder: Where, spec: DatasetSpec, card: ModelCard, add: list[ShardRecord] = (),
            drop: list[int] = ()) -> Manifest:
     """Merge shard records into the manifest on disk (re-read under the lock), drop the records
     of shards found damaged, and write it back atomically. Returns what was written."""
-    with _locked(folder):
-        _remove_dead_writers_temporaries(folder)
-        existing = read_manifest(folder)
+    store = open_storage(folder)
+    with store.locked():
+        # A writer killed between writing its temporary manifest and renaming it leaves that file
+        # behind. Every writer holds the lock while its temporary exists, so one found under the
+        # lock belongs to a writer that died.
+        store.remove_matching(f".{MANIFEST}{TMP_MARK}*")
+        existing = read_manifest(store)
         if existing is not None:
-            check_same_dataset(existing, spec, folder)
+            check_same_dataset(existing, spec, store)
         shards = {} if existing is None else existing.complete
         for index in drop:
             shards.pop(index, None)
         for record in add:
             shards[record.index] = record
         manifest = new_manifest(spec, card, list(shards.values()))
-        _write_atomically(folder / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
+        store.write_text(MANIFEST, manifest.model_dump_json(indent=2) + "\n")
         return manifest

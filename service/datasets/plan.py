@@ -101,7 +101,9 @@ class DatasetSpec(BaseModel):
     # server or local settings that made it): it decides how many rows a block keeps, so it is
     # part of the definition. None without a filter, where nothing is ever redrawn.
     max_draws_factor: Optional[int] = Field(None, ge=1, le=1000)
-    format: Literal["npy", "png"] = "npy"
+    format: Literal["npy", "png", "parquet", "webdataset"] = "npy"
+    # parquet and webdataset rows: a tensor ("array", of dtype) or PNG bytes ("png", uint8 images)
+    encoding: Literal["array", "png"] = "array"
     dtype: Literal["float32", "uint8"] = "float32"
     realness: bool = False  # D's realness of each row, beside each shard
     classes: Optional[ClassSpec] = None  # a conditional model's label policy; each shard stores its labels
@@ -124,6 +126,8 @@ class DatasetSpec(BaseModel):
             raise ValueError("max_draws_factor applies to filtered datasets only (min_realness or drs)")
         if self.format == "png" and self.dtype != "uint8":
             raise ValueError("png shards are 8-bit images: dtype must be uint8")
+        if self.encoding == "png" and (self.format not in ("parquet", "webdataset") or self.dtype != "uint8"):
+            raise ValueError("encoding png is for parquet and webdataset rows, as 8-bit images (dtype uint8)")
         return self
 
     @property

@@ -7,25 +7,23 @@ removes, and a shard only counts as complete once the manifest records its check
 
 Checksums: the sha256 of an .npy file's bytes; for a PNG folder, the sha256 of its listing (each
 file's name and sha256, one line each, in name order), so renaming or swapping files is caught.
+
+Where the files go (a local folder, or object storage through fsspec) is storage.py's business:
+these functions only ask it for a file that appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
-import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Optional
 
 import numpy as np
 
 from ..encoding import png_bytes, to_uint8
+from . import formats
 from .plan import DatasetSpec
-
-TMP_MARK = ".tmp-"
-_serial = itertools.count()  # distinct temporary names for threads of one process
+from .storage import TMP_MARK, Storage  # noqa: F401 (TMP_MARK: the name tests look for)
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ def shard_stem(index: int, num_shards: int) -> str:
 
 
 def data_name(stem: str, spec: DatasetSpec) -> str:
-    return stem if spec.format == "png" else f"{stem}.npy"
+    return stem if spec.format == "png" else f"{stem}.{formats.SUFFIX.get(spec.format, 'npy')}"
 
 
 def realness_name(stem: str) -> str:
@@ -66,33 +64,19 @@ class _HashingFile:
         return self.f.write(view)
 
 
-def _temp_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{next(_serial)}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable: the directory entry itself must reach the disk."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_npy(folder: Path, name: str, array: np.ndarray) -> WrittenFile:
-    """Write `array` as folder/name via a temporary file; return its size and sha256."""
-    final = folder / name
-    tmp = _temp_path(final)
-    try:
-        with open(tmp, "wb") as f:
-            hashing = _HashingFile(f)
-            np.save(hashing, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when something above failed
+def write_npy(store: Storage, name: str, array: np.ndarray) -> WrittenFile:
+    """Write `array` as name, whole or not at all; return its size and sha256."""
+    with store.writer(name) as f:
+        hashing = _HashingFile(f)
+        np.save(hashing, np.ascontiguousarray(array), allow_pickle=False)
     return WrittenFile(name, hashing.size, hashing.digest.hexdigest())
+
+
+def write_bytes(store: Storage, name: str, data: bytes) -> WrittenFile:
+    """A file made in memory (a Parquet or tar shard), whole or not at all."""
+    with store.writer(name) as f:
+        f.write(data)
+    return WrittenFile(name, len(data), hashlib.sha256(data).hexdigest())
 
 
 def _listing_digest(entries: list[tuple[str, str]]) -> str:
@@ -100,32 +84,17 @@ def _listing_digest(entries: list[tuple[str, str]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_png_folder(folder: Path, name: str, images: np.ndarray) -> WrittenFile:
-    """(n, C, H, W) uint8 images -> folder/name/000000.png ..., built under a temporary name."""
-    final = folder / name
-    tmp = _temp_path(final)
+def write_png_folder(store: Storage, name: str, images: np.ndarray) -> WrittenFile:
+    """(n, C, H, W) uint8 images -> name/000000.png ..., visible only when whole where the storage allows."""
     width = max(6, len(str(len(images) - 1)))
-    try:
-        tmp.mkdir()
-        entries, total = [], 0
+    entries, total = [], 0
+    with store.folder_writer(name) as folder:
         for i, image in enumerate(images):
             data = png_bytes(image.transpose(1, 2, 0))  # (C, H, W) -> (H, W, C)
             fname = f"{i:0{width}d}.png"
-            with open(tmp / fname, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            folder.put(fname, data)
             entries.append((fname, hashlib.sha256(data).hexdigest()))
             total += len(data)
-        _fsync_dir(tmp)
-        if final.exists():  # a damaged earlier copy: move it aside, then drop it
-            old = _temp_path(final)
-            os.replace(final, old)
-            shutil.rmtree(old)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return WrittenFile(name, max(total, 1), _listing_digest(entries))
 
 
@@ -136,47 +105,51 @@ class ShardFiles:
     labels: Optional[WrittenFile] = None
 
 
-def write_shard(folder: Path, stem: str, spec: DatasetSpec, samples: np.ndarray,
+def write_shard(store: Storage, stem: str, spec: DatasetSpec, samples: np.ndarray,
                 realness: Optional[np.ndarray], value_range: tuple[float, float],
-                classes: Optional[np.ndarray] = None) -> ShardFiles:
+                classes: Optional[np.ndarray] = None, first_row: int = 0,
+                class_names: Optional[list[str]] = None) -> ShardFiles:
     """samples: (n, *sample_shape) float32; realness: (n,) float32 when the spec asks for it;
-    classes: (n,) int64 of a conditional model's rows."""
+    classes: (n,) int64 of a conditional model's rows; first_row: the shard's first row in the
+    whole dataset (WebDataset keys)."""
     array = to_uint8(samples, value_range) if spec.dtype == "uint8" else samples.astype(np.float32, copy=False)
+    if spec.format in formats.SUFFIX:  # one self-describing file per shard, realness and classes inside it
+        data = write_bytes(store, data_name(stem, spec),
+                           formats.encode(spec, first_row, array, realness, classes, class_names))
+        return ShardFiles(data, None)
     if spec.format == "png":
-        data = write_png_folder(folder, data_name(stem, spec), array)
+        data = write_png_folder(store, data_name(stem, spec), array)
     else:
-        data = write_npy(folder, data_name(stem, spec), array)
-    scores = write_npy(folder, realness_name(stem), realness.astype(np.float32)) if spec.realness else None
-    labels = write_npy(folder, labels_name(stem), classes.astype(np.int64)) if classes is not None else None
-    _fsync_dir(folder)
+        data = write_npy(store, data_name(stem, spec), array)
+    scores = write_npy(store, realness_name(stem), realness.astype(np.float32)) if spec.realness else None
+    labels = write_npy(store, labels_name(stem), classes.astype(np.int64)) if classes is not None else None
     return ShardFiles(data, scores, labels)
 
 
-def checksum(path: Path) -> tuple[int, str]:
+def checksum(store: Storage, name: str) -> tuple[int, str]:
     """(bytes, sha256) of a shard file or PNG folder, computed the way the writer computed it."""
-    if path.is_dir():
+    if store.is_folder(name):
         entries, total = [], 0
-        for child in sorted(path.iterdir()):
-            if not child.is_file():
-                raise OSError(f"{child} is not a file")
-            data = child.read_bytes()
-            entries.append((child.name, hashlib.sha256(data).hexdigest()))
+        for child in store.list_folder(name):
+            with store.open_read(f"{name}/{child}") as f:
+                data = f.read()
+            entries.append((child, hashlib.sha256(data).hexdigest()))
             total += len(data)
         return max(total, 1), _listing_digest(entries)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    digest, size = hashlib.sha256(), 0
+    with store.open_read(name) as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
-    return path.stat().st_size, digest.hexdigest()
+            size += len(block)
+    return size, digest.hexdigest()
 
 
-def verify(folder: Path, expected: WrittenFile) -> Optional[str]:
-    """None when folder/file is whole and matches; else what is wrong with it."""
-    path = folder / expected.file
-    if not path.exists():
-        return f"{expected.file} is missing"
+def verify(store: Storage, expected: WrittenFile) -> Optional[str]:
+    """None when the file is whole and matches; else what is wrong with it."""
     try:
-        size, sha = checksum(path)
+        if not store.exists(expected.file):
+            return f"{expected.file} is missing"
+        size, sha = checksum(store, expected.file)
     except OSError as e:
         return f"{expected.file} is unreadable ({e})"
     if size != expected.bytes:
@@ -186,14 +159,6 @@ def verify(folder: Path, expected: WrittenFile) -> Optional[str]:
     return None
 
 
-def remove_temporaries(folder: Path, stem: Optional[str] = None) -> int:
+def remove_temporaries(store: Storage, stem: Optional[str] = None) -> int:
     """Delete leftovers of interrupted writes (of one shard, or all); returns how many."""
-    removed = 0
-    pattern = f".{stem}.*{TMP_MARK}*" if stem else f".*{TMP_MARK}*"
-    for path in folder.glob(pattern):
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    return store.remove_matching(f".{stem}.*{TMP_MARK}*" if stem else f".*{TMP_MARK}*")
