@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import COND, TOKEN
+from conftest import COND, TOKEN, service_env
 from test_generate_local import files, local, manifest, run_generate
 from service.datasets.manifest import Manifest
 from service.datasets.plan import DatasetSpec
@@ -100,7 +100,6 @@ def test_a_version_1_manifest_reads_its_labels_as_realness():
 
 @pytest.mark.slow
 def test_http_and_local_labelled_shards_are_byte_identical(service_models_dir, tmp_path, capsys):
-    from conftest import service_env
     from tests.servers import start_server
 
     ref = tmp_path / "local"

@@ -75,7 +75,7 @@ def test_bad_interpolate_requests(client, request_body, error):
     # /interpolate's own checks (handlers.interpolate), not only the ones it shares with /sample.
     ({"latents": [[0.0] * Z_DIM] * 2, "truncation": 1.0}, 400, "truncation: applies to seeds only, not to explicit latents"),
     ({"model": "tiny-ring", "format": "png"}, 400, "format: png needs an image model; tiny-ring makes vectors"),
-    ({"model": "nope"}, 404, "model: unknown model 'nope'; models here: faulty, tiny-digits, tiny-ring"),
+    ({"model": "nope"}, 404, "model: unknown model 'nope'; models here: faulty, tiny-cond, tiny-digits, tiny-ring"),
     ({"model": "broken"}, 503, "model: model 'broken' is unavailable: "),
     ({"nrow": 2}, 400, "nrow: only applies to format png"),
     ({"scores": True, "format": "npy"}, 400, "scores: only with format json"),

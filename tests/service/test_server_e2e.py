@@ -41,7 +41,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TIMEOUT_S = 2  # the request timeout under test: far above what any other request here takes
 SLOW_TRIPS = 4_000_000  # a generator run of ~5 s on a quiet core (more on busy ones): over TIMEOUT_S, and a slow load
 SLOWISH_TRIPS = 100_000  # ~0.5 s per generator run: a dataset task of a few seconds
-READY_MODELS = {"faulty", "slow", "slowish", "tiny-digits", "tiny-ring"}
+READY_MODELS = {"faulty", "slow", "slowish", "tiny-cond", "tiny-digits", "tiny-ring"}
 
 
 @pytest.fixture(scope="module")
