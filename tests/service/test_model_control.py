@@ -125,7 +125,12 @@ def test_explicit_load_and_unload_reach_every_worker(tmp_path_factory):
         triton.load_model("other", headers=dict(AUTH))
         assert everywhere("other", 200)
         triton.load_model("m", headers=dict(AUTH))  # explicit: the changed folder only now
-        assert triton.get_model_metadata("m.generator", headers=dict(AUTH))["versions"] != [version_before]
+        # The worker that took the load applied it at once; every other one follows the control
+        # file within one poll interval: a metadata call may land on either, so wait first.
+        time.sleep(POLL_S * 3)
+        for _ in range(10):  # fresh connections, spread over the workers
+            meta = httpx.get(f"{server.url}/v2/models/m.generator", headers=AUTH, timeout=30).json()
+            assert meta["versions"] != [version_before], meta
         from tritonclient.utils import InferenceServerException
 
         with pytest.raises(InferenceServerException, match="no model folder 'nope'"):
