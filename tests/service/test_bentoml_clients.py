@@ -53,8 +53,11 @@ def test_async_client_calls_every_api_in_every_format(server):
             answers = await asyncio.gather(*(getattr(client, api)(**body) for api, body in calls))
             return [(api, body, got) for (api, body), got in zip(calls, answers)]
 
+    answered = asyncio.run(run())
+    assert [(api, body["format"]) for api, body, _ in answered] == [
+        (api, fmt) for api, _ in CALLS for fmt in ("json", "npy", "png")]
     with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
-        for api, body, got in asyncio.run(run()):
+        for api, body, got in answered:
             _check(body["format"], got, http.post(f"/{api}", json=body))
 
 
