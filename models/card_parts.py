@@ -192,7 +192,7 @@ class Calibration(_Strict):
     it measures on held-out data. `before` holds the same measurements of the D it started from."""
 
     method: str
-    started_from: Literal["training", "fresh"]
+    started_from: Literal["training", "calibrated", "fresh"]  # "calibrated": calibrated again, on from an earlier calibration
     started_from_sha256: Optional[str] = None  # the discriminator.onnx it replaced
     steps: int = Field(ge=0)
     held_out: str  # what the held-out sets are

@@ -71,20 +71,21 @@ def finite_float32(array: np.ndarray, field: str) -> np.ndarray:
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
-    """The bytes np.save writes for `array` as float32; the header is cached per shape (np.save
+    """The bytes np.save writes for `array` as float32 (uint8 stays uint8); the header is cached per shape (np.save
     builds it anew with a repr and a literal_eval check: 30 us, a tenth of a small request).
     One copy of the data: joined straight from the array's buffer (`header + array.tobytes()`
     made two, 3.0x the answer at its peak with the samples, now 2.0x; bench/request_memory.py)."""
-    array = np.ascontiguousarray(array, dtype="<f4")
+    descr = "|u1" if array.dtype == np.uint8 else "<f4"
+    array = np.ascontiguousarray(array, dtype=descr)
     # reshape(-1): a flat view casts for any shape, an empty answer's (0, ...) included (a
     # filter that kept nothing), which memoryview refuses to cast as it is.
-    return b"".join((_npy_header(array.shape), memoryview(array.reshape(-1)).cast("B")))
+    return b"".join((_npy_header(array.shape, descr), memoryview(array.reshape(-1)).cast("B")))
 
 
 @functools.lru_cache(maxsize=1024)
-def _npy_header(shape: tuple[int, ...]) -> bytes:
+def _npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
     buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
     return buffer.getvalue()
 
 

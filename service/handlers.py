@@ -56,7 +56,10 @@ def _check_realness(model: LoadedModel, scores: bool, keep: Optional[sampling.Fi
         raise NoDiscriminator(model.name)
 
 
-def _check_format(model: LoadedModel, fmt: str, nrow: Optional[int], scores: bool) -> None:
+def _check_format(model: LoadedModel, fmt: str, nrow: Optional[int], scores: bool, dtype: str = "float32") -> None:
+    if dtype == "uint8" and model.card.sample.kind != "image":
+        raise RequestError("dtype", f"uint8 needs an image model; {model.name} makes {model.card.sample.kind}s, "
+                                    "whose values have no pixel range (use float32)")
     if fmt == "png" and model.card.sample.kind != "image":
         raise RequestError("format", f"png needs an image model; {model.name} makes {model.card.sample.kind}s (use json or npy)")
     if nrow is not None and fmt != "png":
@@ -73,14 +76,19 @@ def _truncation(model: LoadedModel, truncation: Optional[float]) -> None:
 
 
 def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt: str, nrow: Optional[int], meta: dict,
-            classes: Optional[np.ndarray] = None, by_class: bool = False) -> Response:
+            classes: Optional[np.ndarray] = None, by_class: bool = False, dtype: str = "float32") -> Response:
     """x: (k, *sample_shape). json carries meta as fields; npy and png carry it as headers
     (X-Model, X-Model-Version, X-Seed or X-Seeds, X-Shape, and with a filter X-Requested, X-Drawn,
     X-Accepted, X-Exhausted and, for drs, X-Drs-Gamma). A conditional model's classes (k,) go as
     the `labels` field or the X-Labels header; `by_class` (labels "balanced", no nrow) lays a png
-    grid out one class per row."""
+    grid out one class per row. `dtype` uint8 (json, npy): the samples as 0..255 pixels, mapped
+    from the card's value range as a png grid maps them."""
     count_samples(model.name, len(x))
     meta = {"model": model.name, "version": model.card.version, **meta, "shape": list(x.shape)}
+    if fmt != "png":
+        if dtype == "uint8":
+            x = encoding.to_uint8(x, model.card.sample.value_range)
+        meta["dtype"] = dtype
     if fmt == "json":
         body = {**meta, "samples": x}
         if classes is not None:
@@ -111,7 +119,7 @@ def _header_value(v) -> str:
 def _checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.Filter]:
     """The model a sample request names, once every check that needs no graph run has passed."""
     model = versions.pinned(engine, req.model, req.version)
-    _check_format(model, req.format, req.nrow, req.scores)
+    _check_format(model, req.format, req.nrow, req.scores, req.dtype)
     _truncation(model, req.truncation)
     if req.latents is not None:
         if req.seed is not None:
@@ -146,7 +154,7 @@ def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed:
         if keep.drs:
             meta["drs_gamma"] = keep.gamma
     return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta,
-                   batch.labels, by_class=req.labels == labels.BALANCED)
+                   batch.labels, by_class=req.labels == labels.BALANCED, dtype=req.dtype)
 
 
 def _classes(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int]) -> Optional[np.ndarray]:

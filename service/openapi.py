@@ -95,7 +95,9 @@ _ANSWERED = {
     "model": {"type": "string"},
     "version": {"type": "string", "description": "the first 12 hex digits of the generator's sha256"},
     "shape": {"type": "array", "items": {"type": "integer"}, "description": "of `samples`: n, then the sample shape"},
-    "samples": {"type": "array", "items": {}, "description": "nested lists of float32 values, of shape `shape`"},
+    "samples": {"type": "array", "items": {}, "description": "nested lists of numbers of shape `shape`: float32 values, "
+                "or 0..255 integers with dtype uint8"},
+    "dtype": {"type": "string", "enum": ["float32", "uint8"], "description": "what `samples` holds (the request's dtype)"},
     "realness": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
                  "description": "with `scores`: D(x) per sample"},
     "logit": {"type": "array", "items": {"type": "number"}, "description": "with `scores`: D's logit per sample"},
@@ -127,6 +129,8 @@ INTERPOLATE_RESPONSE = {
 _HEADER = {"schema": {"type": "string"}}
 # npy and png answers carry the JSON answer's fields as headers (handlers.respond).
 COMMON_HEADERS = {"X-Model": _HEADER, "X-Model-Version": _HEADER,
+                  "X-Dtype": {"schema": {"type": "string", "enum": ["float32", "uint8"]},
+                              "description": "npy: the array's dtype (the request's dtype)"},
                   "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"},
                   "X-Labels": {"schema": {"type": "string"},
                                "description": "a conditional model: the class index of each sample, comma-separated"}}

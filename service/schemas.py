@@ -23,6 +23,11 @@ FiniteFloat = Annotated[float, AllowInfNan(False)]
 LatentRow = Annotated[list[FiniteFloat], Field(min_length=1, max_length=65536)]
 Truncation = Optional[Annotated[float, Ge(0.01), Le(100), AllowInfNan(False), Field(description="redraw latent coordinates with |z| beyond this")]]
 Format = Literal["json", "npy", "png"]
+# What json and npy answers carry: float32 samples in the card's value range, or (image models)
+# uint8 pixels, the range mapped onto 0..255 exactly as png and `generate --dtype uint8` map it.
+Dtype = Literal["float32", "uint8"]
+DTYPE_HELP = ("json and npy: float32 samples in the model's value range, or uint8 for image models: the range mapped "
+              "onto 0..255 as png does, a quarter of the bytes (png is always 8-bit)")
 Version = Optional[Annotated[str, Field(min_length=1, max_length=64, description=(
     "pin the model's version (as /models reports it): 409 when that version is no longer served"))]]
 Nrow = Optional[Annotated[int, Ge(1), Le(MAX_NROW), Field(description="png: images per row of the grid")]]
@@ -46,6 +51,7 @@ class SampleRequest(_Request):
     latents: Optional[list[LatentRow]] = Field(None, max_length=MAX_N, description="explicit latents, n x z_dim (instead of a seed)")
     truncation: Truncation = None
     format: Format = "json"
+    dtype: Dtype = Field("float32", description=DTYPE_HELP)
     nrow: Nrow = None
     scores: bool = Field(False, description="json: add D's realness (and logit) of each sample")
     min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = Field(

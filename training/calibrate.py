@@ -238,7 +238,9 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
     g_sha = card.files["generator"].sha256
     sample = onnx_sampler(folder, card, threads=1)
 
-    start = "training"
+    # A second calibration continues from the first one's D (a Platt fit folded into the last layer is
+    # just a reparametrisation of it), and the record says so.
+    start = card.realness.discriminator if card.realness is not None else "training"
     if cfg.fresh:
         module, start = _served_module(net_cfg), "fresh"
     else:

@@ -85,7 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="HTTP: seconds per request (default 120)")
     parser.add_argument("--token", help="HTTP: bearer token (default: $GANSERVE_API_TOKEN)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="local: execution device")
-    parser.add_argument("--threads", type=int, help="local: onnxruntime threads (default: all cores)")
+    parser.add_argument("--threads", type=int, help="local: graph threads (default: all cores)")
+    parser.add_argument("--backend", choices=["onnxruntime", "openvino", "auto"], default="onnxruntime",
+                        help="local, on the CPU: the engine that runs the graphs (default onnxruntime, the same bytes "
+                             "as a server pinned to it; openvino or auto (the faster) agree within float tolerance, "
+                             "not to the byte). The manifest records the engine of every shard")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # --- Ray (service/datasets/ray_job.py): the shards run on a cluster's workers ---
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -227,7 +231,8 @@ def _open_source(args: argparse.Namespace):
     settings = load_settings()  # the draw bound of filters must be the one the server would use
     if args.ray is not None:  # the driver only checks the folder and reads the card: one thread, CPU
         return open_local(args.model_dir, "cpu", 1, settings.max_draws_factor)
-    return open_local(args.model_dir, args.device, args.threads or cpu_count(), settings.max_draws_factor)
+    return open_local(args.model_dir, args.device, args.threads or cpu_count(), settings.max_draws_factor,
+                      backend=args.backend)
 
 
 def _on_sigterm(signum, frame) -> None:

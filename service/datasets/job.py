@@ -184,7 +184,7 @@ def make_shard(source: Source, spec: DatasetSpec, store: Storage, index: int, st
     return mf.ShardRecord(
         index=index, seed=shard_seed(spec.base_seed, index), requested=spec.shard_request(index), count=len(x),
         drawn=drawn, data=_file_record(files.data), realness=_file_record(files.realness) if files.realness else None,
-        labels=_file_record(files.labels) if files.labels else None, class_counts=counts)
+        labels=_file_record(files.labels) if files.labels else None, class_counts=counts, engine=source.engine)
 
 
 def _file_record(written: writer.WrittenFile) -> mf.FileRecord:

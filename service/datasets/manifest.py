@@ -68,6 +68,9 @@ class ShardRecord(_Strict):
     labels: Optional[FileRecord] = None  # a conditional model's class of each row (int64)
     class_counts: Optional[list[int]] = None  # rows of each class, by index
     made_on: Optional[str] = None  # the Ray node that made it (--ray runs), for the record
+    # The engine that ran the graphs ("onnxruntime/CPUExecutionProvider", "openvino/CPU"; an HTTP
+    # source: each replica's, joined): backends agree within float tolerance, not to the byte.
+    engine: Optional[str] = None
 
 
 class Totals(_Strict):
@@ -77,6 +80,7 @@ class Totals(_Strict):
     drawn: int
     acceptance: Optional[float]  # samples / drawn
     class_counts: Optional[list[int]] = None  # a conditional model: rows of each class in the complete shards
+    engines: Optional[list[str]] = None  # the distinct engines of the complete shards (ShardRecord.engine)
 
 
 class Manifest(_Strict):
@@ -124,8 +128,9 @@ def new_manifest(spec: DatasetSpec, card: ModelCard, shards: list[ShardRecord] =
         for s in shards:
             for k, v in enumerate(s.class_counts or []):
                 counts[k] += v
+    engines = sorted({s.engine for s in shards if s.engine}) or None
     totals = Totals(shards=spec.num_shards, complete=len(shards), samples=samples, drawn=drawn,
-                    acceptance=round(samples / drawn, 6) if drawn else None, class_counts=counts)
+                    acceptance=round(samples / drawn, 6) if drawn else None, class_counts=counts, engines=engines)
     return Manifest(spec=spec, model=model_ref(card), sample=sample_info(card), shards=shards, totals=totals,
                     updated_at=now_utc())
 

@@ -49,6 +49,7 @@ class ServerLimits:
 class Source(Protocol):
     card: ModelCard
     description: str
+    engine: str  # what runs the graphs (manifest.ShardRecord.engine)
     max_n: Optional[int]  # samples per request the source accepts (None: no limit)
     max_draws_factor: int  # a filtered block stops after n x this many draws
     stop: threading.Event  # set when the job is interrupted: stop waiting, give up quickly
@@ -67,6 +68,7 @@ class LocalSource:
         self.model, self.card, self.max_draws_factor = model, model.card, max_draws_factor
         self.max_n = None  # in process: no request to bound
         self.description = description or f"local model {model.name} ({model.provider})"
+        self.engine = engine_name(model.backend, model.provider)
         self.stop = threading.Event()
         self.admission = admission
 
@@ -99,13 +101,17 @@ class LocalSource:
         pass  # nothing to release: the sessions go with their engine (the server's task shares its own)
 
 
-def open_local(folder: Path, device: str, threads: int, max_draws_factor: int) -> LocalSource:
+def engine_name(backend: str, provider: str) -> str:
+    return f"{backend}/{provider}"
+
+
+def open_local(folder: Path, device: str, threads: int, max_draws_factor: int, backend: str = "onnxruntime") -> LocalSource:
     """Load one model folder with the service's engine (verified against its card, warmed up)."""
     folder = Path(folder).resolve()
     if not (folder / CARD_FILE).is_file():
         raise SourceError(f"{folder}: not a model folder (no {CARD_FILE}); pass a folder like models/mnist")
     try:
-        engine = Engine.from_folder(folder, device=device, intra_op_threads=threads)
+        engine = Engine.from_folder(folder, device=device, intra_op_threads=threads, backend=backend)
     except (EngineError, DeviceError) as e:
         raise SourceError(str(e)) from None
     return LocalSource(engine.get(folder.name), max_draws_factor, f"local folder {folder}")
@@ -131,11 +137,14 @@ class HttpSource:
                              connections=connections)
         self.urls, self.stop = self.client.urls, self.client.stop
         self.limits: dict[str, ServerLimits] = {}  # per replica, read with its /models
+        self.engines: dict[str, str] = {}  # per replica, as its /models reports the model's backend
         try:
             self.card = self._agree_on_model(model)
         except BaseException:
             self.client.close()
             raise
+        # Requests go round-robin, so any replica may have made any block of a shard.
+        self.engine = ", ".join(sorted(set(self.engines.values())))
         where = self.urls[0] if len(self.urls) == 1 else f"{len(self.urls)} replicas"
         self.description = f"{where} (model {self.card.name} {self.card.version})"
 
@@ -164,6 +173,7 @@ class HttpSource:
             except (KeyError, ValidationError) as e:
                 raise SourceError(f"{url}: /models sent an unreadable card for {wanted!r} ({e})") from None
             self.limits[url] = _limits(url, listing)
+            self.engines[url] = engine_name(entry.get("backend", "unknown"), entry.get("provider", "unknown"))
         versions = {url: c.version for url, c in cards.items()}
         if len(set(versions.values())) > 1:
             raise SourceError(f"replicas serve different versions of the model: {versions}")

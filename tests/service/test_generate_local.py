@@ -69,7 +69,8 @@ def test_a_dataset_is_shards_plus_a_manifest_that_describes_them(whole, tiny_mod
     assert m["model"]["generator_sha256"] == card["files"]["generator"]["sha256"]
     assert m["spec"]["base_seed"] == 11 and m["spec"]["format"] == "npy" and m["spec"]["filter"]["drs"] is False
     assert m["totals"] == {"shards": 5, "complete": 5, "samples": 230, "drawn": 230, "acceptance": 1.0,
-                           "class_counts": None}  # an unconditional model: no classes
+                           "class_counts": None,  # an unconditional model: no classes
+                           "engines": ["onnxruntime/CPUExecutionProvider"]}
     assert len({s["seed"] for s in shards}) == 5
     realness = np.load(whole / shards[0]["realness"]["file"], allow_pickle=False)
     assert realness.shape == (50,) and ((realness > 0) & (realness < 1)).all()

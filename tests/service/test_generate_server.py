@@ -62,6 +62,9 @@ def test_one_server_gives_the_bytes_of_the_local_folder(server, reference, tmp_p
     assert manifest(out)["spec"]["max_draws_factor"] == SERVER_DRAWS_FACTOR
     assert manifest(reference)["spec"]["max_draws_factor"] == 20
     assert all(s["count"] == s["requested"] for s in manifest(reference)["shards"])  # no block ran out
+    # Each shard records the engine that ran its graphs: the server's, as its /models reports it.
+    assert {s["engine"] for s in manifest(out)["shards"]} == {"onnxruntime/CPUExecutionProvider"}
+    assert manifest(out)["totals"]["engines"] == ["onnxruntime/CPUExecutionProvider"]
 
 
 def test_a_dead_replica_at_start_is_refused_and_live_replicas_share_the_work(server, reference, tmp_path, capsys):
@@ -150,6 +153,7 @@ def test_the_dataset_task_writes_into_the_servers_folder_and_answers_the_manifes
         assert answered == manifest(datasets / "digits-100")
         assert answered["totals"]["complete"] == 3 and answered["model"]["name"] == "tiny-digits"
         assert answered["spec"]["max_draws_factor"] == SERVER_DRAWS_FACTOR
+        assert answered["totals"]["engines"] == ["onnxruntime/CPUExecutionProvider"]  # the server's own engine
         assert files(datasets / "digits-100") == files(reference)
         # Submitting it again resumes: every shard verified, none rewritten.
         mtimes = {p.name: p.stat().st_mtime_ns for p in (datasets / "digits-100").glob("shard-*")}
