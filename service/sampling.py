@@ -41,8 +41,14 @@ class Filter:
         """This filter with its gamma decided: the request's, else the card's, else 0."""
         if self.gamma is not None:
             return self
-        card_gamma = model.card.realness.drs_gamma if model.card.realness is not None else None  # no D, no gamma
-        return Filter(self.min_realness, self.drs, card_gamma if card_gamma is not None else 0.0)
+        return Filter(self.min_realness, self.drs, card_drs_gamma(model.card))
+
+
+def card_drs_gamma(card) -> float:
+    """The DRS gamma a request without one gets: the card's (chosen at calibration for a target
+    acceptance rate), else 0, the exact sampler of the estimated ratio. No D, no gamma."""
+    gamma = card.realness.drs_gamma if card.realness is not None else None
+    return gamma if gamma is not None else 0.0
 
 
 @dataclass

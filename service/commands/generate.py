@@ -29,6 +29,7 @@ from service.datasets.job import Interrupted, Job
 from service.datasets.plan import DatasetSpec, PlanError, parse_part, parse_shards
 from service.datasets.sources import HttpSource, Source, SourceError, open_local
 from service.datasets.storage import LocalStorage, Storage, StorageError, open_storage
+from service.sampling import card_drs_gamma
 from service.settings import SettingsError, cpu_count, load_settings
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -74,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truncation", type=float, help="redraw latent coordinates with |z| beyond this")
     parser.add_argument("--min-realness", type=float, help="keep only samples with realness >= this (0..1)")
     parser.add_argument("--drs", action="store_true", help="discriminator rejection sampling (Azadi et al. 2019)")
-    parser.add_argument("--drs-gamma", type=float, default=0.0, help="DRS acceptance shift; higher is stricter")
+    parser.add_argument("--drs-gamma", type=float,
+                        help="DRS acceptance shift; higher is stricter (default: the model card's, as /sample uses; "
+                             "the manifest records the value used)")
     part = parser.add_mutually_exclusive_group()
     part.add_argument("--shards", metavar="LIST", help="only these shards, e.g. 17-20 or 0,3,5-9")
     part.add_argument("--shard", metavar="i/N", help="only shards i, i+N, i+2N, ...: one of N machines' part")
@@ -130,7 +133,7 @@ def class_spec(policy: Optional[str], condition) -> Optional[dict]:
 
 
 def _spec(args: argparse.Namespace, model: str, version: str, max_draws_factor: int,
-          classes: Optional[dict] = None) -> DatasetSpec:
+          classes: Optional[dict] = None, card_gamma: float = 0.0) -> DatasetSpec:
     """The dataset's definition; an out-of-range value is a UsageError naming its option. The
     source's draw bound is recorded only for a filtered dataset (nothing is redrawn otherwise)."""
     dtype = args.dtype or ("uint8" if args.format == "png" or args.encoding == "png" else "float32")
@@ -138,7 +141,8 @@ def _spec(args: argparse.Namespace, model: str, version: str, max_draws_factor: 
         return DatasetSpec(
             model=model, model_version=version, base_seed=args.seed, samples=args.samples,
             shard_size=args.shard_size, block_size=args.block_size, truncation=args.truncation,
-            filter={"min_realness": args.min_realness, "drs": args.drs, "drs_gamma": args.drs_gamma},
+            filter={"min_realness": args.min_realness, "drs": args.drs,
+                    "drs_gamma": args.drs_gamma if args.drs_gamma is not None else (card_gamma if args.drs else 0.0)},
             max_draws_factor=max_draws_factor if _filtered(args) else None,
             format=args.format, encoding=args.encoding, dtype=dtype, realness=args.realness or args.labels_deprecated,
             classes=classes)
@@ -255,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
         source = _open_source(args)
         card = source.card
         spec = _spec(args, card.name, card.files["generator"].sha256,
-                     source.max_draws_factor if _filtered(args) else 1, class_spec(args.classes, card.condition))
+                     source.max_draws_factor if _filtered(args) else 1, class_spec(args.classes, card.condition),
+                     card_drs_gamma(card))
         _check_limits(source, spec)
         if (spec.filter.active or spec.realness) and not card.has_discriminator:
             raise UsageError(f"--realness/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "

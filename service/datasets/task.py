@@ -29,6 +29,7 @@ from ..encoding import json_bytes
 from ..engine import Engine, LoadedModel
 from ..errors import RequestError
 from ..latents import MAX_SEED
+from ..sampling import card_drs_gamma
 from ..settings import Settings
 from . import control, limits
 from . import manifest as mf
@@ -58,7 +59,8 @@ class DatasetRequest(BaseModel):
     truncation: Optional[Annotated[float, Field(gt=0, le=100)]] = None
     min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = None
     drs: bool = False
-    drs_gamma: Annotated[float, Ge(-50), Le(50)] = 0.0
+    drs_gamma: Optional[Annotated[float, Ge(-50), Le(50)]] = Field(
+        None, description="DRS acceptance shift; default: the model card's, as /sample uses (the manifest records the value)")
     shards: Optional[str] = Field(None, max_length=1000, description="only these shards, e.g. 17-20 or 0,3,5-9")
 
 
@@ -92,7 +94,8 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
         spec = DatasetSpec(
             model=model.name, model_version=model.card.files["generator"].sha256, base_seed=req.seed,
             samples=req.samples, shard_size=req.shard_size, block_size=req.block_size, truncation=req.truncation,
-            filter={"min_realness": req.min_realness, "drs": req.drs, "drs_gamma": req.drs_gamma},
+            filter={"min_realness": req.min_realness, "drs": req.drs,
+                    "drs_gamma": req.drs_gamma if req.drs_gamma is not None else (card_drs_gamma(model.card) if req.drs else 0.0)},
             max_draws_factor=settings.max_draws_factor if req.min_realness is not None or req.drs else None,
             format=req.format, dtype=req.dtype or ("uint8" if req.format == "png" else "float32"),
             realness=req.realness or req.labels, classes=_classes(req.classes, model))

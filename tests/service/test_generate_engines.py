@@ -53,3 +53,24 @@ def test_openvino_makes_the_same_dataset_within_float_tolerance_and_is_recorded(
     # whoever made them) rather than remaking them: the record of who made them stays.
     _generate(capsys, tiny_models_dir, tmp_path / "ov")
     assert _data(tmp_path / "ov")[2]["totals"]["engines"] == ["openvino/" + backends.OPENVINO_CPU]
+
+
+def test_drs_without_a_gamma_uses_the_cards_as_sample_does_and_records_it(tiny_model_copy, tmp_path, capsys):
+    """`generate --drs` filters as `POST /sample {"drs": true}` does: with the card's gamma."""
+    folder = tiny_model_copy("tiny-digits")
+    card = json.loads((folder / "model.json").read_text())
+    card["realness"]["drs_gamma"] = -2.5
+    (folder / "model.json").write_text(json.dumps(card))
+    models = folder.parent
+
+    def run(out: str, *extra: str) -> dict:
+        _generate(capsys, models, tmp_path / out, "--drs", *extra)
+        return _data(tmp_path / out)
+
+    x_card, _, m_card = run("card")
+    x_same, _, _ = run("explicit", "--drs-gamma", "-2.5")
+    x_strict, _, m_strict = run("strict", "--drs-gamma", "4")
+    assert m_card["spec"]["filter"]["drs_gamma"] == -2.5 and m_strict["spec"]["filter"]["drs_gamma"] == 4.0
+    assert np.array_equal(x_card, x_same) and not np.array_equal(x_card[:10], x_strict[:10])
+    # A higher gamma accepts less (above 1/2 the rate reads 0.5: the first round draws 2n).
+    assert m_card["totals"]["acceptance"] > m_strict["totals"]["acceptance"]
