@@ -41,6 +41,9 @@ LOADS = {  # name: (body, connections)
     "n=1024 npy c=4": ({"n": 1024, "format": "npy"}, 4),
     "n=1024 json c=4": ({"n": 1024, "format": "json"}, 4),
     "n=1024 png c=4": ({"n": 1024, "format": "png"}, 4),
+    # uint8 pixels instead of float32 (ganserve only: the baseline has no `dtype`).
+    "n=1024 npy-uint8 c=4": ({"n": 1024, "format": "npy", "dtype": "uint8"}, 4),
+    "n=1024 json-uint8 c=4": ({"n": 1024, "format": "json", "dtype": "uint8"}, 4),
     # POST /interpolate (ganserve only: the baseline has no such route).
     "interpolate steps=8 npy c=8": ({"seeds": [1, 2], "steps": 8, "format": "npy"}, 8),
     "interpolate steps=8 json c=1": ({"seeds": [1, 2], "steps": 8, "format": "json"}, 1),
@@ -77,11 +80,11 @@ def main() -> int:
         p.error("give either --b or --b-baseline")
     if args.b_baseline and args.b_env:
         p.error("--b-env applies to a ganserve checkout, not to the baseline")
-    if args.b_baseline:  # the baseline has no /interpolate: by default leave those loads out
-        interpolating = [load for load in args.loads if "seeds" in LOADS[load][0]]
-        if interpolating and p.get_default("loads") != args.loads:
-            p.error(f"the baseline serves no /interpolate: {', '.join(interpolating)}")
-        args.loads = [load for load in args.loads if load not in interpolating]
+    if args.b_baseline:  # the baseline has no /interpolate and no dtype: by default leave those loads out
+        ours = [load for load in args.loads if "seeds" in LOADS[load][0] or "dtype" in LOADS[load][0]]
+        if ours and p.get_default("loads") != args.loads:
+            p.error(f"the baseline serves no /interpolate and no dtype: {', '.join(ours)}")
+        args.loads = [load for load in args.loads if load not in ours]
     envs = {side: dict(kv.split("=", 1) for kv in getattr(args, f"{side}_env")) for side in ("a", "b")}
     require_wrk()
     log_dir = Path("/tmp/ganserve-bench")
