@@ -19,7 +19,9 @@ says where a request's time goes before any profiler is needed. `--json` prints 
 `--compare` measures the limit over every engine and layout instead (bench/engines.py):
 onnxruntime, OpenVINO and torch, each as one session on all cores and as one single-threaded
 session per core in as many processes, with the host (CPU model, vector extensions) and its sgemm
-peak, so every figure reads as a share of the best engine and of the machine.
+peak, so every figure reads as a share of the best engine and of the machine. With `--json`: one
+JSON object, `samples_per_s` as {engine: {layout: {n: samples/s}} | why it cannot run here}
+(bench/serve.py runs it before and after its load: the "x best" column).
 """
 
 from __future__ import annotations
@@ -159,10 +161,17 @@ def compare_main(args: argparse.Namespace) -> int:
         peak = host.sgemm_peak(args.threads)
     except ImportError:  # no torch: figures without the physical limit
         peak = None
+    load_before = host.load_average()
     results = engines.compare(folder, args.n, args.seconds, args.threads)
-    if args.json:
-        print(json.dumps({"model": args.model, "host": host.cpu(), "load_average": host.load_average(),
-                          "sgemm_gflops": peak, "samples_per_s": results}))
+    if args.json:  # bench/serve.py reads this (its x best column and issue 18's targets)
+        try:
+            flops = engines.generator_flops(load_model_folder(folder)[1]["generator"])
+        except ImportError:  # no onnx: figures without the share of the sgemm peak
+            flops = None
+        print(json.dumps({"model": args.model, "host": host.cpu(), "threads": args.threads,
+                          "load_average": host.load_average(), "load_average_before": load_before,
+                          "sgemm_gflops": peak, "mflop_per_sample": flops / 1e6 if flops else None,
+                          "samples_per_s": results}))
         return 0
     print(f"{args.model} generator, samples/s on {host.describe()}")
     print(engines.report(folder, results, args.n, peak))

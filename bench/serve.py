@@ -1,6 +1,7 @@
 """ganserve under load, against its limit and against a hand-written server, in one run.
 
-    .venv/bin/python bench/serve.py                      # full run, ~17 minutes (figures for docs)
+    .venv/bin/python bench/serve.py --out /tmp/figures.json --markdown /tmp/host.md
+                                                         # full run, ~20 minutes: one section per host for the docs
     .venv/bin/python bench/serve.py --seconds 2 --quick  # smoke run while developing
     .venv/bin/python bench/serve.py --url http://gpu-host:3000 --raw-json raw.json   # a remote server
     .venv/bin/python bench/serve.py --only-batching      # micro-batching on vs off (and threads), ~3 min
@@ -10,12 +11,20 @@
 It starts the real server (`bentoml serve`, as `python -m service serve` does) on 127.0.0.1 and the
 baseline (bench/baseline_torch_server.py), drives both with `wrk` at several concurrencies, request
 sizes (n = 1, 64, 1024) and formats (json, npy, png), and prints samples/s, p50/p99 latency, errors,
-the server's CPU ms per request, and ratios: to raw onnxruntime on the same n (bench/raw_engine.py,
-measured before and after the load in this run) and to the baseline. Then the HTTP floors at
-c = 64, the micro-batcher's effect, peak RSS per process, and a soak that checks the workers'
-memory stays flat (bench/probes.py), then a burst of n = 4096 json answers and an idle minute:
-RSS before, at the peak and after (bench/memory_soak.py). Without trained `models/`, it exports untrained stand-ins of
-the four default models into /tmp (bench/stand_in_models.py): same graphs, same cost.
+the server's CPU ms per request, and ratios: to the best engine and layout on the host at the same n
+("x best": bench/raw_engine.py --compare, onnxruntime, OpenVINO and torch, one session on all cores
+and one per core, measured before and after the load in this run), to raw onnxruntime as one
+session with the server's threads per worker ("x raw", also before and after) and to the
+baseline. The server runs with the service's own layout for the host (service/settings.py: workers
+and threads) and backend auto unless --workers / --backend (or GANSERVE_*) say otherwise; the report
+says which it used (GET /models), and the host (CPU model, cores, vector extensions, load). Then
+the HTTP floors at c = 64, the micro-batcher's effect, peak RSS per process, and a soak that checks
+the workers' memory stays flat (bench/probes.py), then a burst of n = 4096 json answers and an idle
+minute: RSS before, at the peak and after (bench/memory_soak.py). Without trained `models/`, it
+exports untrained stand-ins of the four default models into /tmp (bench/stand_in_models.py): same
+graphs, same cost. Issue 7's and issue 18's targets are checked at the end; --markdown writes the
+run as a per-host section of docs/PERFORMANCE.md (bench/report.py renders a saved --out JSON the
+same way).
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from tqdm import tqdm
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # bench/ and the repo
 
+from host import cpu as host_cpu  # noqa: E402
 from load import LoadError, Result, require_wrk, settle  # noqa: E402
 from memory_soak import burst_then_idle  # noqa: E402
 from probes import batching_variants, floors, measured, soak  # noqa: E402
-from report import print_batching, print_grid, print_summary  # noqa: E402
+from report import (  # noqa: E402
+    best_limits, host_line, layout_counts, markdown, print_batching, print_grid, print_summary)
 from servers import REPO, MemorySampler, Server, ServerError, start_baseline, start_ganserve  # noqa: E402
 
 SCRATCH = Path("/tmp/ganserve-bench")
@@ -61,8 +72,22 @@ def parse_args() -> argparse.Namespace:
                    help="0 to skip; since 16 threads RSS takes ~3.5 min to level off")
     p.add_argument("--url", help="measure a running server there instead of starting one (no memory figures)")
     p.add_argument("--baseline-url", help="with --url: a running baseline server to compare against")
-    p.add_argument("--raw-json", type=Path, help="raw limits from `bench/raw_engine.py --json` (with --url: run it there)")
+    p.add_argument("--raw-json", type=Path,
+                   help="raw limits from `bench/raw_engine.py --json` (with --url: run it there); skips --compare's "
+                        "limit unless --limits-json gives it")
+    p.add_argument("--limits-json", type=Path,
+                   help="the limit over engines and layouts from `bench/raw_engine.py --compare --json` (with --url: "
+                        "run it there) instead of measuring it here")
+    p.add_argument("--no-compare", action="store_true", help="skip the limit over engines and layouts (no x best)")
+    p.add_argument("--limit-seconds", type=float, default=3.0,
+                   help="per measurement of the limits (raw onnxruntime; each engine, layout and n of --compare)")
+    p.add_argument("--workers", type=int, help="GANSERVE_WORKERS for the servers started (default: the service's "
+                                               "layout for this host)")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"],
+                   help="GANSERVE_BACKEND for the servers started (default auto)")
     p.add_argument("--out", type=Path, help="also write every figure as JSON here")
+    p.add_argument("--markdown", type=Path,
+                   help="also write the per-host section for docs/PERFORMANCE.md here ('-': print it)")
     p.add_argument("--only-batching", action="store_true",
                    help="only the micro-batching probe: on vs off at n=1 npy c=64 (with --quick: no threads sweep)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of the micro-batching probe")
@@ -79,20 +104,38 @@ def models_dir_for(args: argparse.Namespace) -> Path:
     return ensure_stand_ins(SCRATCH / "models")
 
 
-def service_workers() -> int:
-    return int(os.environ.get("GANSERVE_WORKERS", "1"))
+def service_layout() -> tuple[int, int, str]:
+    """(workers, graph threads per worker, why) the service chooses on this host with this
+    environment (GANSERVE_WORKERS included): the servers the bench starts take the same."""
+    from service.settings import SettingsError, load_settings
+
+    try:
+        return load_settings().layout()
+    except SettingsError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
-def raw_limits(models_dir: Path, model: str, sizes: list[int], seconds: float) -> dict[int, dict]:
+def raw_limits(models_dir: Path, model: str, sizes: list[int], seconds: float, threads: int) -> dict[int, dict]:
     """Per n, raw_engine's row (samples/s `ort`, `ort_cpu_ms`), in a fresh process, with the
-    service's intra-op thread count."""
-    from service.settings import cpu_count
-
-    threads = max(1, cpu_count() // service_workers())
+    service's intra-op thread count per worker."""
     command = [sys.executable, str(REPO / "bench" / "raw_engine.py"), "--models-dir", str(models_dir), "--model", model,
                "--seconds", str(seconds), "--threads", str(threads), "--no-stages", "--json", "--n", *map(str, sizes)]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
     return {int(n): row for n, row in json.loads(out.stdout)["samples_per_s"].items()}
+
+
+def compare_limits(models_dir: Path, model: str, sizes: list[int], seconds: float, when: str) -> dict:
+    """`raw_engine.py --compare --json` in a fresh process, on all the cores: every engine
+    (onnxruntime, OpenVINO, torch) as one session on all cores and as one single-threaded session
+    per core, with the host and its sgemm peak. The best of them is the limit of "x best"."""
+    from service.settings import cpu_count
+
+    print(f"the limit over engines and layouts, {when} the load ...", flush=True)
+    command = [sys.executable, str(REPO / "bench" / "raw_engine.py"), "--compare", "--json", "--models-dir",
+               str(models_dir), "--model", model, "--seconds", str(seconds), "--threads", str(cpu_count()),
+               "--n", *map(str, sizes)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(out.stdout)
 
 
 def load_points(args: argparse.Namespace) -> list[tuple[int, str, int]]:
@@ -145,20 +188,33 @@ def start_servers(args: argparse.Namespace, models_dir: Path | None) -> list[Ser
 def run(args: argparse.Namespace, figures: dict) -> None:
     models_dir = None if args.url else models_dir_for(args)
     print(f"models: {models_dir or args.url}; logs: {SCRATCH}", flush=True)
+    threads = figures["machine"]["graph_threads"]
     if args.raw_json:
         raw_doc = json.loads(args.raw_json.read_text())
         raw = {int(n): row for n, row in raw_doc["samples_per_s"].items()}
         figures["raw_before"] = figures["raw_after"] = raw
         figures["raw_provider"] = raw_doc.get("provider")
+        figures["raw_threads"] = raw_doc.get("threads")
         print(f"raw limits from {args.raw_json}, measured on {figures['raw_provider']}", flush=True)
     elif models_dir:
-        figures["raw_before"] = raw_limits(models_dir, args.model, args.sizes, 3)
+        figures["raw_threads"] = threads
+        figures["raw_before"] = raw_limits(models_dir, args.model, args.sizes, args.limit_seconds, threads)
+    # The limit over engines and layouts; with --raw-json (a remote or GPU host) only from --limits-json.
+    compare = models_dir is not None and not args.raw_json and not args.limits_json and not args.no_compare
+    if args.limits_json:
+        figures["limits_before"] = figures["limits_after"] = json.loads(args.limits_json.read_text())
+        print(f"the limit over engines and layouts from {args.limits_json}", flush=True)
+    elif compare:
+        figures["limits_before"] = compare_limits(models_dir, args.model, args.sizes, args.limit_seconds, "before")
     servers = start_servers(args, models_dir)
     ganserve = servers[0]
     try:
-        figures["served_on"] = served_on(ganserve, args.model)
-        print(f"ganserve runs {args.model} on {figures['served_on']['provider']} ({figures['served_on']['device']})",
-              flush=True)
+        figures["served_on"] = s = served_on(ganserve, args.model)
+        print(f"ganserve runs {args.model} on {s['provider']} ({s['device']}), backend {s['backend']} "
+              f"({s['backend_reason']}); layout: {s['layout']}", flush=True)
+        if not args.url and s["graph_threads"] not in (None, threads):
+            print(f"warning: the server runs {s['graph_threads']} graph thread(s) per worker, raw onnxruntime "
+                  f"was measured with {threads}", flush=True)
         points = load_points(args)
         sampler = MemorySampler(ganserve)
         with sampler, tqdm(total=len(points) * len(servers), desc="load", unit="point") as bar:
@@ -180,7 +236,10 @@ def run(args: argparse.Namespace, figures: dict) -> None:
     if models_dir and not args.quick:
         figures["batching"] = batching_variants(models_dir, SCRATCH, args.model, args.seconds, args.rounds)
     if models_dir and not args.raw_json:
-        figures["raw_after"] = raw_limits(models_dir, args.model, args.sizes, 3)
+        figures["raw_after"] = raw_limits(models_dir, args.model, args.sizes, args.limit_seconds, threads)
+    if compare:
+        figures["limits_after"] = compare_limits(models_dir, args.model, args.sizes, args.limit_seconds, "after")
+    figures["best_limit"] = best_limits(figures)
 
 
 def main() -> int:
@@ -191,7 +250,18 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     SCRATCH.mkdir(parents=True, exist_ok=True)
-    figures: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    # The servers started here (ganserve, the batching variants) read these as `python -m service serve` would.
+    if args.workers is not None:
+        os.environ["GANSERVE_WORKERS"] = str(args.workers)
+    if args.backend is not None:
+        os.environ["GANSERVE_BACKEND"] = args.backend
+    figures: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+                     "command": " ".join(sys.argv[1:])}
+    m = figures["machine"]
+    if args.url:
+        m["server_url"] = args.url  # the host line is then the client's, not the server's
+    print(f"host: {m['cpu']}, {m['cores']} cores, {'/'.join(m['vector']) or 'no AVX'}; load average "
+          f"{m['load_avg_at_start'][0]:.2f}; layout: {m['layout']}", flush=True)
     try:
         if args.only_batching:
             models_dir = models_dir_for(args)
@@ -205,7 +275,7 @@ def main() -> int:
         return 1
     figures["machine"]["load_avg_at_end"] = os.getloadavg()
     if args.only_batching:
-        print(f"\nmachine: {figures['machine']}")
+        print(f"\nhost: {host_line(figures)}")
         print_batching(figures)
     else:
         print_grid(figures)
@@ -213,29 +283,44 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1))
         print(f"figures written to {args.out}")
+    if args.markdown and not args.only_batching:
+        if str(args.markdown) == "-":
+            print("\n" + markdown(figures), end="")
+        else:
+            args.markdown.write_text(markdown(figures))
+            print(f"the section for docs/PERFORMANCE.md written to {args.markdown}")
     return 0
 
 
 def served_on(server: Server, model: str) -> dict:
-    """The provider the server really runs the model on, and its device note, from GET /models
-    (the server reports `session.get_providers()`, not what was asked for: ../shared/STACK.md)."""
+    """The provider and backend the server really runs the model on, why that backend, its device
+    note and its layout (workers, graph threads), from GET /models (the server reports
+    `session.get_providers()`, not what was asked for: ../shared/STACK.md)."""
     import httpx
 
     listed = httpx.get(server.url + "/models", timeout=30).raise_for_status().json()
     entry = next((m for m in listed["models"] if m["name"] == model), {})
-    return {"device": listed.get("device"), "provider": entry.get("provider", f"not served ({entry.get('reason')})")}
+    workers, threads = layout_counts(listed.get("layout") or "")
+    return {"device": listed.get("device"), "provider": entry.get("provider", f"not served ({entry.get('reason')})"),
+            "backend": entry.get("backend"), "backend_reason": entry.get("backend_reason"),
+            "layout": listed.get("layout"), "workers": workers, "graph_threads": threads}
 
 
 def machine() -> dict:
+    """The host (CPU model, cores, vector extensions: bench/host.py), the layout the service picks
+    on it, and the commit measured."""
     import platform
 
-    from service.settings import cpu_count
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": cpu_count(), "load_avg_at_start": os.getloadavg(), "python": platform.python_version(),
-            "workers": service_workers(), "threads": os.environ.get("GANSERVE_THREADS", "default"),
-            "time": time.strftime("%Y-%m-%d %H:%M")}
+    info = host_cpu()
+    workers, threads, why = service_layout()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO,
+                            check=False)
+    return {"cpu": info["model"], "cores": info["cores"], "vector": info["vector"],
+            "load_avg_at_start": os.getloadavg(), "python": platform.python_version(),
+            "workers": workers, "graph_threads": threads, "layout": why,
+            "threads": os.environ.get("GANSERVE_THREADS", "default"),
+            "backend": os.environ.get("GANSERVE_BACKEND", "auto"),
+            "commit": commit.stdout.strip() or "unknown", "time": time.strftime("%Y-%m-%d %H:%M")}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""bench/report.py on a small hand-made figures dict: issue 18's limit over engines and layouts,
+its targets, and the Markdown section for docs/PERFORMANCE.md (pure functions; no server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import report
+
+
+def _row(target: str, n: int, fmt: str, c: int, samples_per_s: float, cpu_ms: float | None = 1.0) -> dict:
+    return {"target": target, "n": n, "format": fmt, "c": c, "samples_per_s": samples_per_s, "rps": samples_per_s / n,
+            "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0, "server_cpu_ms": cpu_ms, "client_cpu": 0.1}
+
+
+def _floor(rps: float, cpu_ms: float) -> dict:
+    return {"rps": rps, "p99_ms": 30.0, "errors": 0, "server_cpu_ms": cpu_ms, "client_cpu": 0.1}
+
+
+def _limits(scale: float) -> dict:
+    """raw_engine.py --compare --json's shape, with JSON's string keys for n."""
+    return {"model": "mnist", "threads": 2, "sgemm_gflops": 100.0, "mflop_per_sample": 5.0, "samples_per_s": {
+        "onnxruntime": {"all_cores": {"1": 10_000 * scale, "1024": 34_000 * scale},
+                        "per_core": {"1": 12_000 * scale, "1024": 36_000 * scale}},
+        "openvino": "OpenVINO is not installed (the openvino extra)",
+        "torch": {"all_cores": {"1": 5_000 * scale, "1024": 40_000 * scale},
+                  "per_core": {"1": 6_000 * scale, "1024": 38_000 * scale}}}}
+
+
+@pytest.fixture
+def figures() -> dict:
+    return {
+        "machine": {"cpu": "Test CPU", "cores": 2, "vector": ["avx", "avx2", "fma", "avx512f"], "workers": 2,
+                    "graph_threads": 1, "layout": "2 worker(s) for 2 core(s)", "load_avg_at_start": [0.5, 0.4, 0.3],
+                    "load_avg_at_end": [1.5, 1.0, 0.5], "python": "3.11", "commit": "abc1234", "time": "2026-12-01 10:00"},
+        "command": "--out /tmp/f.json",
+        "served_on": {"provider": "CPUExecutionProvider", "device": "cpu", "backend": "onnxruntime",
+                      "backend_reason": "measured", "layout": "2 worker(s) for 2 core(s); 1 graph thread(s) per worker"},
+        "raw_threads": 1,
+        "raw_before": {1: {"ort": 8_000, "ort_cpu_ms": 0.2}, 1024: {"ort": 20_000, "ort_cpu_ms": 50.0}},
+        "raw_after": {1: {"ort": 8_000, "ort_cpu_ms": 0.2}, 1024: {"ort": 20_000, "ort_cpu_ms": 50.0}},
+        # torch all_cores is the best at n = 1024: (40,000 + 36,000) / 2 = 38,000 samples/s
+        "limits_before": _limits(1.0), "limits_after": _limits(0.9),
+        "rows": [_row("ganserve", 1024, "npy", 4, 34_960), _row("baseline", 1024, "npy", 4, 30_000),
+                 _row("ganserve", 1024, "npy", 8, 33_000), _row("baseline", 1024, "npy", 8, 34_000),
+                 _row("ganserve", 1, "npy", 64, 3_000), _row("baseline", 1, "npy", 64, 1_000)],
+        "floors": {"ganserve": {"livez": _floor(7_000, 0.15), "route": _floor(4_000, 0.26), "n1": _floor(2_960, 0.40)},
+                   "baseline": {"livez": _floor(24_000, 0.04), "route": _floor(20_000, 0.05), "n1": _floor(1_100, 0.80)}},
+    }
+
+
+def test_the_limit_is_the_best_engine_and_layout_mean_of_before_and_after(figures):
+    table, missing = report.limit_table(figures)
+    assert table["torch all_cores"][1024] == pytest.approx(38_000)
+    assert table["onnxruntime per_core"][1] == pytest.approx(11_400)
+    assert missing == {"openvino": "OpenVINO is not installed (the openvino extra)"}
+    best = report.best_limits(figures)
+    assert best[1024] == {"engine_layout": "torch all_cores", "samples_per_s": pytest.approx(38_000)}
+    assert best[1]["engine_layout"] == "onnxruntime per_core"
+    assert report.served_layout(figures) == "onnxruntime per_core"  # 2 single-threaded workers on 2 cores
+    # What the server said it runs wins over what the bench expected.
+    figures["served_on"].update(workers=1, graph_threads=2)
+    assert report.served_layout(figures) == "onnxruntime all_cores"
+
+
+def test_layout_counts_from_get_models():
+    assert report.layout_counts("2 worker(s) for 2 core(s) and 21.8 GiB available (one per core, at most 16, "
+                                "each within 500 MiB); 1 graph thread(s) per worker") == (2, 1)
+    assert report.layout_counts("GANSERVE_WORKERS=1; 2 graph thread(s) per worker") == (1, 2)
+    assert report.layout_counts("") == (None, None)
+
+
+def test_issue_18_targets(figures):
+    got = {name: (met, why) for name, met, why in report.targets_18(figures)}
+    met, why = got["n=1024 npy >= 90% of the best raw engine and layout on the host"]
+    assert met is True and "34,960 at c=4 / 38,000 samples/s (torch all_cores) = 92%" in why
+    met, why = got["ahead of the hand-written baseline at every point of the grid"]
+    assert met is False and "n=1024 npy c=8" in why
+    met, why = got["n=1 c=64 >= 75% of the route floor"]
+    assert met is False and "2,960 / 4,000 req/s = 74%" in why
+    met, why = got["n=1 c=64 CPU per request <= half the baseline's"]
+    assert met is True and "0.40 vs 0.80" in why  # exactly half counts as met
+
+
+def test_issue_18_targets_not_measured_say_so(figures, capsys):
+    """A run without the limit, the baseline, the floors or raw (--url, --no-compare, --no-baseline)."""
+    for key in ("limits_before", "limits_after", "floors", "raw_before", "raw_after"):
+        del figures[key]
+    figures["rows"] = [r for r in figures["rows"] if r["target"] == "ganserve"]
+    checked = report.targets_18(figures)
+    assert [met for _, met, _ in checked] == [None, None, None, None]
+    assert all(why.startswith("not measured") for _, _, why in checked)
+    figures["floors"] = {}
+    report.print_grid(figures)
+    report.print_summary(figures)
+    out = capsys.readouterr().out
+    assert "limit over engines and layouts: not measured (no x best)" in out
+    assert "[ -- ] n=1024 npy >= 90% of the best raw engine and layout on the host: not measured" in out
+    md = report.markdown(figures)
+    assert "| **not measured** | no baseline in this run |" in md and "| x best |" in md
+
+
+def test_markdown_section_for_a_host(figures, tmp_path, capsys):
+    md = report.markdown(figures)
+    assert md.startswith("## Test CPU, 2 cores, avx/avx2/fma/avx512f (2026-12-01 10:00)")
+    assert "load average 0.50 at the start, 1.50 at the end" in md
+    assert "Server: layout 2 worker(s)" in md and "backend onnxruntime (measured)" in md and "1 graph thread(s) per worker" in md
+    assert "| *onnxruntime per_core* | 11,400 | 34,200 |" in md  # the server's own engine and layout
+    assert "| openvino: not measured (OpenVINO is not installed (the openvino extra)) | - | - |" in md
+    assert "| **best** | 11,400 (onnxruntime per_core) | 38,000 (torch all_cores) |" in md
+    assert "| x best | x raw |" in md and "| target | status | figures |\n|---|---|---|" in md
+    # n = 1024 npy c = 4: x best 34,960 / 38,000, x raw / 20,000, x baseline / 30,000
+    assert "| 1024 | npy | 4 | 34,960 | 34.1 | 1.0 | 2.0 | 0 | 0.92 | 1.75 | 1.00 | 30,000 | 1.17 | 2.0 | 1.00 |" in md
+    assert "| n=1 c=64 >= 75% of the route floor | **missed** |" in md
+    assert "Targets (issue 7):" in md
+    # The --out JSON (string keys for n) renders the same, from the command line too.
+    path = tmp_path / "figures.json"
+    path.write_text(json.dumps(figures))
+    assert report.main([str(path), "--markdown"]) == 0
+    assert capsys.readouterr().out == md
