@@ -11,6 +11,13 @@ Frechet distance, classifier confidence and digit shares (mnist; frechet.py, cla
 Parzen log-likelihood with --parzen (slow), JSD (toy1d). `returned / drawn` is a lower bound on
 the acceptance rate (the first round draws 2n, later rounds 1.25 x what is missing at the rate
 seen so far, so above a rate of 1/2 it reads 0.5); `exhausted` counts the seeds whose draw bound ran out before n passed.
+
+A conditional model (mnist-cond) is asked for `labels` "balanced" (the classes in turn, resolved by
+the service's own service/labels.py), so every candidate is judged by D(x | its class) as /sample
+does, and gains two columns: label agreement (the share of returned samples that the project's
+classifier puts in the class asked for; for a mixture, whose nearest mode is that mode) and, for
+digits, the per-class Frechet distance (each class's returned samples against the held-out real
+digits of that class, valid + test, ~100 each; averaged over the classes).
 """
 
 from __future__ import annotations
@@ -37,17 +44,20 @@ def _filters(card) -> list[tuple[str, object]]:
     return rows
 
 
-def _draw(model, keep, n: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, int, int]:
-    from service import sampling
+def _draw(model, keep, n: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray | None]:
+    """(samples, logits, drawn, exhausted seeds, classes of the samples or None) over the seeds."""
+    from service import labels, sampling
 
-    xs, ls, drawn, exhausted = [], [], 0, 0
+    xs, ls, cs, drawn, exhausted = [], [], [], 0, 0
     for seed in seeds:
-        b = sampling.from_seed(model, n, seed, None, True, keep, n * MAX_DRAWS_FACTOR)
+        c = labels.resolve(model, labels.BALANCED, n, seed).classes if model.conditional else None
+        b = sampling.from_seed(model, n, seed, None, True, keep, n * MAX_DRAWS_FACTOR, c)
         xs.append(b.samples)
         ls.append(b.logits)
+        cs.append(b.labels)
         drawn += b.drawn
         exhausted += int(b.exhausted)
-    return np.concatenate(xs), np.concatenate(ls), drawn, exhausted
+    return np.concatenate(xs), np.concatenate(ls), drawn, exhausted, np.concatenate(cs) if model.conditional else None
 
 
 class _Measure:
@@ -68,15 +78,22 @@ class _Measure:
             self.clf = load_classifier(CLASSIFIER_FOR[self.dataset])
             self.valid, self.test = split("valid"), split("test")
             self.real = np.concatenate([self.valid, self.test])
+            if card.condition is not None:  # the held-out real digits' labels, for the per-class Frechet
+                self.real_y = np.concatenate([load_dataset(self.dataset, s, **options).y.numpy() for s in ("valid", "test")])
 
-    def __call__(self, x: np.ndarray) -> dict:
+    def __call__(self, x: np.ndarray, c: np.ndarray | None = None) -> dict:
+        """The metrics of returned samples x; `c`: a conditional model's classes asked for, (len(x),)."""
         if len(x) < 2:
             return {}
         if self.dataset in ("ring8", "grid25"):
             from training.evaluation.modes import mode_coverage
             r = mode_coverage(x.reshape(len(x), -1), self.modes, self.sigma)
-            return {"modes": f"{r.modes_covered}/{r.n_modes}", "high quality": f"{100 * r.high_quality:.1f}%",
-                    "reverse KL": f"{r.reverse_kl:.3f}", "modes >= 20% share": f"{r.modes_covered_at_20pct}/{r.n_modes}"}
+            out = {"modes": f"{r.modes_covered}/{r.n_modes}", "high quality": f"{100 * r.high_quality:.1f}%",
+                   "reverse KL": f"{r.reverse_kl:.3f}", "modes >= 20% share": f"{r.modes_covered_at_20pct}/{r.n_modes}"}
+            if c is not None:  # a sample of mode c is right when mode c is its nearest
+                nearest = np.linalg.norm(x.reshape(len(x), 1, -1) - self.modes[None], axis=2).argmin(axis=1)
+                out["label agreement"] = f"{(nearest == c).mean():.3f}"
+            return out
         if self.dataset == "toy1d":
             from training.data.toy import TOY1D_MEAN, TOY1D_STD, toy1d_density
             from training.evaluation import density1d
@@ -87,6 +104,11 @@ class _Measure:
         m = digit_metrics(self.clf, x, self.real)
         out = {"Frechet": f"{m.frechet:.2f}", "confidence": f"{m.confidence:.3f}", "smallest digit share": f"{m.min_share:.3f}",
                "digit shares": " ".join(f"{s:.2f}" for s in m.class_shares)}
+        if c is not None:
+            from training.evaluation import conditional as cond
+            out["label agreement"] = f"{cond.label_agreement(self.clf, x, c).overall:.3f}"
+            fd = cond.per_class_frechet(self.clf, x, c, self.real, self.real_y)
+            out["per-class Frechet, mean"] = f"{np.nanmean(fd):.1f}"
         if self.parzen:
             from training.evaluation.parzen import parzen_estimate
             p = parzen_estimate(x[:10_000], self.valid, self.test, progress=False)
@@ -101,9 +123,9 @@ def table(folder: Path, n: int, seeds: list[int], parzen: bool) -> list[dict]:
     measure = _Measure(model.card, parzen)
     rows = []
     for label, keep in _filters(model.card):
-        x, _, drawn, exhausted = _draw(model, keep, n, seeds)
+        x, _, drawn, exhausted, c = _draw(model, keep, n, seeds)
         rows.append({"model": folder.name, "filter": label, "returned": f"{len(x)} of {n * len(seeds)}",
-                     "returned / drawn": f"{len(x) / drawn:.3f}", "exhausted": f"{exhausted}/{len(seeds)}", **measure(x)})
+                     "returned / drawn": f"{len(x) / drawn:.3f}", "exhausted": f"{exhausted}/{len(seeds)}", **measure(x, c)})
     return rows
 
 
@@ -187,7 +209,7 @@ def calibration_figure(models_dir: Path, names: list[str], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", type=Path, default=Path("models"))
-    p.add_argument("--models", default="ring8,grid25,mnist,toy1d", help="comma-separated model folder names")
+    p.add_argument("--models", default="ring8,grid25,mnist,toy1d,mnist-cond", help="comma-separated model folder names")
     p.add_argument("--n", type=int, default=2000, help="samples asked for per seed")
     p.add_argument("--seeds", default="100-104", help="a range a-b of seeds, one request each")
     p.add_argument("--parzen", action="store_true", help="add the Parzen estimate on image models (slow)")

@@ -15,6 +15,12 @@ Works on a model folder alone (the shipped folders hold ONNX graphs, no checkpoi
   G's samples from latent seeds training never draws.
 - DRS's gamma: 0 (exact rejection sampling with the estimated ratio) unless that keeps fewer than
   the target share of 10,000 of G's samples; then loosened just enough to keep the target share.
+- A conditional model (G(z, c), D(x, c)): D learns D*(x, c) on real (x, its label) against
+  (G(z, c), c), the fakes' classes drawn from the training labels (as the trainer draws them), so
+  that c alone tells real from fake nothing and the logit estimates log p_data(x | c) / p_g(x | c),
+  the ratio /sample's DRS applies to a candidate of a requested class. Held-out fakes take the held-out
+  real labels, noise is scored under uniform random classes, and gamma is chosen over G's samples
+  of the classes in turn (as export measures max_logit).
 
 The new folder is built beside the old one and swapped in whole, as export does.
 """
@@ -52,9 +58,10 @@ from models.card import (
 from training.config import TrainConfig
 from training.data import load_dataset
 from training.evaluation import calibration as cal
-from training.evaluation.samplers import onnx_sampler
+from training.evaluation.samplers import balanced_labels, onnx_sampler
+from training.export import export_discriminator
 from training.networks import PerSampleDiscriminator, build_discriminator
-from training.onnx_io import OnnxExportError, cpu_session, export_graph, run_batched, save_graph, session_signature, signature_of
+from training.onnx_io import OnnxExportError, cpu_session, run_batched, save_graph, session_signature, signature_of
 
 REALNESS_SAMPLES = 10_000  # G's samples over which max_logit, gamma and the acceptance are measured
 HELD_OUT_FAKES = 5_000  # at most this many of G's samples against each held-out real split
@@ -63,6 +70,9 @@ POOL_STEPS = 50  # steps' worth of G's samples drawn per generator run during tr
 # Latent seeds of G's samples: training draws from TRAIN_SEED + step, the held-out sets and the
 # realness measurement from their own seeds, so no held-out sample is ever trained on.
 TRAIN_SEED, VALID_SEED, TEST_SEED, REALNESS_SEED, NOISE_SEED = 1_000_000, 7001, 7002, 7003, 7004
+# A conditional model's classes: of G's training samples (drawn from the training labels) and of
+# G's held-out samples (the held-out real labels, shuffled), each on its own stream.
+CLASS_SEED = 7005
 
 
 class CalibrationError(ValueError):
@@ -125,34 +135,52 @@ def load_discriminator(path: Path, net_cfg) -> nn.Module:
     return module.eval()
 
 
-def _logits(module: nn.Module, x: np.ndarray, batch: int = 2000) -> np.ndarray:
+def _d(module: nn.Module, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    return module(x) if c is None else module(x, c)
+
+
+def _logits(module: nn.Module, x: np.ndarray, c: np.ndarray | None = None, batch: int = 2000) -> np.ndarray:
+    """D's logits (n,) of x (n, *shape) and, for a conditional D, their classes c (n,) int64."""
     module.eval()
     with torch.no_grad():
-        return torch.cat([module(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)]).numpy().ravel()
+        return torch.cat([_d(module, torch.from_numpy(x[i : i + batch]), None if c is None else torch.from_numpy(c[i : i + batch]))
+                          for i in range(0, len(x), batch)]).numpy().ravel()
 
 
-def _measure(module: nn.Module, real: np.ndarray, fake: np.ndarray) -> dict:
-    lr, lf = _logits(module, real), _logits(module, fake)
+# A held-out set is (x, c): samples and, for a conditional model, their classes (else None).
+def _measure(module: nn.Module, real: tuple, fake: tuple) -> dict:
+    lr, lf = _logits(module, *real), _logits(module, *fake)
     bins, ece = cal.reliability(lr, lf)
     return {"auc": cal.auc(lr, lf), "ece": ece, "reliability": bins, "real": lr, "fake": lf}
 
 
-def _held_out_loss(module: nn.Module, real: np.ndarray, fake: np.ndarray) -> float:
-    lr, lf = torch.from_numpy(_logits(module, real)), torch.from_numpy(_logits(module, fake))
+def _held_out_loss(module: nn.Module, real: tuple, fake: tuple) -> float:
+    lr, lf = torch.from_numpy(_logits(module, *real)), torch.from_numpy(_logits(module, *fake))
     return float(F.softplus(-lr).mean() + F.softplus(lf).mean())
 
 
 def _final_linear(module: nn.Module) -> nn.Linear:
-    last = [m for m in module.modules() if isinstance(m, nn.Linear)][-1]
-    if last.out_features != 1:
-        raise CalibrationError("D's last layer is not a one-logit linear layer; cannot fold the Platt fit")
-    return last
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1].out_features != 1:
+        raise CalibrationError("D's last layer is not a one-logit linear layer; cannot fold the Platt fit (--no-platt)")
+    return linears[-1]
 
 
-def _platt(module: nn.Module, real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
+def _fold_target(module: nn.Module) -> tuple[nn.Linear, nn.Embedding | None]:
+    """Where a Platt fit a * logit + b goes: the last linear layer, and a projection D's class
+    embedding (its logit is psi(h) + <e_c, h>, so both terms scale by a; b joins psi's bias)."""
+    condition = getattr(module, "condition", None)
+    if condition is None:
+        return _final_linear(module), None
+    if not (isinstance(module.head, nn.Linear) and module.head.out_features == 1):
+        raise CalibrationError("this conditional D's head is not a one-logit linear layer; cannot fold the Platt fit (--no-platt)")
+    return module.head, module.embed if condition == "projection" else None
+
+
+def _platt(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float]:
     """Fit logit' = a * logit + b on held-out data (logistic regression on one feature) and fold it
-    into D's last linear layer, which stays the graph's last operation."""
-    lr, lf = _logits(module, real), _logits(module, fake)
+    into D's last linear layer (and a projection D's class embedding), so the graph keeps its shape."""
+    lr, lf = _logits(module, *real), _logits(module, *fake)
     x = torch.from_numpy(np.concatenate([lr, lf])).double()
     y = torch.cat([torch.ones(len(lr)), torch.zeros(len(lf))]).double()
     w = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
@@ -168,16 +196,23 @@ def _platt(module: nn.Module, real: np.ndarray, fake: np.ndarray) -> tuple[float
     a, b = (float(v) for v in w.detach())
     if not (a > 0 and np.isfinite(a) and np.isfinite(b)):
         return 1.0, 0.0  # a fit that flips or breaks the ordering is no calibration: keep D as is
-    last = _final_linear(module)
+    last, embed = _fold_target(module)
     with torch.no_grad():
         last.weight.mul_(a)
         last.bias.mul_(a).add_(b)
+        if embed is not None:
+            embed.weight.mul_(a)
     return a, b
 
 
-def _train(module: nn.Module, cfg: CalibrationConfig, real_train: np.ndarray, sample, valid: tuple, progress: bool) -> int:
-    """D alone, G frozen: minimize -log D(x) - log(1 - D(G(z))). Keeps the weights of the best
+def _train(module: nn.Module, cfg: CalibrationConfig, real_train: tuple, sample, valid: tuple, progress: bool) -> int:
+    """D alone, G frozen: minimize -log D(x) - log(1 - D(G(z))) (a conditional D: -log D(x, y) -
+    log(1 - D(G(z, c), c)), y the real labels, c drawn from them). Keeps the weights of the best
     held-out loss; returns the step they were reached at."""
+    real_train, labels = real_train
+    labels_t = None if labels is None else torch.from_numpy(labels)
+    class_rng = np.random.default_rng([CLASS_SEED, cfg.seed])
+    c_pool = None
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     # Cosine decay to lr / 20: large steps find the density ratio's shape, small ones its sharp edges
@@ -188,14 +223,20 @@ def _train(module: nn.Module, cfg: CalibrationConfig, real_train: np.ndarray, sa
     best, best_state, best_step, waited = _held_out_loss(module, *valid), copy.deepcopy(module.state_dict()), 0, 0
     for step in range(1, cfg.steps + 1):
         module.train()  # D's dropout, as in training
-        x_real = real_t[torch.randint(len(real_t), (cfg.batch,), generator=gen)]
+        pick = torch.randint(len(real_t), (cfg.batch,), generator=gen)
+        x_real, c_real = real_t[pick], None if labels_t is None else labels_t[pick]
         if used + cfg.batch > len(pool):
             # G's fresh samples, POOL_STEPS steps' worth per graph run: one onnxruntime call per
             # step cost more than D's step on small networks. Each sample is used once.
-            pool, used = sample(cfg.batch * POOL_STEPS, TRAIN_SEED + step), 0
+            if labels is None:
+                pool, used = sample(cfg.batch * POOL_STEPS, TRAIN_SEED + step), 0
+            else:  # the fakes' classes as frequent as the real labels, so c alone says nothing
+                c_pool = labels[class_rng.integers(len(labels), size=cfg.batch * POOL_STEPS)]
+                pool, used = sample(cfg.batch * POOL_STEPS, TRAIN_SEED + step, c_pool), 0
         x_fake = torch.from_numpy(pool[used : used + cfg.batch])
+        c_fake = None if c_pool is None else torch.from_numpy(c_pool[used : used + cfg.batch])
         used += cfg.batch
-        loss = F.softplus(-module(x_real)).mean() + F.softplus(module(x_fake)).mean()
+        loss = F.softplus(-_d(module, x_real, c_real)).mean() + F.softplus(_d(module, x_fake, c_fake)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -214,15 +255,48 @@ def _train(module: nn.Module, cfg: CalibrationConfig, real_train: np.ndarray, sa
     return best_step
 
 
-def _split(card: ModelCard, split: str) -> np.ndarray:
+def _split(card: ModelCard, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y): the split's samples and, for a conditional model, their labels (int64 (N,))."""
     options = card.training.config.get("dataset_options", {})
-    x = load_dataset(card.dataset, split, **options).x
-    return np.ascontiguousarray((x.numpy() if hasattr(x, "numpy") else np.asarray(x)).astype(np.float32))
+    data = load_dataset(card.dataset, split, **options)
+    x = np.ascontiguousarray((data.x.numpy() if hasattr(data.x, "numpy") else np.asarray(data.x)).astype(np.float32))
+    if card.condition is None:
+        return x, None
+    if data.y is None:
+        raise CalibrationError(f"{card.dataset}: the {split} split has no labels; a conditional D needs them")
+    y = np.ascontiguousarray(np.asarray(data.y, dtype=np.int64))
+    if y.min(initial=0) < 0 or y.max(initial=0) >= card.condition.classes:
+        raise CalibrationError(f"{card.dataset}: {split} labels outside [0, {card.condition.classes})")
+    return x, y
 
 
-def _noise(card: ModelCard, n: int) -> np.ndarray:
+def _fakes(sample, real: tuple, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """G's held-out samples against a real held-out set: at most HELD_OUT_FAKES, from `seed`'s
+    latents; a conditional G's take the real set's labels (shuffled), so the two sides have the
+    same classes and only D's judgement of x within a class separates them."""
+    x, y = real
+    n = min(len(x), HELD_OUT_FAKES)
+    if y is None:
+        return sample(n, seed), None
+    c = y[np.random.default_rng([CLASS_SEED, seed]).permutation(len(y))[:n]]
+    return sample(n, seed, c), c
+
+
+def _noise(card: ModelCard, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Uniform noise over the value range and, for a conditional model, uniform random classes."""
     lo, hi = card.sample.value_range
-    return np.random.default_rng(NOISE_SEED).uniform(lo, hi, size=(n, *card.sample.shape)).astype(np.float32)
+    rng = np.random.default_rng(NOISE_SEED)
+    x = rng.uniform(lo, hi, size=(n, *card.sample.shape)).astype(np.float32)
+    return x, None if card.condition is None else rng.integers(card.condition.classes, size=n, dtype=np.int64)
+
+
+def _realness_set(sample, card: ModelCard) -> tuple[np.ndarray, np.ndarray | None]:
+    """The REALNESS_SAMPLES of G over which max_logit and gamma are measured; a conditional G's
+    over its classes in turn, as export measured max_logit (every class equally)."""
+    if card.condition is None:
+        return sample(REALNESS_SAMPLES, REALNESS_SEED), None
+    c = balanced_labels(REALNESS_SAMPLES, card.condition.classes)
+    return sample(REALNESS_SAMPLES, REALNESS_SEED, c), c
 
 
 def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConfig(), *, out: Path | str | None = None,
@@ -246,9 +320,10 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
     else:
         try:
             module = load_discriminator(paths["discriminator"], net_cfg)
-            probe = sample(64, VALID_SEED)
-            ort_logits = run_batched(cpu_session(paths["discriminator"], 1), probe).ravel()
-            if not np.max(np.abs(ort_logits - _logits(module, probe))) <= PARITY_TOLERANCE:
+            probe_c = None if card.condition is None else balanced_labels(64, card.condition.classes)
+            probe = sample(64, VALID_SEED, probe_c)
+            ort_logits = run_batched(cpu_session(paths["discriminator"], 1), probe, c=probe_c).ravel()
+            if not np.max(np.abs(ort_logits - _logits(module, probe, probe_c))) <= PARITY_TOLERANCE:
                 raise CalibrationError("the rebuilt D does not reproduce discriminator.onnx")
         except CalibrationError as e:
             if progress:
@@ -257,46 +332,51 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
     inner = module.packed if isinstance(module, PerSampleDiscriminator) else module
 
     real_train, real_valid, real_test = (_split(card, s) for s in ("train", "valid", "test"))
-    valid = (real_valid, sample(min(len(real_valid), HELD_OUT_FAKES), VALID_SEED))
-    test_fake = sample(min(len(real_test), HELD_OUT_FAKES), TEST_SEED)
+    valid = (real_valid, _fakes(sample, real_valid, VALID_SEED))
+    test_fake = _fakes(sample, real_test, TEST_SEED)
     before = _measure(module, real_test, test_fake)
 
     if isinstance(module, PerSampleDiscriminator):
         raise CalibrationError("calibrating a packed D (d_pack > 1) is not supported yet")
+    if cfg.platt:
+        _fold_target(module)  # refused before training, not after it
     best_step = _train(inner, cfg, real_train, sample, valid, progress)
     platt = _platt(module, *valid) if cfg.platt else (1.0, 0.0)
     module.eval()
     after = _measure(module, real_test, test_fake)
 
-    x_realness = sample(REALNESS_SAMPLES, REALNESS_SEED)
+    x_realness, c_realness = _realness_set(sample, card)
     staging = target.parent / f".{target.name}.calibrating-{uuid.uuid4().hex[:8]}"
     shutil.copytree(folder, staging)
     try:
         d_path = staging / GRAPH_FILES["discriminator"]
-        proto = export_graph(module, torch.from_numpy(x_realness[:2]), "x", "logit")
+        # As export writes D: x (and a conditional D's class c) -> logit, checked against the card below.
+        proto = export_discriminator(module, torch.from_numpy(x_realness[:2]),
+                                     None if c_realness is None else torch.from_numpy(c_realness[:2]))
         save_graph(proto, d_path)
         session = cpu_session(d_path, 1)
         check_signature(d_path, card.onnx.discriminator, session_signature(session))
         check_signature(d_path, card.onnx.discriminator, signature_of(proto))
-        logits = run_batched(session, x_realness).ravel()
-        if not np.max(np.abs(logits - _logits(module, x_realness))) <= PARITY_TOLERANCE:
+        logits = run_batched(session, x_realness, c=c_realness).ravel()
+        if not np.max(np.abs(logits - _logits(module, x_realness, c_realness))) <= PARITY_TOLERANCE:
             raise OnnxExportError(f"{d_path.name}: differs from torch beyond {PARITY_TOLERANCE:g}")
         max_logit = float(logits.max())
         gamma = cal.recommended_gamma(logits, max_logit, cfg.target_acceptance)
         accept = cal.acceptance(logits, max_logit, gamma)
-        noise = _logits(module, _noise(card, len(real_test)))
+        noise = _logits(module, *_noise(card, len(real_test[0])))
         record = Calibration(
             method=(f"D trained on with G frozen (Azadi et al. 2019): Adam lr {cfg.lr:g}, {cfg.batch} real training "
                     f"samples against {cfg.batch} fresh samples of generator.onnx per step, early stopping on the held-out "
                     f"loss every {cfg.eval_every} steps (patience {cfg.patience}, best at step {best_step})"
-                    + (f", then a Platt fit on the valid split folded into the last layer (a={platt[0]:.4g}, b={platt[1]:.4g})"
+                    + (f", then a Platt fit on the valid split folded into the last layer{_embedding_note(module)} "
+                       f"(a={platt[0]:.4g}, b={platt[1]:.4g})"
                        if cfg.platt else "")),
             started_from=start,
             started_from_sha256=card.files["discriminator"].sha256,
             steps=best_step,
-            held_out=(f"{card.dataset} test split ({len(real_test)} real) against {len(test_fake)} samples of G "
-                      f"(latent seed {TEST_SEED}); noise: {len(real_test)} uniform draws over the sample value range; "
-                      f"early stopping and the Platt fit used the valid split"),
+            held_out=(f"{card.dataset} test split ({len(real_test[0])} real) against {len(test_fake[0])} samples of G "
+                      f"(latent seed {TEST_SEED}); noise: {len(real_test[0])} uniform draws over the sample value range; "
+                      f"early stopping and the Platt fit used the valid split" + _classes_note(card)),
             auc=after["auc"],
             ece=after["ece"],
             reliability=after["reliability"],
@@ -325,6 +405,18 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
                   gamma, accept, time.perf_counter() - t0)
 
 
+def _embedding_note(module: nn.Module) -> str:
+    return " and the class embedding" if getattr(module, "condition", None) == "projection" else ""
+
+
+def _classes_note(card: ModelCard) -> str:
+    if card.condition is None:
+        return ""
+    return ("; conditional: D(x, c) trained on real samples with their labels against G(z, c), c drawn from the "
+            "training labels; G's held-out samples take the held-out real labels, noise uniform random classes, "
+            f"max_logit and gamma over G's samples of the {card.condition.classes} classes in turn")
+
+
 def _swap(staging: Path, target: Path) -> None:
     old = None
     if target.exists():
@@ -343,8 +435,8 @@ def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float
         raise CalibrationError("target_acceptance: must be in (0, 1]")
     folder = Path(folder)
     card, paths = load_model_folder(folder)
-    x = onnx_sampler(folder, card, threads=1)(REALNESS_SAMPLES, REALNESS_SEED)
-    logits = run_batched(cpu_session(paths["discriminator"], 1), x).ravel()
+    x, c = _realness_set(onnx_sampler(folder, card, threads=1), card)
+    logits = run_batched(cpu_session(paths["discriminator"], 1), x, c=c).ravel()
     max_logit = max(card.realness.max_logit, float(logits.max()))
     gamma = cal.recommended_gamma(logits, max_logit, target_acceptance)
     accept = cal.acceptance(logits, max_logit, gamma)

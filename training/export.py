@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -97,6 +98,13 @@ def _args(value: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, ..
     return (value,) if c is None else (value, c)
 
 
+def export_discriminator(D: nn.Module, x: torch.Tensor, c: torch.Tensor | None = None) -> onnx.ModelProto:
+    """D's graph, x -> logit, or x, c -> logit for a conditional D (c: int64 (batch,) classes), the
+    batch axis dynamic; `x` (and `c`) are an example batch of >= 2. Shared with calibration, so a
+    re-exported D has the signature export gave it."""
+    return export_graph(D, _args(x, c), ("x", "c") if c is not None else "x", "logit")
+
+
 def _check_parity(G: nn.Module, D: nn.Module, g_session, d_session, cfg: NetworkConfig, seed: int) -> dict:
     """torch and onnxruntime must agree at every batch size (and, for a conditional pair, on
     random classes); returns the worst differences seen."""
@@ -175,7 +183,7 @@ def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, traini
     inputs = ("z", "c") if c is not None else "z"
     g_proto = export_graph(G, _args(z, c), inputs, "x")
     steps.update()
-    d_proto = export_graph(D, _args(x, c), ("x", "c") if c is not None else "x", "logit")
+    d_proto = export_discriminator(D, x, c)
     steps.update()
     save_graph(g_proto, g_path)
     save_graph(d_proto, d_path)

@@ -182,8 +182,16 @@ def cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
         raise OnnxExportError(f"{path.name}: onnxruntime cannot load it ({e})") from None
 
 
-def run_batched(session: ort.InferenceSession, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Run a single-input, single-output session over `x` in chunks of `batch` rows."""
-    name = session.get_inputs()[0].name
-    parts = [session.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)]
+def run_batched(session: ort.InferenceSession, x: np.ndarray, batch: int = 1000, c: np.ndarray | None = None) -> np.ndarray:
+    """Run a single-output session over `x` in chunks of `batch` rows; a conditional graph's second
+    input (the int64 class, (N,)) is fed `c` row for row."""
+    names = [i.name for i in session.get_inputs()]
+    if (c is not None) != (len(names) == 2):
+        raise ValueError(f"run_batched: the graph takes {', '.join(names)}; "
+                         + ("no class was given" if c is None else "a class was given"))
+
+    def feed(i: int) -> dict:
+        return {names[0]: x[i : i + batch]} if c is None else {names[0]: x[i : i + batch], names[1]: c[i : i + batch]}
+
+    parts = [session.run(None, feed(i))[0] for i in range(0, len(x), batch)]
     return np.concatenate(parts, axis=0)
