@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from typing import AsyncIterator, Callable, Iterator, Optional
 
+from .encoding import JSON_STREAM_MIN_VALUES
 from .errors import RequestError
 
 # Peak bytes a request allocates per sample value, by answer format, measured at n = 4096 on the
@@ -29,6 +30,12 @@ from .errors import RequestError
 # ~7 bytes of text per value, and orjson's buffer as it grows), 8.0 for npy (samples and answer),
 # 8.2 for png (samples, 8-bit tiles, canvas, scanlines). Rounded up: the estimate must not undercount.
 PEAK_BYTES_PER_VALUE = {"json": 20, "npy": 10, "png": 10}
+# A json answer the routes stream (encoding.JSON_STREAM_MIN_VALUES and up): 5.4 bytes per value
+# while it is sent (the samples, one or two blocks of text), but 8 while G runs: above 1,024 rows
+# the micro-batcher's chunks (onnxruntime's, which tracemalloc does not see) and their
+# concatenation are both held, as for npy. So npy's rate, plus the blocks' text and buffers.
+STREAMED_JSON_BYTES_PER_VALUE = 10
+JSON_STREAM_BYTES = 4 * 1024 * 1024
 LATENT_BYTES_PER_VALUE = 8  # float32 latents, plus their float64 draw where truncation redraws
 MIN_COST = 16 * 1024
 TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth trimming (memory.py)  # a request's own objects (scope, body, response) whatever its size
@@ -37,12 +44,19 @@ TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth tri
 SCORE_BYTES_PER_BODY_BYTE = {"json": 6, "npy": 3, "png": 16}
 
 
-def sample_cost(n: int, latent_dim: int, sample_values: int, fmt: str, draws: int = 1) -> int:
+def sample_cost(n: int, latent_dim: int, sample_values: int, fmt: str, draws: int = 1, streamed: bool = False) -> int:
     """Estimated peak bytes of a request for n samples in `fmt`; `draws` > 1: a filter may draw
-    up to n x draws latents and samples (handled in blocks, so at most a few times n at once)."""
-    per_sample = LATENT_BYTES_PER_VALUE * latent_dim + PEAK_BYTES_PER_VALUE.get(fmt, 20) * sample_values
+    up to n x draws latents and samples (handled in blocks, so at most a few times n at once).
+    `streamed`: the caller streams a large json answer (the HTTP routes; handlers.respond). A
+    filter may keep fewer samples than n, and an answer at or below the stream's threshold is
+    sent whole: its peak (14.7 bytes a value measured, 3.9 MB at the threshold) stays within the
+    10 a value charged plus the fixed JSON_STREAM_BYTES."""
+    per_value, fixed = PEAK_BYTES_PER_VALUE.get(fmt, 20), 0
+    if streamed and fmt == "json" and n * sample_values > JSON_STREAM_MIN_VALUES:
+        per_value, fixed = STREAMED_JSON_BYTES_PER_VALUE, JSON_STREAM_BYTES
+    per_sample = LATENT_BYTES_PER_VALUE * latent_dim + per_value * sample_values
     extra = 4 * (latent_dim + sample_values) * n * min(draws - 1, 2)  # rejection rounds' blocks
-    return max(MIN_COST, n * per_sample + extra)
+    return max(MIN_COST, n * per_sample + extra + fixed)
 
 
 def score_cost(body_bytes: int, kind: str) -> int:

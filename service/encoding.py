@@ -11,6 +11,7 @@ import io
 import math
 import struct
 import zlib
+from typing import Iterator
 
 import numpy as np
 import orjson
@@ -44,6 +45,53 @@ def json_bytes(payload: dict) -> bytes:
     floats: ~15x faster than json.dumps(array.tolist()) for a 4096 x 784 batch). Non-finite
     values, which JSON cannot carry, become null."""
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+# Values of the streamed array encoded at a time: 128 MNIST digits, ~1 MB of text (7-8 bytes per
+# float32 value), ~6 ms of orjson on this kind of CPU: one thread hop and one ASGI send per block
+# cost ~1% of its encoding, and the text held at once stays a few MB whatever the answer's size.
+JSON_BLOCK_VALUES = 1 << 17
+# Answers above this many values are worth streaming: measured (bench/request_memory.py, MNIST),
+# a stream's text and buffers take ~3 MB whatever the answer, the whole text ~11 bytes per value
+# beyond the samples; they break even near two blocks (n = 256: a stream peaked at 4.5 MB, the
+# whole answer at 3.0; n = 512: 4.6 against 5.9; n = 4096: 17.4 against 59.8).
+JSON_STREAM_MIN_VALUES = 2 * JSON_BLOCK_VALUES
+
+
+def json_chunks(payload: dict, key: str, block_values: int | None = None) -> Iterator[bytes]:
+    """json_bytes(payload), byte for byte, in pieces: the fields before `key`, then the array
+    payload[key] (n, ...) a block of rows at a time, then the fields after it. Only one block's
+    text is held at once, never the whole answer (docs/PERFORMANCE.md, memory per request).
+
+    Byte equality holds because orjson writes every value without regard to what surrounds it:
+    a dict's text is its fields' texts joined by commas in insertion order, and an array's text is
+    its rows' texts joined by commas in brackets; the blocks are orjson's own text of row slices,
+    brackets cut off. The head, the first block and the tail are encoded now, so that a field or
+    an array orjson refuses raises here, before the caller has begun an answer (every block has
+    the first's dtype and layout); the other blocks are encoded as they are taken."""
+    keys = list(payload)
+    at = keys.index(key)
+    array = payload[key]
+    if not isinstance(array, np.ndarray) or array.ndim == 0:
+        raise TypeError(f"{key} must be an array of rows, got {type(array).__name__}")
+    head = json_bytes({k: payload[k] for k in keys[:at]})  # b"{...}", or b"{}"
+    tail = json_bytes({k: payload[k] for k in keys[at + 1 :]})
+    opening = head[:-1] + (b"," if at else b"") + orjson.dumps(key) + b":["
+    closing = b"]" + (b"," + tail[1:] if len(keys) > at + 1 else b"}")
+    rows = max(1, (block_values or JSON_BLOCK_VALUES) // max(1, math.prod(array.shape[1:])))
+    first = orjson.dumps(array[:rows], option=orjson.OPT_SERIALIZE_NUMPY)  # b"[row,row,...]", or b"[]"
+    return _json_blocks(b"".join((opening, memoryview(first)[1:-1])), array, rows, closing)
+
+
+def _json_blocks(opening: bytes, array: np.ndarray, rows: int, closing: bytes) -> Iterator[bytes]:
+    yield opening
+    del opening  # a block's text: not kept for the rest of the stream
+    for i in range(rows, len(array), rows):
+        text = orjson.dumps(array[i : i + rows], option=orjson.OPT_SERIALIZE_NUMPY)
+        # One copy of the block's text, brackets cut off, after the comma that joins it on.
+        yield b"".join((b",", memoryview(text)[1:-1]))
+        del text
+    yield closing
 
 
 def json_array(value, field: str, dims: int | None = None) -> np.ndarray:

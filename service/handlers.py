@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from . import encoding, labels, latents, sampling, versions
 from .engine import Engine, LoadedModel, NoDiscriminator
@@ -34,6 +34,13 @@ LOOP_MIN_KEEP_PROBABILITY = 0.5
 # samples; at 3x64x64 it stays under this (4096 x 12,288 = 50M), but 4096 RGB 256x256 images would
 # be 3.2 GB in one response, so large images get at most MAX_VALUES // size per request (341 there).
 MAX_VALUES = 1 << 26
+# JSON answers whose samples hold more values than this are streamed, a block of rows at a time
+# (encoding.json_chunks), when the caller can send a stream (the HTTP routes): the whole text
+# peaked at 2.1x the answer (orjson's growing buffer, then the answer), the stream at the samples
+# plus a block or two (0.6x at n = 4096 MNIST). Smaller answers stay one body with a
+# Content-Length: up to about two blocks a stream held as much as the whole answer, or more
+# (docs/PERFORMANCE.md, memory per request).
+STREAM_MIN_VALUES = encoding.JSON_STREAM_MIN_VALUES
 
 
 def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
@@ -76,13 +83,16 @@ def _truncation(model: LoadedModel, truncation: Optional[float]) -> None:
 
 
 def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt: str, nrow: Optional[int], meta: dict,
-            classes: Optional[np.ndarray] = None, by_class: bool = False, dtype: str = "float32") -> Response:
+            classes: Optional[np.ndarray] = None, by_class: bool = False, dtype: str = "float32",
+            stream: bool = False) -> Response:
     """x: (k, *sample_shape). json carries meta as fields; npy and png carry it as headers
     (X-Model, X-Model-Version, X-Seed or X-Seeds, X-Shape, and with a filter X-Requested, X-Drawn,
     X-Accepted, X-Exhausted and, for drs, X-Drs-Gamma). A conditional model's classes (k,) go as
     the `labels` field or the X-Labels header; `by_class` (labels "balanced", no nrow) lays a png
     grid out one class per row. `dtype` uint8 (json, npy): the samples as 0..255 pixels, mapped
-    from the card's value range as a png grid maps them."""
+    from the card's value range as a png grid maps them. `stream`: a large json answer may be a
+    StreamingResponse (chunked, no Content-Length), its text made as it is sent; the caller must
+    keep what it holds for the request (its admission) until the body has been sent."""
     count_samples(model.name, len(x))
     meta = {"model": model.name, "version": model.card.version, **meta, "shape": list(x.shape)}
     if fmt != "png":
@@ -96,6 +106,8 @@ def respond(model: LoadedModel, x: np.ndarray, logits: Optional[np.ndarray], fmt
         if logits is not None:
             body["realness"] = sampling.realness(logits)
             body["logit"] = logits.astype(np.float32)
+        if stream and x.size > STREAM_MIN_VALUES:
+            return StreamingResponse(encoding.json_chunks(body, "samples"), media_type="application/json")
         return Response(encoding.json_bytes(body), media_type="application/json")
     headers = {f"X-{k.replace('_', '-').title()}": _header_value(v) for k, v in meta.items() if v is not None and k != "version"}
     headers["X-Model-Version"] = model.card.version
@@ -145,7 +157,7 @@ def _seed(req: SampleRequest) -> int:
 
 
 def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed: Optional[int], keep: sampling.Filter,
-            requested: int) -> Response:
+            requested: int, stream: bool = False) -> Response:
     meta = {"seed": seed}
     if keep.active:
         # `exhausted`: the draw bound (n x GANSERVE_MAX_DRAWS_FACTOR) ran out before n passed.
@@ -154,7 +166,7 @@ def _answer(model: LoadedModel, req: SampleRequest, batch: sampling.Batch, seed:
         if keep.drs:
             meta["drs_gamma"] = keep.gamma
     return respond(model, batch.samples, batch.logits if req.scores else None, req.format, req.nrow, meta,
-                   batch.labels, by_class=req.labels == labels.BALANCED, dtype=req.dtype)
+                   batch.labels, by_class=req.labels == labels.BALANCED, dtype=req.dtype, stream=stream)
 
 
 def _classes(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int]) -> Optional[np.ndarray]:
@@ -162,8 +174,8 @@ def _classes(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int]
     return None if plan is None else plan.classes
 
 
-def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Response:
-    """POST /sample in a worker thread (any request)."""
+def sample(engine: Engine, req: SampleRequest, max_draws_factor: int, stream: bool = False) -> Response:
+    """POST /sample in a worker thread (any request). `stream`: see respond."""
     model, keep = _checked(engine, req)
     if req.latents is not None:
         z = _given_latents(model, req)
@@ -176,7 +188,7 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Respons
         n = req.n or DEFAULT_N
         c = _classes(model, req, n, seed)
         batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor, c)
-    return _answer(model, req, batch, seed, keep, len(req.latents) if req.latents is not None else n)
+    return _answer(model, req, batch, seed, keep, len(req.latents) if req.latents is not None else n, stream)
 
 
 async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int, alone: bool = False) -> Response:
@@ -191,7 +203,7 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
     values = n * (model.card.latent.dim + math.prod(model.card.sample.shape))
     slow_draw = req.truncation is not None and latents.keep_probability(model.card.latent, req.truncation) < LOOP_MIN_KEEP_PROBABILITY
     if keep.active or values > LOOP_MAX_VALUES or slow_draw:
-        return await run_in_threadpool(sample, engine, req, max_draws_factor)
+        return await run_in_threadpool(sample, engine, req, max_draws_factor, True)  # a large json answer streams
     if req.latents is not None:
         z, seed = _given_latents(model, req), None
     else:
@@ -207,7 +219,8 @@ async def sample_async(engine: Engine, req: SampleRequest, max_draws_factor: int
     return _answer(model, req, sampling.Batch(x, logits, len(z), c), seed, keep, n)
 
 
-def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
+def interpolate(engine: Engine, req: InterpolateRequest, stream: bool = False) -> Response:
+    """POST /interpolate (in a worker thread). `stream`: see respond."""
     model = versions.pinned(engine, req.model, req.version)
     _check_format(model, req.format, req.nrow, req.scores)
     _check_realness(model, req.scores)
@@ -226,7 +239,7 @@ def interpolate(engine: Engine, req: InterpolateRequest) -> Response:
     z = sampling.path(a, b, req.steps, req.method)  # (steps, z_dim)
     batch = sampling.generate(model, z, with_logits=req.scores, c=_walk_classes(model, req, seeds))
     meta = {"seeds": list(seeds) if seeds else None, "method": req.method}
-    return respond(model, batch.samples, batch.logits, req.format, req.nrow, meta, batch.labels)
+    return respond(model, batch.samples, batch.logits, req.format, req.nrow, meta, batch.labels, stream=stream)
 
 
 def _walk_classes(model: LoadedModel, req: InterpolateRequest, seeds) -> Optional[np.ndarray]:

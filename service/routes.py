@@ -90,7 +90,10 @@ async def _parsed(schema: type[T], body: bytes) -> T:
 
 class _Releasing:
     """An answer that gives its admission back once it has been sent (or has failed to be): the
-    encoded body is held until then, so it counts against the budget until then."""
+    encoded body is held until then, so it counts against the budget until then. A streamed json
+    answer (handlers.respond) holds its samples and makes its text while it is sent, so its
+    budget is held until the last block has gone, or the client has left (Starlette then stops
+    the stream at the next block)."""
 
     def __init__(self, response: Response, release: Callable[[], None]):
         self.response, self.release = response, release
@@ -113,11 +116,13 @@ async def _admitted(cost: int, work: Callable[[], Awaitable[Response]]) -> Respo
     return _Releasing(response, release)
 
 
-def sample_cost(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> int:
+def sample_cost(model: LoadedModel, req: SampleRequest, max_draws_factor: int, streamed: bool = False) -> int:
+    """`streamed`: a large json answer goes out as a stream (this module's routes do that;
+    BentoML's API in service.py answers whole bodies)."""
     n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
     filtered = req.min_realness is not None or req.drs
     return admission.sample_cost(n, model.card.latent.dim, model.card.sample.size, req.format,
-                                 max_draws_factor if filtered else 1)
+                                 max_draws_factor if filtered else 1, streamed)
 
 
 async def sample(request: Request) -> Response:
@@ -126,7 +131,7 @@ async def sample(request: Request) -> Response:
         req = await _parsed(SampleRequest, await request.body())
         alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
         engine, factor = _engine(request), get_settings().max_draws_factor
-        cost = sample_cost(engine.get(req.model), req, factor)
+        cost = sample_cost(engine.get(req.model), req, factor, streamed=True)
         return await _admitted(cost, lambda: handlers.sample_async(engine, req, factor, alone))
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
@@ -139,8 +144,8 @@ async def interpolate(request: Request) -> Response:
         req = await _parsed(InterpolateRequest, await request.body())
         engine = _engine(request)
         model = engine.get(req.model)
-        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format)
-        return await _admitted(cost, lambda: run_in_threadpool(handlers.interpolate, engine, req))
+        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format, streamed=True)
+        return await _admitted(cost, lambda: run_in_threadpool(handlers.interpolate, engine, req, True))
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
 

@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     # space at submit. Checked again before each shard (datasets/limits.py).
     dataset_budget_bytes: Optional[int] = Field(default=None, ge=0)
     dataset_disk_share: float = Field(default=0.5, gt=0, le=1)
-    # Dataset jobs a worker runs at once; more are refused with 409 (datasets/control.py).
+    # Dataset jobs the server runs at once, over all its workers; more are refused with 409
+    # (datasets/slots.py: lock files under output_dir).
     dataset_jobs: int = Field(default=2, ge=1, le=64)
     # The playground page at /ui (service/ui/): off, the routes are not mounted at all.
     ui: bool = True

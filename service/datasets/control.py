@@ -8,7 +8,9 @@ BentoML's status says `canceled`, also once the job has wound down.
 
 A cancel may reach another worker than the one running the job (GANSERVE_WORKERS > 1): it leaves a
 flag file, `<GANSERVE_OUTPUT_DIR>/.cancel/<task_id>`, that the job's worker looks for every
-CANCEL_POLL_S. The job limit counts the jobs of each worker.
+CANCEL_POLL_S. The job limit, and one job per dataset name, hold across the server's workers:
+a job holds a slot (slots.py: lock files under `<GANSERVE_OUTPUT_DIR>/.jobs`) while it runs.
+The registry here only finds this worker's jobs for a cancel.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ..errors import RequestError
+from . import slots
 
 log = logging.getLogger("ganserve.datasets")
 CANCEL_DIR = ".cancel"
@@ -33,6 +35,7 @@ class Running:
     task_id: Optional[str]
     flag: Optional[Path]  # the cancel flag file another worker may leave for this job
     job: object = None  # datasets.job.Job, once made
+    held: Optional[slots.Held] = None  # its slot and its dataset's lock
     cancelled: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -53,43 +56,33 @@ class Running:
 
 
 _lock = threading.Lock()
-_running: dict[str, Running] = {}  # dataset name -> its job in this worker
+_running: dict[str, Running] = {}  # dataset name -> its job in this worker (for cancel)
 
 
 def cancel_flag(output_dir: Path, task_id: str) -> Path:
     return output_dir / CANCEL_DIR / task_id
 
 
-def check_room(name: str, max_jobs: int) -> None:
-    """409 when `name` is being written, or this worker already runs `max_jobs` jobs."""
-    with _lock:
-        _refuse_unless_room(name, max_jobs)
-
-
-def _refuse_unless_room(name: str, max_jobs: int) -> None:
-    if name in _running:
-        raise RequestError("name", f"a job is already writing dataset {name!r}", 409)
-    if len(_running) >= max_jobs:
-        raise RequestError("name", f"this server already runs {len(_running)} dataset job(s) "
-                           f"({', '.join(sorted(_running))}), its limit (GANSERVE_DATASET_JOBS); "
-                           "submit again when one has ended, or cancel one", 409)
+def check_room(name: str, max_jobs: int, output_dir: Path) -> None:
+    """409 when `name` is being written, or the server (any of its workers) already runs
+    `max_jobs` jobs."""
+    slots.check(output_dir, name, max_jobs)
 
 
 @contextlib.contextmanager
 def running(name: str, task_id: Optional[str], output_dir: Path, max_jobs: int) -> Iterator[Running]:
-    """Registers the job for its run (409 if there is no room), and watches for its cancel flag."""
+    """Holds a slot of the server's for the job's run (409 if there is none, or `name` is being
+    written), registers it for a cancel, and watches for its cancel flag."""
     flag = cancel_flag(output_dir, task_id) if task_id else None
     entry = Running(name, task_id, flag)
-    with _lock:
-        _refuse_unless_room(name, max_jobs)
-        _running[name] = entry
-    watcher = None
-    if flag is not None:
-        if flag.exists():  # cancelled before it started
-            entry.cancelled = True
-        watcher = threading.Thread(target=_watch, args=(entry,), name=f"cancel-watch-{name}", daemon=True)
-        watcher.start()
+    entry.held = slots.take(output_dir, name, max_jobs, task_id)
     try:
+        with _lock:
+            _running[name] = entry
+        if flag is not None:
+            if flag.exists():  # cancelled before it started
+                entry.cancelled = True
+            threading.Thread(target=_watch, args=(entry,), name=f"cancel-watch-{name}", daemon=True).start()
         yield entry
     finally:
         entry.done.set()
@@ -97,6 +90,7 @@ def running(name: str, task_id: Optional[str], output_dir: Path, max_jobs: int) 
             _running.pop(name, None)
         if flag is not None:
             flag.unlink(missing_ok=True)
+        entry.held.release()  # last: the next job may start once this one has let go of everything
 
 
 def _watch(entry: Running) -> None:

@@ -1,7 +1,7 @@
 """The dataset task's routes that ganserve serves itself, ahead of BentoML's (dispatch.py):
 
 - `POST /generate_dataset/submit`: checked first (task.plan: feature on, disk budget;
-  control.check_room: job limit), refused with its 403, 422 or 409 right there, so a client
+  control.check_room: the server's job limit), refused with its 403, 422 or 409 right there, so a client
   learns at once why and nothing is written; a submit that passes goes on, unchanged, to
   BentoML's task route (and the task checks everything again as it starts).
 - `PUT /generate_dataset/cancel?task_id=...`: BentoML's own answers "not supported in local
@@ -65,7 +65,7 @@ async def submit(request: Request) -> Response:
         if engine is not None:
             settings = get_settings()
             task.plan(engine, settings, req)
-            control.check_room(req.name, settings.dataset_jobs)
+            control.check_room(req.name, settings.dataset_jobs, settings.output_dir)
     except RequestError as e:
         if e.status in REFUSED_AT_SUBMIT:
             return to_response(e)

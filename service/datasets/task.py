@@ -9,7 +9,8 @@ durable result, and submitting the same request again resumes or verifies them.
 Refusals come at submit, before anything is written (routes.py checks `plan` there, and the job
 checks again as it starts): 403 when GANSERVE_OUTPUT_DIR is unset, 422 when the dataset would
 pass the disk budget (datasets/limits.py, checked again before each shard), 409 when the dataset
-is being written or the worker runs GANSERVE_DATASET_JOBS jobs already (datasets/control.py).
+is being written or the server (all its workers) runs GANSERVE_DATASET_JOBS jobs already
+(datasets/control.py, slots.py).
 `PUT /generate_dataset/cancel?task_id=...` stops a job after its current block (control.py).
 """
 

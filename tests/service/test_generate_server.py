@@ -167,4 +167,6 @@ def test_the_dataset_task_writes_into_the_servers_folder_and_answers_the_manifes
         assert (status, result.status_code) == ("failed", 400) and result.json()["error"].startswith("name: ")
         status, result = _task(http, {**body, "name": "other", "model": "nope"})
         assert (status, result.status_code) == ("failed", 404) and "unknown model 'nope'" in result.json()["error"]
-        assert sorted(p.name for p in datasets.iterdir()) == ["digits-100"]
+        # Nothing else written: the server's own control folders (.jobs: its job slots) aside.
+        assert sorted(p.name for p in datasets.iterdir() if not p.name.startswith(".")) == ["digits-100"]
+        assert sorted(p.name for p in datasets.iterdir() if p.name.startswith(".")) == [".jobs"]
