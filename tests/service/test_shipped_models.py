@@ -40,7 +40,7 @@ PINNED = {
     "ring8": {"latents": "78cb3558b9cbc7c7cd31224afc04d6a04b21dca597f8c4180fd21788bafd54f7",
              "samples": "43d1593a52e9d26e0f9678fd55ab71e5b73bdb6302361c5bf2bee0b05193eb25"},
     "mnist-cond": {"latents": "7212ee91cd0b33eef5787e7428b68c4bf39d9587e80802051e232f277486d855",
-                   "samples": "3eb312b4d0c50c43912da871c7d5fc41be3ee052bc0fe1beb7405fe51e9e3ccc"},
+                   "samples": "86a9905ece5b50c1e369e463e4238ae06093005729d6d6a485f3bc04707ca038"},
     "patches": {"latents": "5d3a2e37795e814354c4cb68e7e94d1ea9d658965b392f07c4d5049169ba9593",
                 "samples": "814761705597473c42e1bc64852dd89370ae9736bbc3e5dd215e8a0b9b9fe21e"},
     "toy1d": {"latents": "83e2589b91b3647e75d0ce2626519752735758f0ae3ba02ab81adc78570541c3",
