@@ -80,6 +80,8 @@ class _Measure:
             self.real = np.concatenate([self.valid, self.test])
             if card.condition is not None:  # the held-out real digits' labels, for the per-class Frechet
                 self.real_y = np.concatenate([load_dataset(self.dataset, s, **options).y.numpy() for s in ("valid", "test")])
+        elif card.sample.kind == "image" and card.sample.shape[0] == 3:  # RGB (patches): SWD, as evaluate measures it
+            self.real = np.concatenate([split("valid"), split("test")])
 
     def __call__(self, x: np.ndarray, c: np.ndarray | None = None) -> dict:
         """The metrics of returned samples x; `c`: a conditional model's classes asked for, (len(x),)."""
@@ -100,6 +102,13 @@ class _Measure:
             grid = np.linspace(TOY1D_MEAN - 8 * TOY1D_STD, TOY1D_MEAN + 8 * TOY1D_STD, 4001)
             j = density1d.jsd(toy1d_density(grid), density1d.kde(x.reshape(-1), grid), float(grid[1] - grid[0]))
             return {"JSD (nats)": f"{j:.5f}", "mean": f"{x.mean():.3f}", "std": f"{x.std():.3f}"}
+        if not hasattr(self, "clf"):  # RGB: SWD x 1e3 against as many held-out real images (equal sets)
+            from training.evaluation.swd import swd
+            k = min(len(x), len(self.real))
+            real = self.real[np.random.default_rng(0).permutation(len(self.real))[:k]]
+            r = swd(x[:k], real)
+            return {"SWD x 1e3": f"{r.mean:.1f}", "levels": " ".join(f"{r.levels[lv]:.1f}" for lv in sorted(r.levels, reverse=True)),
+                    "compared": f"{k}"}
         from training.evaluation.frechet import digit_metrics
         m = digit_metrics(self.clf, x, self.real)
         out = {"Frechet": f"{m.frechet:.2f}", "confidence": f"{m.confidence:.3f}", "smallest digit share": f"{m.min_share:.3f}",

@@ -35,12 +35,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Optional bearer token for the API routes; /livez, /readyz and /metrics stay open.
     api_token: Optional[SecretStr] = None
-    # Worker processes; unset: chosen for the host (`layout`). Each runs its graphs with
-    # cores / workers onnxruntime threads.
+    # Worker processes; unset: chosen for the host (`layout`), as are the graph threads of each.
     workers: Optional[int] = Field(default=None, ge=1, le=64)
+    # Graph (intra-op) threads per worker; unset: twice the worker's share of the cores, at most
+    # all of them (`layout`).
+    graph_threads: Optional[int] = Field(default=None, ge=1, le=256)
     # Requests served in threads at once per worker (BentoML's `threads`: /interpolate, and /sample
     # requests that are large or filtered), and the graph runs the event loop's small /sample
-    # requests can have going at once; onnxruntime itself uses cores / workers threads per graph run
+    # requests can have going at once; onnxruntime itself uses the layout's graph threads per run
     # (see engine.py). 16: at n = 1 and 64 concurrent callers, 16 gave +50% requests/s and -30% CPU
     # per request over 4 on 2 cores, when every request ran in a thread (docs/PERFORMANCE.md). With
     # micro-batching on, a model's graph runs one batch at a time per front door (batching.py).
@@ -102,22 +104,28 @@ class Settings(BaseSettings):
 
     def layout(self) -> tuple[int, int, str]:
         """(workers, graph threads per worker, why): GANSERVE_WORKERS when set, else one worker per
-        core on the CPU, each running its graphs on one thread. On 2 cores two single-threaded
-        workers served 1.8x the one-sample requests/s and 1.24x the samples/s at n = 1024 of one
-        worker with two threads (issue 18, docs/PERFORMANCE.md): a worker's Python (HTTP, encoding)
-        runs between its graph runs, and a second worker fills those gaps. Capped so that every
-        worker fits WORKER_MEMORY_GOAL in the memory the host has. The same on a GPU host: there
-        the host side of each request (HTTP, latents, encoding), not the GPU, binds a worker
-        (docs/PERFORMANCE.md, capacity plan), and each worker's CUDA context is a small share of
-        the device's memory."""
+        core on the CPU, capped so that every worker fits WORKER_MEMORY_GOAL in the memory the host
+        has. On 2 cores two workers served 1.8x the one-sample requests/s and 1.24x the samples/s at
+        n = 1024 of one worker with two threads (issue 18, docs/PERFORMANCE.md): a worker's Python
+        (HTTP, encoding) runs between its graph runs, and a second worker fills those gaps.
+        Graph threads per worker: GANSERVE_GRAPH_THREADS when set, else twice the worker's share of
+        the cores (at most all of them): a lone client's request then runs on every core (1.2-1.9x
+        the requests/s of one thread at c = 1 on 2 cores), while busy workers oversubscribe the
+        cores only twice over (0.92-1.03x at c = 4 to 64; docs/PERFORMANCE.md, this session's host).
+        The same on a GPU host: there the host side of each request (HTTP, latents, encoding), not
+        the GPU, binds a worker (docs/PERFORMANCE.md, capacity plan), and each worker's CUDA
+        context is a small share of the device's memory."""
         cores = cpu_count()
         if self.workers is not None:
-            return self.workers, max(1, cores // self.workers), f"GANSERVE_WORKERS={self.workers}"
-        fit = max(1, available_memory() // WORKER_MEMORY_GOAL)
-        workers = max(1, min(cores, fit, MAX_AUTO_WORKERS))
-        return workers, max(1, cores // workers), (
-            f"{workers} worker(s) for {cores} core(s) and {available_memory() / 2**30:.1f} GiB available "
-            f"(one per core, at most {MAX_AUTO_WORKERS}, each within {WORKER_MEMORY_GOAL // 2**20} MiB)")
+            workers, why = self.workers, f"GANSERVE_WORKERS={self.workers}"
+        else:
+            fit = max(1, available_memory() // WORKER_MEMORY_GOAL)
+            workers = max(1, min(cores, fit, MAX_AUTO_WORKERS))
+            why = (f"{workers} worker(s) for {cores} core(s) and {available_memory() / 2**30:.1f} GiB available "
+                   f"(one per core, at most {MAX_AUTO_WORKERS}, each within {WORKER_MEMORY_GOAL // 2**20} MiB)")
+        if self.graph_threads is not None:
+            return workers, self.graph_threads, f"{why}; GANSERVE_GRAPH_THREADS={self.graph_threads}"
+        return workers, min(cores, 2 * max(1, cores // workers)), why
 
     def limits(self) -> dict[str, int]:
         """The limits a client sizes its requests by, as `GET /models` reports them (the dataset

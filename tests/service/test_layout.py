@@ -23,15 +23,15 @@ def host(monkeypatch):
     return make
 
 
-def test_one_single_threaded_worker_per_core(host):
+def test_one_worker_per_core_with_twice_its_share_of_graph_threads(host):
     workers, threads, why = host(cores=4, memory=64 * 2**30).layout()
-    assert (workers, threads) == (4, 1)
+    assert (workers, threads) == (4, 2)
     assert "4 worker(s) for 4 core(s)" in why
 
 
 def test_memory_caps_the_workers(host):
     workers, threads, why = host(cores=8, memory=3 * WORKER_MEMORY_GOAL + 1).layout()
-    assert (workers, threads) == (3, 2)
+    assert (workers, threads) == (3, 4)  # 8 // 3 = 2 cores each, twice that in threads
     assert "within 500 MiB" in why
 
 
@@ -43,6 +43,11 @@ def test_the_setting_pins_it(host, monkeypatch):
     host(cores=2, memory=64 * 2**30)
     monkeypatch.setenv("GANSERVE_WORKERS", "1")
     assert load_settings().layout() == (1, 2, "GANSERVE_WORKERS=1")
+    monkeypatch.setenv("GANSERVE_GRAPH_THREADS", "3")  # graph threads pinned too
+    assert load_settings().layout() == (1, 3, "GANSERVE_WORKERS=1; GANSERVE_GRAPH_THREADS=3")
+    monkeypatch.delenv("GANSERVE_WORKERS")
+    workers, threads, why = load_settings().layout()
+    assert (workers, threads) == (2, 3) and why.endswith("; GANSERVE_GRAPH_THREADS=3")
 
 
 def test_available_memory_is_a_positive_number():
