@@ -184,6 +184,34 @@ def test_metrics_count_refusals(client, tight):
     assert refused and float(refused[0].split()[-1]) >= 1
 
 
+def test_gauges_follow_a_burst_within_the_publish_interval_without_a_write_per_request(monkeypatch):
+    """Three multiprocess gauge writes per admit and release were a tenth of a one-sample answer's
+    CPU: the state is published at most every PUBLISH_INTERVAL_S, and the last state of a burst
+    (and a request still held) shows within that interval."""
+    from service import metrics
+
+    written = []
+    monkeypatch.setattr(metrics, "admission_state", lambda *state: written.append((time.monotonic(), state)))
+    adm = Admission(budget=1000, queue=8, wait_s=1.0, metrics=True)
+
+    def settled(expected, within=2.0):
+        deadline = time.monotonic() + within
+        while not (written and written[-1][1] == expected):
+            assert time.monotonic() < deadline, (expected, written[-3:])
+            time.sleep(0.01)
+
+    t0 = time.monotonic()
+    for _ in range(2000):
+        with adm.admit_sync(10):
+            pass
+    burst_s = time.monotonic() - t0
+    settled((0, 0, 0))
+    assert len(written) <= burst_s / admission.PUBLISH_INTERVAL_S + 3  # not one write per change
+    with adm.admit_sync(300):
+        settled((1, 300, 0))  # a request still held shows, without a further change to wake it
+    settled((0, 0, 0))
+
+
 def test_docs_json_documents_the_503_and_its_retry_after(client):
     spec = client.get("/docs.json").json()
     for path in ("/sample", "/interpolate", "/score"):
