@@ -65,6 +65,8 @@ from training.served_d import (  # noqa: F401 (load_discriminator, _logits, _pla
     _d,
     _fold_target,
     _held_out_loss,
+    has_intercept,
+    with_platt_shift,
     _logits,
     _measure,
     _platt,
@@ -255,6 +257,8 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
         _fold_target(module)  # refused before training, not after it
     best_step = _train(inner, cfg, real_train, sample, valid, progress)
     platt = _platt(module, *valid) if cfg.platt else (1.0, 0.0)
+    folded_shift = has_intercept(module) if cfg.platt else True
+    module = with_platt_shift(module, platt[1]) if cfg.platt else module
     module.eval()
     after = _measure(module, real_test, test_fake)
 
@@ -283,6 +287,9 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
                     f"loss every {cfg.eval_every} steps (patience {cfg.patience}, best at step {best_step})"
                     + (f", then a Platt fit on the valid split folded into the last layer{_embedding_note(module)} "
                        f"(a={platt[0]:.4g}, b={platt[1]:.4g})"
+                       if cfg.platt and folded_shift else
+                       f", then a Platt fit on the valid split, its scale folded into the last layer{_embedding_note(module)} and "
+                       f"its shift added after it (that layer has no bias) (a={platt[0]:.4g}, b={platt[1]:.4g})"
                        if cfg.platt else "")),
             started_from=start,
             started_from_sha256=card.files["discriminator"].sha256,

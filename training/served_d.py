@@ -1,6 +1,7 @@
 """The served D as a torch module, for calibration (calibrate.py): rebuilt from discriminator.onnx's
 initializers, scored on numpy arrays (with a conditional D's classes), measured on held-out data,
-and a Platt fit of its logit folded into its last layer (and a projection head's class embedding)."""
+and a Platt fit of its logit folded into its last layer (and a projection head's class embedding;
+where that layer has no bias, the shift is one Add after it)."""
 
 from __future__ import annotations
 
@@ -67,27 +68,51 @@ def _held_out_loss(module: nn.Module, real: tuple, fake: tuple) -> float:
     return float(F.softplus(-lr).mean() + F.softplus(lf).mean())
 
 
-def _final_linear(module: nn.Module) -> nn.Linear:
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    if not linears or linears[-1].out_features != 1:
-        raise CalibrationError("D's last layer is not a one-logit linear layer; cannot fold the Platt fit (--no-platt)")
-    return linears[-1]
+def _last_layer(module: nn.Module) -> nn.Linear | nn.Conv2d:
+    """The layer that makes the logit: the last linear or convolution of `module`, one output."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    last = layers[-1] if layers else None
+    if last is None or (last.out_features if isinstance(last, nn.Linear) else last.out_channels) != 1:
+        raise CalibrationError("D's last layer is not a one-logit linear or convolution layer; cannot fold the Platt fit (--no-platt)")
+    return last
 
 
-def _fold_target(module: nn.Module) -> tuple[nn.Linear, nn.Embedding | None]:
-    """Where a Platt fit a * logit + b goes: the last linear layer, and a projection D's class
-    embedding (its logit is psi(h) + <e_c, h>, so both terms scale by a; b joins psi's bias)."""
+def _fold_target(module: nn.Module) -> tuple[nn.Linear | nn.Conv2d, nn.Embedding | None]:
+    """Where a Platt fit a * logit + b goes: the last layer, and a projection D's class embedding
+    (its logit is psi(h) + <e_c, h>, so both terms scale by a; b joins psi's bias). A last layer
+    without a bias (the DCGAN D's convolution) takes the scale; the shift goes after it
+    (`with_platt_shift`)."""
     condition = getattr(module, "condition", None)
     if condition is None:
-        return _final_linear(module), None
-    if not (isinstance(module.head, nn.Linear) and module.head.out_features == 1):
-        raise CalibrationError("this conditional D's head is not a one-logit linear layer; cannot fold the Platt fit (--no-platt)")
-    return module.head, module.embed if condition == "projection" else None
+        return _last_layer(module), None
+    return _last_layer(module.head), module.embed if condition == "projection" else None
+
+
+def has_intercept(module: nn.Module) -> bool:
+    """Whether the Platt fit's shift b can be folded in (the last layer has a bias)."""
+    return _fold_target(module)[0].bias is not None
+
+
+class LogitShift(nn.Module):
+    """D with a constant added to its logit: where a Platt fit's shift b goes when D's last layer
+    has no bias (the DCGAN D's convolution). Exported as one Add after it; the graph's signature
+    (x, and c for a conditional D -> logit) is unchanged."""
+
+    def __init__(self, inner: nn.Module, shift: float):
+        super().__init__()
+        self.inner = inner
+        self.condition = getattr(inner, "condition", None)
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return (self.inner(x) if c is None else self.inner(x, c)) + self.shift
 
 
 def _platt(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float]:
     """Fit logit' = a * logit + b on held-out data (logistic regression on one feature) and fold it
-    into D's last linear layer (and a projection D's class embedding), so the graph keeps its shape."""
+    into D's last layer (and a projection D's class embedding), so the graph keeps its shape. A
+    last layer without a bias takes a alone: b is for the caller to add (`with_platt_shift`)."""
+    last, embed = _fold_target(module)
     lr, lf = _logits(module, *real), _logits(module, *fake)
     x = torch.from_numpy(np.concatenate([lr, lf])).double()
     y = torch.cat([torch.ones(len(lr)), torch.zeros(len(lf))]).double()
@@ -104,10 +129,16 @@ def _platt(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float]:
     a, b = (float(v) for v in w.detach())
     if not (a > 0 and np.isfinite(a) and np.isfinite(b)):
         return 1.0, 0.0  # a fit that flips or breaks the ordering is no calibration: keep D as is
-    last, embed = _fold_target(module)
     with torch.no_grad():
         last.weight.mul_(a)
-        last.bias.mul_(a).add_(b)
+        if last.bias is not None:
+            last.bias.mul_(a).add_(b)
         if embed is not None:
             embed.weight.mul_(a)
     return a, b
+
+
+def with_platt_shift(module: nn.Module, b: float) -> nn.Module:
+    """`module` after `_platt` returned (a, b): itself where b went into its last layer's bias,
+    else wrapped so that its logit gains b."""
+    return module if has_intercept(module) or b == 0 else LogitShift(module, b)

@@ -129,3 +129,29 @@ def test_the_recommended_gamma_is_never_stricter_than_exact_drs():
     wide = np.random.default_rng(4).normal(0, 3, 10_000)  # exact DRS keeps few: loosen to the target
     g = cal.recommended_gamma(wide, float(wide.max()), 0.25)
     assert g < 0 and cal.acceptance(wide, float(wide.max()), g) == pytest.approx(0.25, abs=1e-3)
+
+
+def test_a_dcgan_d_is_calibrated_with_the_shift_its_bias_free_convolution_cannot_hold(tmp_path):
+    """The shipped `patches` case on a tiny DCGAN: its exported D (batch norm folded into the
+    convolutions) does not map back onto the torch D, so calibration starts from a fresh one; the
+    Platt fit's scale folds into the last convolution and its shift is one Add after it, and the
+    served graph reproduces the calibrated D."""
+    import onnx
+
+    from training.config import resolve
+    from training.export import export_run
+    from training.trainer import train
+
+    run = train(resolve("dcgan-mnist", ["network.g_width=8", "network.d_width=8", "batch_size=32", "network.latent.dim=8"]),
+                tmp_path / "run", max_steps=3, progress=False)
+    folder = export_run(run, name="tiny-dcgan", out_dir=tmp_path / "models", progress=False)
+    g_sha = sha256_of(folder / "generator.onnx")
+    report = calibrate_model(folder, CalibrationConfig(steps=60, batch=64, lr=1e-3, eval_every=20, patience=2), progress=False)
+    card, paths = load_model_folder(folder)
+    assert report.started_from == "fresh" and card.realness.calibration.started_from == "fresh"
+    assert sha256_of(folder / "generator.onnx") == g_sha
+    assert "its shift added after it" in card.realness.calibration.method, card.realness.calibration.method
+    assert report.after["auc"] > 0.7, report.after["auc"]  # G after 3 steps is easy to tell apart
+    assert card.onnx.discriminator.inputs[0].name == "x" and card.onnx.discriminator.outputs[0].name == "logit"
+    graph = onnx.load(str(paths["discriminator"])).graph
+    assert graph.node[-1].op_type == "Add" and graph.node[-2].op_type in ("Flatten", "Reshape", "Conv")  # the shift, last

@@ -14,9 +14,10 @@ from models.card import load_model_folder, read_card, sha256_of
 from training.calibrate import CalibrationConfig, CalibrationError, _fold_target, _logits, _platt, calibrate_model, retarget
 from training.config import resolve
 from training.evaluation.samplers import balanced_labels, onnx_sampler
-from training.export import export_run
+from training.export import export_discriminator, export_run
 from training.networks import LatentConfig, NetworkConfig, build_discriminator
 from training.onnx_io import cpu_session, run_batched
+from training.served_d import LogitShift, has_intercept, with_platt_shift
 from training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -104,9 +105,42 @@ def test_the_platt_fit_scales_a_projection_d_s_whole_logit():
     np.testing.assert_allclose(_logits(d, x, c), a * before + b, rtol=1e-5, atol=1e-5)
 
 
-def test_a_conditional_dcgan_d_cannot_take_a_folded_platt_fit():
-    # Its head is a bias-free convolution: refused by name before any training, not after it.
-    cfg = NetworkConfig(family="dcgan", sample_shape=(1, 32, 32), classes=3, d_condition="projection", g_width=8,
-                        d_width=8, latent=LatentConfig(dim=8, distribution="normal"))
+@pytest.mark.parametrize("condition", [None, "concat", "projection"])
+def test_a_dcgan_d_takes_the_whole_platt_fit_though_its_last_convolution_has_no_bias(condition):
+    # The scale folds into the last convolution (and a projection's embedding); the shift, with no
+    # bias to go into, is added after it: the logit is exactly a * the old one + b, and the exported
+    # graph keeps its signature.
+    cfg = NetworkConfig(family="dcgan", sample_shape=(1, 32, 32), classes=3 if condition else 0, d_condition=condition or "concat",
+                        g_width=8, d_width=8, latent=LatentConfig(dim=8, distribution="normal"))
+    torch.manual_seed(0)
+    d = build_discriminator(cfg).eval()
+    assert not has_intercept(d)
+    if condition == "projection":
+        with torch.no_grad():
+            d.embed.weight.normal_(0, 0.1)  # a class term that matters
+    rng = np.random.default_rng(0)
+    c = (lambda k: rng.integers(3, size=k)) if condition else (lambda k: None)
+    # "real": the inputs D already scores higher, a fifth of them swapped (not separable), and
+    # twice as many fakes: the fit keeps the ordering (a > 0), scales D's tiny untrained logits up,
+    # and shifts them down (b < 0) for the 1:2 prior
+    pool, pool_c = rng.uniform(0, 1, (400, 1, 32, 32)).astype(np.float32), c(400)
+    top = _logits(d, pool, pool_c) > np.median(_logits(d, pool, pool_c))
+    top ^= rng.random(400) < 0.2
+    real = (pool[top][:100], None if pool_c is None else pool_c[top][:100])
+    fake = (pool[~top], None if pool_c is None else pool_c[~top])
+    x, cx = rng.uniform(0, 1, (20, 1, 32, 32)).astype(np.float32), c(20)
+    before = _logits(d, x, cx)
+    a, b = _platt(d, real, fake)
+    assert a > 0 and a != 1.0 and b != 0.0
+    served = with_platt_shift(d, b)
+    assert isinstance(served, LogitShift)
+    np.testing.assert_allclose(_logits(served, x, cx), a * before + b, rtol=1e-4, atol=1e-5)
+    proto = export_discriminator(served, torch.from_numpy(x[:2]), None if cx is None else torch.from_numpy(cx[:2]))
+    inputs = [i.name for i in proto.graph.input]
+    assert inputs == (["x", "c"] if condition else ["x"]) and [o.name for o in proto.graph.output] == ["logit"]
+
+
+def test_a_d_whose_last_layer_makes_more_than_one_output_is_refused_by_name():
+    d = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
     with pytest.raises(CalibrationError, match="no-platt"):
-        _fold_target(build_discriminator(cfg))
+        _fold_target(d)
