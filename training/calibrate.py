@@ -76,7 +76,8 @@ from training.served_d import (  # noqa: F401 (load_discriminator, _logits, _pla
 
 REALNESS_SAMPLES = 10_000  # G's samples over which max_logit, gamma and the acceptance are measured
 HELD_OUT_FAKES = 5_000  # at most this many of G's samples against each held-out real split
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = 1e-4  # per unit of logit above 1: a D sure of itself (patches: logits of -40) sums
+# float32 terms of that size, whose rounding grows with them
 POOL_STEPS = 50  # steps' worth of G's samples drawn per generator run during training
 # Latent seeds of G's samples: training draws from TRAIN_SEED + step, the held-out sets and the
 # realness measurement from their own seeds, so no held-out sample is ever trained on.
@@ -84,6 +85,11 @@ TRAIN_SEED, VALID_SEED, TEST_SEED, REALNESS_SEED, NOISE_SEED = 1_000_000, 7001, 
 # A conditional model's classes: of G's training samples (drawn from the training labels) and of
 # G's held-out samples (the held-out real labels, shuffled), each on its own stream.
 CLASS_SEED = 7005
+
+
+def _parity_gap(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The largest difference of two D's logits, relative where they pass 1 in magnitude."""
+    return float(np.max(np.abs(ours - theirs) / np.maximum(1.0, np.abs(theirs)))) if len(ours) else 0.0
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,9 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
                     progress: bool = True) -> Report:
     """Calibrate `folder`'s D and write the model folder `out` (default: replace `folder`)."""
     t0 = time.perf_counter()
+    # A fresh D's initial weights and D's dropout masks come from torch's global generator: seeded,
+    # a rerun gives the same D (up to CPU thread scheduling), as a training run does.
+    torch.manual_seed(cfg.seed)
     folder = Path(folder)
     card, paths = load_model_folder(folder)
     target = Path(out) if out is not None else folder
@@ -238,7 +247,7 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
             probe_c = None if card.condition is None else balanced_labels(64, card.condition.classes)
             probe = sample(64, VALID_SEED, probe_c)
             ort_logits = run_batched(cpu_session(paths["discriminator"], 1), probe, c=probe_c).ravel()
-            if not np.max(np.abs(ort_logits - _logits(module, probe, probe_c))) <= PARITY_TOLERANCE:
+            if not _parity_gap(ort_logits, _logits(module, probe, probe_c)) <= PARITY_TOLERANCE:
                 raise CalibrationError("the rebuilt D does not reproduce discriminator.onnx")
         except CalibrationError as e:
             if progress:
@@ -275,8 +284,9 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
         check_signature(d_path, card.onnx.discriminator, session_signature(session))
         check_signature(d_path, card.onnx.discriminator, signature_of(proto))
         logits = run_batched(session, x_realness, c=c_realness).ravel()
-        if not np.max(np.abs(logits - _logits(module, x_realness, c_realness))) <= PARITY_TOLERANCE:
-            raise OnnxExportError(f"{d_path.name}: differs from torch beyond {PARITY_TOLERANCE:g}")
+        gap = _parity_gap(logits, _logits(module, x_realness, c_realness))
+        if not gap <= PARITY_TOLERANCE:
+            raise OnnxExportError(f"{d_path.name}: differs from torch by {gap:.3g} (relative above 1), beyond {PARITY_TOLERANCE:g}")
         max_logit = float(logits.max())
         gamma = cal.recommended_gamma(logits, max_logit, cfg.target_acceptance)
         accept = cal.acceptance(logits, max_logit, gamma)

@@ -155,3 +155,21 @@ def test_a_dcgan_d_is_calibrated_with_the_shift_its_bias_free_convolution_cannot
     assert card.onnx.discriminator.inputs[0].name == "x" and card.onnx.discriminator.outputs[0].name == "logit"
     graph = onnx.load(str(paths["discriminator"])).graph
     assert graph.node[-1].op_type == "Add" and graph.node[-2].op_type in ("Flatten", "Reshape", "Conv")  # the shift, last
+
+
+def test_parity_of_large_logits_is_judged_relative_to_their_size():
+    from training.calibrate import PARITY_TOLERANCE, _parity_gap
+
+    small = np.array([0.5, -0.2], dtype=np.float32)
+    assert _parity_gap(small + 5e-5, small) <= PARITY_TOLERANCE < _parity_gap(small + 2e-4, small)
+    large = np.array([-40.0, 35.0], dtype=np.float32)  # float32 rounding of a confident D's sums
+    assert _parity_gap(large + 2e-3, large) <= PARITY_TOLERANCE < _parity_gap(large + 1e-2, large)
+
+
+def test_a_calibration_from_a_fresh_d_is_reproducible(tiny_model_copy, tmp_path):
+    # The fresh D's weights and its dropout masks come from torch's generator, seeded by the config.
+    folder = tiny_model_copy("tiny-digits")
+    cfg = CalibrationConfig(steps=60, batch=64, eval_every=30, lr=1e-3, fresh=True)
+    shas = [sha256_of(calibrate_model(folder, cfg, out=tmp_path / f"run{i}", progress=False).folder / "discriminator.onnx")
+            for i in range(2)]
+    assert shas[0] == shas[1]
