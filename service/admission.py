@@ -23,7 +23,6 @@ import time
 from collections import deque
 from typing import AsyncIterator, Callable, Iterator, Optional
 
-from .encoding import JSON_STREAM_MIN_VALUES
 from .errors import RequestError
 
 # Peak bytes a request allocates per sample value, by answer format, measured at n = 4096 on the
@@ -31,38 +30,28 @@ from .errors import RequestError
 # ~7 bytes of text per value, and orjson's buffer as it grows), 8.0 for npy (samples and answer),
 # 8.2 for png (samples, 8-bit tiles, canvas, scanlines). Rounded up: the estimate must not undercount.
 PEAK_BYTES_PER_VALUE = {"json": 20, "npy": 10, "png": 10}
-# A json answer the routes stream (encoding.JSON_STREAM_MIN_VALUES and up): 5.4 bytes per value
-# while it is sent (the samples, one or two blocks of text), but 8 while G runs: above 1,024 rows
-# the micro-batcher's chunks (onnxruntime's, which tracemalloc does not see) and their
-# concatenation are both held, as for npy. Charged at whole json's rate all the same: charged at
-# npy's (10), three n = 4096 json requests ran at once where one did, and a worker under the
+# A json answer the routes stream (encoding.JSON_STREAM_MIN_VALUES and up) peaks at 5.4 bytes per
+# value while it is sent (the samples, one or two blocks of text), but 8 while G runs: above 1,024
+# rows the micro-batcher's chunks (onnxruntime's, which tracemalloc does not see) and their
+# concatenation are both held, as for npy. It is charged at whole json's rate all the same: charged
+# at npy's (10), three n = 4096 json requests ran at once where one did, and a worker under the
 # memory-limit test passed 500 MB in one CI run out of several (RSS grows ~1.7x the bytes charged,
 # and the graphs' activations are not charged). The stream's lower peak is headroom instead.
-STREAMED_JSON_BYTES_PER_VALUE = 20
-JSON_STREAM_BYTES = 4 * 1024 * 1024
 LATENT_BYTES_PER_VALUE = 8  # float32 latents, plus their float64 draw where truncation redraws
-MIN_COST = 16 * 1024
-TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth trimming (memory.py)  # a request's own objects (scope, body, response) whatever its size
+MIN_COST = 16 * 1024  # a request's own objects (scope, body, response) whatever its size
+TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth trimming (memory.py)
 # /score: the body is decoded to float32 samples; JSON goes through Python floats (~32 bytes per
 # value for ~10 bytes of text), a PNG inflates ~10x to float32.
 SCORE_BYTES_PER_BODY_BYTE = {"json": 6, "npy": 3, "png": 16}
 
 
-def sample_cost(n: int, latent_dim: int, sample_values: int, fmt: str, draws: int = 1, streamed: bool = False) -> int:
-    """Estimated peak bytes of a request for n samples in `fmt`; `draws` > 1: a filter may draw
-    up to n x draws latents and samples (handled in blocks, so at most a few times n at once).
-    `streamed`: the caller streams a large json answer (the HTTP routes; handlers.respond). A
-    filter may keep fewer samples than n, and an answer at or below the stream's threshold is
-    sent whole: its peak (14.7 bytes a value measured, 3.9 MB at the threshold) stays within the
-    20 a value charged."""
-    per_value, fixed = PEAK_BYTES_PER_VALUE.get(fmt, 20), 0
-    if streamed and fmt == "json" and n * sample_values > JSON_STREAM_MIN_VALUES:
-        # whole json's rate (see STREAMED_JSON_BYTES_PER_VALUE), which already covers the stream's
-        # blocks and buffers (JSON_STREAM_BYTES) many times over at these sizes
-        per_value, fixed = STREAMED_JSON_BYTES_PER_VALUE, 0
-    per_sample = LATENT_BYTES_PER_VALUE * latent_dim + per_value * sample_values
+def sample_cost(n: int, latent_dim: int, sample_values: int, fmt: str, draws: int = 1) -> int:
+    """Estimated peak bytes of a request for n samples in `fmt`, streamed or not (see above);
+    `draws` > 1: a filter may draw up to n x draws latents and samples (handled in blocks, so at
+    most a few times n at once)."""
+    per_sample = LATENT_BYTES_PER_VALUE * latent_dim + PEAK_BYTES_PER_VALUE.get(fmt, 20) * sample_values
     extra = 4 * (latent_dim + sample_values) * n * min(draws - 1, 2)  # rejection rounds' blocks
-    return max(MIN_COST, n * per_sample + extra + fixed)
+    return max(MIN_COST, n * per_sample + extra)
 
 
 def score_cost(body_bytes: int, kind: str) -> int:

@@ -116,13 +116,11 @@ async def _admitted(cost: int, work: Callable[[], Awaitable[Response]]) -> Respo
     return _Releasing(response, release)
 
 
-def sample_cost(model: LoadedModel, req: SampleRequest, max_draws_factor: int, streamed: bool = False) -> int:
-    """`streamed`: a large json answer goes out as a stream (this module's routes do that;
-    BentoML's API in service.py answers whole bodies)."""
+def sample_cost(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> int:
     n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
     filtered = req.min_realness is not None or req.drs
     return admission.sample_cost(n, model.card.latent.dim, model.card.sample.size, req.format,
-                                 max_draws_factor if filtered else 1, streamed)
+                                 max_draws_factor if filtered else 1)
 
 
 async def sample(request: Request) -> Response:
@@ -131,7 +129,7 @@ async def sample(request: Request) -> Response:
         req = await _parsed(SampleRequest, await request.body())
         alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
         engine, factor = _engine(request), get_settings().max_draws_factor
-        cost = sample_cost(engine.get(req.model), req, factor, streamed=True)
+        cost = sample_cost(engine.get(req.model), req, factor)
         return await _admitted(cost, lambda: handlers.sample_async(engine, req, factor, alone))
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
@@ -144,7 +142,7 @@ async def interpolate(request: Request) -> Response:
         req = await _parsed(InterpolateRequest, await request.body())
         engine = _engine(request)
         model = engine.get(req.model)
-        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format, streamed=True)
+        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format)
         return await _admitted(cost, lambda: run_in_threadpool(handlers.interpolate, engine, req, True))
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)

@@ -226,18 +226,6 @@ def test_the_routes_stream_through_every_middleware_and_hold_admission_until_the
     assert (large_is_small.in_flight, large_is_small.in_flight_bytes) == (0, 0)  # released once sent
 
 
-def test_a_streamed_json_answer_is_charged_as_a_whole_one_and_more_than_npy():
-    # Charged at npy's rate, three n = 4096 json answers ran at once and a worker under the
-    # memory-limit test passed 500 MB once: the stream's lower peak is headroom, not room.
-    whole = admission.sample_cost(4096, 100, 784, "json")
-    streamed = admission.sample_cost(4096, 100, 784, "json", streamed=True)
-    assert admission.sample_cost(4096, 100, 784, "npy") < streamed == whole
-    # At or below the threshold the answer is sent whole: charged as such.
-    n = encoding.JSON_STREAM_MIN_VALUES // 784
-    assert admission.sample_cost(n, 100, 784, "json", streamed=True) == admission.sample_cost(n, 100, 784, "json")
-    assert admission.sample_cost(4096, 100, 784, "npy", streamed=True) == admission.sample_cost(4096, 100, 784, "npy")
-
-
 # --- a real server ------------------------------------------------------------------------------
 
 
