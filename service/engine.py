@@ -104,6 +104,7 @@ class LoadedModel:
     sessions: dict[str, ort.InferenceSession]
     executor: Executor
     micro_batching: bool = True
+    gather_s: float = 0.0  # the event loop's batchers gather for this long under load (batching.py)
     backend: str = backends.ONNXRUNTIME  # the engine running the graphs (backends.py), and why
     backend_reason: str = ""
     # Whether a lone client's small request may run this model's graphs on the event loop
@@ -120,8 +121,8 @@ class LoadedModel:
         run_g, run_d = (lambda z: self._run("generator", z)), (lambda x: self._run("discriminator", x))
         self.generator = MicroBatcher(run_g, enabled=self.micro_batching)
         self.discriminator = MicroBatcher(run_d, enabled=self.micro_batching)
-        self.generator_async = AsyncMicroBatcher(run_g, self.executor, enabled=self.micro_batching)
-        self.discriminator_async = AsyncMicroBatcher(run_d, self.executor, enabled=self.micro_batching)
+        self.generator_async = AsyncMicroBatcher(run_g, self.executor, enabled=self.micro_batching, gather_s=self.gather_s)
+        self.discriminator_async = AsyncMicroBatcher(run_d, self.executor, enabled=self.micro_batching, gather_s=self.gather_s)
 
     @property
     def name(self) -> str:
@@ -252,7 +253,7 @@ class Engine:
 
     def __init__(self, models_dir: Path | str, device: str = "auto", default_model: str = "mnist",
                  intra_op_threads: int = 1, only: str | None = None, micro_batching: bool = True,
-                 run_threads: int = 8, backend: str = backends.ONNXRUNTIME):
+                 run_threads: int = 8, backend: str = backends.ONNXRUNTIME, gather_s: float = 0.0):
         self.models_dir = Path(models_dir)
         if backend == backends.OPENVINO and not backends.openvino_available():
             raise EngineError("backend=openvino but the OpenVINO runtime is not installed (pip install 'ganserve[openvino]')")
@@ -263,6 +264,7 @@ class Engine:
         # Threads start on first use: engines that only serve threads (the dataset CLI) start none.
         self.executor = ThreadPoolExecutor(max_workers=run_threads, thread_name_prefix="ganserve-run")
         self.micro_batching = micro_batching
+        self.gather_s = gather_s
         self.intra_op_threads = intra_op_threads
         self.device = device
         self.providers: list[str] | None = None
@@ -314,7 +316,8 @@ class Engine:
         sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()}
         provider = sessions["generator"].get_providers()[0]
         model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions, executor=self.executor,
-                            micro_batching=self.micro_batching, backend=choice.backend, backend_reason=choice.reason)
+                            micro_batching=self.micro_batching, gather_s=self.gather_s, backend=choice.backend,
+                            backend_reason=choice.reason)
         try:
             model.warm_up()
         except InferenceError as e:

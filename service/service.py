@@ -97,7 +97,7 @@ class GanServe:
         try:
             self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
                                  micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads,
-                                 backend=SETTINGS.backend)
+                                 backend=SETTINGS.backend, gather_s=SETTINGS.batch_gather_ms / 1000)
         except Exception as e:  # a default model that cannot load, an unusable device: retrying cannot help
             failfast.worker_failed(f"{type(e).__name__}: {e}")
             raise

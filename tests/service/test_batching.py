@@ -167,6 +167,77 @@ def test_async_switched_off_every_caller_runs_alone():
     assert (batcher.stats.runs, batcher.stats.rows, batcher.stats.largest_group) == (8, 16, 1)
 
 
+class Gated:
+    """A graph whose runs wait for `gate` (a threading.Event) and record their sizes."""
+
+    def __init__(self):
+        self.gate, self.sizes = threading.Event(), []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.gate.wait(5)
+        self.sizes.append(len(x))
+        return x * 2
+
+
+def _load_then_stragglers(gather_s: float, stragglers: int, spacing_s: float):
+    """Two callers share a first run, held until a third has queued behind it (the batcher under
+    load); after it, `stragglers` more arrive one by one, `spacing_s` apart. Returns (run sizes,
+    how long the third caller waited)."""
+    graph = Gated()
+    batcher = AsyncMicroBatcher(graph, ThreadPoolExecutor(1), max_rows=64, gather_s=gather_s)
+
+    async def caller(value: float):
+        np.testing.assert_array_equal(await batcher(np.full((1, 2), value, np.float32)), np.full((1, 2), 2 * value))
+
+    async def straggler(i: int):
+        await asyncio.sleep(spacing_s * (i + 1))
+        await caller(float(i))
+
+    async def scenario():
+        first = [asyncio.ensure_future(caller(1.0)) for _ in range(2)]
+        await asyncio.sleep(0.05)  # both taken into the first run, which waits for the gate
+        t0 = time.monotonic()
+        third = asyncio.ensure_future(caller(3.0))  # queued during the run
+        await asyncio.sleep(0.02)
+        graph.gate.set()
+        await asyncio.gather(*first, *(straggler(i) for i in range(stragglers)))
+        await third
+        return time.monotonic() - t0
+
+    waited = asyncio.run(scenario())
+    return graph.sizes, waited
+
+
+def test_under_load_a_run_gathers_twice_the_last_groups_callers():
+    # After a run of 2, the next waits for 4: the caller queued during it and three stragglers
+    # 10 ms apart share one run.
+    sizes, _ = _load_then_stragglers(gather_s=1.0, stragglers=3, spacing_s=0.01)
+    assert sizes == [2, 4]
+    # Without gathering the queued caller runs at once, and each straggler alone as it comes.
+    sizes, _ = _load_then_stragglers(gather_s=0.0, stragglers=3, spacing_s=0.01)
+    assert sizes == [2, 1, 1, 1, 1]
+
+
+def test_the_gathering_wait_is_bounded_and_a_lone_caller_never_waits():
+    # Nobody follows the caller queued during the run of 2: it waits the window out (0.2 s after
+    # that run), no longer, then runs alone.
+    sizes, waited = _load_then_stragglers(gather_s=0.2, stragglers=0, spacing_s=0.01)
+    assert sizes == [2, 1] and 0.2 <= waited < 1.0, waited
+    # An idle batcher's first caller (no run has served several) runs at once, whatever the window.
+    graph = Gated()
+    graph.gate.set()
+    batcher = AsyncMicroBatcher(graph, ThreadPoolExecutor(1), max_rows=64, gather_s=5.0)
+
+    async def lone():
+        for _ in range(3):  # one after another: every run serves one caller
+            t0 = time.monotonic()
+            await batcher(np.ones((1, 2), np.float32))
+            assert time.monotonic() - t0 < 1.0
+
+    asyncio.run(lone())
+    assert graph.sizes == [1, 1, 1]
+
+
 def test_sole_client_needs_one_client_for_the_whole_quiet_time():
     sole = SoleClient(quiet_s=0.01)
     a, b = ("127.0.0.1", 50001), ("127.0.0.1", 50002)
