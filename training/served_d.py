@@ -105,7 +105,7 @@ class LogitShift(nn.Module):
         self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return (self.inner(x) if c is None else self.inner(x, c)) + self.shift
+        return _d(self.inner, x, c) + self.shift
 
 
 def _platt(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float]:
