@@ -44,6 +44,7 @@ from models.card import (
     Calibration,
     CardError,
     ModelCard,
+    SCHEMA_VERSION,
     Realness,
     check_signature,
     file_entry,
@@ -317,6 +318,9 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
             acceptance=accept,
         )
         data = card.model_dump(mode="json")
+        # A calibration record is a version 2 field: an older card is written as the current
+        # version (everything valid in version 1 is valid in 2), else it fails after the training.
+        data["schema_version"] = SCHEMA_VERSION
         data["name"] = target.name
         data["files"]["discriminator"] = file_entry(d_path).model_dump(mode="json")
         data["realness"] = Realness(

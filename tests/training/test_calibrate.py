@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from models.card import load_model_folder, read_card, sha256_of
+from models.card import SCHEMA_VERSION, ModelCard, load_model_folder, read_card, sha256_of, write_card
 from training.calibrate import CalibrationConfig, CalibrationError, calibrate_model, load_discriminator, retarget
 from training.commands import calibrate as calibrate_cmd
 from training.config import TrainConfig
@@ -90,6 +90,17 @@ def test_the_command_writes_a_new_folder_and_reports(tiny_model_copy, capsys):
     assert card.name == "tiny-ring-cal" and card.realness.target_acceptance == 0.5
     assert sha256_of(out / "generator.onnx") == sha256_of(folder / "generator.onnx")
     assert read_card(folder).realness.discriminator == "training"  # the source folder is untouched
+
+
+def test_a_version_1_card_is_calibrated_and_written_as_the_current_version(tiny_model_copy):
+    # Cards exported before version 2 hold the same fields; the calibration record is new in 2.
+    folder = tiny_model_copy("tiny-ring")
+    old = read_card(folder).model_copy(update={"schema_version": 1})
+    write_card(folder, ModelCard.model_validate(old.model_dump(mode="json")))
+    assert read_card(folder).schema_version == 1
+    calibrate_model(folder, CalibrationConfig(steps=50, batch=64, eval_every=50), progress=False)
+    card, _ = load_model_folder(folder)
+    assert card.schema_version == SCHEMA_VERSION and card.realness.discriminator == "calibrated"
 
 
 def test_auc_and_reliability_on_known_inputs():
