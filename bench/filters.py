@@ -37,7 +37,8 @@ def _filters(card) -> list[tuple[str, object]]:
 
     rows = [("none", Filter())]
     gamma = card.realness.drs_gamma
-    rows.append((f"drs (card gamma {gamma:.2f})" if gamma is not None else "drs (gamma 0)", Filter(drs=True)))
+    by = ", by the training D's ratio" if card.realness.drs_ratio == "training" else ""  # Realness.drs_ratio
+    rows.append((f"drs (card gamma {gamma:.2f}{by})" if gamma is not None else f"drs (gamma 0{by})", Filter(drs=True)))
     if gamma is not None and gamma != 0.0:
         rows.append(("drs (gamma 0)", Filter(drs=True, gamma=0.0)))
     rows += [(f"min_realness {t}", Filter(min_realness=t)) for t in THRESHOLDS]

@@ -8,8 +8,10 @@ keeps the class mix of the data. This draws n samples of G (onnxruntime), scores
 served D (r = exp(logit), scaled to mean 1 over G's samples: D's constant drops out), classifies
 them with the project's digit classifier, and prints per digit: the training split's share, G's
 share, their ratio (what E[r | k] should be), D's E[r | k], and the digit's share of the 15% of
-G's samples that D ranks highest (roughly what a strict `drs` returns). An unconditional model's
-D only; the classes are the classifier's.
+G's samples that D ranks highest (roughly what a strict `drs` returned by this ratio). An
+unconditional model's D only; the classes are the classifier's. D's first output, the realness
+logit: where the card keeps the training D's ratio for DRS (`realness.drs_ratio` "training", as
+mnist's does), this measures the calibrated D, not what `drs` rejects by.
 """
 
 from __future__ import annotations

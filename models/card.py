@@ -42,6 +42,9 @@ CARD_FILE = "model.json"
 SCHEMA_VERSION = 2
 # Roles of the graphs in a model folder, and the file each must be stored in.
 GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
+# The second output of a discriminator.onnx that serves DRS's ratio apart from realness
+# (Realness.drs_ratio "training").
+DRS_OUTPUT = "drs_logit"
 # The dtypes a graph input or output may have: float32 tensors, and int64 class indices.
 DTYPES = ("float32", "int64")
 # A model's name is its folder's name and appears in URLs: lowercase, digits, '-' and '_'.
@@ -98,6 +101,8 @@ class ModelCard(_Strict):
         elif self.training is None and self.source is None:
             raise ValueError("training or source: a card says how its model was made")
         self._check_condition_inputs()
+        if has_d and (self.realness.drs_ratio == "training") != (DRS_OUTPUT in [o.name for o in self.onnx.discriminator.outputs[1:]]):
+            raise ValueError(f"onnx.discriminator: an output {DRS_OUTPUT!r} after the first exactly when realness.drs_ratio is 'training'")
         return self
 
     def _check_condition_inputs(self) -> None:
@@ -118,6 +123,14 @@ class ModelCard(_Strict):
     def version(self) -> str:
         """A short content version: the first 12 hex digits of the generator's sha256."""
         return self.files["generator"].sha256[:12]
+
+    @property
+    def drs_output(self) -> Optional[str]:
+        """The D output DRS rejects by: its second, `drs_logit`, where the card keeps the training
+        D's ratio beside a calibrated D (Realness.drs_ratio); else its first, the served logit."""
+        if self.onnx.discriminator is None:
+            return None
+        return DRS_OUTPUT if self.realness.drs_ratio == "training" else self.onnx.discriminator.outputs[0].name
 
     @property
     def has_discriminator(self) -> bool:
@@ -183,7 +196,8 @@ def _unset_optional_parts(card: ModelCard) -> dict:
         exclude["latent"] = {"shape"}
     if card.realness is not None:  # calibration's record, absent from cards written before it
         unset = {k for k, v in card.realness.model_dump().items() if v is None}
-        exclude["realness"] = unset | ({"discriminator"} if card.schema_version == 1 else set())
+        exclude["realness"] = (unset | ({"discriminator"} if card.schema_version == 1 else set())
+                               | ({"drs_ratio"} if card.realness.drs_ratio == "served" else set()))  # cards stay as they were
     return exclude
 
 

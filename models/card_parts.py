@@ -218,9 +218,18 @@ class Realness(_Strict):
     calibration: Optional[Calibration] = None
     drs_gamma: Optional[float] = Field(None, ge=-50, le=50)
     target_acceptance: Optional[float] = Field(None, gt=0, le=1)
+    # The density ratio DRS rejects by: "served", the served D's logit (then `max_logit` is its
+    # largest), or "training", the D trained with G, kept in discriminator.onnx as a second output
+    # `drs_logit` beside the calibrated D's `logit` (then `max_logit` is drs_logit's largest). A
+    # calibrated D can score realness far better and still filter worse: on mnist and patches its
+    # ratio rewards the artefacts it learned to see, and DRS by it raises the Frechet distance and
+    # SWD that DRS by the training D lowers (docs/RESULTS.md section 7).
+    drs_ratio: Literal["served", "training"] = "served"
 
     @model_validator(mode="after")
     def _calibrated(self) -> "Realness":
         if (self.discriminator == "calibrated") != (self.calibration is not None):
             raise ValueError("a calibrated discriminator comes with its calibration record, and only it")
+        if self.drs_ratio == "training" and self.discriminator != "calibrated":
+            raise ValueError("drs_ratio 'training': only beside a calibrated discriminator (else the served D is the training D)")
         return self

@@ -22,6 +22,7 @@ from models.card import CARD_FILE, CardError, GraphSignature, ModelCard, TensorS
 
 from . import latents
 from . import backends
+from . import graph_split
 from .batching import AsyncMicroBatcher, MicroBatcher
 from .providers import CPU, choose_providers, session_options
 
@@ -31,6 +32,9 @@ log = logging.getLogger("ganserve.engine")
 # the shipped models take 0.1-0.3 ms; ten times the slowest leaves room for a busy machine.
 INLINE_MAX_RUN_S = 0.003
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
+# The session of a D's second output, the training D's ratio that DRS rejects by, where the card
+# keeps one (Realness.drs_ratio "training"); not a role of the folder: it lives in discriminator.onnx.
+RATIO = "ratio"
 
 
 class EngineError(RuntimeError):
@@ -139,7 +143,7 @@ class LoadedModel:
     def _feeds(self, role: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's inputs for a batch of rows: z reshaped to the card's latent shape (DCGAN's
         [dim, 1, 1]); for a conditional model, the class column split off as int64."""
-        sig = self.card.expected_signature(role)
+        sig = self.card.expected_signature("discriminator" if role == RATIO else role)
         per_sample = self.card.latent.graph_shape if role == "generator" else self.card.sample.shape
         feeds = {}
         if self.card.condition is not None:
@@ -151,9 +155,9 @@ class LoadedModel:
     def _run(self, role: str, batch: np.ndarray) -> np.ndarray:
         if role not in self.sessions:
             raise NoDiscriminator(self.name)
-        sig = self.card.expected_signature(role)
+        name = self.card.drs_output if role == RATIO else self.card.expected_signature(role).outputs[0].name
         try:
-            (out,) = self.sessions[role].run([sig.outputs[0].name], self._feeds(role, batch))
+            (out,) = self.sessions[role].run([name], self._feeds(role, batch))
         except Exception as e:  # onnxruntime's own exception types are not importable API
             raise InferenceError(f"onnxruntime failed running {self.name}'s {role}: {e}") from None
         return out
@@ -187,6 +191,15 @@ class LoadedModel:
         self._need_discriminator()
         return self.discriminator(_with_classes(x, self._classes(len(x), c))).reshape(len(x))
 
+    def logits_and_ratio(self, x: np.ndarray, c: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(realness logits, the logits DRS rejects by), both (n,): the same array unless the card
+        keeps the training D's ratio as a second output (Realness.drs_ratio), which runs as a
+        session of its own (service/graph_split.py)."""
+        logit = self.logits(x, c)
+        if RATIO not in self.sessions:
+            return logit, logit
+        return logit, self._run(RATIO, _with_classes(x, self._classes(len(x), c))).reshape(len(x))
+
     def generate_inline(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         out = self._run("generator", _with_classes(z, self._classes(len(z), c)))
         return out.reshape(len(z), *self.card.sample.shape)
@@ -216,10 +229,13 @@ class LoadedModel:
         want = (2, *self.card.sample.shape)
         if x.shape != want:
             raise CardError(self.folder / "generator.onnx", f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}")
-        if self.has_discriminator:
-            logit = self._run("discriminator", _with_classes(x, c))
-            if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
-                raise CardError(self.folder / "discriminator.onnx", f"returns shape {list(logit.shape)} for 2 samples, expected [2, 1] or [2]")
+        for role in ("discriminator", RATIO):
+            if role in self.sessions:
+                logit = self._run(role, _with_classes(x, c))
+                if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
+                    name = self.card.drs_output if role == RATIO else self.card.onnx.discriminator.outputs[0].name
+                    raise CardError(self.folder / "discriminator.onnx",
+                                    f"output {name!r} has shape {list(logit.shape)} for 2 samples, expected [2, 1] or [2]")
         if time.perf_counter() - began > INLINE_MAX_RUN_S:  # slow even counting planning: time it again
             began = time.perf_counter()  # (the first run of a shape pays for planning)
             x = self._run("generator", _with_classes(z, c))
@@ -313,7 +329,13 @@ class Engine:
             self.providers, self.provider_note = choose_providers(self.device, paths["generator"], self.intra_op_threads)
             log.info("execution providers %s (%s)", self.providers, self.provider_note)
         choice = self._choose_backend(card, paths)
-        sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()}
+        split = card.has_discriminator and card.drs_output != card.onnx.discriminator.outputs[0].name
+        sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()
+                    if not (split and role == "discriminator")}
+        if split:  # realness and DRS's ratio as two sessions, one per output (service/graph_split.py)
+            first = card.onnx.discriminator.outputs[0].name
+            sessions["discriminator"] = self._open(choice.backend, card, "discriminator", paths["discriminator"], first)
+            sessions[RATIO] = self._open(choice.backend, card, "discriminator", paths["discriminator"], card.drs_output)
         provider = sessions["generator"].get_providers()[0]
         model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions, executor=self.executor,
                             micro_batching=self.micro_batching, gather_s=self.gather_s, backend=choice.backend,
@@ -325,17 +347,21 @@ class Engine:
         log.info("loaded %s (%s) on %s", card.name, card.version, provider)
         return model
 
-    def _open(self, backend: str, card: ModelCard, role: str, path: Path):
-        """One graph opened by `backend`, its inputs and outputs checked against the card."""
+    def _open(self, backend: str, card: ModelCard, role: str, path: Path, output: str | None = None):
+        """One graph opened by `backend`, its inputs and outputs checked against the card;
+        `output`: only the part of it that computes that output (graph_split.only_output)."""
+        sig = card.expected_signature(role)
+        if output is not None:
+            sig = GraphSignature(inputs=sig.inputs, outputs=[o for o in sig.outputs if o.name == output])
         try:
+            graph = str(path) if output is None else graph_split.only_output(path, output)
             if backend == backends.OPENVINO:
-                sig = card.expected_signature(role)
-                session = backends.OpenVinoSession(path, self.intra_op_threads, tuple(t.name for t in sig.inputs + sig.outputs))
+                session = backends.OpenVinoSession(graph, self.intra_op_threads, tuple(t.name for t in sig.inputs + sig.outputs))
             else:
-                session = ort.InferenceSession(str(path), serving_options(self.intra_op_threads), providers=self.providers)
+                session = ort.InferenceSession(graph, serving_options(self.intra_op_threads), providers=self.providers)
         except Exception as e:
             raise CardError(path, f"{backend} cannot load it: {e}") from None
-        check_signature(path, card.expected_signature(role), observed_signature(session, path))
+        check_signature(path, sig, observed_signature(session, path))
         return session
 
     def _choose_backend(self, card: ModelCard, paths: dict[str, Path]) -> backends.Choice:

@@ -58,12 +58,16 @@ class Batch:
     drawn: int  # latents drawn (== k without a filter)
     labels: Optional[np.ndarray] = None  # (k,) int64: a conditional model's class of each sample
     exhausted: bool = False  # the draw bound ran out before n samples passed the filter
+    ratio_logits: Optional[np.ndarray] = None  # (k,): what DRS rejects by, where not `logits` (card.drs_output)
 
 
 def generate(model: LoadedModel, z: np.ndarray, with_logits: bool, c: Optional[np.ndarray] = None) -> Batch:
     """Samples for explicit (n, z_dim) latents (and, for a conditional model, (n,) classes c)."""
     x = model.generate(z, c)
-    return Batch(x, model.logits(x, c) if with_logits else None, len(z), c)
+    if not with_logits:
+        return Batch(x, None, len(z), c)
+    logit, ratio = model.logits_and_ratio(x, c)
+    return Batch(x, logit, len(z), c, ratio_logits=None if ratio is logit else ratio)
 
 
 def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float], with_logits: bool,
@@ -96,11 +100,11 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
         cand_c = None if c is None else cand
         z = latents.draw(rng, model.card.latent, chunk, truncation)
         x = model.generate(z, cand_c)
-        logit = model.logits(x, cand_c)
+        logit, ratio = model.logits_and_ratio(x, cand_c)
         drawn += chunk
         if keep.drs:
-            max_logit = max(max_logit, float(logit.max()))  # the paper updates D*_M as it goes
-        ok = passes(logit, keep, max_logit, coins.random(chunk))
+            max_logit = max(max_logit, float(ratio.max()))  # the paper updates D*_M as it goes
+        ok = passes(logit, keep, max_logit, coins.random(chunk), ratio)
         for k in np.unique(slots[open_slots]):
             want = open_slots[slots[open_slots] == k]
             take = np.flatnonzero(ok & (cand == k))[: len(want)]
@@ -114,13 +118,16 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
     return Batch(samples, logits, drawn, None if c is None else slots[filled >= 0], exhausted=accepted < n)
 
 
-def passes(logit: np.ndarray, keep: Filter, max_logit: float, uniforms: np.ndarray) -> np.ndarray:
-    """Which samples the filter keeps: (k,) logits, (k,) uniforms in [0, 1) -> (k,) bool."""
+def passes(logit: np.ndarray, keep: Filter, max_logit: float, uniforms: np.ndarray,
+           ratio: Optional[np.ndarray] = None) -> np.ndarray:
+    """Which samples the filter keeps: (k,) realness logits, (k,) uniforms in [0, 1) -> (k,) bool.
+    `ratio`: the (k,) logits DRS rejects by, where the card keeps them apart (default: `logit`);
+    `max_logit` is theirs."""
     ok = np.ones(len(logit), dtype=bool)
     if keep.min_realness is not None:
         ok &= realness(logit) >= keep.min_realness
     if keep.drs:
-        ok &= _drs_accept(logit, max_logit, keep.gamma, uniforms)
+        ok &= _drs_accept(logit if ratio is None else ratio, max_logit, keep.gamma, uniforms)
     return ok
 
 
@@ -128,8 +135,9 @@ def filtered(model: LoadedModel, batch: Batch, keep: Filter) -> Batch:
     """Explicit latents under a filter: keep those that pass, draw no replacements. The DRS
     coins come from stream 1 of seed 0, so the same latents give the same answer."""
     keep = keep.resolved(model)
-    max_logit = max(model.card.realness.max_logit, float(batch.logits.max(initial=-np.inf)))
-    ok = passes(batch.logits, keep, max_logit, latents.generator(0, stream=1).random(len(batch.logits)))
+    ratio = batch.logits if batch.ratio_logits is None else batch.ratio_logits
+    max_logit = max(model.card.realness.max_logit, float(ratio.max(initial=-np.inf)))
+    ok = passes(batch.logits, keep, max_logit, latents.generator(0, stream=1).random(len(batch.logits)), ratio)
     labels = None if batch.labels is None else batch.labels[ok]
     return Batch(batch.samples[ok], batch.logits[ok], batch.drawn, labels)
 

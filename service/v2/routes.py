@@ -82,7 +82,9 @@ def io_meta(model: LoadedModel, role: str) -> tuple[list[TensorMeta], list[Tenso
         return [TensorMeta(s.name, DATATYPES[s.dtype], tuple(d if isinstance(d, int) else -1 for d in s.shape))
                 for s in specs]
 
-    return metas(sig.inputs), metas(sig.outputs)
+    # The first output only: what infer answers (a D's second output, the training D's ratio kept
+    # for DRS, is the filter's, not the model's answer).
+    return metas(sig.inputs), metas(sig.outputs[:1])
 
 
 async def server_metadata(request: Request) -> Response:

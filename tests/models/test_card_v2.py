@@ -139,3 +139,51 @@ def test_a_calibrated_discriminators_record_needs_version_2() -> None:
         ModelCard.model_validate(data)
     data["schema_version"] = 2
     assert ModelCard.model_validate(data).realness.drs_gamma == 0.0
+
+
+def _calibrated_with_training_ratio() -> dict:
+    """A version 2 card whose D serves a calibrated logit and keeps the training D's ratio for DRS."""
+    data = _v1_card()
+    data["schema_version"] = 2
+    out = data["onnx"]["discriminator"]["outputs"][0]
+    data["onnx"]["discriminator"]["outputs"].append({**out, "name": "drs_logit"})
+    data["realness"].update(discriminator="calibrated", drs_ratio="training", calibration={
+        "method": "test", "started_from": "training", "steps": 1, "held_out": "test", "auc": 0.9, "ece": 0.05,
+        "reliability": [], "distributions": {}})
+    return data
+
+
+def test_drs_by_the_training_ratio_needs_its_output_and_a_calibrated_d(tmp_path: Path) -> None:
+    data = _calibrated_with_training_ratio()
+    card = ModelCard.model_validate(data)
+    assert card.drs_output == "drs_logit"
+    folder = tmp_path / card.name
+    folder.mkdir()
+    write_card(folder, card)
+    assert json.loads((folder / CARD_FILE).read_text())["realness"]["drs_ratio"] == "training"
+
+    no_output = json.loads(json.dumps(data))
+    no_output["onnx"]["discriminator"]["outputs"].pop()
+    with pytest.raises(ValueError, match="'drs_logit' after the first exactly when realness.drs_ratio is 'training'"):
+        ModelCard.model_validate(no_output)
+    unused = json.loads(json.dumps(data))
+    unused["realness"]["drs_ratio"] = "served"
+    with pytest.raises(ValueError, match="exactly when realness.drs_ratio"):
+        ModelCard.model_validate(unused)
+    training_d = json.loads(json.dumps(data))
+    training_d["realness"].update(discriminator="training", calibration=None)
+    with pytest.raises(ValueError, match="only beside a calibrated discriminator"):
+        ModelCard.model_validate(training_d)
+
+
+def test_the_served_ratio_is_the_default_and_cards_keep_their_keys(tmp_path: Path) -> None:
+    card = ModelCard.model_validate(_v1_card())
+    assert card.realness.drs_ratio == "served" and card.drs_output == "logit"
+    for folder in SHIPPED:  # written back, a card that serves D's own ratio does not gain the key
+        data = json.loads((folder / CARD_FILE).read_text())
+        if data["realness"].get("drs_ratio", "served") != "served":
+            continue
+        out = tmp_path / folder.name
+        out.mkdir()
+        write_card(out, ModelCard.model_validate(data))
+        assert "drs_ratio" not in json.loads((out / CARD_FILE).read_text())["realness"]

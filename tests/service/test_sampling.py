@@ -108,3 +108,81 @@ def test_drs_takes_the_gamma_the_card_recommends(digits, tmp_path):
     assert len(sampling.from_seed(strict, 5, 2, None, False, Filter(drs=True), 50).samples) == 0
     assert len(sampling.from_seed(strict, 5, 2, None, False, Filter(drs=True, gamma=-50.0), 50).samples) == 5
     assert Filter(drs=True).resolved(digits).gamma == (digits.card.realness.drs_gamma or 0.0)
+
+
+@pytest.fixture(scope="module")
+def ratio_apart(digits, tmp_path_factory):
+    """tiny-digits whose D serves its own logit as realness and keeps the *negated* logit as the
+    ratio DRS rejects by (a second output `drs_logit`, as calibrate --drs-ratio training writes it):
+    DRS by it must prefer the samples that realness scores lowest."""
+    import json
+    import shutil
+
+    import onnx
+    from onnx import helper
+
+    from models.card import file_entry
+    from training.drs_head import with_drs_head
+
+    root = tmp_path_factory.mktemp("ratio-apart")
+    folder = root / digits.name
+    shutil.copytree(digits.folder, folder)
+    d = onnx.load(str(folder / "discriminator.onnx"))
+    negated = onnx.load(str(folder / "discriminator.onnx"))
+    out = negated.graph.output[0].name
+    for node in negated.graph.node:
+        node.output[:] = ["raw" if o == out else o for o in node.output]
+    negated.graph.node.append(helper.make_node("Neg", ["raw"], [out]))
+    onnx.save(with_drs_head(d, negated), str(folder / "discriminator.onnx"))
+    card = json.loads((folder / "model.json").read_text())
+    outputs = card["onnx"]["discriminator"]["outputs"]
+    outputs.append({**outputs[0], "name": "drs_logit"})
+    card["files"]["discriminator"] = file_entry(folder / "discriminator.onnx").model_dump(mode="json")
+    card["realness"].update(discriminator="calibrated", drs_ratio="training", drs_gamma=0.0, calibration={
+        "method": "test: the ratio is minus the logit", "started_from": "training", "steps": 1, "held_out": "none",
+        "auc": 0.5, "ece": 0.0, "reliability": [], "distributions": {}})
+    x = digits.generate(latents.draw(latents.generator(0), digits.card.latent, 500))
+    card["realness"]["max_logit"] = float((-digits.logits(x)).max())
+    (folder / "model.json").write_text(json.dumps(card))
+    return Engine(root, device="cpu", default_model=digits.name).get(digits.name)  # its warm-up runs both outputs
+
+
+def test_the_two_outputs_run_as_two_sessions_so_realness_costs_one_d(ratio_apart):
+    # onnxruntime runs every node of a graph whatever outputs are asked for: one session would
+    # charge every realness request the second D too (service/graph_split.py)
+    from service.engine import RATIO
+
+    assert [o.name for o in ratio_apart.sessions["discriminator"].get_outputs()] == ["logit"]
+    assert [o.name for o in ratio_apart.sessions[RATIO].get_outputs()] == ["drs_logit"]
+
+
+def test_openvino_serves_the_same_two_outputs(digits, ratio_apart):
+    from service import backends
+
+    if not backends.openvino_available():
+        pytest.skip("OpenVINO is not installed here")
+    ov = Engine(ratio_apart.folder.parent, device="cpu", default_model=digits.name, backend="openvino").get(digits.name)
+    assert ov.backend == "openvino"
+    x = digits.generate(latents.draw(latents.generator(1), digits.card.latent, 40))
+    for ours, theirs in zip(ov.logits_and_ratio(x), ratio_apart.logits_and_ratio(x)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_drs_rejects_by_the_ratio_the_card_keeps_apart_and_realness_stays_the_first_output(digits, ratio_apart):
+    x = digits.generate(latents.draw(latents.generator(1), digits.card.latent, 40))
+    logit, ratio = ratio_apart.logits_and_ratio(x)
+    np.testing.assert_allclose(logit, digits.logits(x), rtol=1e-6)
+    np.testing.assert_allclose(ratio, -logit, rtol=1e-6)
+    np.testing.assert_array_equal(ratio_apart.logits(x), logit)  # realness (scores, min_realness, /v2) unchanged
+
+    probe = sampling.from_seed(ratio_apart, 400, 3, None, True, Filter(), 400)
+    kept = sampling.from_seed(ratio_apart, 400, 3, None, True, Filter(drs=True), 400)  # one pass, no refill
+    assert 0 < len(kept.samples) < 400
+    assert kept.logits.mean() < probe.logits.mean()  # by the ratio: the opposite of D's own preference
+    np.testing.assert_allclose(kept.logits, digits.logits(kept.samples), rtol=1e-5, atol=1e-6)  # answers carry realness
+
+    z = latents.draw(latents.generator(4), digits.card.latent, 400)  # explicit latents: the same rule
+    batch = sampling.generate(ratio_apart, z, with_logits=True)
+    np.testing.assert_allclose(batch.ratio_logits, -batch.logits, rtol=1e-6)
+    kept = sampling.filtered(ratio_apart, batch, Filter(drs=True))
+    assert 0 < len(kept.samples) < 400 and kept.logits.mean() < batch.logits.mean()

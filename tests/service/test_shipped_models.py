@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,25 @@ def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
         f"/sample's npy answer for {REQUEST} changed: {got['samples']} (pinned {pinned['samples']}). Either the "
         f"generator of models/{folder} changed (then re-pin, and say why in the commit), or this host's CPU "
         "kernels differ from the pinning host's (AVX2 + FMA, see the module docstring)")
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if (SHIPPED / f / GRAPH_FILES["discriminator"]).is_file()])
+def test_a_shipped_models_drs_answer_carries_realness_from_the_served_logit(folder):
+    """`drs` with scores, as /sample answers it: every returned realness is sigmoid of D's first
+    output on that sample, also where the card keeps the training D's ratio (`drs_logit`) for DRS."""
+    from service import handlers
+    from service.schemas import SampleRequest
+
+    engine = Engine.from_folder(SHIPPED / folder, device="cpu")
+    model = engine.get(folder)
+    response = handlers.sample(engine, SampleRequest(n=64, seed=5, format="json", drs=True, scores=True), DRAWS_FACTOR)
+    assert response.status_code == 200
+    body = json.loads(response.body)
+    x = np.asarray(body["samples"], np.float32).reshape(-1, *model.card.sample.shape)
+    c = np.asarray(body["labels"], np.int64) if model.card.condition is not None else None  # D(x | c)
+    got = np.asarray(body["realness"], np.float64)
+    assert len(x) == len(got) == 64 and body["drs_gamma"] == pytest.approx(model.card.realness.drs_gamma or 0.0)
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-model.logits(x, c).astype(np.float64))), atol=1e-5)
+    logit, ratio = model.logits_and_ratio(x, c)
+    assert (model.card.realness.drs_ratio == "training") == (not np.allclose(logit, ratio))

@@ -184,3 +184,51 @@ def test_a_calibration_from_a_fresh_d_is_reproducible(tiny_model_copy, tmp_path)
     shas = [sha256_of(calibrate_model(folder, cfg, out=tmp_path / f"run{i}", progress=False).folder / "discriminator.onnx")
             for i in range(2)]
     assert shas[0] == shas[1]
+
+
+def test_the_training_ratio_is_kept_beside_the_calibrated_d_and_drs_takes_it(tiny_model_copy):
+    from training.calibrate import _realness_set
+    from training.evaluation.samplers import onnx_sampler
+
+    folder = tiny_model_copy("tiny-ring")
+    x = np.random.default_rng(0).normal(0, 1, (64, 2)).astype(np.float32)
+    trained = run_batched(cpu_session(folder / "discriminator.onnx"), x).ravel()
+    g_bytes = (folder / "generator.onnx").read_bytes()
+    report = calibrate_model(folder, CalibrationConfig(steps=150, batch=128, lr=2e-3, eval_every=50, drs_ratio="training"),
+                             progress=False)
+    card, _ = load_model_folder(folder)  # files and signatures as the card says
+    session = cpu_session(folder / "discriminator.onnx")
+    assert [o.name for o in session.get_outputs()] == ["logit", "drs_logit"]
+    assert [o.name for o in card.onnx.discriminator.outputs] == ["logit", "drs_logit"]
+    assert card.realness.drs_ratio == "training" and card.drs_output == "drs_logit"
+    np.testing.assert_array_equal(run_batched(session, x, output=1).ravel(), trained)  # the training D, bit for bit
+    assert np.abs(run_batched(session, x).ravel() - trained).max() > 1e-3  # realness: the calibrated D's
+    assert report.after["auc"] > report.before["auc"]
+    assert (folder / "generator.onnx").read_bytes() == g_bytes
+    # max_logit and gamma are measured on the ratio DRS rejects by, over the card's realness set
+    xr, _ = _realness_set(onnx_sampler(folder, card, threads=1), card)
+    ratio = run_batched(session, xr, output=1).ravel()
+    assert card.realness.max_logit == pytest.approx(float(ratio.max()), abs=1e-6)
+    assert card.realness.calibration.acceptance == pytest.approx(cal.acceptance(ratio, card.realness.max_logit, card.realness.drs_gamma))
+    assert "drs_logit" in card.realness.calibration.method
+
+    # Calibrated again, the training D is carried over; asked for the served ratio, it is dropped.
+    calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50, drs_ratio="training"), progress=False)
+    np.testing.assert_array_equal(run_batched(cpu_session(folder / "discriminator.onnx"), x, output=1).ravel(), trained)
+    gamma, accept = retarget(folder, 0.5)
+    again = run_batched(cpu_session(folder / "discriminator.onnx"), xr, output=1).ravel()
+    assert accept == pytest.approx(cal.acceptance(again, read_card(folder).realness.max_logit, gamma))
+    calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50), progress=False)
+    card, _ = load_model_folder(folder)
+    assert [o.name for o in card.onnx.discriminator.outputs] == ["logit"] and card.realness.drs_ratio == "served"
+
+
+def test_the_training_ratio_cannot_come_from_a_d_calibrated_without_it(tiny_model_copy):
+    folder = tiny_model_copy("tiny-ring")
+    calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50), progress=False)
+    before = (folder / "discriminator.onnx").read_bytes()
+    with pytest.raises(CalibrationError, match="needs the D trained with G"):
+        calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50, drs_ratio="training"), progress=False)
+    assert (folder / "discriminator.onnx").read_bytes() == before
+    with pytest.raises(CalibrationError, match="drs_ratio"):
+        CalibrationConfig(drs_ratio="best")

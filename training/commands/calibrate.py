@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=d.patience, help=f"held-out checks without improvement before stopping (default {d.patience})")
     parser.add_argument("--no-platt", action="store_true", help="skip the Platt fit of the logit on held-out data")
     parser.add_argument("--fresh", action="store_true", help="start from a freshly initialised D instead of the shipped one")
+    parser.add_argument("--drs-ratio", choices=["served", "training"], default=d.drs_ratio,
+                        help="what DRS rejects by: the calibrated D's ratio ('served', default) or the D trained with G, "
+                             "kept beside it as the graph's second output ('training': better where calibration learns "
+                             "G's artefacts, as on mnist and patches; docs/RESULTS.md section 7)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for small networks on busy cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--retarget", action="store_true",
@@ -53,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
             return 0
         cfg = CalibrationConfig(steps=args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
                                 patience=args.patience, target_acceptance=args.target_acceptance,
-                                platt=not args.no_platt, fresh=args.fresh)
+                                platt=not args.no_platt, fresh=args.fresh, drs_ratio=args.drs_ratio)
         r = calibrate_model(args.model_dir, cfg, out=args.out, progress=not args.quiet)
     except (CalibrationError, CardError, ConfigError, DataError, OnnxExportError, OSError) as e:
         print(f"calibrate: error: {e}", file=sys.stderr)
         return 2
     print(f"calibrated {r.folder} in {r.wall_s:.0f} s (from the {r.started_from} D, best at step {r.steps})")
     print(f"  held-out AUC {r.before['auc']:.3f} -> {r.after['auc']:.3f}, ECE {r.before['ece']:.3f} -> {r.after['ece']:.3f}")
-    print(f"  DRS gamma {r.gamma:.3f}: acceptance {r.acceptance:.3f} on G's samples")
+    print(f"  DRS gamma {r.gamma:.3f}: acceptance {r.acceptance:.3f} on G's samples (by the "
+          f"{'training' if cfg.drs_ratio == 'training' else 'calibrated'} D's ratio)")
     return 0
