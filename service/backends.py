@@ -58,14 +58,14 @@ class OpenVinoSession:
     """A graph compiled by OpenVINO for the CPU, run like an onnxruntime session. Thread-safe:
     each thread runs its own infer request (a compiled model's requests share its weights)."""
 
-    def __init__(self, path: Path | str | bytes, threads: int, names: tuple[str, ...] = ()):
-        """`path`: the ONNX file, or its bytes. `names`: the tensor names the caller expects (the
-        card's). OpenVINO may give a tensor several names (one per ONNX value it fused), so where
-        one of them is expected, that one is reported; a graph without it still fails the card's check."""
+    def __init__(self, path: Path, threads: int, names: tuple[str, ...] = ()):
+        """`names`: the tensor names the caller expects (the card's). OpenVINO may give a tensor
+        several names (one per ONNX value it fused), so where one of them is expected, that one
+        is reported; a graph without it still fails the card's check."""
         import openvino as ov
 
         core = ov.Core()
-        model = core.read_model(path if isinstance(path, bytes) else str(path))
+        model = core.read_model(str(path))
         # f32 always: on AVX-512/AMX hosts OpenVINO's default precision may be bf16, whose
         # samples would differ from onnxruntime's by far more than float tolerance (STACK.md).
         self._compiled = core.compile_model(model, "CPU", {

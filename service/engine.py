@@ -22,7 +22,6 @@ from models.card import CARD_FILE, CardError, GraphSignature, ModelCard, TensorS
 
 from . import latents
 from . import backends
-from . import graph_split
 from .batching import AsyncMicroBatcher, MicroBatcher
 from .providers import CPU, choose_providers, session_options
 
@@ -32,8 +31,8 @@ log = logging.getLogger("ganserve.engine")
 # the shipped models take 0.1-0.3 ms; ten times the slowest leaves room for a busy machine.
 INLINE_MAX_RUN_S = 0.003
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
-# The session of a D's second output, the training D's ratio that DRS rejects by, where the card
-# keeps one (Realness.drs_ratio "training"); not a role of the folder: it lives in discriminator.onnx.
+# The run of a D's second output, the training D's ratio that DRS rejects by, where the card keeps
+# one (Realness.drs_ratio "training"); not a role of the folder: it lives in discriminator.onnx.
 RATIO = "ratio"
 
 
@@ -137,6 +136,11 @@ class LoadedModel:
         return "discriminator" in self.sessions
 
     @property
+    def has_ratio(self) -> bool:
+        """DRS's ratio is kept apart from realness, as D's second output (Realness.drs_ratio)."""
+        return self.has_discriminator and self.card.realness.drs_ratio == "training"
+
+    @property
     def conditional(self) -> bool:
         return self.card.condition is not None
 
@@ -153,14 +157,21 @@ class LoadedModel:
         return feeds
 
     def _run(self, role: str, batch: np.ndarray) -> np.ndarray:
-        if role not in self.sessions:
+        """The graph's first output for `batch`; RATIO: discriminator.onnx's output DRS rejects by."""
+        return self._run_outputs(role, batch)[0]
+
+    def _run_outputs(self, role: str, batch: np.ndarray, both: bool = False) -> list[np.ndarray]:
+        """`both`: D's realness and ratio outputs from one run (onnxruntime runs every node of the
+        graph whatever outputs a run asks for, so asking for both costs what asking for one does)."""
+        session = self.sessions.get("discriminator" if role == RATIO else role)
+        if session is None:
             raise NoDiscriminator(self.name)
-        name = self.card.drs_output if role == RATIO else self.card.expected_signature(role).outputs[0].name
+        first = self.card.expected_signature("discriminator" if role == RATIO else role).outputs[0].name
+        names = [first, self.card.drs_output] if both else [self.card.drs_output if role == RATIO else first]
         try:
-            (out,) = self.sessions[role].run([name], self._feeds(role, batch))
+            return session.run(names, self._feeds(role, batch))
         except Exception as e:  # onnxruntime's own exception types are not importable API
             raise InferenceError(f"onnxruntime failed running {self.name}'s {role}: {e}") from None
-        return out
 
     def _classes(self, n: int, c: np.ndarray | None) -> np.ndarray | None:
         """Checks that a conditional model gets n class indices in range, and others none."""
@@ -191,14 +202,22 @@ class LoadedModel:
         self._need_discriminator()
         return self.discriminator(_with_classes(x, self._classes(len(x), c))).reshape(len(x))
 
-    def logits_and_ratio(self, x: np.ndarray, c: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(realness logits, the logits DRS rejects by), both (n,): the same array unless the card
-        keeps the training D's ratio as a second output (Realness.drs_ratio), which runs as a
-        session of its own (service/graph_split.py)."""
-        logit = self.logits(x, c)
-        if RATIO not in self.sessions:
-            return logit, logit
-        return logit, self._run(RATIO, _with_classes(x, self._classes(len(x), c))).reshape(len(x))
+    def ratio_logits(self, x: np.ndarray, c: np.ndarray | None = None) -> np.ndarray | None:
+        """(n,) logits DRS rejects by, where the card keeps the training D's ratio apart from
+        realness (Realness.drs_ratio, D's second output); else None, and DRS rejects by the
+        realness logits."""
+        self._need_discriminator()
+        if not self.has_ratio:
+            return None
+        return self._run(RATIO, _with_classes(x, self._classes(len(x), c))).reshape(len(x))
+
+    def logits_with_ratio(self, x: np.ndarray, c: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(realness logits, ratio_logits) from one run of D where both are needed (`drs` with
+        `scores` or `min_realness`)."""
+        if not self.has_ratio:
+            return self.logits(x, c), None
+        logit, ratio = self._run_outputs(RATIO, _with_classes(x, self._classes(len(x), c)), both=True)
+        return logit.reshape(len(x)), ratio.reshape(len(x))
 
     def generate_inline(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         out = self._run("generator", _with_classes(z, self._classes(len(z), c)))
@@ -229,11 +248,10 @@ class LoadedModel:
         want = (2, *self.card.sample.shape)
         if x.shape != want:
             raise CardError(self.folder / "generator.onnx", f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}")
-        for role in ("discriminator", RATIO):
-            if role in self.sessions:
-                logit = self._run(role, _with_classes(x, c))
+        if self.has_discriminator:
+            names = [o.name for o in self.card.onnx.discriminator.outputs[:2 if self.has_ratio else 1]]
+            for name, logit in zip(names, self._run_outputs(RATIO, _with_classes(x, c), both=self.has_ratio)):
                 if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
-                    name = self.card.drs_output if role == RATIO else self.card.onnx.discriminator.outputs[0].name
                     raise CardError(self.folder / "discriminator.onnx",
                                     f"output {name!r} has shape {list(logit.shape)} for 2 samples, expected [2, 1] or [2]")
         if time.perf_counter() - began > INLINE_MAX_RUN_S:  # slow even counting planning: time it again
@@ -329,13 +347,7 @@ class Engine:
             self.providers, self.provider_note = choose_providers(self.device, paths["generator"], self.intra_op_threads)
             log.info("execution providers %s (%s)", self.providers, self.provider_note)
         choice = self._choose_backend(card, paths)
-        split = card.has_discriminator and card.drs_output != card.onnx.discriminator.outputs[0].name
-        sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()
-                    if not (split and role == "discriminator")}
-        if split:  # realness and DRS's ratio as two sessions, one per output (service/graph_split.py)
-            first = card.onnx.discriminator.outputs[0].name
-            sessions["discriminator"] = self._open(choice.backend, card, "discriminator", paths["discriminator"], first)
-            sessions[RATIO] = self._open(choice.backend, card, "discriminator", paths["discriminator"], card.drs_output)
+        sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()}
         provider = sessions["generator"].get_providers()[0]
         model = LoadedModel(card=card, folder=folder, provider=provider, sessions=sessions, executor=self.executor,
                             micro_batching=self.micro_batching, gather_s=self.gather_s, backend=choice.backend,
@@ -347,21 +359,17 @@ class Engine:
         log.info("loaded %s (%s) on %s", card.name, card.version, provider)
         return model
 
-    def _open(self, backend: str, card: ModelCard, role: str, path: Path, output: str | None = None):
-        """One graph opened by `backend`, its inputs and outputs checked against the card;
-        `output`: only the part of it that computes that output (graph_split.only_output)."""
-        sig = card.expected_signature(role)
-        if output is not None:
-            sig = GraphSignature(inputs=sig.inputs, outputs=[o for o in sig.outputs if o.name == output])
+    def _open(self, backend: str, card: ModelCard, role: str, path: Path):
+        """One graph opened by `backend`, its inputs and outputs checked against the card."""
         try:
-            graph = str(path) if output is None else graph_split.only_output(path, output)
             if backend == backends.OPENVINO:
-                session = backends.OpenVinoSession(graph, self.intra_op_threads, tuple(t.name for t in sig.inputs + sig.outputs))
+                sig = card.expected_signature(role)
+                session = backends.OpenVinoSession(path, self.intra_op_threads, tuple(t.name for t in sig.inputs + sig.outputs))
             else:
-                session = ort.InferenceSession(graph, serving_options(self.intra_op_threads), providers=self.providers)
+                session = ort.InferenceSession(str(path), serving_options(self.intra_op_threads), providers=self.providers)
         except Exception as e:
             raise CardError(path, f"{backend} cannot load it: {e}") from None
-        check_signature(path, sig, observed_signature(session, path))
+        check_signature(path, card.expected_signature(role), observed_signature(session, path))
         return session
 
     def _choose_backend(self, card: ModelCard, paths: dict[str, Path]) -> backends.Choice:

@@ -179,7 +179,8 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int, stream: bo
     model, keep = _checked(engine, req)
     if req.latents is not None:
         z = _given_latents(model, req)
-        batch = sampling.generate(model, z, with_logits=req.scores or keep.active, c=_classes(model, req, len(z), None))
+        batch = sampling.generate(model, z, with_logits=req.scores or keep.active, c=_classes(model, req, len(z), None),
+                                  with_ratio=keep.drs)
         if keep.active:  # explicit latents are filtered, never replaced by new draws
             batch = sampling.filtered(model, batch, keep)
         seed = None

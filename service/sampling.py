@@ -61,13 +61,15 @@ class Batch:
     ratio_logits: Optional[np.ndarray] = None  # (k,): what DRS rejects by, where not `logits` (card.drs_output)
 
 
-def generate(model: LoadedModel, z: np.ndarray, with_logits: bool, c: Optional[np.ndarray] = None) -> Batch:
-    """Samples for explicit (n, z_dim) latents (and, for a conditional model, (n,) classes c)."""
+def generate(model: LoadedModel, z: np.ndarray, with_logits: bool, c: Optional[np.ndarray] = None,
+             with_ratio: bool = False) -> Batch:
+    """Samples for explicit (n, z_dim) latents (and, for a conditional model, (n,) classes c);
+    `with_ratio`: also DRS's own logits, where the card keeps them apart (for `filtered`)."""
     x = model.generate(z, c)
     if not with_logits:
         return Batch(x, None, len(z), c)
-    logit, ratio = model.logits_and_ratio(x, c)
-    return Batch(x, logit, len(z), c, ratio_logits=None if ratio is logit else ratio)
+    logit, ratio = model.logits_with_ratio(x, c) if with_ratio else (model.logits(x, c), None)
+    return Batch(x, logit, len(z), c, ratio_logits=ratio)
 
 
 def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float], with_logits: bool,
@@ -89,6 +91,8 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
     slots = np.zeros(n, np.int64) if c is None else np.asarray(c, np.int64)  # one class for an unconditional model
     filled = np.full(n, -1, np.int64)  # slot -> index into the candidates kept
     kept_x, kept_l, accepted, drawn = [], [], 0, 0
+    # Realness only where it is asked for or judged (`drs` alone, by a ratio kept apart, needs none)
+    realness_needed = with_logits or keep.min_realness is not None or not (keep.drs and model.has_ratio)
     while accepted < n and drawn < max_draws:
         # First twice n; then what is missing at the acceptance seen so far, with a margin, so a
         # filter that keeps 1 in 10 needs a round or two rather than one per halving.
@@ -100,21 +104,25 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
         cand_c = None if c is None else cand
         z = latents.draw(rng, model.card.latent, chunk, truncation)
         x = model.generate(z, cand_c)
-        logit, ratio = model.logits_and_ratio(x, cand_c)
+        if keep.drs and model.has_ratio:  # one run of D for both where both are needed
+            logit, ratio = model.logits_with_ratio(x, cand_c) if realness_needed else (None, model.ratio_logits(x, cand_c))
+        else:  # DRS (if asked) rejects by the realness logit
+            logit, ratio = model.logits(x, cand_c), None
         drawn += chunk
-        if keep.drs:
-            max_logit = max(max_logit, float(ratio.max()))  # the paper updates D*_M as it goes
-        ok = passes(logit, keep, max_logit, coins.random(chunk), ratio)
+        if keep.drs:  # the paper updates D*_M as it goes
+            max_logit = max(max_logit, float((logit if ratio is None else ratio).max()))
+        ok = passes(ratio if logit is None else logit, keep, max_logit, coins.random(chunk), ratio)
         for k in np.unique(slots[open_slots]):
             want = open_slots[slots[open_slots] == k]
             take = np.flatnonzero(ok & (cand == k))[: len(want)]
             filled[want[: len(take)]] = accepted + np.arange(len(take))
             kept_x.append(x[take])
-            kept_l.append(logit[take])
+            if logit is not None:
+                kept_l.append(logit[take])
             accepted += len(take)
     order = filled[filled >= 0]  # the slots filled, in slot order
     samples = np.concatenate(kept_x)[order] if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
-    logits = np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)
+    logits = (np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)) if realness_needed else None
     return Batch(samples, logits, drawn, None if c is None else slots[filled >= 0], exhausted=accepted < n)
 
 
@@ -135,7 +143,10 @@ def filtered(model: LoadedModel, batch: Batch, keep: Filter) -> Batch:
     """Explicit latents under a filter: keep those that pass, draw no replacements. The DRS
     coins come from stream 1 of seed 0, so the same latents give the same answer."""
     keep = keep.resolved(model)
-    ratio = batch.logits if batch.ratio_logits is None else batch.ratio_logits
+    ratio = batch.ratio_logits
+    if ratio is None and keep.drs:
+        ratio = model.ratio_logits(batch.samples, batch.labels)
+    ratio = batch.logits if ratio is None else ratio
     max_logit = max(model.card.realness.max_logit, float(ratio.max(initial=-np.inf)))
     ok = passes(batch.logits, keep, max_logit, latents.generator(0, stream=1).random(len(batch.logits)), ratio)
     labels = None if batch.labels is None else batch.labels[ok]

@@ -147,13 +147,14 @@ def ratio_apart(digits, tmp_path_factory):
     return Engine(root, device="cpu", default_model=digits.name).get(digits.name)  # its warm-up runs both outputs
 
 
-def test_the_two_outputs_run_as_two_sessions_so_realness_costs_one_d(ratio_apart):
-    # onnxruntime runs every node of a graph whatever outputs are asked for: one session would
-    # charge every realness request the second D too (service/graph_split.py)
-    from service.engine import RATIO
-
-    assert [o.name for o in ratio_apart.sessions["discriminator"].get_outputs()] == ["logit"]
-    assert [o.name for o in ratio_apart.sessions[RATIO].get_outputs()] == ["drs_logit"]
+def test_one_run_gives_both_outputs_where_both_are_needed(digits, ratio_apart):
+    x = digits.generate(latents.draw(latents.generator(2), digits.card.latent, 30))
+    logit, ratio = ratio_apart.logits_with_ratio(x)
+    np.testing.assert_array_equal(logit, ratio_apart.logits(x))
+    np.testing.assert_array_equal(ratio, ratio_apart.ratio_logits(x))
+    assert ratio_apart.has_ratio and not digits.has_ratio
+    plain_logit, none = digits.logits_with_ratio(x)
+    assert none is None and np.array_equal(plain_logit, digits.logits(x))
 
 
 def test_openvino_serves_the_same_two_outputs(digits, ratio_apart):
@@ -164,25 +165,32 @@ def test_openvino_serves_the_same_two_outputs(digits, ratio_apart):
     ov = Engine(ratio_apart.folder.parent, device="cpu", default_model=digits.name, backend="openvino").get(digits.name)
     assert ov.backend == "openvino"
     x = digits.generate(latents.draw(latents.generator(1), digits.card.latent, 40))
-    for ours, theirs in zip(ov.logits_and_ratio(x), ratio_apart.logits_and_ratio(x)):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ov.logits(x), ratio_apart.logits(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ov.ratio_logits(x), ratio_apart.ratio_logits(x), rtol=1e-4, atol=1e-4)
 
 
 def test_drs_rejects_by_the_ratio_the_card_keeps_apart_and_realness_stays_the_first_output(digits, ratio_apart):
     x = digits.generate(latents.draw(latents.generator(1), digits.card.latent, 40))
-    logit, ratio = ratio_apart.logits_and_ratio(x)
-    np.testing.assert_allclose(logit, digits.logits(x), rtol=1e-6)
+    logit, ratio = ratio_apart.logits(x), ratio_apart.ratio_logits(x)
+    np.testing.assert_allclose(logit, digits.logits(x), rtol=1e-6)  # realness (scores, min_realness, /v2) unchanged
     np.testing.assert_allclose(ratio, -logit, rtol=1e-6)
-    np.testing.assert_array_equal(ratio_apart.logits(x), logit)  # realness (scores, min_realness, /v2) unchanged
+    assert digits.ratio_logits(x) is None  # a D without a second output: DRS rejects by its logit
 
     probe = sampling.from_seed(ratio_apart, 400, 3, None, True, Filter(), 400)
     kept = sampling.from_seed(ratio_apart, 400, 3, None, True, Filter(drs=True), 400)  # one pass, no refill
     assert 0 < len(kept.samples) < 400
     assert kept.logits.mean() < probe.logits.mean()  # by the ratio: the opposite of D's own preference
     np.testing.assert_allclose(kept.logits, digits.logits(kept.samples), rtol=1e-5, atol=1e-6)  # answers carry realness
+    alone = sampling.from_seed(ratio_apart, 400, 3, None, False, Filter(drs=True), 400)  # no scores: one D runs
+    assert alone.logits is None
+    np.testing.assert_array_equal(alone.samples, kept.samples)  # the same decisions
 
     z = latents.draw(latents.generator(4), digits.card.latent, 400)  # explicit latents: the same rule
-    batch = sampling.generate(ratio_apart, z, with_logits=True)
+    batch = sampling.generate(ratio_apart, z, with_logits=True, with_ratio=True)
     np.testing.assert_allclose(batch.ratio_logits, -batch.logits, rtol=1e-6)
     kept = sampling.filtered(ratio_apart, batch, Filter(drs=True))
     assert 0 < len(kept.samples) < 400 and kept.logits.mean() < batch.logits.mean()
+    plain = sampling.generate(ratio_apart, z, with_logits=True)  # scores only: the ratio is not run
+    assert plain.ratio_logits is None
+    again = sampling.filtered(ratio_apart, plain, Filter(drs=True))  # and filtered fetches it when asked
+    np.testing.assert_array_equal(again.samples, kept.samples)
