@@ -91,8 +91,6 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
     slots = np.zeros(n, np.int64) if c is None else np.asarray(c, np.int64)  # one class for an unconditional model
     filled = np.full(n, -1, np.int64)  # slot -> index into the candidates kept
     kept_x, kept_l, accepted, drawn = [], [], 0, 0
-    # Realness only where it is asked for or judged (`drs` alone, by a ratio kept apart, needs none)
-    realness_needed = with_logits or keep.min_realness is not None or not (keep.drs and model.has_ratio)
     while accepted < n and drawn < max_draws:
         # First twice n; then what is missing at the acceptance seen so far, with a margin, so a
         # filter that keeps 1 in 10 needs a round or two rather than one per halving.
@@ -104,25 +102,22 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
         cand_c = None if c is None else cand
         z = latents.draw(rng, model.card.latent, chunk, truncation)
         x = model.generate(z, cand_c)
-        if keep.drs and model.has_ratio:  # one run of D for both where both are needed
-            logit, ratio = model.logits_with_ratio(x, cand_c) if realness_needed else (None, model.ratio_logits(x, cand_c))
-        else:  # DRS (if asked) rejects by the realness logit
-            logit, ratio = model.logits(x, cand_c), None
+        # ratio None: DRS (if asked) rejects by the realness logit. Both come from one run of D.
+        logit, ratio = model.logits_with_ratio(x, cand_c) if keep.drs else (model.logits(x, cand_c), None)
         drawn += chunk
         if keep.drs:  # the paper updates D*_M as it goes
             max_logit = max(max_logit, float((logit if ratio is None else ratio).max()))
-        ok = passes(ratio if logit is None else logit, keep, max_logit, coins.random(chunk), ratio)
+        ok = passes(logit, keep, max_logit, coins.random(chunk), ratio)
         for k in np.unique(slots[open_slots]):
             want = open_slots[slots[open_slots] == k]
             take = np.flatnonzero(ok & (cand == k))[: len(want)]
             filled[want[: len(take)]] = accepted + np.arange(len(take))
             kept_x.append(x[take])
-            if logit is not None:
-                kept_l.append(logit[take])
+            kept_l.append(logit[take])
             accepted += len(take)
     order = filled[filled >= 0]  # the slots filled, in slot order
     samples = np.concatenate(kept_x)[order] if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
-    logits = (np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)) if realness_needed else None
+    logits = np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)
     return Batch(samples, logits, drawn, None if c is None else slots[filled >= 0], exhausted=accepted < n)
 
 
