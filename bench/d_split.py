@@ -28,6 +28,7 @@ from host import describe  # noqa: E402
 
 from models.card import load_model_folder  # noqa: E402
 from service import latents  # noqa: E402
+from training.drs_head import only_output  # noqa: E402
 from service.engine import serving_options  # noqa: E402
 
 
@@ -42,20 +43,8 @@ def _time(run, seconds: float) -> tuple[float, float]:
     return statistics.median(walls), 1e3 * (time.process_time() - cpu0) / len(walls)
 
 
-def only_output(path: Path, name: str) -> bytes:
-    """The graph of `path` cut down to what computes output `name` (same IR version and opsets)."""
-    import onnx
-    import onnx.utils
-
-    model = onnx.load(str(path))
-    sub = onnx.utils.Extractor(model).extract_model([i.name for i in model.graph.input], [name])
-    sub.ir_version = model.ir_version  # the pinned onnxruntime reads only what export wrote
-    del sub.opset_import[:]
-    sub.opset_import.extend(model.opset_import)
-    return sub.SerializeToString()
-
-
 def main(argv: list[str] | None = None) -> int:
+    import onnx
     import onnxruntime as ort
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     x = g.run(None, {g.get_inputs()[0].name: z})[0].reshape(args.n, *card.sample.shape)
     whole = session(str(paths["discriminator"]))
     first, ratio = card.onnx.discriminator.outputs[0].name, card.drs_output
-    realness_only = session(only_output(paths["discriminator"], first))
-    ratio_only = session(only_output(paths["discriminator"], ratio))
+    graph = onnx.load(str(paths["discriminator"]))
+    realness_only = session(only_output(graph, first).SerializeToString())
+    ratio_only = session(only_output(graph, ratio).SerializeToString())
     feed = {whole.get_inputs()[0].name: x}
     rows = {
         f"as served: asked for {first!r} only (realness)": lambda: whole.run([first], feed),

@@ -36,6 +36,11 @@ ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 RATIO = "ratio"
 
 
+def _graph_of(role: str) -> str:
+    """The folder's graph a run role uses: RATIO is discriminator.onnx's second output."""
+    return "discriminator" if role == RATIO else role
+
+
 class EngineError(RuntimeError):
     """The engine cannot start: names the folder and file at fault."""
 
@@ -147,7 +152,7 @@ class LoadedModel:
     def _feeds(self, role: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's inputs for a batch of rows: z reshaped to the card's latent shape (DCGAN's
         [dim, 1, 1]); for a conditional model, the class column split off as int64."""
-        sig = self.card.expected_signature("discriminator" if role == RATIO else role)
+        sig = self.card.expected_signature(_graph_of(role))
         per_sample = self.card.latent.graph_shape if role == "generator" else self.card.sample.shape
         feeds = {}
         if self.card.condition is not None:
@@ -163,10 +168,10 @@ class LoadedModel:
     def _run_outputs(self, role: str, batch: np.ndarray, both: bool = False) -> list[np.ndarray]:
         """`both`: D's realness and ratio outputs from one run (onnxruntime runs every node of the
         graph whatever outputs a run asks for, so asking for both costs what asking for one does)."""
-        session = self.sessions.get("discriminator" if role == RATIO else role)
+        session = self.sessions.get(_graph_of(role))
         if session is None:
             raise NoDiscriminator(self.name)
-        first = self.card.expected_signature("discriminator" if role == RATIO else role).outputs[0].name
+        first = self.card.expected_signature(_graph_of(role)).outputs[0].name
         names = [first, self.card.drs_output] if both else [self.card.drs_output if role == RATIO else first]
         try:
             return session.run(names, self._feeds(role, batch))

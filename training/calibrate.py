@@ -399,26 +399,3 @@ def _swap(staging: Path, target: Path) -> None:
     staging.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float]:
-    """Choose DRS's gamma again for another target acceptance (cal.recommended_gamma), with D
-    unchanged (no training): only the card's drs_gamma, target_acceptance and calibration.acceptance change. Returns
-    (gamma, acceptance)."""
-    if not 0 < target_acceptance <= 1:
-        raise CalibrationError("target_acceptance: must be in (0, 1]")
-    folder = Path(folder)
-    card, paths = load_model_folder(folder)
-    x, c = _realness_set(onnx_sampler(folder, card, threads=1), card)
-    session = cpu_session(paths["discriminator"], 1)
-    ratio = [o.name for o in session.get_outputs()].index(card.drs_output)  # what DRS rejects by
-    logits = run_batched(session, x, c=c, output=ratio).ravel()
-    max_logit = max(card.realness.max_logit, float(logits.max()))
-    gamma = cal.recommended_gamma(logits, max_logit, target_acceptance)
-    accept = cal.acceptance(logits, max_logit, gamma)
-    data = card.model_dump(mode="json")
-    data["realness"].update(drs_gamma=gamma, target_acceptance=target_acceptance)
-    if data["realness"].get("calibration"):
-        data["realness"]["calibration"]["acceptance"] = accept
-    write_card(folder, ModelCard.model_validate(data))
-    return gamma, accept

@@ -15,6 +15,7 @@ the calibrated D's, its output renamed DRS_OUTPUT.
 from __future__ import annotations
 
 import onnx
+import onnx.utils
 from onnx import compose, helper
 
 from models.card import DRS_OUTPUT
@@ -54,13 +55,21 @@ def with_drs_head(served: onnx.ModelProto, training: onnx.ModelProto) -> onnx.Mo
     return model
 
 
+def only_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """`model` cut down to the nodes that compute output `name` (same inputs, IR version, opsets)."""
+    sub = onnx.utils.Extractor(model).extract_model([i.name for i in model.graph.input], [name])
+    sub.ir_version = model.ir_version  # the pinned onnxruntime reads only what export wrote
+    del sub.opset_import[:]
+    sub.opset_import.extend(model.opset_import)
+    return sub
+
+
 def drs_head_of(model: onnx.ModelProto) -> onnx.ModelProto:
     """The training D alone, from a graph that with_drs_head built (a second calibration keeps it)."""
     names = [o.name for o in model.graph.output]
     if DRS_OUTPUT not in names[1:]:
         raise ValueError(f"the graph has no {DRS_OUTPUT!r} output after its first")
-    extractor = onnx.utils.Extractor(model)
-    head = extractor.extract_model([i.name for i in model.graph.input], [DRS_OUTPUT])
+    head = only_output(model, DRS_OUTPUT)
     head.graph.output[0].name = "logit"
     for node in head.graph.node:
         node.output[:] = ["logit" if o == DRS_OUTPUT else o for o in node.output]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models.card import SCHEMA_VERSION, ModelCard, load_model_folder, read_card, sha256_of, write_card
-from training.calibrate import CalibrationConfig, CalibrationError, calibrate_model, load_discriminator, retarget
+from training.calibrate import CalibrationConfig, CalibrationError, calibrate_model, load_discriminator
+from training.retarget import retarget
 from training.commands import calibrate as calibrate_cmd
 from training.config import TrainConfig
 from training.evaluation import calibration as cal

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from models.card import load_model_folder, read_card, sha256_of
-from training.calibrate import CalibrationConfig, CalibrationError, _fold_target, _logits, _platt, calibrate_model, retarget
+from training.calibrate import CalibrationConfig, CalibrationError, _fold_target, _logits, _platt, calibrate_model
+from training.retarget import retarget
 from training.config import resolve
 from training.evaluation.samplers import balanced_labels, onnx_sampler
 from training.export import export_discriminator, export_run

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from models.card import CardError
-    from training.calibrate import CalibrationConfig, CalibrationError, calibrate_model, retarget
+    from training.calibrate import CalibrationConfig, CalibrationError, calibrate_model
+    from training.retarget import retarget
     from training.config import ConfigError
     from training.data import DataError
     from training.onnx_io import OnnxExportError
