@@ -41,10 +41,12 @@ CARD_FILE = "model.json"
 # cards of version 1 are still read unchanged, with version 1's stricter rules.
 SCHEMA_VERSION = 2
 # Roles of the graphs in a model folder, and the file each must be stored in.
-GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
-# The second output of a discriminator.onnx that serves DRS's ratio apart from realness
-# (Realness.drs_ratio "training").
-DRS_OUTPUT = "drs_logit"
+# `ratio` (optional, beside a calibrated discriminator): the D trained with G, kept as it was
+# exported, whose logit DRS rejects by (Realness.drs_ratio "training"); realness stays the
+# calibrated D's. A file of its own, not a second output of discriminator.onnx: onnxruntime runs
+# every node of a graph whatever outputs a run asks for, so a two-output D made every realness
+# request pay for both D's (docs/PERFORMANCE.md).
+GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx", "ratio": "ratio.onnx"}
 # The dtypes a graph input or output may have: float32 tensors, and int64 class indices.
 DTYPES = ("float32", "int64")
 # A model's name is its folder's name and appears in URLs: lowercase, digits, '-' and '_'.
@@ -68,7 +70,7 @@ class ModelCard(_Strict):
     dataset: str
     latent: Latent
     sample: Sample
-    files: dict[Literal["generator", "discriminator"], FileEntry]
+    files: dict[Literal["generator", "discriminator", "ratio"], FileEntry]
     onnx: OnnxInfo
     realness: Optional[Realness] = None  # present exactly when there is a discriminator
     training: Optional[TrainingInfo] = None  # a trained model's record ...
@@ -85,8 +87,9 @@ class ModelCard(_Strict):
             if entry.name != GRAPH_FILES[role]:
                 raise ValueError(f"files.{role}: must be named {GRAPH_FILES[role]}")
         has_d = "discriminator" in self.files
-        if has_d != (self.onnx.discriminator is not None):
-            raise ValueError("onnx.discriminator: must be given exactly when files has a discriminator")
+        for role in ("discriminator", "ratio"):
+            if (role in self.files) != (getattr(self.onnx, role) is not None):
+                raise ValueError(f"onnx.{role}: must be given exactly when files has a {role}")
         if has_d != (self.realness is not None):
             raise ValueError("realness: must be given exactly when there is a discriminator")
         if self.schema_version == 1:
@@ -101,13 +104,18 @@ class ModelCard(_Strict):
         elif self.training is None and self.source is None:
             raise ValueError("training or source: a card says how its model was made")
         self._check_condition_inputs()
-        if has_d and (self.realness.drs_ratio == "training") != (DRS_OUTPUT in [o.name for o in self.onnx.discriminator.outputs[1:]]):
-            raise ValueError(f"onnx.discriminator: an output {DRS_OUTPUT!r} after the first exactly when realness.drs_ratio is 'training'")
+        has_ratio = "ratio" in self.files
+        if has_ratio != (has_d and self.realness.drs_ratio == "training"):
+            raise ValueError(f"files.ratio: {GRAPH_FILES['ratio']} (the D trained with G) exactly when there is a "
+                             "discriminator and realness.drs_ratio is 'training'")
+        if has_ratio and [(t.name, t.dtype) for t in self.onnx.ratio.inputs] != [(t.name, t.dtype) for t in self.onnx.discriminator.inputs]:
+            raise ValueError("onnx.ratio: must take the discriminator's inputs (names and dtypes)")
         return self
 
     def _check_condition_inputs(self) -> None:
         """Each graph's inputs are what the card's latent / sample and condition imply."""
-        for role, sig in (("generator", self.onnx.generator), ("discriminator", self.onnx.discriminator)):
+        for role in GRAPH_FILES:
+            sig = getattr(self.onnx, role)
             if sig is None:
                 continue
             if sig.inputs[0].dtype != "float32" or any(o.dtype != "float32" for o in sig.outputs):
@@ -125,12 +133,12 @@ class ModelCard(_Strict):
         return self.files["generator"].sha256[:12]
 
     @property
-    def drs_output(self) -> Optional[str]:
-        """The D output DRS rejects by: its second, `drs_logit`, where the card keeps the training
-        D's ratio beside a calibrated D (Realness.drs_ratio); else its first, the served logit."""
-        if self.onnx.discriminator is None:
+    def drs_role(self) -> Optional[str]:
+        """The graph whose logit DRS rejects by: `ratio`, the D trained with G, where the card keeps
+        it beside a calibrated D (Realness.drs_ratio); else the served discriminator."""
+        if not self.has_discriminator:
             return None
-        return DRS_OUTPUT if self.realness.drs_ratio == "training" else self.onnx.discriminator.outputs[0].name
+        return "ratio" if "ratio" in self.files else "discriminator"
 
     @property
     def has_discriminator(self) -> bool:
@@ -190,8 +198,9 @@ def _unset_optional_parts(card: ModelCard) -> dict:
     written back is still one that older readers (which forbid unknown keys such as `condition`)
     accept. Only these: a null inside the training config is data and stays."""
     exclude: dict = {k: True for k in ("realness", "training", "source", "condition") if getattr(card, k) is None}
-    if card.onnx.discriminator is None:
-        exclude["onnx"] = {"discriminator"}
+    unset_graphs = {role for role in ("discriminator", "ratio") if getattr(card.onnx, role) is None}
+    if unset_graphs:
+        exclude["onnx"] = unset_graphs
     if card.latent.shape is None:
         exclude["latent"] = {"shape"}
     if card.realness is not None:  # calibration's record, absent from cards written before it

@@ -100,6 +100,7 @@ class OnnxInfo(_Strict):
     ir_version: int = Field(ge=3)
     generator: GraphSignature
     discriminator: Optional[GraphSignature] = None  # None: a generator-only model (version 2)
+    ratio: Optional[GraphSignature] = None  # ratio.onnx, the D trained with G kept for DRS (version 2)
 
 
 class Condition(_Strict):
@@ -219,8 +220,8 @@ class Realness(_Strict):
     drs_gamma: Optional[float] = Field(None, ge=-50, le=50)
     target_acceptance: Optional[float] = Field(None, gt=0, le=1)
     # The density ratio DRS rejects by: "served", the served D's logit (then `max_logit` is its
-    # largest), or "training", the D trained with G, kept in discriminator.onnx as a second output
-    # `drs_logit` beside the calibrated D's `logit` (then `max_logit` is drs_logit's largest). A
+    # largest), or "training", the D trained with G, kept as the folder's ratio.onnx beside the
+    # calibrated discriminator.onnx (then `max_logit` is ratio.onnx's largest logit). A
     # calibrated D can score realness far better and still filter worse: on mnist and patches its
     # ratio rewards the artefacts it learned to see, and DRS by it raises the Frechet distance and
     # SWD that DRS by the training D lowers (docs/RESULTS.md section 7).

@@ -31,14 +31,9 @@ log = logging.getLogger("ganserve.engine")
 # the shipped models take 0.1-0.3 ms; ten times the slowest leaves room for a busy machine.
 INLINE_MAX_RUN_S = 0.003
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
-# The run of a D's second output, the training D's ratio that DRS rejects by, where the card keeps
-# one (Realness.drs_ratio "training"); not a role of the folder: it lives in discriminator.onnx.
+# The folder's optional third graph, ratio.onnx: the D trained with G, whose logit DRS rejects by
+# where the card keeps it beside a calibrated D (Realness.drs_ratio "training").
 RATIO = "ratio"
-
-
-def _graph_of(role: str) -> str:
-    """The folder's graph a run role uses: RATIO is discriminator.onnx's second output."""
-    return "discriminator" if role == RATIO else role
 
 
 class EngineError(RuntimeError):
@@ -142,8 +137,8 @@ class LoadedModel:
 
     @property
     def has_ratio(self) -> bool:
-        """DRS's ratio is kept apart from realness, as D's second output (Realness.drs_ratio)."""
-        return self.has_discriminator and self.card.realness.drs_ratio == "training"
+        """DRS's ratio is kept apart from realness, as ratio.onnx (Realness.drs_ratio)."""
+        return RATIO in self.sessions
 
     @property
     def conditional(self) -> bool:
@@ -152,7 +147,7 @@ class LoadedModel:
     def _feeds(self, role: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's inputs for a batch of rows: z reshaped to the card's latent shape (DCGAN's
         [dim, 1, 1]); for a conditional model, the class column split off as int64."""
-        sig = self.card.expected_signature(_graph_of(role))
+        sig = self.card.expected_signature(role)
         per_sample = self.card.latent.graph_shape if role == "generator" else self.card.sample.shape
         feeds = {}
         if self.card.condition is not None:
@@ -162,19 +157,12 @@ class LoadedModel:
         return feeds
 
     def _run(self, role: str, batch: np.ndarray) -> np.ndarray:
-        """The graph's first output for `batch`; RATIO: discriminator.onnx's output DRS rejects by."""
-        return self._run_outputs(role, batch)[0]
-
-    def _run_outputs(self, role: str, batch: np.ndarray, both: bool = False) -> list[np.ndarray]:
-        """`both`: D's realness and ratio outputs from one run (onnxruntime runs every node of the
-        graph whatever outputs a run asks for, so asking for both costs what asking for one does)."""
-        session = self.sessions.get(_graph_of(role))
+        """The first output of the role's graph for `batch`."""
+        session = self.sessions.get(role)
         if session is None:
             raise NoDiscriminator(self.name)
-        first = self.card.expected_signature(_graph_of(role)).outputs[0].name
-        names = [first, self.card.drs_output] if both else [self.card.drs_output if role == RATIO else first]
         try:
-            return session.run(names, self._feeds(role, batch))
+            return session.run([self.card.expected_signature(role).outputs[0].name], self._feeds(role, batch))[0]
         except Exception as e:  # onnxruntime's own exception types are not importable API
             raise InferenceError(f"onnxruntime failed running {self.name}'s {role}: {e}") from None
 
@@ -209,20 +197,12 @@ class LoadedModel:
 
     def ratio_logits(self, x: np.ndarray, c: np.ndarray | None = None) -> np.ndarray | None:
         """(n,) logits DRS rejects by, where the card keeps the training D's ratio apart from
-        realness (Realness.drs_ratio, D's second output); else None, and DRS rejects by the
-        realness logits."""
+        realness (Realness.drs_ratio, ratio.onnx); else None, and DRS rejects by the realness
+        logits."""
         self._need_discriminator()
         if not self.has_ratio:
             return None
         return self._run(RATIO, _with_classes(x, self._classes(len(x), c))).reshape(len(x))
-
-    def logits_with_ratio(self, x: np.ndarray, c: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(realness logits, ratio_logits) from one run of D where both are needed (`drs` with
-        `scores` or `min_realness`)."""
-        if not self.has_ratio:
-            return self.logits(x, c), None
-        logit, ratio = self._run_outputs(RATIO, _with_classes(x, self._classes(len(x), c)), both=True)
-        return logit.reshape(len(x)), ratio.reshape(len(x))
 
     def generate_inline(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         out = self._run("generator", _with_classes(z, self._classes(len(z), c)))
@@ -253,12 +233,12 @@ class LoadedModel:
         want = (2, *self.card.sample.shape)
         if x.shape != want:
             raise CardError(self.folder / "generator.onnx", f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}")
-        if self.has_discriminator:
-            names = [o.name for o in self.card.onnx.discriminator.outputs[:2 if self.has_ratio else 1]]
-            for name, logit in zip(names, self._run_outputs(RATIO, _with_classes(x, c), both=self.has_ratio)):
-                if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
-                    raise CardError(self.folder / "discriminator.onnx",
-                                    f"output {name!r} has shape {list(logit.shape)} for 2 samples, expected [2, 1] or [2]")
+        for role in self.card.roles[1:]:  # the discriminator and its ratio, where the card has them
+            logit = self._run(role, _with_classes(x, c))
+            if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
+                raise CardError(self.folder / self.card.files[role].name,
+                                f"output {self.card.expected_signature(role).outputs[0].name!r} has shape "
+                                f"{list(logit.shape)} for 2 samples, expected [2, 1] or [2]")
         if time.perf_counter() - began > INLINE_MAX_RUN_S:  # slow even counting planning: time it again
             began = time.perf_counter()  # (the first run of a shape pays for planning)
             x = self._run("generator", _with_classes(z, c))

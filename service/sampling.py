@@ -58,7 +58,7 @@ class Batch:
     drawn: int  # latents drawn (== k without a filter)
     labels: Optional[np.ndarray] = None  # (k,) int64: a conditional model's class of each sample
     exhausted: bool = False  # the draw bound ran out before n samples passed the filter
-    ratio_logits: Optional[np.ndarray] = None  # (k,): what DRS rejects by, where not `logits` (card.drs_output)
+    ratio_logits: Optional[np.ndarray] = None  # (k,): what DRS rejects by, where not `logits` (card.drs_role)
 
 
 def generate(model: LoadedModel, z: np.ndarray, with_logits: bool, c: Optional[np.ndarray] = None,
@@ -68,8 +68,7 @@ def generate(model: LoadedModel, z: np.ndarray, with_logits: bool, c: Optional[n
     x = model.generate(z, c)
     if not with_logits:
         return Batch(x, None, len(z), c)
-    logit, ratio = model.logits_with_ratio(x, c) if with_ratio else (model.logits(x, c), None)
-    return Batch(x, logit, len(z), c, ratio_logits=ratio)
+    return Batch(x, model.logits(x, c), len(z), c, ratio_logits=model.ratio_logits(x, c) if with_ratio else None)
 
 
 def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float], with_logits: bool,
@@ -102,8 +101,10 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
         cand_c = None if c is None else cand
         z = latents.draw(rng, model.card.latent, chunk, truncation)
         x = model.generate(z, cand_c)
-        # ratio None: DRS (if asked) rejects by the realness logit. Both come from one run of D.
-        logit, ratio = model.logits_with_ratio(x, cand_c) if keep.drs else (model.logits(x, cand_c), None)
+        # ratio None: DRS (if asked) rejects by the realness logit. A model that keeps DRS's ratio
+        # in a graph of its own runs only that one for `drs` without scores or min_realness.
+        logit = model.logits(x, cand_c) if with_logits or keep.min_realness is not None or not model.has_ratio else None
+        ratio = model.ratio_logits(x, cand_c) if keep.drs else None
         drawn += chunk
         if keep.drs:  # the paper updates D*_M as it goes
             max_logit = max(max_logit, float((logit if ratio is None else ratio).max()))
@@ -113,20 +114,21 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
             take = np.flatnonzero(ok & (cand == k))[: len(want)]
             filled[want[: len(take)]] = accepted + np.arange(len(take))
             kept_x.append(x[take])
-            kept_l.append(logit[take])
+            if logit is not None:
+                kept_l.append(logit[take])
             accepted += len(take)
     order = filled[filled >= 0]  # the slots filled, in slot order
     samples = np.concatenate(kept_x)[order] if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
-    logits = np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)
+    logits = None if logit is None else np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)
     return Batch(samples, logits, drawn, None if c is None else slots[filled >= 0], exhausted=accepted < n)
 
 
-def passes(logit: np.ndarray, keep: Filter, max_logit: float, uniforms: np.ndarray,
+def passes(logit: Optional[np.ndarray], keep: Filter, max_logit: float, uniforms: np.ndarray,
            ratio: Optional[np.ndarray] = None) -> np.ndarray:
     """Which samples the filter keeps: (k,) realness logits, (k,) uniforms in [0, 1) -> (k,) bool.
     `ratio`: the (k,) logits DRS rejects by, where the card keeps them apart (default: `logit`);
-    `max_logit` is theirs."""
-    ok = np.ones(len(logit), dtype=bool)
+    `max_logit` is theirs. `logit` may be None where only `ratio` is needed (drs alone)."""
+    ok = np.ones(len(uniforms), dtype=bool)
     if keep.min_realness is not None:
         ok &= realness(logit) >= keep.min_realness
     if keep.drs:

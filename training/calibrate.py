@@ -35,13 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.card import (
-    DRS_OUTPUT,
     GRAPH_FILES,
     GraphSignature,
     Calibration,
@@ -61,7 +59,6 @@ from training.config import TrainConfig
 from training.data import load_dataset
 from training.evaluation import calibration as cal
 from training.evaluation.samplers import balanced_labels, onnx_sampler
-from training.drs_head import drs_head_of, with_drs_head
 from training.export import export_discriminator
 from training.networks import PerSampleDiscriminator
 from training.onnx_io import OnnxExportError, cpu_session, run_batched, save_graph, session_signature, signature_of
@@ -109,7 +106,7 @@ class CalibrationConfig:
     seed: int = 0
     fresh: bool = False  # start from a freshly initialised D instead of the shipped one
     # What DRS rejects by: "served", the calibrated D's ratio; "training", the D trained with G,
-    # kept beside it as discriminator.onnx's second output (training/drs_head.py).
+    # kept beside it as the folder's ratio.onnx (models/card.py GRAPH_FILES).
     drs_ratio: str = "served"
 
     def __post_init__(self) -> None:
@@ -264,7 +261,9 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
                 print(f"  cannot start from the shipped D ({e}); starting from a fresh one")
             module, start = _served_module(net_cfg), "fresh"
     inner = module.packed if isinstance(module, PerSampleDiscriminator) else module
-    ratio_graph = _training_d(card, paths["discriminator"]) if cfg.drs_ratio == "training" else None
+    # DRS by the D trained with G: copied as ratio.onnx, file for file (checked before any training).
+    ratio_source = _training_d(card, paths) if cfg.drs_ratio == "training" else None
+    ratio_signature = (card.onnx.ratio or card.onnx.discriminator) if ratio_source is not None else None
 
     real_train, real_valid, real_test = (_split(card, s) for s in ("train", "valid", "test"))
     valid = (real_valid, _fakes(sample, real_valid, VALID_SEED))
@@ -286,28 +285,27 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
     staging = target.parent / f".{target.name}.calibrating-{uuid.uuid4().hex[:8]}"
     shutil.copytree(folder, staging)
     try:
-        d_path = staging / GRAPH_FILES["discriminator"]
+        d_path, r_path = staging / GRAPH_FILES["discriminator"], staging / GRAPH_FILES["ratio"]
+        if ratio_source is not None:
+            shutil.copyfile(ratio_source, r_path)  # from the folder itself, before its D is replaced below
+            check_signature(r_path, ratio_signature, session_signature(cpu_session(r_path, 1)))
+        else:
+            r_path.unlink(missing_ok=True)  # an earlier calibration's, no longer what DRS rejects by
         # As export writes D: x (and a conditional D's class c) -> logit, checked against the card below.
         proto = export_discriminator(module, torch.from_numpy(x_realness[:2]),
                                      None if c_realness is None else torch.from_numpy(c_realness[:2]))
-        if ratio_graph is not None:
-            proto = with_drs_head(proto, ratio_graph)
         save_graph(proto, d_path)
         session = cpu_session(d_path, 1)
-        # The card's inputs and logit as before; a second output only with the training D's ratio.
-        signature = GraphSignature(inputs=card.onnx.discriminator.inputs,
-                                   outputs=card.onnx.discriminator.outputs[:1] + signature_of(proto).outputs[1:])
+        # The card's inputs and logit as before.
+        signature = GraphSignature(inputs=card.onnx.discriminator.inputs, outputs=card.onnx.discriminator.outputs[:1])
         check_signature(d_path, signature, session_signature(session))
         check_signature(d_path, signature, signature_of(proto))
         logits = run_batched(session, x_realness, c=c_realness).ravel()
         gap = _parity_gap(logits, _logits(module, x_realness, c_realness))
         if not gap <= PARITY_TOLERANCE:
             raise OnnxExportError(f"{d_path.name}: differs from torch by {gap:.3g} (relative above 1), beyond {PARITY_TOLERANCE:g}")
-        if ratio_graph is not None:  # DRS's logits: the training D's, bit for bit what it gave alone
-            logits = run_batched(session, x_realness, c=c_realness, output=1).ravel()
-            alone = run_batched(_session_of(ratio_graph), x_realness, c=c_realness).ravel()
-            if not np.array_equal(logits, alone):
-                raise OnnxExportError(f"{d_path.name}: its {DRS_OUTPUT} differs from the training D alone")
+        if ratio_source is not None:  # DRS's logits: the training D's
+            logits = run_batched(cpu_session(r_path, 1), x_realness, c=c_realness).ravel()
         max_logit = float(logits.max())
         gamma = cal.recommended_gamma(logits, max_logit, cfg.target_acceptance)
         accept = cal.acceptance(logits, max_logit, gamma)
@@ -322,8 +320,8 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
                        f", then a Platt fit on the valid split, its scale folded into the last layer{_embedding_note(module)} and "
                        f"its shift added after it (that layer has no bias) (a={platt[0]:.4g}, b={platt[1]:.4g})"
                        if cfg.platt else "")
-                    + ("; DRS rejects by the D trained with G, kept as the second output "
-                       f"{DRS_OUTPUT!r} (realness stays the calibrated D's)" if ratio_graph is not None else "")),
+                    + (f"; DRS rejects by the D trained with G, kept as {GRAPH_FILES['ratio']} (realness stays the "
+                       "calibrated D's)" if ratio_source is not None else "")),
             started_from=start,
             started_from_sha256=card.files["discriminator"].sha256,
             steps=best_step,
@@ -346,6 +344,12 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
         data["name"] = target.name
         data["files"]["discriminator"] = file_entry(d_path).model_dump(mode="json")
         data["onnx"]["discriminator"] = signature.model_dump(mode="json")
+        if ratio_source is not None:
+            data["files"]["ratio"] = file_entry(r_path).model_dump(mode="json")
+            data["onnx"]["ratio"] = ratio_signature.model_dump(mode="json")
+        else:
+            data["files"].pop("ratio", None)
+            data["onnx"].pop("ratio", None)
         data["realness"] = Realness(
             max_logit=max_logit, measured_on=REALNESS_SAMPLES, discriminator="calibrated", calibration=record,
             drs_gamma=gamma, target_acceptance=cfg.target_acceptance, drs_ratio=cfg.drs_ratio).model_dump(mode="json")
@@ -362,21 +366,15 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
                   gamma, accept, time.perf_counter() - t0)
 
 
-def _training_d(card: ModelCard, path: Path) -> onnx.ModelProto:
-    """The D trained with G, as a graph: the folder's D itself while it is that one, else the
-    second output a calibration kept of it; refused (before any training) when it is gone."""
-    graph = onnx.load(str(path))
+def _training_d(card: ModelCard, paths: dict[str, Path]) -> Path:
+    """The file of the D trained with G: the folder's D itself while it is that one, else the
+    ratio.onnx a calibration kept of it; refused (before any training) when it is gone."""
     if card.realness.discriminator == "training":
-        return graph
-    if card.realness.drs_ratio == "training":
-        return drs_head_of(graph)
-    raise CalibrationError(f"{path}: drs_ratio 'training' needs the D trained with G, and this folder's D was "
-                           "calibrated without keeping it; calibrate the folder export wrote")
-
-
-def _session_of(graph: onnx.ModelProto):
-    import onnxruntime as ort
-    return ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        return paths["discriminator"]
+    if "ratio" in paths:
+        return paths["ratio"]
+    raise CalibrationError(f"{paths['discriminator']}: drs_ratio 'training' needs the D trained with G, and this "
+                           "folder's D was calibrated without keeping it; calibrate the folder export wrote")
 
 
 def _embedding_note(module: nn.Module) -> str:

@@ -22,9 +22,7 @@ def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float
     folder = Path(folder)
     card, paths = load_model_folder(folder)
     x, c = _realness_set(onnx_sampler(folder, card, threads=1), card)
-    session = cpu_session(paths["discriminator"], 1)
-    ratio = [o.name for o in session.get_outputs()].index(card.drs_output)  # what DRS rejects by
-    logits = run_batched(session, x, c=c, output=ratio).ravel()
+    logits = run_batched(cpu_session(paths[card.drs_role], 1), x, c=c).ravel()  # what DRS rejects by
     max_logit = max(card.realness.max_logit, float(logits.max()))
     gamma = cal.recommended_gamma(logits, max_logit, target_acceptance)
     accept = cal.acceptance(logits, max_logit, gamma)

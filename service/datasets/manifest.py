@@ -40,6 +40,7 @@ class ModelRef(_Strict):
     version: str
     generator_sha256: str
     discriminator_sha256: Optional[str] = None  # None: a generator-only model
+    ratio_sha256: Optional[str] = None  # ratio.onnx, the D that drs rejects by, where the card keeps one apart
 
 
 class SampleInfo(_Strict):
@@ -112,7 +113,8 @@ class Manifest(_Strict):
 
 def model_ref(card: ModelCard) -> ModelRef:
     return ModelRef(name=card.name, version=card.version, generator_sha256=card.files["generator"].sha256,
-                    discriminator_sha256=card.files["discriminator"].sha256 if card.has_discriminator else None)
+                    discriminator_sha256=card.files["discriminator"].sha256 if card.has_discriminator else None,
+                    ratio_sha256=card.files["ratio"].sha256 if "ratio" in card.files else None)
 
 
 def sample_info(card: ModelCard) -> SampleInfo:

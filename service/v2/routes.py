@@ -24,6 +24,7 @@ from ..settings import get_settings
 from .. import versions
 from .tensors import DATATYPES, TensorMeta, V2Error, decompressed, encode_response, parse_request
 
+# The graphs served as V2 models; a card's ratio.onnx (the D trained with G, for DRS) is /sample's filter, not a model.
 ROLES = ("generator", "discriminator")
 PLATFORM = "onnxruntime_onnx"  # Triton's name for what runs the graphs
 LOOP_MAX_BODY_BYTES = 256 * 1024  # larger bodies are parsed in a worker thread (routes.py does the same)
@@ -67,7 +68,7 @@ def _resolve(request: Request) -> tuple[LoadedModel, str]:
             raise UnknownModel(name, [])
         model = versions.pinned(engine, base, request.path_params.get("version"))
     except UnknownModel:  # listed by their V2 names, not their folders'
-        known = ", ".join(v2_name(m, r) for m, lm in sorted(engine.models.items()) for r in lm.card.roles)
+        known = ", ".join(v2_name(m, r) for m, lm in sorted(engine.models.items()) for r in lm.card.roles if r in ROLES)
         raise V2Error(f"unknown model {name!r}; models here: {known or 'none'}", 404) from None
     if role not in model.card.roles:
         raise V2Error(f"unknown model {name!r}: {base} has no discriminator (a generator-only model)", 404)
@@ -82,8 +83,7 @@ def io_meta(model: LoadedModel, role: str) -> tuple[list[TensorMeta], list[Tenso
         return [TensorMeta(s.name, DATATYPES[s.dtype], tuple(d if isinstance(d, int) else -1 for d in s.shape))
                 for s in specs]
 
-    # The first output only: what infer answers (a D's second output, the training D's ratio kept
-    # for DRS, is the filter's, not the model's answer).
+    # The first output only: what infer answers (the engine runs a graph for its first output).
     return metas(sig.inputs), metas(sig.outputs[:1])
 
 

@@ -142,43 +142,48 @@ def test_a_calibrated_discriminators_record_needs_version_2() -> None:
 
 
 def _calibrated_with_training_ratio() -> dict:
-    """A version 2 card whose D serves a calibrated logit and keeps the training D's ratio for DRS."""
+    """A version 2 card whose D serves a calibrated logit and keeps the training D as ratio.onnx for DRS."""
     data = _v1_card()
     data["schema_version"] = 2
-    out = data["onnx"]["discriminator"]["outputs"][0]
-    data["onnx"]["discriminator"]["outputs"].append({**out, "name": "drs_logit"})
+    data["files"]["ratio"] = {**data["files"]["discriminator"], "name": "ratio.onnx"}
+    data["onnx"]["ratio"] = json.loads(json.dumps(data["onnx"]["discriminator"]))
     data["realness"].update(discriminator="calibrated", drs_ratio="training", calibration={
         "method": "test", "started_from": "training", "steps": 1, "held_out": "test", "auc": 0.9, "ece": 0.05,
         "reliability": [], "distributions": {}})
     return data
 
 
-def test_drs_by_the_training_ratio_needs_its_output_and_a_calibrated_d(tmp_path: Path) -> None:
+def test_drs_by_the_training_ratio_needs_ratio_onnx_and_a_calibrated_d(tmp_path: Path) -> None:
     data = _calibrated_with_training_ratio()
     card = ModelCard.model_validate(data)
-    assert card.drs_output == "drs_logit"
+    assert card.drs_role == "ratio" and card.roles == ["generator", "discriminator", "ratio"]
     folder = tmp_path / card.name
     folder.mkdir()
     write_card(folder, card)
-    assert json.loads((folder / CARD_FILE).read_text())["realness"]["drs_ratio"] == "training"
+    written = json.loads((folder / CARD_FILE).read_text())
+    assert written["realness"]["drs_ratio"] == "training" and written["files"]["ratio"]["name"] == "ratio.onnx"
 
-    no_output = json.loads(json.dumps(data))
-    no_output["onnx"]["discriminator"]["outputs"].pop()
-    with pytest.raises(ValueError, match="'drs_logit' after the first exactly when realness.drs_ratio is 'training'"):
-        ModelCard.model_validate(no_output)
-    unused = json.loads(json.dumps(data))
-    unused["realness"]["drs_ratio"] = "served"
-    with pytest.raises(ValueError, match="exactly when realness.drs_ratio"):
-        ModelCard.model_validate(unused)
-    training_d = json.loads(json.dumps(data))
-    training_d["realness"].update(discriminator="training", calibration=None)
-    with pytest.raises(ValueError, match="only beside a calibrated discriminator"):
-        ModelCard.model_validate(training_d)
+    def refused(change, match: str) -> None:
+        changed = json.loads(json.dumps(data))
+        change(changed)
+        with pytest.raises(ValueError, match=match):
+            ModelCard.model_validate(changed)
+
+    refused(lambda d: d["files"].pop("ratio"), "onnx.ratio: must be given exactly when files has a ratio")
+    refused(lambda d: (d["files"].pop("ratio"), d["onnx"].pop("ratio")), "files.ratio: ratio.onnx .* exactly when")
+    refused(lambda d: d["realness"].update(drs_ratio="served"), "files.ratio: ratio.onnx .* exactly when")
+    refused(lambda d: d["files"]["ratio"].update(name="drs.onnx"), "files.ratio: must be named ratio.onnx")
+    refused(lambda d: d["onnx"]["ratio"]["inputs"][0].update(name="image"), "onnx.ratio: must take the discriminator's inputs")
+    refused(lambda d: d["realness"].update(discriminator="training", calibration=None), "only beside a calibrated discriminator")
+    # An earlier form (the ratio as discriminator.onnx's second output, one session) is refused by name.
+    refused(lambda d: (d["files"].pop("ratio"), d["onnx"].pop("ratio"),
+                       d["onnx"]["discriminator"]["outputs"].append({**d["onnx"]["discriminator"]["outputs"][0], "name": "drs_logit"})),
+            "files.ratio: ratio.onnx")
 
 
 def test_the_served_ratio_is_the_default_and_cards_keep_their_keys(tmp_path: Path) -> None:
     card = ModelCard.model_validate(_v1_card())
-    assert card.realness.drs_ratio == "served" and card.drs_output == "logit"
+    assert card.realness.drs_ratio == "served" and card.drs_role == "discriminator" and "ratio" not in card.roles
     for folder in SHIPPED:  # written back, a card that serves D's own ratio does not gain the key
         data = json.loads((folder / CARD_FILE).read_text())
         if data["realness"].get("drs_ratio", "served") != "served":

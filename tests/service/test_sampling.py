@@ -113,8 +113,8 @@ def test_drs_takes_the_gamma_the_card_recommends(digits, tmp_path):
 @pytest.fixture(scope="module")
 def ratio_apart(digits, tmp_path_factory):
     """tiny-digits whose D serves its own logit as realness and keeps the *negated* logit as the
-    ratio DRS rejects by (a second output `drs_logit`, as calibrate --drs-ratio training writes it):
-    DRS by it must prefer the samples that realness scores lowest."""
+    ratio DRS rejects by (ratio.onnx, as calibrate --drs-ratio training writes it): DRS by it must
+    prefer the samples that realness scores lowest."""
     import json
     import shutil
 
@@ -122,42 +122,54 @@ def ratio_apart(digits, tmp_path_factory):
     from onnx import helper
 
     from models.card import file_entry
-    from training.drs_head import with_drs_head
 
     root = tmp_path_factory.mktemp("ratio-apart")
     folder = root / digits.name
     shutil.copytree(digits.folder, folder)
-    d = onnx.load(str(folder / "discriminator.onnx"))
     negated = onnx.load(str(folder / "discriminator.onnx"))
     out = negated.graph.output[0].name
     for node in negated.graph.node:
         node.output[:] = ["raw" if o == out else o for o in node.output]
     negated.graph.node.append(helper.make_node("Neg", ["raw"], [out]))
-    onnx.save(with_drs_head(d, negated), str(folder / "discriminator.onnx"))
+    onnx.save(negated, str(folder / "ratio.onnx"))
     card = json.loads((folder / "model.json").read_text())
-    outputs = card["onnx"]["discriminator"]["outputs"]
-    outputs.append({**outputs[0], "name": "drs_logit"})
-    card["files"]["discriminator"] = file_entry(folder / "discriminator.onnx").model_dump(mode="json")
+    card["files"]["ratio"] = file_entry(folder / "ratio.onnx").model_dump(mode="json")
+    card["onnx"]["ratio"] = card["onnx"]["discriminator"]
     card["realness"].update(discriminator="calibrated", drs_ratio="training", drs_gamma=0.0, calibration={
         "method": "test: the ratio is minus the logit", "started_from": "training", "steps": 1, "held_out": "none",
         "auc": 0.5, "ece": 0.0, "reliability": [], "distributions": {}})
     x = digits.generate(latents.draw(latents.generator(0), digits.card.latent, 500))
     card["realness"]["max_logit"] = float((-digits.logits(x)).max())
     (folder / "model.json").write_text(json.dumps(card))
-    return Engine(root, device="cpu", default_model=digits.name).get(digits.name)  # its warm-up runs both outputs
+    return Engine(root, device="cpu", default_model=digits.name).get(digits.name)  # its warm-up runs all three graphs
 
 
-def test_one_run_gives_both_outputs_where_both_are_needed(digits, ratio_apart):
-    x = digits.generate(latents.draw(latents.generator(2), digits.card.latent, 30))
-    logit, ratio = ratio_apart.logits_with_ratio(x)
-    np.testing.assert_array_equal(logit, ratio_apart.logits(x))
-    np.testing.assert_array_equal(ratio, ratio_apart.ratio_logits(x))
-    assert ratio_apart.has_ratio and not digits.has_ratio
-    plain_logit, none = digits.logits_with_ratio(x)
-    assert none is None and np.array_equal(plain_logit, digits.logits(x))
+class _Counting:
+    """A session that counts its runs (wraps the real one: the answers stay onnxruntime's)."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
 
 
-def test_openvino_serves_the_same_two_outputs(digits, ratio_apart):
+def test_drs_alone_runs_only_the_ratio_graph_and_realness_only_d(ratio_apart, monkeypatch):
+    counted = {role: _Counting(ratio_apart.sessions[role]) for role in ("discriminator", "ratio")}
+    monkeypatch.setitem(ratio_apart.sessions, "discriminator", counted["discriminator"])
+    monkeypatch.setitem(ratio_apart.sessions, "ratio", counted["ratio"])
+    runs = lambda: (counted["discriminator"].runs, counted["ratio"].runs)  # noqa: E731
+
+    quiet = sampling.from_seed(ratio_apart, 50, 3, None, False, Filter(drs=True), 50)  # drs without scores
+    assert runs() == (0, 1) and quiet.logits is None
+    sampling.from_seed(ratio_apart, 50, 3, None, True, Filter(drs=True), 50)  # drs with scores: both graphs
+    assert runs() == (1, 2)
+    sampling.from_seed(ratio_apart, 50, 3, None, True, Filter(min_realness=0.1), 50)  # realness alone: D only
+    assert runs() == (2, 2)
+
+
+def test_openvino_serves_the_same_realness_and_ratio(digits, ratio_apart):
     from service import backends
 
     if not backends.openvino_available():
@@ -174,7 +186,8 @@ def test_drs_rejects_by_the_ratio_the_card_keeps_apart_and_realness_stays_the_fi
     logit, ratio = ratio_apart.logits(x), ratio_apart.ratio_logits(x)
     np.testing.assert_allclose(logit, digits.logits(x), rtol=1e-6)  # realness (scores, min_realness, /v2) unchanged
     np.testing.assert_allclose(ratio, -logit, rtol=1e-6)
-    assert digits.ratio_logits(x) is None  # a D without a second output: DRS rejects by its logit
+    assert digits.ratio_logits(x) is None and not digits.has_ratio  # no ratio.onnx: DRS rejects by D's logit
+    assert ratio_apart.has_ratio
 
     probe = sampling.from_seed(ratio_apart, 400, 3, None, True, Filter(), 400)
     kept = sampling.from_seed(ratio_apart, 400, 3, None, True, Filter(drs=True), 400)  # one pass, no refill
@@ -183,6 +196,7 @@ def test_drs_rejects_by_the_ratio_the_card_keeps_apart_and_realness_stays_the_fi
     np.testing.assert_allclose(kept.logits, digits.logits(kept.samples), rtol=1e-5, atol=1e-6)  # answers carry realness
     quiet = sampling.from_seed(ratio_apart, 400, 3, None, False, Filter(drs=True), 400)  # without scores: the same
     np.testing.assert_array_equal(quiet.samples, kept.samples)
+    assert quiet.logits is None  # and no realness run for it
 
     z = latents.draw(latents.generator(4), digits.card.latent, 400)  # explicit latents: the same rule
     batch = sampling.generate(ratio_apart, z, with_logits=True, with_ratio=True)

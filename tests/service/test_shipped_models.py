@@ -73,10 +73,11 @@ def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
     # The card: valid (the engine verified it and every file's sha256 and graph signature), named
     # as its folder, and what it says of its files and samples is what the folder holds.
     assert isinstance(card, ModelCard) and card.name == folder and card.description
-    for role, name in GRAPH_FILES.items():
-        entry = card.files[role]
+    for role, name in GRAPH_FILES.items():  # every graph file it holds listed, none it lacks
         path = SHIPPED / folder / name
-        assert entry.name == name and entry.sha256 == sha256_of(path) and entry.bytes == path.stat().st_size
+        assert (role in card.files) == path.is_file(), f"{path}: on disk and in the card's files must agree"
+        entry = card.files.get(role)
+        assert entry is None or (entry.name == name and entry.sha256 == sha256_of(path) and entry.bytes == path.stat().st_size)
     assert model.provider == "CPUExecutionProvider"
 
     response = handlers.sample(engine, SampleRequest(**REQUEST), DRAWS_FACTOR)
@@ -104,7 +105,7 @@ def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
 @pytest.mark.parametrize("folder", [f for f in FOLDERS if (SHIPPED / f / GRAPH_FILES["discriminator"]).is_file()])
 def test_a_shipped_models_drs_answer_carries_realness_from_the_served_logit(folder):
     """`drs` with scores, as /sample answers it: every returned realness is sigmoid of D's first
-    output on that sample, also where the card keeps the training D's ratio (`drs_logit`) for DRS."""
+    output on that sample, also where the card keeps the training D's ratio (ratio.onnx) for DRS."""
     from service import handlers
     from service.schemas import SampleRequest
 
@@ -122,3 +123,14 @@ def test_a_shipped_models_drs_answer_carries_realness_from_the_served_logit(fold
     assert (model.card.realness.drs_ratio == "training") == (ratio is not None)
     if ratio is not None:
         assert not np.allclose(ratio, model.logits(x, c))
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_a_dataset_manifest_names_every_graph_file_the_model_serves_with(folder):
+    """A `drs` dataset of mnist depends on ratio.onnx as much as on D: the manifest records each sha256."""
+    from service.datasets.manifest import model_ref
+
+    card = ModelCard.model_validate_json((SHIPPED / folder / "model.json").read_text())
+    ref = model_ref(card)
+    recorded = {"generator": ref.generator_sha256, "discriminator": ref.discriminator_sha256, "ratio": ref.ratio_sha256}
+    assert recorded == {role: (card.files[role].sha256 if role in card.files else None) for role in GRAPH_FILES}

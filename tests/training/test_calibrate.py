@@ -193,35 +193,35 @@ def test_the_training_ratio_is_kept_beside_the_calibrated_d_and_drs_takes_it(tin
 
     folder = tiny_model_copy("tiny-ring")
     x = np.random.default_rng(0).normal(0, 1, (64, 2)).astype(np.float32)
+    trained_bytes = (folder / "discriminator.onnx").read_bytes()
     trained = run_batched(cpu_session(folder / "discriminator.onnx"), x).ravel()
     g_bytes = (folder / "generator.onnx").read_bytes()
     report = calibrate_model(folder, CalibrationConfig(steps=150, batch=128, lr=2e-3, eval_every=50, drs_ratio="training"),
                              progress=False)
-    card, _ = load_model_folder(folder)  # files and signatures as the card says
-    session = cpu_session(folder / "discriminator.onnx")
-    assert [o.name for o in session.get_outputs()] == ["logit", "drs_logit"]
-    assert [o.name for o in card.onnx.discriminator.outputs] == ["logit", "drs_logit"]
-    assert card.realness.drs_ratio == "training" and card.drs_output == "drs_logit"
-    np.testing.assert_array_equal(run_batched(session, x, output=1).ravel(), trained)  # the training D, bit for bit
-    assert np.abs(run_batched(session, x).ravel() - trained).max() > 1e-3  # realness: the calibrated D's
+    card, paths = load_model_folder(folder)  # files and signatures as the card says
+    assert sorted(paths) == ["discriminator", "generator", "ratio"] and card.drs_role == "ratio"
+    assert card.realness.drs_ratio == "training"
+    assert (folder / "ratio.onnx").read_bytes() == trained_bytes  # the training D, file for file
+    assert [o.name for o in cpu_session(folder / "discriminator.onnx").get_outputs()] == ["logit"]  # one D's cost
+    assert np.abs(run_batched(cpu_session(folder / "discriminator.onnx"), x).ravel() - trained).max() > 1e-3  # realness: calibrated
     assert report.after["auc"] > report.before["auc"]
     assert (folder / "generator.onnx").read_bytes() == g_bytes
     # max_logit and gamma are measured on the ratio DRS rejects by, over the card's realness set
     xr, _ = _realness_set(onnx_sampler(folder, card, threads=1), card)
-    ratio = run_batched(session, xr, output=1).ravel()
+    ratio = run_batched(cpu_session(folder / "ratio.onnx"), xr).ravel()
     assert card.realness.max_logit == pytest.approx(float(ratio.max()), abs=1e-6)
     assert card.realness.calibration.acceptance == pytest.approx(cal.acceptance(ratio, card.realness.max_logit, card.realness.drs_gamma))
-    assert "drs_logit" in card.realness.calibration.method
+    assert "ratio.onnx" in card.realness.calibration.method
 
     # Calibrated again, the training D is carried over; asked for the served ratio, it is dropped.
     calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50, drs_ratio="training"), progress=False)
-    np.testing.assert_array_equal(run_batched(cpu_session(folder / "discriminator.onnx"), x, output=1).ravel(), trained)
-    gamma, accept = retarget(folder, 0.5)
-    again = run_batched(cpu_session(folder / "discriminator.onnx"), xr, output=1).ravel()
-    assert accept == pytest.approx(cal.acceptance(again, read_card(folder).realness.max_logit, gamma))
+    assert (folder / "ratio.onnx").read_bytes() == trained_bytes
+    gamma, accept = retarget(folder, 0.5)  # on the ratio, not on realness
+    assert accept == pytest.approx(cal.acceptance(ratio, read_card(folder).realness.max_logit, gamma))
     calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50), progress=False)
-    card, _ = load_model_folder(folder)
-    assert [o.name for o in card.onnx.discriminator.outputs] == ["logit"] and card.realness.drs_ratio == "served"
+    card, paths = load_model_folder(folder)
+    assert sorted(paths) == ["discriminator", "generator"] and card.realness.drs_ratio == "served"
+    assert not (folder / "ratio.onnx").exists() and card.onnx.ratio is None
 
 
 def test_the_training_ratio_cannot_come_from_a_d_calibrated_without_it(tiny_model_copy):

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="start from a freshly initialised D instead of the shipped one")
     parser.add_argument("--drs-ratio", choices=["served", "training"], default=d.drs_ratio,
                         help="what DRS rejects by: the calibrated D's ratio ('served', default) or the D trained with G, "
-                             "kept beside it as the graph's second output ('training': better where calibration learns "
+                             "kept beside it as ratio.onnx ('training': better where calibration learns "
                              "G's artefacts, as on mnist and patches; docs/RESULTS.md section 7)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for small networks on busy cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
