@@ -205,6 +205,21 @@ class Server(ProcessTree):
                 self._spawn(self._argv())
 
 
+# What BentoML logs once per worker when the service's __init__ has returned (models loaded).
+WORKER_INITIALIZED = "Service ganserve initialized"
+
+
+def wait_workers(server: ProcessTree, workers: int, timeout: float = READY_TIMEOUT_S) -> None:
+    """Until `workers` workers have loaded their models. /readyz answers as soon as one has: the
+    kernel hands connections only to workers that accept, so a late one is not seen by requests,
+    and a test that changes the models right away can change them under its first load."""
+    deadline = time.monotonic() + timeout
+    while server.log.read_text(errors="replace").count(WORKER_INITIALIZED) < workers:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{server.name}: {workers} workers not initialized after {timeout} s:\n{server.log_tail()}")
+        time.sleep(0.1)
+
+
 def start_on_free_port(start: Callable[[int], ProcessTree], ready_path: str, timeout: float) -> tuple[ProcessTree, int]:
     """`start(port)` on a free port, awaited until GET ready_path answers 200; a start that lost
     its port to another process (between free_port() and the bind) is retried on a new port.

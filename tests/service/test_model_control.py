@@ -17,7 +17,7 @@ from conftest import TOKEN, service_env
 from model_factory import make_model
 from service.engine import Engine
 from test_registry import install
-from tests.servers import start_server
+from tests.servers import start_server, wait_workers
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -62,6 +62,9 @@ def test_ten_swaps_under_load_fail_no_request(tmp_path_factory):
 
     began, done = [0.0], [0.0]  # when each version's files started and finished going in
     with start_server(live, env, root) as server:
+        # Both workers on v0 first: one that loaded its models after a swap would never have served
+        # v0, and would answer a request pinning it 404 (never served here), not 409 (gone).
+        wait_workers(server, 2)
         threads = [threading.Thread(target=drive) for _ in range(6)]
         for t in threads:
             t.start()
