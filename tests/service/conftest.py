@@ -75,6 +75,14 @@ def service_env(models_dir: Path, root: Path) -> dict[str, str]:
     }
 
 
+def real_server_env(models_dir: Path, root: Path, **overrides: str) -> dict[str, str]:
+    """service_env for a real server subprocess (`bentoml serve` makes its own Prometheus
+    directory), with GANSERVE_* or other `overrides`."""
+    env = service_env(models_dir, root)
+    env.pop("PROMETHEUS_MULTIPROC_DIR")
+    return {**env, **overrides}
+
+
 @pytest.fixture(scope="session")
 def app(service_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """GanServe as an ASGI app, imported under the test settings (once per session)."""
@@ -109,7 +117,5 @@ def real_server(service_models_dir: Path, tmp_path_factory: pytest.TempPathFacto
     from tests.servers import start_server
 
     root = tmp_path_factory.mktemp("real-server")
-    env = service_env(service_models_dir, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
-    with start_server(service_models_dir, env, root) as running:
+    with start_server(service_models_dir, real_server_env(service_models_dir, root), root) as running:
         yield running.url

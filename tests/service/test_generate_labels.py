@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import COND, TOKEN, service_env
+from conftest import COND, TOKEN, real_server_env
 from test_generate_local import files, local, manifest, run_generate
 from service.datasets.manifest import Manifest
 from service.datasets.plan import DatasetSpec
@@ -106,9 +106,7 @@ def test_http_and_local_labelled_shards_are_byte_identical(service_models_dir, t
     args = [*SPEC, "--classes", "class1:1,class2:2", "--realness", "--min-realness", "0.2"]
     assert run_generate(capsys, *local(service_models_dir, COND), "--out", ref, *args)[0] == 0
     root = tmp_path / "srv"
-    env = service_env(service_models_dir, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")
-    with start_server(service_models_dir, env, root) as running:
+    with start_server(service_models_dir, real_server_env(service_models_dir, root), root) as running:
         out = tmp_path / "http"
         code, printed = run_generate(capsys, "--url", running.url, "--token", TOKEN, "--model", COND, "--out", out,
                                      *args)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import TOKEN, service_env
+from conftest import TOKEN, real_server_env
 from test_generate_local import dataset, files, local, manifest, run_generate
 from service.datasets.writer import TMP_MARK
 from tests.servers import dead_url, start_server
@@ -28,12 +28,11 @@ SERVER_DRAWS_FACTOR = 30  # the test server's GANSERVE_MAX_DRAWS_FACTOR
 def server(service_models_dir, tmp_path_factory):
     """(base URL, the folder its dataset task writes into)."""
     root = tmp_path_factory.mktemp("generate-server")
-    env = service_env(service_models_dir, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
-    env["GANSERVE_OUTPUT_DIR"] = str(root / "datasets")
-    # Not the default (20, what the local reference uses): the manifests must record the server's.
-    # No block of the filtered SPEC runs out of draws under either, so their bytes still agree.
-    env["GANSERVE_MAX_DRAWS_FACTOR"] = str(SERVER_DRAWS_FACTOR)
+    # GANSERVE_MAX_DRAWS_FACTOR not the default (20, what the local reference uses): the manifests
+    # must record the server's. No block of the filtered SPEC runs out of draws under either, so
+    # their bytes still agree.
+    env = real_server_env(service_models_dir, root, GANSERVE_OUTPUT_DIR=str(root / "datasets"),
+                          GANSERVE_MAX_DRAWS_FACTOR=str(SERVER_DRAWS_FACTOR))
     with start_server(service_models_dir, env, root) as running:
         yield running.url, root / "datasets"
 

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import TOKEN, service_env
+from conftest import TOKEN, real_server_env
 from model_factory import make_model
 from service.engine import Engine
 from test_registry import install
@@ -36,10 +36,8 @@ def _server(tmp_path_factory, mode: str, versions: int):
         make_model(stage / f"v{k}", "m", z_dim=4, seed=100 + k)
     install(stage / "v0" / "m", live / "m")
     make_model(live, "other", z_dim=4, seed=7)
-    env = service_env(live, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
-    env.update({"GANSERVE_DEFAULT_MODEL": "m", "GANSERVE_MODEL_CONTROL": mode,
-                "GANSERVE_POLL_INTERVAL_S": str(POLL_S), "GANSERVE_WORKERS": "2"})
+    env = real_server_env(live, root, GANSERVE_DEFAULT_MODEL="m", GANSERVE_MODEL_CONTROL=mode,
+                          GANSERVE_POLL_INTERVAL_S=str(POLL_S), GANSERVE_WORKERS="2")
     return root, live, stage, env
 
 

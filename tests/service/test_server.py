@@ -12,18 +12,15 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import DEFAULT, TOKEN, service_env
+from conftest import DEFAULT, TOKEN, real_server_env
 from tests.servers import STOP_GRACE_S, start_server
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def real_server_env(models_dir, root) -> dict[str, str]:
-    env = service_env(models_dir, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
-    env["GANSERVE_THREADS"] = "8"
-    return env
+def server_env_8_threads(models_dir, root) -> dict[str, str]:
+    return real_server_env(models_dir, root, GANSERVE_THREADS="8")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +28,7 @@ def running_server(service_models_dir, tmp_path_factory):
     """The server (default settings but the test ones); on teardown it must stop on SIGTERM,
     promptly and cleanly."""
     root = tmp_path_factory.mktemp("server")
-    with start_server(service_models_dir, real_server_env(service_models_dir, root), root) as running:
+    with start_server(service_models_dir, server_env_8_threads(service_models_dir, root), root) as running:
         yield running
     if not running.stopped_in_time:
         pytest.fail(f"the server did not stop within {STOP_GRACE_S} s of SIGTERM:\n{running.log_tail()}")
@@ -109,7 +106,7 @@ def test_the_access_log_has_a_line_per_request_unless_switched_off(running_serve
         before = count(running_server.log.read_text(errors="replace"))
         assert http.post("/interpolate", json={"seeds": [1, 2], "steps": 2}).status_code == 200
     assert count(logged(running_server, count, before + 1)) == before + 1
-    env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_ACCESS_LOG": "false"}
+    env = {**server_env_8_threads(service_models_dir, tmp_path), "GANSERVE_ACCESS_LOG": "false"}
     with start_server(service_models_dir, env, tmp_path, name="quiet") as quiet:
         with httpx.Client(base_url=quiet.url, headers=AUTH, timeout=30) as http:
             assert http.post("/sample", json={"n": 1}).status_code == 200
@@ -133,7 +130,7 @@ def test_requests_get_tracing_spans_only_when_tracing_is_on(running_server, serv
         assert http.post("/sample", json={"n": 1}).status_code == 200
     untraced = sample_lines(logged(running_server, count, before + 1))
     assert len(untraced) == before + 1 and not any("trace=" in line for line in untraced), untraced[-1:]
-    env = {**real_server_env(service_models_dir, tmp_path), "GANSERVE_TRACING": "true", **IN_MEMORY_EXPORTER}
+    env = {**server_env_8_threads(service_models_dir, tmp_path), "GANSERVE_TRACING": "true", **IN_MEMORY_EXPORTER}
     with start_server(service_models_dir, env, tmp_path, name="traced") as traced:
         with httpx.Client(base_url=traced.url, headers=AUTH, timeout=30) as http:
             for _ in range(2):
@@ -155,7 +152,7 @@ def test_an_exporter_configured_with_tracing_off_is_named_in_a_warning(running_s
     """Tracing is off by default; an operator who set up an exporter in BentoML's config would
     otherwise get no spans and no word why. Without an exporter (running_server), no warning."""
     assert UNUSED_EXPORTER not in running_server.log.read_text(errors="replace")
-    env = {**real_server_env(service_models_dir, tmp_path), **IN_MEMORY_EXPORTER}
+    env = {**server_env_8_threads(service_models_dir, tmp_path), **IN_MEMORY_EXPORTER}
     with start_server(service_models_dir, env, tmp_path, name="exporter-unused") as server:
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
             assert http.post("/sample", json={"n": 1}).status_code == 200  # it serves as before

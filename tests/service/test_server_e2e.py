@@ -32,7 +32,7 @@ from conftest import DEFAULT, TOKEN
 from model_factory import make_model
 from test_generate_local import files, manifest
 from test_generate_server import _task
-from test_server import real_server_env
+from test_server import server_env_8_threads
 from service.datasets.writer import TMP_MARK
 from tests.servers import READY_TIMEOUT_S, Server, server_env, start_server
 
@@ -72,7 +72,7 @@ def started(models_dir, outputs, tmp_path_factory):
     """The server, and what /readyz answered while it started: (seconds since the start, answer)
     for every probe up to and including the first 200."""
     root = tmp_path_factory.mktemp("two-workers")
-    env = {**real_server_env(models_dir, root), "GANSERVE_WORKERS": "2", "GANSERVE_OUTPUT_DIR": str(outputs),
+    env = {**server_env_8_threads(models_dir, root), "GANSERVE_WORKERS": "2", "GANSERVE_OUTPUT_DIR": str(outputs),
            "BENTOML_CONFIG_OPTIONS": f"services.ganserve.traffic.timeout={TIMEOUT_S}"}
     server = Server("two-workers", server_env(env), root / "two-workers.log")
     probes: list[tuple[float, int | str]] = []
@@ -227,7 +227,7 @@ def test_a_dataset_task_killed_mid_way_resumes_on_a_restarted_server(server, mod
     restart_models = tmp_path / "models"
     for name in ("slowish", DEFAULT):
         shutil.copytree(models_dir / name, restart_models / name)
-    env = {**real_server_env(restart_models, tmp_path), "GANSERVE_OUTPUT_DIR": str(outputs)}
+    env = {**server_env_8_threads(restart_models, tmp_path), "GANSERVE_OUTPUT_DIR": str(outputs)}
     with start_server(restart_models, env, tmp_path, name="restarted") as again:
         with httpx.Client(base_url=again.url, headers=AUTH, timeout=30) as http:
             status, result = _task(http, DATASET)

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import DEFAULT, TOKEN, service_env
+from conftest import DEFAULT, TOKEN, real_server_env
 from model_factory import make_model
 from tests.servers import start_server
 
@@ -33,9 +33,7 @@ def server(tiny_models_dir, tmp_path_factory):
     make_model(models, "cond", classes=3, shape=(1, 4, 4), z_dim=6)
     make_model(models, "gonly", discriminator=False, shape=(3, 4, 4), z_dim=5)
     make_model(models, "dcgan-like", latent_shape=[5, 1, 1], shape=(3, 4, 4), z_dim=5, distribution="normal")
-    env = service_env(models, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve makes its own
-    with start_server(models, env, root) as running:
+    with start_server(models, real_server_env(models, root), root) as running:
         yield running.url
 
 
