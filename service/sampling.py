@@ -54,7 +54,7 @@ def card_drs_gamma(card) -> float:
 @dataclass
 class Batch:
     samples: np.ndarray  # (k, *sample_shape) float32
-    logits: Optional[np.ndarray]  # (k,) float32, when scores or a filter were asked for
+    logits: Optional[np.ndarray]  # (k,) float32, when scores or a filter that reads realness were asked for
     drawn: int  # latents drawn (== k without a filter)
     labels: Optional[np.ndarray] = None  # (k,) int64: a conditional model's class of each sample
     exhausted: bool = False  # the draw bound ran out before n samples passed the filter
@@ -75,7 +75,8 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
               keep: Filter, max_draws: int, c: Optional[np.ndarray] = None) -> Batch:
     """n samples from the seed's latent stream; with an active filter, draw until n pass or
     `max_draws` latents were drawn (then fewer than n come back, `exhausted` is set and `drawn`
-    says how many tried).
+    says how many tried). The batch's realness logits are None where nothing asked for them
+    (`drs` alone, on a model with a ratio.onnx).
 
     A conditional model's n samples are slots of the classes c (n,). Under a filter every candidate
     is drawn for a slot still open, in turn, and judged by D(x | its class); an accepted one fills
@@ -89,6 +90,9 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
     max_logit = model.card.realness.max_logit
     slots = np.zeros(n, np.int64) if c is None else np.asarray(c, np.int64)  # one class for an unconditional model
     filled = np.full(n, -1, np.int64)  # slot -> index into the candidates kept
+    # A model that keeps DRS's ratio in a graph of its own (ratio.onnx) runs only that one for
+    # `drs` without scores or min_realness; otherwise DRS (if asked) rejects by the realness logit.
+    realness_needed = with_logits or keep.min_realness is not None or not model.has_ratio
     kept_x, kept_l, accepted, drawn = [], [], 0, 0
     while accepted < n and drawn < max_draws:
         # First twice n; then what is missing at the acceptance seen so far, with a margin, so a
@@ -101,9 +105,7 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
         cand_c = None if c is None else cand
         z = latents.draw(rng, model.card.latent, chunk, truncation)
         x = model.generate(z, cand_c)
-        # ratio None: DRS (if asked) rejects by the realness logit. A model that keeps DRS's ratio
-        # in a graph of its own runs only that one for `drs` without scores or min_realness.
-        logit = model.logits(x, cand_c) if with_logits or keep.min_realness is not None or not model.has_ratio else None
+        logit = model.logits(x, cand_c) if realness_needed else None
         ratio = model.ratio_logits(x, cand_c) if keep.drs else None
         drawn += chunk
         if keep.drs:  # the paper updates D*_M as it goes
@@ -114,12 +116,12 @@ def from_seed(model: LoadedModel, n: int, seed: int, truncation: Optional[float]
             take = np.flatnonzero(ok & (cand == k))[: len(want)]
             filled[want[: len(take)]] = accepted + np.arange(len(take))
             kept_x.append(x[take])
-            if logit is not None:
+            if realness_needed:
                 kept_l.append(logit[take])
             accepted += len(take)
     order = filled[filled >= 0]  # the slots filled, in slot order
     samples = np.concatenate(kept_x)[order] if kept_x else np.zeros((0, *model.card.sample.shape), np.float32)
-    logits = None if logit is None else np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)
+    logits = (np.concatenate(kept_l)[order] if kept_l else np.zeros(0, np.float32)) if realness_needed else None
     return Batch(samples, logits, drawn, None if c is None else slots[filled >= 0], exhausted=accepted < n)
 
 
