@@ -41,7 +41,6 @@ from torch import nn
 
 from models.card import (
     GRAPH_FILES,
-    GraphSignature,
     Calibration,
     CardError,
     ModelCard,
@@ -296,10 +295,8 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
                                      None if c_realness is None else torch.from_numpy(c_realness[:2]))
         save_graph(proto, d_path)
         session = cpu_session(d_path, 1)
-        # The card's inputs and logit as before.
-        signature = GraphSignature(inputs=card.onnx.discriminator.inputs, outputs=card.onnx.discriminator.outputs[:1])
-        check_signature(d_path, signature, session_signature(session))
-        check_signature(d_path, signature, signature_of(proto))
+        check_signature(d_path, card.onnx.discriminator, session_signature(session))
+        check_signature(d_path, card.onnx.discriminator, signature_of(proto))
         logits = run_batched(session, x_realness, c=c_realness).ravel()
         gap = _parity_gap(logits, _logits(module, x_realness, c_realness))
         if not gap <= PARITY_TOLERANCE:
@@ -343,7 +340,6 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
         data["schema_version"] = SCHEMA_VERSION
         data["name"] = target.name
         data["files"]["discriminator"] = file_entry(d_path).model_dump(mode="json")
-        data["onnx"]["discriminator"] = signature.model_dump(mode="json")
         if ratio_source is not None:
             data["files"]["ratio"] = file_entry(r_path).model_dump(mode="json")
             data["onnx"]["ratio"] = ratio_signature.model_dump(mode="json")

@@ -182,10 +182,9 @@ def cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
         raise OnnxExportError(f"{path.name}: onnxruntime cannot load it ({e})") from None
 
 
-def run_batched(session: ort.InferenceSession, x: np.ndarray, batch: int = 1000, c: np.ndarray | None = None,
-                output: int = 0) -> np.ndarray:
-    """Run a session over `x` in chunks of `batch` rows and return its output number `output`; a
-    conditional graph's second input (the int64 class, (N,)) is fed `c` row for row."""
+def run_batched(session: ort.InferenceSession, x: np.ndarray, batch: int = 1000, c: np.ndarray | None = None) -> np.ndarray:
+    """Run a single-output session over `x` in chunks of `batch` rows; a conditional graph's second
+    input (the int64 class, (N,)) is fed `c` row for row."""
     names = [i.name for i in session.get_inputs()]
     if (c is not None) != (len(names) == 2):
         raise ValueError(f"run_batched: the graph takes {', '.join(names)}; "
@@ -194,6 +193,5 @@ def run_batched(session: ort.InferenceSession, x: np.ndarray, batch: int = 1000,
     def feed(i: int) -> dict:
         return {names[0]: x[i : i + batch]} if c is None else {names[0]: x[i : i + batch], names[1]: c[i : i + batch]}
 
-    name = session.get_outputs()[output].name
-    parts = [session.run([name], feed(i))[0] for i in range(0, len(x), batch)]
+    parts = [session.run(None, feed(i))[0] for i in range(0, len(x), batch)]
     return np.concatenate(parts, axis=0)
