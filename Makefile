@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 3000
 
-.PHONY: setup serve test train-default clean
+.PHONY: setup serve test lint format train-default clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,15 @@ serve: setup
 
 test: setup
 	$(PY) -m pytest
+
+# ruff (configured in pyproject.toml): lint and formatting are checked over the whole tree.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

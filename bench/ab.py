@@ -54,10 +54,26 @@ LOADS = {  # name: (body, connections)
 
 def start(checkout: Path, models_dir: Path, name: str, log_dir: Path, extra_env: dict[str, str]) -> Server:
     port = free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", "service.service:GanServe", "--host", "127.0.0.1",
-               "--port", str(port), "--working-dir", str(checkout.resolve())]
-    env = {**os.environ, "GANSERVE_MODELS_DIR": str(models_dir.resolve()), "GANSERVE_DEVICE": "cpu",
-           "PYTHONPATH": str(checkout.resolve()), **extra_env}
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service.service:GanServe",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--working-dir",
+        str(checkout.resolve()),
+    ]
+    env = {
+        **os.environ,
+        "GANSERVE_MODELS_DIR": str(models_dir.resolve()),
+        "GANSERVE_DEVICE": "cpu",
+        "PYTHONPATH": str(checkout.resolve()),
+        **extra_env,
+    }
     server = spawn(name, command, env, port, log_dir, cwd=checkout.resolve())
     wait_ready(server, "/readyz", 240)
     return server
@@ -67,8 +83,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--a", type=Path, required=True, help="checkout A (e.g. before)")
     p.add_argument("--b", type=Path, help="checkout B (e.g. after)")
-    p.add_argument("--b-baseline", action="store_true",
-                   help="B is the hand-written baseline serving the generator of the model's training preset")
+    p.add_argument(
+        "--b-baseline",
+        action="store_true",
+        help="B is the hand-written baseline serving the generator of the model's training preset",
+    )
     p.add_argument("--models-dir", type=Path, required=True)
     p.add_argument("--model", default="mnist")
     p.add_argument("--rounds", type=int, default=3)
@@ -108,7 +127,9 @@ def main() -> int:
                     path = "/interpolate" if "seeds" in body else "/sample"
                     body = body if "seeds" in body else {**body, "seed": 1}
                     for s in servers:
-                        sent = body if s.name == "B" and args.b_baseline else {**body, "model": args.model}  # the baseline serves one model
+                        sent = (
+                            body if s.name == "B" and args.b_baseline else {**body, "model": args.model}
+                        )  # the baseline serves one model
                         r, cpu_ms = measured(s, path, c, args.seconds, sent)
                         settle(s.url + "/sample", {"model": sent.get("model"), "n": 1} if "model" in sent else {"n": 1})
                         results[(load, s.name)].append((r.rps, cpu_ms or 0.0, r.errors, r.p50_ms, r.p99_ms))
@@ -116,27 +137,50 @@ def main() -> int:
     finally:
         for s in servers:
             s.stop()
-    med = lambda runs, i: statistics.median(x[i] for x in runs)  # noqa: E731
+    med = lambda runs, i: statistics.median(x[i] for x in runs)
     b_name = "the hand-written baseline" if args.b_baseline else f"{args.b} {envs['b'] or ''}"
-    print(f"A = {args.a} {envs['a'] or ''}, B = {b_name}; median of {args.rounds} interleaved "
-          f"rounds of {args.seconds:.0f} s, load avg (1, 5, 15 min) at the end {os.getloadavg()}")
-    print(f"{'load':>16} {'A req/s':>9} {'B req/s':>9} {'B/A':>5} {'A p50':>7} {'B p50':>7} {'A p99':>7} {'B p99':>7} "
-          f"{'A cpu-ms':>8} {'B cpu-ms':>8} {'B/A':>5} {'errors':>6}")
+    print(
+        f"A = {args.a} {envs['a'] or ''}, B = {b_name}; median of {args.rounds} interleaved "
+        f"rounds of {args.seconds:.0f} s, load avg (1, 5, 15 min) at the end {os.getloadavg()}"
+    )
+    print(
+        f"{'load':>16} {'A req/s':>9} {'B req/s':>9} {'B/A':>5} {'A p50':>7} {'B p50':>7} {'A p99':>7} {'B p99':>7} "
+        f"{'A cpu-ms':>8} {'B cpu-ms':>8} {'B/A':>5} {'errors':>6}"
+    )
     for load in args.loads:
         a, b = results[(load, "A")], results[(load, "B")]
         ra, rb, ca, cb = med(a, 0), med(b, 0), med(a, 1), med(b, 1)
         errors = sum(x[2] for x in a + b)
-        print(f"{load:>16} {ra:>9,.1f} {rb:>9,.1f} {rb / ra if ra else 0:>5.2f} {med(a, 3):>7.1f} {med(b, 3):>7.1f} "
-              f"{med(a, 4):>7.1f} {med(b, 4):>7.1f} {ca:>8.2f} {cb:>8.2f} {cb / ca if ca else 0:>5.2f} {errors:>6}")
+        print(
+            f"{load:>16} {ra:>9,.1f} {rb:>9,.1f} {rb / ra if ra else 0:>5.2f} {med(a, 3):>7.1f} {med(b, 3):>7.1f} "
+            f"{med(a, 4):>7.1f} {med(b, 4):>7.1f} {ca:>8.2f} {cb:>8.2f} {cb / ca if ca else 0:>5.2f} {errors:>6}"
+        )
         for side, runs in (("A", a), ("B", b)):  # every round, so the spread is visible
-            print(f"{'':>16} {side} rounds: " + "; ".join(f"{x[0]:,.1f} req/s p50 {x[3]:.1f} p99 {x[4]:.1f} "
-                                                        f"{x[1]:.2f} cpu-ms" for x in runs))
+            print(
+                f"{'':>16} {side} rounds: "
+                + "; ".join(f"{x[0]:,.1f} req/s p50 {x[3]:.1f} p99 {x[4]:.1f} {x[1]:.2f} cpu-ms" for x in runs)
+            )
     if args.json:
-        args.json.write_text(json.dumps({"a": str(args.a), "b": "baseline" if args.b_baseline else str(args.b), "env": envs, "rounds": args.rounds,
-                                         "seconds": args.seconds, "load_avg_at_end": os.getloadavg(),
-                                         "runs": {f"{load} {side}": [dict(zip(("rps", "cpu_ms", "errors", "p50_ms",
-                                                                                 "p99_ms"), x)) for x in results[(load, side)]]
-                                                  for load in args.loads for side in ("A", "B")}}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "a": str(args.a),
+                    "b": "baseline" if args.b_baseline else str(args.b),
+                    "env": envs,
+                    "rounds": args.rounds,
+                    "seconds": args.seconds,
+                    "load_avg_at_end": os.getloadavg(),
+                    "runs": {
+                        f"{load} {side}": [
+                            dict(zip(("rps", "cpu_ms", "errors", "p50_ms", "p99_ms"), x)) for x in results[(load, side)]
+                        ]
+                        for load in args.loads
+                        for side in ("A", "B")
+                    },
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -19,18 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import uvicorn  # noqa: E402
-from PIL import Image  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.concurrency import run_in_threadpool  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse, PlainTextResponse, Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
+import numpy as np
+import torch
+import uvicorn
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
-from training.config import resolve  # noqa: E402
-from training.networks import build_generator  # noqa: E402
+from training.config import resolve
+from training.networks import build_generator
 
 
 def build_app(preset: str) -> Starlette:

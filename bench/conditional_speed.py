@@ -4,7 +4,7 @@
 
 Both models are served by one in-process engine (the service's own, its session options and
 micro-batchers) and asked the same request through the handler POST /sample runs
-(service/handlers.py: latents, the graph, the npy encoding; HTTP costs the same for both and is
+(service/http/handlers.py: latents, the graph, the npy encoding; HTTP costs the same for both and is
 left out). Rounds alternate A and B so that whatever else the machine does falls on both alike;
 printed: samples/s and this process's CPU ms per request, median over the rounds, and B / A.
 A conditional request also resolves its labels and carries the class as one more column through
@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-from service import handlers  # noqa: E402
-from service.engine import Engine  # noqa: E402
-from service.schemas import SampleRequest  # noqa: E402
+from service.core.schemas import SampleRequest
+from service.http import handlers
+from service.runtime.engine import Engine
 
 
 def one_round(engine: Engine, body: dict, seconds: float) -> tuple[float, float]:
@@ -66,8 +66,10 @@ def main() -> int:
         rates, cpus = zip(*results[key])
         out[name] = {"samples_per_s": statistics.median(rates), "cpu_ms_per_request": statistics.median(cpus)}
     ra, rb = out[args.a], out[args.b]
-    out["b_over_a"] = {"samples_per_s": rb["samples_per_s"] / ra["samples_per_s"],
-                       "cpu_ms_per_request": rb["cpu_ms_per_request"] / ra["cpu_ms_per_request"]}
+    out["b_over_a"] = {
+        "samples_per_s": rb["samples_per_s"] / ra["samples_per_s"],
+        "cpu_ms_per_request": rb["cpu_ms_per_request"] / ra["cpu_ms_per_request"],
+    }
     print(json.dumps(out, indent=2))
     return 0
 

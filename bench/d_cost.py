@@ -9,7 +9,7 @@ realness request pays: `scores`, `min_realness`, `/score`), ratio.onnx (what `dr
 and both (`drs` with `scores`); ms per run (median of runs over `seconds`) and CPU ms per run,
 with the host. Until ratio.onnx, the ratio was discriminator.onnx's second output, and every
 realness request paid for both D's (onnxruntime runs every node whatever outputs are asked for;
-docs/PERFORMANCE.md has both tables).
+docs/PERFORMANCE.md#finding-ratio-onnx; both tables in docs/perf-log/).
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # bench/ and the repo
 
 from host import describe  # noqa: E402
 
 from models.card import load_model_folder  # noqa: E402
-from service import latents  # noqa: E402
-from service.engine import serving_options  # noqa: E402
+from service.core import latents  # noqa: E402
+from service.runtime.providers import serving_options  # noqa: E402
 
 
 def _time(run, seconds: float) -> tuple[float, float]:
@@ -56,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     if card.condition is not None:
         p.error(f"{args.model_dir}: an unconditional model, please (this bench feeds no classes)")
     options = serving_options(args.threads)
-    g, d, r = (ort.InferenceSession(str(paths[role]), options, providers=["CPUExecutionProvider"])
-               for role in ("generator", "discriminator", "ratio"))
+    g, d, r = (
+        ort.InferenceSession(str(paths[role]), options, providers=["CPUExecutionProvider"])
+        for role in ("generator", "discriminator", "ratio")
+    )
     z = latents.draw(latents.generator(0), card.latent, args.n).reshape(args.n, *card.latent.graph_shape)
     x = g.run(None, {g.get_inputs()[0].name: z})[0].reshape(args.n, *card.sample.shape)
     feed = {d.get_inputs()[0].name: x}
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         "both (drs with scores)": lambda: (d.run(None, feed), r.run(None, feed)),
     }
     print(describe())
-    print(f"{card.name}: D's on n = {args.n} of G's samples, {args.threads} onnxruntime threads, service session options")
+    print(
+        f"{card.name}: D's on n = {args.n} of G's samples, {args.threads} onnxruntime threads, service session options"
+    )
     print("| run | ms per run (median) | CPU ms per run |")
     print("|---|---:|---:|")
     for label, run in rows.items():

@@ -25,15 +25,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from filters import _draw, _Measure  # noqa: E402  (bench/ is on sys.path when run as a script)
+from filters import _draw, _Measure
 
-from models.card import load_model_folder  # noqa: E402
-from service.engine import Engine  # noqa: E402
-from service.sampling import Filter  # noqa: E402
-from training.calibrate import REALNESS_SAMPLES, REALNESS_SEED, CalibrationConfig, calibrate_model  # noqa: E402
-from training.evaluation import calibration as cal  # noqa: E402
-from training.evaluation.samplers import onnx_sampler  # noqa: E402
-from training.onnx_io import cpu_session, run_batched  # noqa: E402
+from models.card import load_model_folder
+from service.core.sampling import Filter
+from service.runtime.engine import Engine
+from training.calibrate import REALNESS_SAMPLES, REALNESS_SEED, CalibrationConfig, calibrate_model
+from training.evaluation import calibration as cal
+from training.evaluation.samplers import onnx_sampler
+from training.onnx_io import cpu_session, run_batched
 
 
 def _calibrated(folder: Path, steps: int, target: float, scratch: Path) -> tuple[Path, float, float]:
@@ -43,7 +43,9 @@ def _calibrated(folder: Path, steps: int, target: float, scratch: Path) -> tuple
         return folder, float("nan"), float("nan")
     out = scratch / f"steps{steps}" / folder.name
     out.parent.mkdir(parents=True)
-    cfg = CalibrationConfig(steps=steps, batch=100, lr=1e-4, eval_every=min(100, steps), patience=4, target_acceptance=target)
+    cfg = CalibrationConfig(
+        steps=steps, batch=100, lr=1e-4, eval_every=min(100, steps), patience=4, target_acceptance=target
+    )
     report = calibrate_model(folder, cfg, out=out, progress=False)
     return out, report.before["auc"], report.after["auc"]
 
@@ -51,7 +53,9 @@ def _calibrated(folder: Path, steps: int, target: float, scratch: Path) -> tuple
 def _gamma_for(folder: Path, target: float) -> float:
     """The gamma calibrate would record: exact DRS unless it keeps under `target` of G's samples."""
     card, paths = load_model_folder(folder)
-    logits = run_batched(cpu_session(paths["discriminator"]), onnx_sampler(folder, card)(REALNESS_SAMPLES, REALNESS_SEED)).ravel()
+    logits = run_batched(
+        cpu_session(paths["discriminator"]), onnx_sampler(folder, card)(REALNESS_SAMPLES, REALNESS_SEED)
+    ).ravel()
     return cal.recommended_gamma(logits, card.realness.max_logit, target)
 
 
@@ -79,14 +83,22 @@ def main(argv: list[str] | None = None) -> int:
             model = Engine.from_folder(folder, device="cpu").get(folder.name)
             gamma = _gamma_for(folder, args.target)
             filters = [("none", Filter())] if not rows else []
-            filters += [(f"drs, gamma {gamma:.2f} (keeps {args.target:.0%})", Filter(drs=True, gamma=gamma)),
-                        ("drs, gamma 0 (exact)", Filter(drs=True, gamma=0.0))]
+            filters += [
+                (f"drs, gamma {gamma:.2f} (keeps {args.target:.0%})", Filter(drs=True, gamma=gamma)),
+                ("drs, gamma 0 (exact)", Filter(drs=True, gamma=0.0)),
+            ]
             for label, keep in filters:
                 x, _, drawn, exhausted, _ = _draw(model, keep, args.n, seeds)
-                rows.append({"calibration steps": "-" if label == "none" else str(steps),
-                             "held-out AUC": "" if label == "none" or np.isnan(auc) else f"{auc:.3f}",
-                             "filter": label, "returned": f"{len(x)} of {args.n * len(seeds)}",
-                             "returned / drawn": f"{len(x) / drawn:.3f}", **measure(x)})
+                rows.append(
+                    {
+                        "calibration steps": "-" if label == "none" else str(steps),
+                        "held-out AUC": "" if label == "none" or np.isnan(auc) else f"{auc:.3f}",
+                        "filter": label,
+                        "returned": f"{len(x)} of {args.n * len(seeds)}",
+                        "returned / drawn": f"{len(x) / drawn:.3f}",
+                        **measure(x),
+                    }
+                )
                 print(rows[-1], file=sys.stderr, flush=True)
     keys = list(dict.fromkeys(k for r in rows for k in r))
     print("| " + " | ".join(keys) + " |")

@@ -2,8 +2,9 @@
 onnxruntime (the session options we serve with), the OpenVINO runtime on the same ONNX file, and
 torch on the same network (what bench/baseline_torch_server.py runs); each as one session with all
 cores, and as one single-threaded session per core in as many processes fed at once (what
-GANSERVE_WORKERS = cores gives). The best of all is the limit every ratio in docs/PERFORMANCE.md
-is stated against; the sgemm peak (bench/host.py) says how far that is from the physical one.
+GANSERVE_WORKERS = cores gives). The best of all is the limit every x best is stated against
+(docs/PERFORMANCE.md#how-to-measure); the sgemm peak (bench/host.py) says how far that is from the
+physical one.
 
     .venv/bin/python bench/raw_engine.py --compare --model mnist --n 1 64 1024
 """
@@ -13,14 +14,15 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from models.card import load_model_folder
-from service import backends, latents
-from service.engine import serving_options
+from service.core import latents
+from service.runtime import backends
+from service.runtime.providers import serving_options
 
 ENGINES = ("onnxruntime", "openvino", "torch")
 
@@ -49,7 +51,9 @@ def _runner(engine: str, folder: Path, threads: int) -> Callable[[np.ndarray], o
     if engine == "onnxruntime":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(paths["generator"]), serving_options(threads), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(paths["generator"]), serving_options(threads), providers=["CPUExecutionProvider"]
+        )
         name = session.get_inputs()[0].name
         return lambda z: session.run(None, {name: z.reshape(len(z), *z_shape)})
     if engine == "openvino":
@@ -109,7 +113,9 @@ def per_core_rate(engine: str, folder: Path, n: int, seconds: float, cores: int)
     """Samples/s of `cores` processes, one single-threaded session each, run at the same time."""
     ctx = mp.get_context("spawn")  # no inherited thread pools
     barrier, results = ctx.Barrier(cores), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(engine, str(folder), n, seconds, barrier, results)) for _ in range(cores)]
+    procs = [
+        ctx.Process(target=_worker, args=(engine, str(folder), n, seconds, barrier, results)) for _ in range(cores)
+    ]
     for p in procs:
         p.start()
     rates = [results.get(timeout=300) for _ in procs]
@@ -129,7 +135,9 @@ def compare(folder: Path, sizes: list[int], seconds: float, cores: int) -> dict:
             out[engine] = why
             continue
         run = _runner(engine, folder, cores)
-        layouts = {"all_cores": {n: _rate(run, latents.draw(latents.generator(0), card.latent, n), seconds) for n in sizes}}
+        layouts = {
+            "all_cores": {n: _rate(run, latents.draw(latents.generator(0), card.latent, n), seconds) for n in sizes}
+        }
         if cores > 1:
             layouts["per_core"] = {n: per_core_rate(engine, folder, n, seconds, cores) for n in sizes}
         out[engine] = layouts
@@ -138,8 +146,12 @@ def compare(folder: Path, sizes: list[int], seconds: float, cores: int) -> dict:
 
 def best(results: dict, n: int) -> tuple[str, float]:
     """The fastest engine and layout at n, and its samples/s: the limit."""
-    options = [(f"{e} {layout}", rates[n]) for e, layouts in results.items() if isinstance(layouts, dict)
-               for layout, rates in layouts.items()]
+    options = [
+        (f"{e} {layout}", rates[n])
+        for e, layouts in results.items()
+        if isinstance(layouts, dict)
+        for layout, rates in layouts.items()
+    ]
     return max(options, key=lambda o: o[1])
 
 

@@ -19,8 +19,11 @@ def raw_limits(f: dict) -> tuple[dict[int, float], dict[int, float]]:
     before = f.get("raw_before") or {}
     after = f.get("raw_after") or before
     rate = {int(n): (row["ort"] + after[n]["ort"]) / 2 for n, row in before.items() if n in after}
-    cpu = {int(n): (row["ort_cpu_ms"] + after[n]["ort_cpu_ms"]) / 2 for n, row in before.items()
-           if n in after and "ort_cpu_ms" in row}
+    cpu = {
+        int(n): (row["ort_cpu_ms"] + after[n]["ort_cpu_ms"]) / 2
+        for n, row in before.items()
+        if n in after and "ort_cpu_ms" in row
+    }
     return rate, cpu
 
 
@@ -41,8 +44,9 @@ def limit_table(f: dict) -> tuple[dict[str, dict[int, float]], dict[str, str]]:
         later = after.get(engine) if isinstance(after.get(engine), dict) else {}
         for layout, rates in layouts.items():
             rates_after = _by_n(later.get(layout) or {})
-            table[f"{engine} {layout}"] = {n: (r + rates_after[n]) / 2 if n in rates_after else r
-                                           for n, r in _by_n(rates).items()}
+            table[f"{engine} {layout}"] = {
+                n: (r + rates_after[n]) / 2 if n in rates_after else r for n, r in _by_n(rates).items()
+            }
     return table, missing
 
 
@@ -63,8 +67,7 @@ def layout_counts(note: str) -> tuple[int | None, int | None]:
     writes it: "<why: 'GANSERVE_WORKERS=2' or '2 worker(s) for ...'>; <t> graph thread(s) per worker"."""
     workers = re.search(r"GANSERVE_WORKERS=(\d+)|(\d+) worker\(s\)", note)
     threads = re.search(r"(\d+) graph thread", note)
-    return (int(workers.group(1) or workers.group(2)) if workers else None,
-            int(threads.group(1)) if threads else None)
+    return (int(workers.group(1) or workers.group(2)) if workers else None, int(threads.group(1)) if threads else None)
 
 
 def served_layout(f: dict) -> str | None:

@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/filters.py [--models-dir models] [--n 2000] [--seeds 100-104] [--parzen]
         [--markdown] [--figure docs/figures/filters.png] [--calibration-figure docs/figures/calibration.png]
 
-Each row draws n samples per seed through the service's own sampling code (service/sampling.py
+Each row draws n samples per seed through the service's own sampling code (service/core/sampling.py
 `from_seed`, with the draw bound of the default settings, n x 20) on a CPU engine, exactly what
 /sample answers minus the HTTP, and measures what came back with the project's evaluation code:
 mode coverage, high-quality share and reverse KL (ring8, grid25; training/evaluation/modes.py),
@@ -13,7 +13,7 @@ the acceptance rate (the first round draws 2n, later rounds 1.25 x what is missi
 seen so far, so above a rate of 1/2 it reads 0.5); `exhausted` counts the seeds whose draw bound ran out before n passed.
 
 A conditional model (mnist-cond) is asked for `labels` "balanced" (the classes in turn, resolved by
-the service's own service/labels.py), so every candidate is judged by D(x | its class) as /sample
+the service's own service/core/labels.py), so every candidate is judged by D(x | its class) as /sample
 does, and gains two columns: label agreement (the share of returned samples that the project's
 classifier puts in the class asked for; for a mixture, whose nearest mode is that mode) and, for
 digits, the per-class Frechet distance (each class's returned samples against the held-out real
@@ -33,7 +33,7 @@ THRESHOLDS = (0.5, 0.8, 0.9)
 
 
 def _filters(card) -> list[tuple[str, object]]:
-    from service.sampling import Filter
+    from service.core.sampling import Filter
 
     rows = [("none", Filter())]
     gamma = card.realness.drs_gamma
@@ -47,7 +47,7 @@ def _filters(card) -> list[tuple[str, object]]:
 
 def _draw(model, keep, n: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray | None]:
     """(samples, logits, drawn, exhausted seeds, classes of the samples or None) over the seeds."""
-    from service import labels, sampling
+    from service.core import labels, sampling
 
     xs, ls, cs, drawn, exhausted = [], [], [], 0, 0
     for seed in seeds:
@@ -69,18 +69,22 @@ class _Measure:
 
         self.dataset, self.parzen = card.dataset, parzen
         options = card.training.config.get("dataset_options", {})
-        split = lambda s: load_dataset(self.dataset, s, **options).x.numpy()  # noqa: E731
+        split = lambda s: load_dataset(self.dataset, s, **options).x.numpy()
         if self.dataset in ("ring8", "grid25"):
             from training.data.toy import mixture_modes, mixture_sigma
+
             self.modes, self.sigma = mixture_modes(self.dataset), mixture_sigma(self.dataset)
         elif self.dataset in ("mnist5k", "mnist", "digits"):
             from training.evaluation.classifier import load_classifier
             from training.evaluation.run_metrics import CLASSIFIER_FOR
+
             self.clf = load_classifier(CLASSIFIER_FOR[self.dataset])
             self.valid, self.test = split("valid"), split("test")
             self.real = np.concatenate([self.valid, self.test])
             if card.condition is not None:  # the held-out real digits' labels, for the per-class Frechet
-                self.real_y = np.concatenate([load_dataset(self.dataset, s, **options).y.numpy() for s in ("valid", "test")])
+                self.real_y = np.concatenate(
+                    [load_dataset(self.dataset, s, **options).y.numpy() for s in ("valid", "test")]
+                )
         elif card.sample.kind == "image" and card.sample.shape[0] == 3:  # RGB (patches): SWD, as evaluate measures it
             self.real = np.concatenate([split("valid"), split("test")])
 
@@ -90,9 +94,14 @@ class _Measure:
             return {}
         if self.dataset in ("ring8", "grid25"):
             from training.evaluation.modes import mode_coverage
+
             r = mode_coverage(x.reshape(len(x), -1), self.modes, self.sigma)
-            out = {"modes": f"{r.modes_covered}/{r.n_modes}", "high quality": f"{100 * r.high_quality:.1f}%",
-                   "reverse KL": f"{r.reverse_kl:.3f}", "modes >= 20% share": f"{r.modes_covered_at_20pct}/{r.n_modes}"}
+            out = {
+                "modes": f"{r.modes_covered}/{r.n_modes}",
+                "high quality": f"{100 * r.high_quality:.1f}%",
+                "reverse KL": f"{r.reverse_kl:.3f}",
+                "modes >= 20% share": f"{r.modes_covered_at_20pct}/{r.n_modes}",
+            }
             if c is not None:  # a sample of mode c is right when mode c is its nearest
                 nearest = np.linalg.norm(x.reshape(len(x), 1, -1) - self.modes[None], axis=2).argmin(axis=1)
                 out["label agreement"] = f"{(nearest == c).mean():.3f}"
@@ -100,42 +109,62 @@ class _Measure:
         if self.dataset == "toy1d":
             from training.data.toy import TOY1D_MEAN, TOY1D_STD, toy1d_density
             from training.evaluation import density1d
+
             grid = np.linspace(TOY1D_MEAN - 8 * TOY1D_STD, TOY1D_MEAN + 8 * TOY1D_STD, 4001)
             j = density1d.jsd(toy1d_density(grid), density1d.kde(x.reshape(-1), grid), float(grid[1] - grid[0]))
             return {"JSD (nats)": f"{j:.5f}", "mean": f"{x.mean():.3f}", "std": f"{x.std():.3f}"}
         if not hasattr(self, "clf"):  # RGB: SWD x 1e3 against as many held-out real images (equal sets)
             from training.evaluation.swd import swd
+
             k = min(len(x), len(self.real))
             real = self.real[np.random.default_rng(0).permutation(len(self.real))[:k]]
             r = swd(x[:k], real)
-            return {"SWD x 1e3": f"{r.mean:.1f}", "levels": " ".join(f"{r.levels[lv]:.1f}" for lv in sorted(r.levels, reverse=True)),
-                    "compared": f"{k}"}
+            return {
+                "SWD x 1e3": f"{r.mean:.1f}",
+                "levels": " ".join(f"{r.levels[lv]:.1f}" for lv in sorted(r.levels, reverse=True)),
+                "compared": f"{k}",
+            }
         from training.evaluation.frechet import digit_metrics
+
         m = digit_metrics(self.clf, x, self.real)
-        out = {"Frechet": f"{m.frechet:.2f}", "confidence": f"{m.confidence:.3f}", "smallest digit share": f"{m.min_share:.3f}",
-               "digit shares": " ".join(f"{s:.2f}" for s in m.class_shares)}
+        out = {
+            "Frechet": f"{m.frechet:.2f}",
+            "confidence": f"{m.confidence:.3f}",
+            "smallest digit share": f"{m.min_share:.3f}",
+            "digit shares": " ".join(f"{s:.2f}" for s in m.class_shares),
+        }
         if c is not None:
             from training.evaluation import conditional as cond
+
             out["label agreement"] = f"{cond.label_agreement(self.clf, x, c).overall:.3f}"
             fd = cond.per_class_frechet(self.clf, x, c, self.real, self.real_y)
             out["per-class Frechet, mean"] = f"{np.nanmean(fd):.1f}"
         if self.parzen:
             from training.evaluation.parzen import parzen_estimate
+
             p = parzen_estimate(x[:10_000], self.valid, self.test, progress=False)
             out["Parzen (nats)"] = f"{p.mean:.0f} +- {p.stderr:.0f}"
         return out
 
 
 def table(folder: Path, n: int, seeds: list[int], parzen: bool) -> list[dict]:
-    from service.engine import Engine
+    from service.runtime.engine import Engine
 
     model = Engine.from_folder(folder, device="cpu").get(folder.name)
     measure = _Measure(model.card, parzen)
     rows = []
     for label, keep in _filters(model.card):
         x, _, drawn, exhausted, c = _draw(model, keep, n, seeds)
-        rows.append({"model": folder.name, "filter": label, "returned": f"{len(x)} of {n * len(seeds)}",
-                     "returned / drawn": f"{len(x) / drawn:.3f}", "exhausted": f"{exhausted}/{len(seeds)}", **measure(x, c)})
+        rows.append(
+            {
+                "model": folder.name,
+                "filter": label,
+                "returned": f"{len(x)} of {n * len(seeds)}",
+                "returned / drawn": f"{len(x) / drawn:.3f}",
+                "exhausted": f"{exhausted}/{len(seeds)}",
+                **measure(x, c),
+            }
+        )
     return rows
 
 
@@ -156,20 +185,25 @@ def _print(rows: list[dict], markdown: bool) -> None:
 def figure(models_dir: Path, out: Path, n: int, seed: int) -> None:
     """ring8 and grid25: n samples without a filter and with drs, coloured by realness."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from service import sampling
-    from service.engine import Engine
+    from service.core import sampling
+    from service.runtime.engine import Engine
     from training.data.toy import mixture_modes
 
     names = [m for m in ("ring8", "grid25") if (models_dir / m).is_dir()]
     fig, axes = plt.subplots(len(names), 2, figsize=(10, 4.6 * len(names)), squeeze=False, layout="constrained")
     for row, name in zip(axes, names):
         model = Engine.from_folder(models_dir / name, device="cpu").get(name)
-        for ax, (label, keep) in zip(row, (("none", sampling.Filter()), ("drs (card gamma)", sampling.Filter(drs=True)))):
+        for ax, (label, keep) in zip(
+            row, (("none", sampling.Filter()), ("drs (card gamma)", sampling.Filter(drs=True)))
+        ):
             b = sampling.from_seed(model, n, seed, None, True, keep, n * MAX_DRAWS_FACTOR)
-            sc = ax.scatter(b.samples[:, 0], b.samples[:, 1], c=sampling.realness(b.logits), s=2, cmap="viridis", vmin=0, vmax=1)
+            sc = ax.scatter(
+                b.samples[:, 0], b.samples[:, 1], c=sampling.realness(b.logits), s=2, cmap="viridis", vmin=0, vmax=1
+            )
             m = mixture_modes(name)
             ax.scatter(m[:, 0], m[:, 1], marker="x", c="red", s=30, linewidths=1)
             ax.set_title(f"{name}, {label}\n{len(b.samples)} of {n} returned, {b.drawn} drawn", fontsize=9)
@@ -183,6 +217,7 @@ def calibration_figure(models_dir: Path, names: list[str], out: Path) -> None:
     """From the cards alone: each calibrated D's reliability curve on its balanced held-out set, and
     its realness quantiles (5-25-50-75-95) on held-out real data, G's samples and noise."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -197,7 +232,9 @@ def calibration_figure(models_dir: Path, names: list[str], out: Path) -> None:
         pts = [(b.mean_realness, b.share_real, b.count) for b in c.reliability if b.count]
         ax.plot([0, 1], [0, 1], ":", c="gray")
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
-        ax.set_title(f"{card.name}: AUC {c.before.get('auc', float('nan')):.2f} -> {c.auc:.2f}\nECE {c.ece:.3f}", fontsize=9)
+        ax.set_title(
+            f"{card.name}: AUC {c.before.get('auc', float('nan')):.2f} -> {c.auc:.2f}\nECE {c.ece:.3f}", fontsize=9
+        )
         ax.set_xlabel("mean realness in bin")
         ax.set_ylabel("share real")
         ax.set_xlim(0, 1)
@@ -226,8 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--no-table", action="store_true", help="only the figures")
     p.add_argument("--figure", type=Path, default=None, help="also draw ring8 and grid25 before/after drs here")
-    p.add_argument("--calibration-figure", type=Path, default=None,
-                   help="also draw each calibrated D's reliability curve and realness quantiles (from the cards)")
+    p.add_argument(
+        "--calibration-figure",
+        type=Path,
+        default=None,
+        help="also draw each calibrated D's reliability curve and realness quantiles (from the cards)",
+    )
     args = p.parse_args(argv)
     a, _, b = args.seeds.partition("-")
     seeds = list(range(int(a), int(b or a) + 1))

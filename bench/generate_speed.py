@@ -66,8 +66,23 @@ def raw_onnxruntime(model_dir: Path, batch: int, seconds: float) -> float:
 def generate(args: argparse.Namespace, source: list[str], samples: int, out: Path) -> dict:
     """One generate subprocess: its reported samples/s, wall time and peak RSS (of the driver
     alone with --ray: the workers are the cluster's processes, not its children)."""
-    argv = [sys.executable, "-m", "service", "generate", *source, "--out", str(out), "--samples", str(samples),
-            "--shard-size", str(args.shard_size), "--block-size", str(args.block_size), "--dtype", args.dtype]
+    argv = [
+        sys.executable,
+        "-m",
+        "service",
+        "generate",
+        *source,
+        "--out",
+        str(out),
+        "--samples",
+        str(samples),
+        "--shard-size",
+        str(args.shard_size),
+        "--block-size",
+        str(args.block_size),
+        "--dtype",
+        args.dtype,
+    ]
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
@@ -80,8 +95,12 @@ def generate(args: argparse.Namespace, source: list[str], samples: int, out: Pat
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"generate failed ({os.waitstatus_to_exitcode(status)}): {' '.join(argv)}\n{said[-3000:]}")
     shutil.rmtree(out)
-    result = {"samples": samples, "samples_per_s": float(RATE.search(printed).group(1).replace(",", "")),
-              "wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    result = {
+        "samples": samples,
+        "samples_per_s": float(RATE.search(printed).group(1).replace(",", "")),
+        "wall_s": round(wall, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
     if OVERHEAD.search(said):
         result["ray_overhead_per_shard_ms"] = float(OVERHEAD.search(said).group(1))
         result["shards_per_node"] = PER_NODE.search(said).group(1)
@@ -109,10 +128,20 @@ def start_server(model_dir: Path, home: Path) -> tuple[subprocess.Popen, str]:
     """`python -m service serve` on the model's models directory, CPU, one worker."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANSERVE_")}
-    env.update(GANSERVE_MODELS_DIR=str(model_dir.parent), GANSERVE_DEFAULT_MODEL=model_dir.name,
-               GANSERVE_DEVICE="cpu", BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true")
-    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        GANSERVE_MODELS_DIR=str(model_dir.parent),
+        GANSERVE_DEFAULT_MODEL=model_dir.name,
+        GANSERVE_DEVICE="cpu",
+        BENTOML_HOME=str(home),
+        BENTOML_DO_NOT_TRACK="true",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -143,8 +172,14 @@ def main() -> None:
     model_dir = args.model_dir.resolve()
     card = read_card(model_dir)
     local = ["--model-dir", str(model_dir)]
-    results = {"model": card.name, "version": card.version, "cores": cpu_count(), "dtype": args.dtype,
-               "shard_size": args.shard_size, "block_size": args.block_size}
+    results = {
+        "model": card.name,
+        "version": card.version,
+        "cores": cpu_count(),
+        "dtype": args.dtype,
+        "shard_size": args.shard_size,
+        "block_size": args.block_size,
+    }
     with tempfile.TemporaryDirectory(prefix="generate-bench-") as tmp:
         tmp = Path(tmp)
         results["raw_onnxruntime_per_s"] = round(raw_onnxruntime(model_dir, args.block_size, args.raw_seconds))
@@ -172,27 +207,35 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=60)
     raw = results["raw_onnxruntime_per_s"]
-    print(f"model {card.name} ({card.version}), {results['cores']} cores, {args.dtype}, shards of {args.shard_size}, "
-          f"blocks of {args.block_size}")
+    print(
+        f"model {card.name} ({card.version}), {results['cores']} cores, {args.dtype}, shards of {args.shard_size}, "
+        f"blocks of {args.block_size}"
+    )
     print(f"raw onnxruntime (generator only): {raw:>10,.0f} samples/s")
     for key in ("local", "local_1_thread", "http", "ray"):
         if key in results:
             r = results[key]
             results[key]["ratio_to_raw"] = round(r["samples_per_s"] / raw, 3)
-            print(f"{key:<14} {r['samples']:>9,} samples: {r['samples_per_s']:>10,.0f} samples/s "
-                  f"({r['samples_per_s'] / raw:.0%} of raw), wall {r['wall_s']} s, peak RSS {r['peak_rss_mib']} MiB")
+            print(
+                f"{key:<14} {r['samples']:>9,} samples: {r['samples_per_s']:>10,.0f} samples/s "
+                f"({r['samples_per_s'] / raw:.0%} of raw), wall {r['wall_s']} s, peak RSS {r['peak_rss_mib']} MiB"
+            )
     if "ray" in results:
         r = results["ray"]
         r["ratio_to_local"] = round(r["samples_per_s"] / results["local"]["samples_per_s"], 3)
         r["ratio_to_local_1_thread"] = round(r["samples_per_s"] / results["local_1_thread"]["samples_per_s"], 3)
-        print(f"ray: {r['ratio_to_local']:.0%} of the local path's samples/s ({r['ratio_to_local_1_thread']:.0%} "
-              f"of it with 1 thread per worker); Ray's overhead per shard "
-              f"{r['ray_overhead_per_shard_ms']} ms (median); shards per node {r['shards_per_node']}")
+        print(
+            f"ray: {r['ratio_to_local']:.0%} of the local path's samples/s ({r['ratio_to_local_1_thread']:.0%} "
+            f"of it with 1 thread per worker); Ray's overhead per shard "
+            f"{r['ray_overhead_per_shard_ms']} ms (median); shards per node {r['shards_per_node']}"
+        )
     for key in ("local", "ray"):
         if f"{key}_small" in results:
             small = results[f"{key}_small"]
-            print(f"peak RSS, {key} (driver): {small['samples']:,} samples {small['peak_rss_mib']} MiB, "
-                  f"{results[key]['samples']:,} samples {results[key]['peak_rss_mib']} MiB")
+            print(
+                f"peak RSS, {key} (driver): {small['samples']:,} samples {small['peak_rss_mib']} MiB, "
+                f"{results[key]['samples']:,} samples {results[key]['peak_rss_mib']} MiB"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,8 +1,8 @@
 """The host a figure was measured on, and its physical limit: CPU model, the vector extensions that
 decide which kernels the engines run (AVX2, AVX-512, AMX), cores, and the sgemm peak measured with
 torch (MKL or OpenBLAS, whatever torch ships), so samples/s read as a share of what the machine can
-do. Every bench script prints `describe()` beside its figures (docs/PERFORMANCE.md keeps one table
-per host).
+do. Every bench script prints `describe()` beside its figures (docs/PERFORMANCE.md#hosts names
+each host; every run in docs/perf-log/ starts with its host).
 
     .venv/bin/python bench/host.py            # prints the host and its sgemm peak
 """
@@ -65,13 +65,19 @@ def load_average() -> float:
 
 def describe() -> str:
     info = cpu()
-    return (f"{info['model']}, {info['cores']} cores, {'/'.join(info['vector']) or 'no AVX'}; "
-            f"load average {load_average():.2f}")
+    return (
+        f"{info['model']}, {info['cores']} cores, {'/'.join(info['vector']) or 'no AVX'}; "
+        f"load average {load_average():.2f}"
+    )
 
 
 if __name__ == "__main__":
     info = cpu()
     info["sgemm_gflops"] = {t: round(sgemm_peak(t), 1) for t in sorted({1, info["cores"]})}
     info["load_average"] = load_average()
-    print(json.dumps(info) if "--json" in sys.argv else
-          f"{describe()}\nsgemm peak (torch): " + ", ".join(f"{t} thread(s) {g} GFLOP/s" for t, g in info["sgemm_gflops"].items()))
+    print(
+        json.dumps(info)
+        if "--json" in sys.argv
+        else f"{describe()}\nsgemm peak (torch): "
+        + ", ".join(f"{t} thread(s) {g} GFLOP/s" for t, g in info["sgemm_gflops"].items())
+    )

@@ -55,8 +55,16 @@ def run_wrk(url: str, connections: int, seconds: float, body: dict | None = None
     wrk = require_wrk()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(body, f)
-    command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s:.0f}s",
-               "-s", str(SCRIPT), url]
+    command = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={timeout_s:.0f}s",
+        "-s",
+        str(SCRIPT),
+        url,
+    ]
     if body is not None:
         command += ["--", f.name]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -70,7 +78,7 @@ def run_wrk(url: str, connections: int, seconds: float, body: dict | None = None
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
     if out.returncode != 0 or line is None:
         raise LoadError(f"wrk failed on {url} ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
-    s = json.loads(line[len(MARK):])
+    s = json.loads(line[len(MARK) :])
     errors = sum(s["errors"].values())
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Result(

@@ -1,5 +1,5 @@
 """Memory that comes back after a burst: the worker's RSS after start-up, at the peak of a burst of
-large answers, and over a minute idle afterwards, for several allocator settings (service/memory.py).
+large answers, and over a minute idle afterwards, for several allocator settings (service/runtime/memory.py).
 
     .venv/bin/python bench/memory_soak.py                     # every variant, ~8 minutes
     .venv/bin/python bench/memory_soak.py --variants shipped --idle 30
@@ -26,7 +26,7 @@ from load import run_wrk, settle  # noqa: E402
 from request_memory import host  # noqa: E402
 from servers import REPO, MemorySampler, free_port, spawn, wait_ready  # noqa: E402
 
-from service.memory import ALLOCATOR_ENV  # noqa: E402
+from service.runtime.memory import ALLOCATOR_ENV  # noqa: E402
 
 ARENA_ON = {"GANSERVE_ORT_CPU_ARENA": "true"}
 VARIANTS = {  # name -> (allocator environment, GANSERVE_* settings)
@@ -35,7 +35,10 @@ VARIANTS = {  # name -> (allocator environment, GANSERVE_* settings)
     "allocator env only": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "false", **ARENA_ON}),
     "allocator env + trim": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "true", **ARENA_ON}),
     "shipped (+ onnxruntime arena off)": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "true"}),
-    "glibc defaults, no admission": ({}, {"GANSERVE_MALLOC_TRIM": "false", "GANSERVE_ADMISSION_BYTES": "0", **ARENA_ON}),
+    "glibc defaults, no admission": (
+        {},
+        {"GANSERVE_MALLOC_TRIM": "false", "GANSERVE_ADMISSION_BYTES": "0", **ARENA_ON},
+    ),
     "shipped, no admission": (ALLOCATOR_ENV, {"GANSERVE_MALLOC_TRIM": "true", "GANSERVE_ADMISSION_BYTES": "0"}),
 }
 BODY = {"n": 4096, "format": "json", "seed": 1}
@@ -46,10 +49,29 @@ def start(models_dir: Path, log_dir: Path, allocator: dict, settings: dict):
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GANSERVE_", "MALLOC_", "PROMETHEUS_"))}
-    env.update({"GANSERVE_MODELS_DIR": str(models_dir.resolve()), "GANSERVE_DEVICE": "cpu",
-                "GANSERVE_ACCESS_LOG": "false", "BENTOML_DO_NOT_TRACK": "true", **allocator, **settings})
-    command = [sys.executable, "-m", "bentoml", "serve", "service.service:GanServe", "--host", "127.0.0.1",
-               "--port", str(port), "--working-dir", str(REPO)]
+    env.update(
+        {
+            "GANSERVE_MODELS_DIR": str(models_dir.resolve()),
+            "GANSERVE_DEVICE": "cpu",
+            "GANSERVE_ACCESS_LOG": "false",
+            "BENTOML_DO_NOT_TRACK": "true",
+            **allocator,
+            **settings,
+        }
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service.service:GanServe",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--working-dir",
+        str(REPO),
+    ]
     server = spawn("soak", command, env, port, log_dir)
     wait_ready(server, "/readyz", 240)
     return server
@@ -59,8 +81,9 @@ def worker_mb(sampler: MemorySampler) -> float:
     return sum(mb for k, mb in sampler.sample().items() if k.startswith("worker"))
 
 
-def burst_then_idle(server, sampler: MemorySampler, model: str | None = None, burst_s: float = 15,
-                    idle_s: float = 60) -> dict:
+def burst_then_idle(
+    server, sampler: MemorySampler, model: str | None = None, burst_s: float = 15, idle_s: float = 60
+) -> dict:
     """The workers' RSS before, at the peak of a burst of n = 4096 json answers at c = 16, and
     every 10 s of the idle minute after it (also bench/serve.py's soak)."""
     body = {**BODY, **({"model": model} if model else {})}
@@ -76,8 +99,14 @@ def burst_then_idle(server, sampler: MemorySampler, model: str | None = None, bu
     while time.monotonic() < end:
         time.sleep(min(10, idle_s))
         idle.append(round(worker_mb(sampler)))
-    return {"start_mb": round(started), "peak_mb": round(peak), "idle_mb": idle, "ok": result.requests,
-            "refused_or_errors": result.errors, "within_20pct": idle[-1] <= 1.2 * started}
+    return {
+        "start_mb": round(started),
+        "peak_mb": round(peak),
+        "idle_mb": idle,
+        "ok": result.requests,
+        "refused_or_errors": result.errors,
+        "within_20pct": idle[-1] <= 1.2 * started,
+    }
 
 
 def run(name: str, models_dir: Path, burst_s: float, idle_s: float, log_dir: Path) -> dict:
@@ -101,9 +130,12 @@ def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="ganserve-soak-"))
     for name in args.variants:
         r = run(name, args.models_dir, args.burst, args.idle, log_dir)
-        print(f"{r['variant']:<32} start {r['start_mb']:>5} MB  peak {r['peak_mb']:>5} MB  idle every 10 s "
-              f"{r['idle_mb']} MB  ({r['ok']} answered, {r['refused_or_errors']} refused/errors)  "
-              f"{'within' if r['within_20pct'] else 'NOT within'} 20% of start", flush=True)
+        print(
+            f"{r['variant']:<32} start {r['start_mb']:>5} MB  peak {r['peak_mb']:>5} MB  idle every 10 s "
+            f"{r['idle_mb']} MB  ({r['ok']} answered, {r['refused_or_errors']} refused/errors)  "
+            f"{'within' if r['within_20pct'] else 'NOT within'} 20% of start",
+            flush=True,
+        )
     return 0
 
 

@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service import encoding, latents  # noqa: E402
-from service.engine import Engine  # noqa: E402
+from service.core import encoding, latents
+from service.runtime.engine import Engine
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -43,7 +43,7 @@ def canvas_of(tiles: np.ndarray) -> np.ndarray:
     canvas = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.uint8)
     for i, tile in enumerate(tiles):
         r, col = divmod(i, cols)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = tile
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = tile
     return canvas
 
 
@@ -53,8 +53,8 @@ def scanlines_of(canvas: np.ndarray) -> np.ndarray:
     rows = canvas.reshape(h, w * c)
     out = np.empty((h, 1 + w * c), np.uint8)
     out[:, 0] = 1
-    out[:, 1:1 + c] = rows[:, :c]
-    np.subtract(rows[:, c:], rows[:, :-c], out=out[:, 1 + c:])
+    out[:, 1 : 1 + c] = rows[:, :c]
+    np.subtract(rows[:, c:], rows[:, :-c], out=out[:, 1 + c :])
     return out
 
 
@@ -75,12 +75,14 @@ def main() -> int:
         tiles = encoding.to_uint8(x, vr).transpose(0, 2, 3, 1)
         canvas = canvas_of(tiles)
         lines = scanlines_of(canvas).tobytes()
-        row = [median_ms(lambda: model.generate_inline(z), args.repeats),
-               median_ms(lambda: encoding.to_uint8(x, vr), args.repeats),
-               median_ms(lambda: canvas_of(tiles), args.repeats),
-               median_ms(lambda: scanlines_of(canvas), args.repeats),
-               median_ms(lambda: zlib.compress(lines, encoding.GRID_COMPRESS_LEVEL), args.repeats),
-               median_ms(lambda: encoding.png_grid(x, vr), args.repeats)]
+        row = [
+            median_ms(lambda: model.generate_inline(z), args.repeats),
+            median_ms(lambda: encoding.to_uint8(x, vr), args.repeats),
+            median_ms(lambda: canvas_of(tiles), args.repeats),
+            median_ms(lambda: scanlines_of(canvas), args.repeats),
+            median_ms(lambda: zlib.compress(lines, encoding.GRID_COMPRESS_LEVEL), args.repeats),
+            median_ms(lambda: encoding.png_grid(x, vr), args.repeats),
+        ]
         size = len(encoding.png_grid(x, vr))
         print(f"{n:5d} " + " ".join(f"{v:7.2f}" for v in row) + f"  {size:7d}")
     engine.executor.shutdown(wait=False)

@@ -6,17 +6,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from load import Result, run_wrk, settle
 from servers import MemorySampler, Server, cpu_seconds, start_ganserve
+from tqdm import tqdm
 
 SMALL_CONNECTIONS = 64  # the issue's n = 1 point
 BATCHING_SETTING = "micro_batching"  # GANSERVE_MICRO_BATCHING in service/settings.py, when present
 THREAD_SWEEP = (1, 4)  # beside the default (16); they bound requests served in threads (large or filtered ones)
 BATCHING_ROUNDS = 3  # every variant's server is up at once and measured in turn, round after round
 # One soak piece: the same three loads each time, so RSS after each piece compares like with like.
-SOAK_PIECE = (({"n": 1, "format": "json"}, 64, 5), ({"n": 64, "format": "npy"}, 8, 5), ({"n": 1024, "format": "npy"}, 4, 10))
+SOAK_PIECE = (
+    ({"n": 1, "format": "json"}, 64, 5),
+    ({"n": 64, "format": "npy"}, 8, 5),
+    ({"n": 1024, "format": "npy"}, 4, 10),
+)
 
 
 def measured(server: Server, path: str, c: int, seconds: float, body: dict | None) -> tuple[Result, float | None]:
@@ -51,8 +54,9 @@ def floors(server: Server, model: str | None, seconds: float) -> dict:
     return out
 
 
-def batching_variants(models_dir: Path, scratch: Path, model: str, seconds: float,
-                      rounds: int = BATCHING_ROUNDS, sweep: bool = True) -> dict:
+def batching_variants(
+    models_dir: Path, scratch: Path, model: str, seconds: float, rounds: int = BATCHING_ROUNDS, sweep: bool = True
+) -> dict:
     """n = 1 npy at c = 64: micro-batching on and off (GANSERVE_MICRO_BATCHING=false) at the
     service's default thread count, and (sweep) other thread counts with batching on (the
     thread count bounds the requests served in threads; small ones are batched on the event loop
@@ -70,8 +74,9 @@ def batching_variants(models_dir: Path, scratch: Path, model: str, seconds: floa
     else:
         tqdm.write(f"batching off: not measured, service/settings.py has no `{BATCHING_SETTING}` setting")
     if sweep:
-        variants.update({f"batching on, threads={t}": {"GANSERVE_THREADS": str(t)}
-                         for t in THREAD_SWEEP if t != default_threads})
+        variants.update(
+            {f"batching on, threads={t}": {"GANSERVE_THREADS": str(t)} for t in THREAD_SWEEP if t != default_threads}
+        )
     body = {"n": 1, "seed": 1, "format": "npy", "model": model}
     servers, runs = {}, {name: [] for name in variants}
     try:
@@ -91,8 +96,10 @@ def batching_variants(models_dir: Path, scratch: Path, model: str, seconds: floa
     out = {}
     for name, rows in runs.items():
         median = sorted(rows, key=lambda d: d["rps"])[len(rows) // 2]
-        out[name] = {**median, "rounds": [{k: d[k] for k in ("rps", "p50_ms", "p99_ms", "server_cpu_ms", "errors")}
-                                          for d in rows]}
+        out[name] = {
+            **median,
+            "rounds": [{k: d[k] for k in ("rps", "p50_ms", "p99_ms", "server_cpu_ms", "errors")} for d in rows],
+        }
     return out
 
 

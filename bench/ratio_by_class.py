@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.card import load_model_folder  # noqa: E402
-from training.data import load_dataset  # noqa: E402
-from training.evaluation.classifier import load_classifier  # noqa: E402
-from training.evaluation.samplers import onnx_sampler  # noqa: E402
-from training.onnx_io import cpu_session, run_batched  # noqa: E402
+from models.card import load_model_folder
+from training.data import load_dataset
+from training.evaluation.classifier import load_classifier
+from training.evaluation.samplers import onnx_sampler
+from training.onnx_io import cpu_session, run_batched
 
 TOP_SHARE = 0.15
 
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     card, paths = load_model_folder(args.model_dir)
     if card.condition is not None or card.dataset != "mnist5k":
-        p.error(f"{args.model_dir}: an unconditional mnist5k model is needed (its classes come from the digit classifier)")
+        p.error(
+            f"{args.model_dir}: an unconditional mnist5k model is needed (its classes come from the digit classifier)"
+        )
     x = onnx_sampler(args.model_dir, card)(args.n, args.seed)
     logit = run_batched(cpu_session(paths["discriminator"]), x).ravel().astype(np.float64)
     _, probs = load_classifier(card.dataset).features_and_probs(x)
@@ -50,12 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     r = np.exp(logit - logit.max())
     r /= r.mean()
     top = logit >= np.quantile(logit, 1 - TOP_SHARE)
-    print(f"{card.name} ({card.realness.discriminator if card.realness else 'training'} D), {args.n} samples of G, seed {args.seed}")
-    print(f"| digit | data share | G's share | data / G (exact E[r \\| k]) | D's E[r \\| k] | share of D's top {TOP_SHARE:.0%} |")
+    print(
+        f"{card.name} ({card.realness.discriminator if card.realness else 'training'} D), {args.n} samples of G, seed {args.seed}"
+    )
+    print(
+        f"| digit | data share | G's share | data / G (exact E[r \\| k]) | D's E[r \\| k] | share of D's top {TOP_SHARE:.0%} |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for d in range(probs.shape[1]):
         data, ours = float((y == d).mean()), float((k == d).mean())
-        print(f"| {d} | {data:.3f} | {ours:.3f} | {data / ours:.2f} | {r[k == d].mean():.2f} | {(k[top] == d).mean():.3f} |")
+        print(
+            f"| {d} | {data:.3f} | {ours:.3f} | {data / ours:.2f} | {r[k == d].mean():.2f} | {(k[top] == d).mean():.3f} |"
+        )
     return 0
 
 

@@ -30,19 +30,23 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
+import numpy as np
+import onnxruntime as ort
 
-from models.card import load_model_folder  # noqa: E402
-from service import encoding, latents  # noqa: E402
-from service.engine import serving_options  # noqa: E402
-from service.providers import CPU, CUDA, session_options  # noqa: E402
-from service.settings import cpu_count  # noqa: E402
+from models.card import load_model_folder
+from service.core import encoding, latents
+from service.runtime.providers import (
+    CPU,
+    CUDA,
+    serving_options,
+    session_options,
+)
+from service.settings import cpu_count
 
 
 def rate(call: Callable[[], object], seconds: float, min_calls: int = 3) -> float:
@@ -61,8 +65,9 @@ def timed(call: Callable[[], object], seconds: float, min_calls: int = 3) -> tup
     return calls / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / calls
 
 
-def bound_rates(session: ort.InferenceSession, z_name: str, x_name: str, z: np.ndarray, device: str,
-                seconds: float) -> dict[str, float]:
+def bound_rates(
+    session: ort.InferenceSession, z_name: str, x_name: str, z: np.ndarray, device: str, seconds: float
+) -> dict[str, float]:
     """samples/s through an IOBinding: input on the device, output left there (`ort_bound`), and
     output copied to the host after each run (`ort_bound_host`)."""
     binding = session.io_binding()
@@ -80,8 +85,16 @@ def bound_rates(session: ort.InferenceSession, z_name: str, x_name: str, z: np.n
     return {"ort_bound": len(z) * rate(bound, seconds), "ort_bound_host": len(z) * rate(bound_host, seconds)}
 
 
-def measure(models_dir: Path, model: str, sizes: list[int], seconds: float, threads: int,
-            stages: bool = True, device: str = "cpu", iobinding: bool = False) -> tuple[dict, str]:
+def measure(
+    models_dir: Path,
+    model: str,
+    sizes: list[int],
+    seconds: float,
+    threads: int,
+    stages: bool = True,
+    device: str = "cpu",
+    iobinding: bool = False,
+) -> tuple[dict, str]:
     """{n: {"ort": samples/s of session.run (the faster option set), "ort_service" and
     "ort_spinning" (each set), "ort_cpu_ms" (CPU per run, service options), and with `stages`:
     samples/s of each extra stage}}, and the provider onnxruntime really used."""
@@ -89,7 +102,9 @@ def measure(models_dir: Path, model: str, sizes: list[int], seconds: float, thre
     providers = [CUDA, CPU] if device == "cuda" else [CPU]
     sessions = {
         "ort_service": ort.InferenceSession(str(paths["generator"]), serving_options(threads), providers=providers),
-        "ort_spinning": ort.InferenceSession(str(paths["generator"]), session_options(threads, quiet=False), providers=providers),
+        "ort_spinning": ort.InferenceSession(
+            str(paths["generator"]), session_options(threads, quiet=False), providers=providers
+        ),
     }
     used = sessions["ort_service"].get_providers()[0]  # the truth, not what was asked for (STACK.md)
     sig = card.expected_signature("generator")
@@ -106,7 +121,7 @@ def measure(models_dir: Path, model: str, sizes: list[int], seconds: float, thre
         row["ort"] = max(row["ort_service"], row["ort_spinning"])
         if iobinding:
             row.update(bound_rates(sessions["ort_service"], z_name, x_name, z, device, seconds / 2))
-        run = lambda: sessions["ort_service"].run([x_name], {z_name: z})[0]  # noqa: E731
+        run = lambda: sessions["ort_service"].run([x_name], {z_name: z})[0]
         if stages:
             x = run()  # (n, *sample_shape)
             row["latents"] = n * rate(lambda: latents.draw(latents.generator(1), card.latent, n), seconds / 4)
@@ -124,32 +139,54 @@ def main() -> int:
     parser.add_argument("--model", default="mnist")
     parser.add_argument("--n", type=int, nargs="+", default=[1, 64, 1024])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--threads", type=int, default=cpu_count(),
-                        help="onnxruntime intra-op threads (the service: cores / workers; default all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=cpu_count(),
+        help="onnxruntime intra-op threads (the service: cores / workers; default all cores)",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the limit on a GPU machine")
     parser.add_argument("--no-stages", action="store_true", help="time session.run only")
     parser.add_argument("--iobinding", action="store_true", help="also time runs through an IOBinding (see above)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--compare", action="store_true",
-                        help="the limit over engines (onnxruntime, OpenVINO, torch) and layouts, with the sgemm peak")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="the limit over engines (onnxruntime, OpenVINO, torch) and layouts, with the sgemm peak",
+    )
     args = parser.parse_args()
     if not (args.models_dir / args.model).is_dir():
         print(f"error: {args.models_dir / args.model}: no such model folder", file=sys.stderr)
         return 2
     if args.compare:
         return compare_main(args)
-    results, used = measure(args.models_dir, args.model, args.n, args.seconds, args.threads, not args.no_stages,
-                            args.device, args.iobinding)
+    results, used = measure(
+        args.models_dir, args.model, args.n, args.seconds, args.threads, not args.no_stages, args.device, args.iobinding
+    )
     if args.json:
         print(json.dumps({"model": args.model, "threads": args.threads, "provider": used, "samples_per_s": results}))
         return 0
-    print(f"{args.model} on {used}, {args.threads} intra-op threads: samples/s of each stage alone "
-          "(ort_cpu_ms: CPU ms per run)")
-    columns = ["ort_service", "ort_spinning", "ort_cpu_ms", "ort_bound", "ort_bound_host", "latents", "npy", "json", "png"]
+    print(
+        f"{args.model} on {used}, {args.threads} intra-op threads: samples/s of each stage alone "
+        "(ort_cpu_ms: CPU ms per run)"
+    )
+    columns = [
+        "ort_service",
+        "ort_spinning",
+        "ort_cpu_ms",
+        "ort_bound",
+        "ort_bound_host",
+        "latents",
+        "npy",
+        "json",
+        "png",
+    ]
     print(f"{'n':>6} " + " ".join(f"{c:>12}" for c in columns))
     for n, row in results.items():
-        print(f"{n:>6} " + " ".join(f"{row[c]:>12,.{2 if c.endswith('_ms') else 0}f}" if c in row else f"{'-':>12}"
-                                    for c in columns))
+        print(
+            f"{n:>6} "
+            + " ".join(f"{row[c]:>12,.{2 if c.endswith('_ms') else 0}f}" if c in row else f"{'-':>12}" for c in columns)
+        )
     return 0
 
 
@@ -168,10 +205,20 @@ def compare_main(args: argparse.Namespace) -> int:
             flops = engines.generator_flops(load_model_folder(folder)[1]["generator"])
         except ImportError:  # no onnx: figures without the share of the sgemm peak
             flops = None
-        print(json.dumps({"model": args.model, "host": host.cpu(), "threads": args.threads,
-                          "load_average": host.load_average(), "load_average_before": load_before,
-                          "sgemm_gflops": peak, "mflop_per_sample": flops / 1e6 if flops else None,
-                          "samples_per_s": results}))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "host": host.cpu(),
+                    "threads": args.threads,
+                    "load_average": host.load_average(),
+                    "load_average_before": load_before,
+                    "sgemm_gflops": peak,
+                    "mflop_per_sample": flops / 1e6 if flops else None,
+                    "samples_per_s": results,
+                }
+            )
+        )
         return 0
     print(f"{args.model} generator, samples/s on {host.describe()}")
     print(engines.report(folder, results, args.n, peak))

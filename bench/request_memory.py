@@ -1,6 +1,7 @@
 """Peak bytes one request allocates, per answer format, at n = 4096 (tracemalloc), next to the
-size of its answer: where the copies are (docs/PERFORMANCE.md) and what admission control charges
-(service/admission.py's PEAK_BYTES_PER_VALUE must not undercount these).
+size of its answer: where the copies are (docs/PERFORMANCE.md#memory-per-request) and what
+admission control charges (the format table's peak_bytes_per_value, service/core/formats.py, must
+not undercount these).
 
     .venv/bin/python bench/request_memory.py                 # models/mnist, n = 4096
     .venv/bin/python bench/request_memory.py --model-dir /tmp/stand-ins/mnist --n 1024
@@ -25,7 +26,7 @@ just before it, minus VmRSS then), which sees everything: onnxruntime's buffers 
 activations (per graph run, up to the micro-batcher's 1,024 rows: shared by the requests of a
 batch, not charged per request), and heap the allocator keeps. Each request runs in a fresh
 process, warmed up by a one-sample request, under the server's allocator settings
-(service/memory.py's ALLOCATOR_ENV). Read `traced` for where the copies are, `rss` for what a
+(service/runtime/memory.py's ALLOCATOR_ENV). Read `traced` for where the copies are, `rss` for what a
 worker pays.
 """
 
@@ -47,15 +48,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from starlette.concurrency import run_in_threadpool  # noqa: E402
+from starlette.concurrency import run_in_threadpool
 
-from service import admission, handlers, memory  # noqa: E402
-from service.engine import Engine  # noqa: E402
-from service.schemas import SampleRequest  # noqa: E402
+from service.core import formats
+from service.core.schemas import SampleRequest
+from service.http import handlers
+from service.runtime import admission, memory
+from service.runtime.engine import Engine
 
 
 def host() -> str:
-    """CPU model and vector extensions, from lscpu (docs/PERFORMANCE.md states every figure's host)."""
+    """CPU model and vector extensions, from lscpu (docs/PERFORMANCE.md#hosts states every figure's host)."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
@@ -81,8 +84,13 @@ async def _send_all(response) -> int:
         if message["type"] == "http.response.body":
             sent += len(message.get("body", b""))
 
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "method": "POST", "path": "/sample",
-             "headers": []}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "method": "POST",
+        "path": "/sample",
+        "headers": [],
+    }
     await response(scope, receive, send)
     return sent
 
@@ -108,8 +116,14 @@ class HttpServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(Starlette(routes=[Route("/sample", sample, methods=["POST"])]), host="127.0.0.1",
-                                port=self.port, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            Starlette(routes=[Route("/sample", sample, methods=["POST"])]),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -150,6 +164,7 @@ def measure_one(model_dir: Path, case: dict) -> dict:
     engine = Engine(folder.parent, "cpu", folder.name, 2)
     server = HttpServer(engine) if case["how"] == "http" else None
     try:
+
         def send(n: int) -> int:
             body = {"model": folder.name, "n": n, "seed": 1, "format": case["format"], "scores": case["scores"]}
             if server is not None:
@@ -178,8 +193,12 @@ def main() -> int:
     parser.add_argument("--n", type=int, nargs="+", default=[4096])
     parser.add_argument("--http", action="store_true", help="also measure through uvicorn on the loopback")
     parser.add_argument("--formats", nargs="+", default=["json", "npy", "png"])
-    parser.add_argument("--rounds", type=int, default=0,
-                        help="then time json whole against streamed over http, interleaved, this many rounds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="then time json whole against streamed over http, interleaved, this many rounds",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a case as JSON: measured in this process
     args = parser.parse_args()
     if any(os.environ.get(k) != v for k, v in memory.ALLOCATOR_ENV.items()):  # glibc reads them at start
@@ -190,30 +209,45 @@ def main() -> int:
     folder = args.model_dir.resolve()
     model = Engine(folder.parent, "cpu", folder.name, 1).get(folder.name)
     print(f"host: {host()}")
-    print(f"model {model.name}: {model.card.sample.size} values per sample, latent {model.card.latent.dim}; "
-          f"json streams above {handlers.STREAM_MIN_VALUES} sample values; a fresh process per request")
-    print(f"{'request':<34}{'answer MB':>10}{'traced MB':>10}{'/answer':>9}{'B/value':>9}{'rss MB':>8}"
-          f"{'/answer':>9}{'charged MB':>12}")
-    formats = [f for f in args.formats if f != "png" or model.card.sample.kind == "image"]
+    print(
+        f"model {model.name}: {model.card.sample.size} values per sample, latent {model.card.latent.dim}; "
+        f"json streams above {handlers.STREAM_MIN_VALUES} sample values; a fresh process per request"
+    )
+    print(
+        f"{'request':<34}{'answer MB':>10}{'traced MB':>10}{'/answer':>9}{'B/value':>9}{'rss MB':>8}"
+        f"{'/answer':>9}{'charged MB':>12}"
+    )
+    wanted = [f for f in args.formats if f != "png" or model.card.sample.kind == "image"]
     for n in args.n:
         values = n * model.card.sample.size
-        for fmt in formats:
-            for scores in ((False, True) if fmt == "json" else (False,)):
+        for fmt in wanted:
+            for scores in (False, True) if fmt == "json" else (False,):
                 for way, stream in [("whole", False)] + ([("stream", True)] if fmt == "json" else []):
                     for how in ["asgi"] + (["http"] if args.http else []):
                         case = {"n": n, "format": fmt, "scores": scores, "stream": stream, "how": how}
-                        out = subprocess.run([sys.executable, __file__, "--model-dir", str(folder), "--one", json.dumps(case)],
-                                             capture_output=True, text=True, check=True).stdout
+                        out = subprocess.run(
+                            [sys.executable, __file__, "--model-dir", str(folder), "--one", json.dumps(case)],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout
                         got = json.loads(out.strip().splitlines()[-1])
                         answer, peak, rss = got["answer"], got["traced"], got["rss"]
-                        charged = admission.sample_cost(n, model.card.latent.dim, model.card.sample.size, fmt,
-                                                        streamed=stream)
+                        charged = admission.sample_cost(
+                            n, model.card.latent.dim, model.card.sample.size, formats.get(fmt).peak_bytes_per_value
+                        )
                         name = f"n={n} {fmt}{' +scores' if scores else ''} {way if fmt == 'json' else ''} {how}"
-                        print(f"{name:<34}{answer / 1e6:>10.2f}{peak / 1e6:>10.2f}{peak / answer:>9.2f}"
-                              f"{peak / values:>9.2f}{rss / 1e6:>8.1f}{rss / answer:>9.2f}{charged / 1e6:>12.2f}",
-                              flush=True)
-                        if charged < peak:  # not rss: it holds the graph's activations, which are per run, not per request
-                            print(f"  ! admission charges less than measured for {name}: raise its PEAK_BYTES_PER_VALUE")
+                        print(
+                            f"{name:<34}{answer / 1e6:>10.2f}{peak / 1e6:>10.2f}{peak / answer:>9.2f}"
+                            f"{peak / values:>9.2f}{rss / 1e6:>8.1f}{rss / answer:>9.2f}{charged / 1e6:>12.2f}",
+                            flush=True,
+                        )
+                        if (
+                            charged < peak
+                        ):  # not rss: it holds the graph's activations, which are per run, not per request
+                            print(
+                                f"  ! admission charges less than measured for {name}: raise its PEAK_BYTES_PER_VALUE"
+                            )
     if args.rounds:
         timings(folder, args.n, args.rounds)
     return 0

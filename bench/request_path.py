@@ -31,9 +31,10 @@ from host import describe  # noqa: E402
 from probes import floors  # noqa: E402
 from servers import start_ganserve  # noqa: E402
 
-from service import handlers, latents, sampling  # noqa: E402
-from service.engine import Engine  # noqa: E402
-from service.schemas import SampleRequest  # noqa: E402
+from service.core import latents, requests, sampling  # noqa: E402
+from service.core.schemas import SampleRequest  # noqa: E402
+from service.http import handlers  # noqa: E402
+from service.runtime.engine import Engine  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 TARGET = 0.75  # n = 1 req/s over the route floor's, both at c = 64 (bench/targets.py)
@@ -88,17 +89,21 @@ def in_process(models_dir: Path, model_name: str, graph_threads: int, gather_s: 
     handler_us = per_call_us(one) - per_call_us(idle)
     rows_per_run = (batcher.stats.rows - rows0) / max(1, batcher.stats.runs - runs0)
     z = latents.draw(latents.generator(1), model.card.latent, max(1, round(rows_per_run)))
-    run = lambda: batcher.run(z)  # noqa: E731  (what each of the batcher's runs calls)
+    run = lambda: batcher.run(z)
     run()
     graph_us = min(_cpu_us(run, 200) for _ in range(3)) / len(z)
-    _, keep = handlers._checked(engine, req)  # the filter as the handler resolves it
+    _, keep = requests.checked(engine, req)  # the filter as the handler resolves it
     x = model.generate(latents.draw(latents.generator(1), model.card.latent, 1))
     batch = sampling.Batch(x, None, 1, None)
     engine.executor.shutdown(wait=False)
-    return {"handler": handler_us, "rows_per_run": rows_per_run, "graph": graph_us,
-            "checks": _step_us(lambda: handlers._checked(engine, req)),
-            "latents": _step_us(lambda: latents.draw(latents.generator(1), model.card.latent, 1)),
-            "answer": _step_us(lambda: handlers._answer(model, req, batch, 1, keep, 1))}
+    return {
+        "handler": handler_us,
+        "rows_per_run": rows_per_run,
+        "graph": graph_us,
+        "checks": _step_us(lambda: requests.checked(engine, req)),
+        "latents": _step_us(lambda: latents.draw(latents.generator(1), model.card.latent, 1)),
+        "answer": _step_us(lambda: handlers.respond(requests.answer_of(model, req, batch, 1, keep, 1))),
+    }
 
 
 def main() -> int:
@@ -121,18 +126,26 @@ def main() -> int:
     added, graph = n1 - route, parts["graph"]
     python = parts["handler"] - graph
     print(f"host: {describe()}\nlayout: {why}; {threads} graph thread(s) per worker; model {args.model}\n")
-    print(f"over HTTP, c = 64 (server CPU us per request): route floor {route:.0f} ({http['route']['rps']:,.0f} req/s), "
-          f"n = 1 npy {n1:.0f} ({http['n1']['rps']:,.0f} req/s): {http['n1']['rps'] / http['route']['rps']:.0%} of the floor")
+    print(
+        f"over HTTP, c = 64 (server CPU us per request): route floor {route:.0f} ({http['route']['rps']:,.0f} req/s), "
+        f"n = 1 npy {n1:.0f} ({http['n1']['rps']:,.0f} req/s): {http['n1']['rps'] / http['route']['rps']:.0%} of the floor"
+    )
     print(f"serving one sample adds {added:.0f} us:")
-    print(f"  the graph, {parts['rows_per_run']:.1f} rows a run: {graph:6.0f} us a row "
-          "(the server's runs are smaller when workers split the connections: a little more a row)")
-    print(f"  the handler's Python (in-process, {CALLERS} callers): {python:6.0f} us  "
-          f"[checks {parts['checks']:.0f}, latents {parts['latents']:.0f}, npy answer {parts['answer']:.0f}, "
-          f"batcher and awaits {python - parts['checks'] - parts['latents'] - parts['answer']:.0f}]")
+    print(
+        f"  the graph, {parts['rows_per_run']:.1f} rows a run: {graph:6.0f} us a row "
+        "(the server's runs are smaller when workers split the connections: a little more a row)"
+    )
+    print(
+        f"  the handler's Python (in-process, {CALLERS} callers): {python:6.0f} us  "
+        f"[checks {parts['checks']:.0f}, latents {parts['latents']:.0f}, npy answer {parts['answer']:.0f}, "
+        f"batcher and awaits {python - parts['checks'] - parts['latents'] - parts['answer']:.0f}]"
+    )
     print(f"  the rest (admission, the answer through the HTTP stack): {added - graph - python:6.0f} us")
     budget = route / TARGET - route
-    print(f"\n{TARGET:.0%} of the floor allows {budget:.0f} us added; the graph alone takes {graph:.0f}, leaving "
-          f"{budget - graph:.0f} us for all the rest (now {added - graph:.0f}).")
+    print(
+        f"\n{TARGET:.0%} of the floor allows {budget:.0f} us added; the graph alone takes {graph:.0f}, leaving "
+        f"{budget - graph:.0f} us for all the rest (now {added - graph:.0f})."
+    )
     print(f"ceiling with everything but the graph free: {route / (route + graph):.0%} of the floor")
     return 0
 

@@ -1,6 +1,6 @@
 """ganserve under load, against its limit and against a hand-written server, in one run.
 
-    .venv/bin/python bench/serve.py --out /tmp/figures.json --markdown /tmp/host.md
+    .venv/bin/python bench/serve.py --out /tmp/figures.json --markdown docs/perf-log
                                                          # full run, ~20 minutes: one section per host for the docs
     .venv/bin/python bench/serve.py --seconds 2 --quick  # smoke run while developing
     .venv/bin/python bench/serve.py --url http://gpu-host:3000 --raw-json raw.json   # a remote server
@@ -23,7 +23,7 @@ the workers' memory stays flat (bench/probes.py), then a burst of n = 4096 json 
 minute: RSS before, at the peak and after (bench/memory_soak.py). Without trained `models/`, it
 exports untrained stand-ins of the four default models into /tmp (bench/stand_in_models.py): same
 graphs, same cost. Issue 7's and issue 18's targets are checked at the end; --markdown writes the
-run as a per-host section of docs/PERFORMANCE.md (bench/report.py renders a saved --out JSON the
+run as a page of docs/perf-log/ (bench/report.py renders a saved --out JSON the
 same way).
 """
 
@@ -46,7 +46,15 @@ from load import LoadError, Result, require_wrk, settle  # noqa: E402
 from memory_soak import burst_then_idle  # noqa: E402
 from probes import batching_variants, floors, measured, soak  # noqa: E402
 from report import (  # noqa: E402
-    best_limits, host_line, layout_counts, markdown, print_batching, print_grid, print_summary)
+    best_limits,
+    host_line,
+    layout_counts,
+    markdown,
+    print_batching,
+    print_grid,
+    print_summary,
+    run_file_name,
+)
 from servers import REPO, MemorySampler, Server, ServerError, start_baseline, start_ganserve  # noqa: E402
 
 SCRATCH = Path("/tmp/ganserve-bench")
@@ -68,28 +76,52 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=5.0, help="per load point (n = 1024 points: 3x)")
     p.add_argument("--quick", action="store_true", help="one concurrency per n, no extra servers, no soak")
     p.add_argument("--no-baseline", action="store_true")
-    p.add_argument("--soak-minutes", type=float, default=6.0,
-                   help="0 to skip; since 16 threads RSS takes ~3.5 min to level off")
+    p.add_argument(
+        "--soak-minutes", type=float, default=6.0, help="0 to skip; since 16 threads RSS takes ~3.5 min to level off"
+    )
     p.add_argument("--url", help="measure a running server there instead of starting one (no memory figures)")
     p.add_argument("--baseline-url", help="with --url: a running baseline server to compare against")
-    p.add_argument("--raw-json", type=Path,
-                   help="raw limits from `bench/raw_engine.py --json` (with --url: run it there); skips --compare's "
-                        "limit unless --limits-json gives it")
-    p.add_argument("--limits-json", type=Path,
-                   help="the limit over engines and layouts from `bench/raw_engine.py --compare --json` (with --url: "
-                        "run it there) instead of measuring it here")
+    p.add_argument(
+        "--raw-json",
+        type=Path,
+        help="raw limits from `bench/raw_engine.py --json` (with --url: run it there); skips --compare's "
+        "limit unless --limits-json gives it",
+    )
+    p.add_argument(
+        "--limits-json",
+        type=Path,
+        help="the limit over engines and layouts from `bench/raw_engine.py --compare --json` (with --url: "
+        "run it there) instead of measuring it here",
+    )
     p.add_argument("--no-compare", action="store_true", help="skip the limit over engines and layouts (no x best)")
-    p.add_argument("--limit-seconds", type=float, default=3.0,
-                   help="per measurement of the limits (raw onnxruntime; each engine, layout and n of --compare)")
-    p.add_argument("--workers", type=int, help="GANSERVE_WORKERS for the servers started (default: the service's "
-                                               "layout for this host)")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"],
-                   help="GANSERVE_BACKEND for the servers started (default auto)")
+    p.add_argument(
+        "--limit-seconds",
+        type=float,
+        default=3.0,
+        help="per measurement of the limits (raw onnxruntime; each engine, layout and n of --compare)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="GANSERVE_WORKERS for the servers started (default: the service's layout for this host)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["auto", "onnxruntime", "openvino"],
+        help="GANSERVE_BACKEND for the servers started (default auto)",
+    )
     p.add_argument("--out", type=Path, help="also write every figure as JSON here")
-    p.add_argument("--markdown", type=Path,
-                   help="also write the per-host section for docs/PERFORMANCE.md here ('-': print it)")
-    p.add_argument("--only-batching", action="store_true",
-                   help="only the micro-batching probe: on vs off at n=1 npy c=64 (with --quick: no threads sweep)")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        help="also write the run as Markdown: into a folder (docs/perf-log: a file named by time, CPU and "
+        "commit), to a file, or '-' to print it",
+    )
+    p.add_argument(
+        "--only-batching",
+        action="store_true",
+        help="only the micro-batching probe: on vs off at n=1 npy c=64 (with --quick: no threads sweep)",
+    )
     p.add_argument("--rounds", type=int, default=3, help="rounds of the micro-batching probe")
     return p.parse_args()
 
@@ -118,8 +150,22 @@ def service_layout() -> tuple[int, int, str]:
 def raw_limits(models_dir: Path, model: str, sizes: list[int], seconds: float, threads: int) -> dict[int, dict]:
     """Per n, raw_engine's row (samples/s `ort`, `ort_cpu_ms`), in a fresh process, with the
     service's intra-op thread count per worker."""
-    command = [sys.executable, str(REPO / "bench" / "raw_engine.py"), "--models-dir", str(models_dir), "--model", model,
-               "--seconds", str(seconds), "--threads", str(threads), "--no-stages", "--json", "--n", *map(str, sizes)]
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "raw_engine.py"),
+        "--models-dir",
+        str(models_dir),
+        "--model",
+        model,
+        "--seconds",
+        str(seconds),
+        "--threads",
+        str(threads),
+        "--no-stages",
+        "--json",
+        "--n",
+        *map(str, sizes),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
     return {int(n): row for n, row in json.loads(out.stdout)["samples_per_s"].items()}
 
@@ -131,9 +177,22 @@ def compare_limits(models_dir: Path, model: str, sizes: list[int], seconds: floa
     from service.settings import cpu_count
 
     print(f"the limit over engines and layouts, {when} the load ...", flush=True)
-    command = [sys.executable, str(REPO / "bench" / "raw_engine.py"), "--compare", "--json", "--models-dir",
-               str(models_dir), "--model", model, "--seconds", str(seconds), "--threads", str(cpu_count()),
-               "--n", *map(str, sizes)]
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "raw_engine.py"),
+        "--compare",
+        "--json",
+        "--models-dir",
+        str(models_dir),
+        "--model",
+        model,
+        "--seconds",
+        str(seconds),
+        "--threads",
+        str(cpu_count()),
+        "--n",
+        *map(str, sizes),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout)
 
@@ -162,8 +221,17 @@ def drive(servers: list[Server], model: str | None, points, seconds: float, bar:
             except LoadError as e:
                 tqdm.write(f"  {server.name} n={n} {fmt} c={c}: {e}")
                 r, cpu_ms = Result(0, -1, seconds, 0, 0, 0), None
-            rows.append({"target": server.name, "n": n, "format": fmt, "c": c, "samples_per_s": r.rps * n,
-                         "server_cpu_ms": cpu_ms, **r.as_dict()})
+            rows.append(
+                {
+                    "target": server.name,
+                    "n": n,
+                    "format": fmt,
+                    "c": c,
+                    "samples_per_s": r.rps * n,
+                    "server_cpu_ms": cpu_ms,
+                    **r.as_dict(),
+                }
+            )
             bar.update()
     return rows
 
@@ -210,25 +278,36 @@ def run(args: argparse.Namespace, figures: dict) -> None:
     ganserve = servers[0]
     try:
         figures["served_on"] = s = served_on(ganserve, args.model)
-        print(f"ganserve runs {args.model} on {s['provider']} ({s['device']}), backend {s['backend']} "
-              f"({s['backend_reason']}); layout: {s['layout']}", flush=True)
+        print(
+            f"ganserve runs {args.model} on {s['provider']} ({s['device']}), backend {s['backend']} "
+            f"({s['backend_reason']}); layout: {s['layout']}",
+            flush=True,
+        )
         if not args.url and s["graph_threads"] not in (None, threads):
-            print(f"warning: the server runs {s['graph_threads']} graph thread(s) per worker, raw onnxruntime "
-                  f"was measured with {threads}", flush=True)
+            print(
+                f"warning: the server runs {s['graph_threads']} graph thread(s) per worker, raw onnxruntime "
+                f"was measured with {threads}",
+                flush=True,
+            )
         points = load_points(args)
         sampler = MemorySampler(ganserve)
         with sampler, tqdm(total=len(points) * len(servers), desc="load", unit="point") as bar:
             figures["rows"] = drive(servers, args.model, points, args.seconds, bar)
-            figures["floors"] = {s.name: floors(s, args.model if s is ganserve else None, args.seconds) for s in servers}
+            figures["floors"] = {
+                s.name: floors(s, args.model if s is ganserve else None, args.seconds) for s in servers
+            }
             if models_dir and args.soak_minutes > 0 and not args.quick:
                 for s in servers[1:]:
                     s.stop()  # the soak's server has the cores to itself
                 figures["soak_worker_mb"] = soak(ganserve, sampler, args.model, args.soak_minutes)
                 # Then a burst of large answers and an idle minute: does the memory come back?
                 figures["burst_then_idle"] = b = burst_then_idle(ganserve, sampler, args.model)
-                print(f"burst then idle: worker RSS {b['start_mb']} MB before, {b['peak_mb']} MB at the peak, "
-                      f"{b['idle_mb']} MB every 10 s idle ({'within' if b['within_20pct'] else 'NOT within'} "
-                      "20% of before)", flush=True)
+                print(
+                    f"burst then idle: worker RSS {b['start_mb']} MB before, {b['peak_mb']} MB at the peak, "
+                    f"{b['idle_mb']} MB every 10 s idle ({'within' if b['within_20pct'] else 'NOT within'} "
+                    "20% of before)",
+                    flush=True,
+                )
         figures["memory_peak_mb"] = sampler.peak_mb
     finally:
         for s in servers:
@@ -255,19 +334,26 @@ def main() -> int:
         os.environ["GANSERVE_WORKERS"] = str(args.workers)
     if args.backend is not None:
         os.environ["GANSERVE_BACKEND"] = args.backend
-    figures: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
-                     "command": " ".join(sys.argv[1:])}
+    figures: dict = {
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "command": " ".join(sys.argv[1:]),
+    }
     m = figures["machine"]
     if args.url:
         m["server_url"] = args.url  # the host line is then the client's, not the server's
-    print(f"host: {m['cpu']}, {m['cores']} cores, {'/'.join(m['vector']) or 'no AVX'}; load average "
-          f"{m['load_avg_at_start'][0]:.2f}; layout: {m['layout']}", flush=True)
+    print(
+        f"host: {m['cpu']}, {m['cores']} cores, {'/'.join(m['vector']) or 'no AVX'}; load average "
+        f"{m['load_avg_at_start'][0]:.2f}; layout: {m['layout']}",
+        flush=True,
+    )
     try:
         if args.only_batching:
             models_dir = models_dir_for(args)
             print(f"models: {models_dir}; logs: {SCRATCH}", flush=True)
-            figures["batching"] = batching_variants(models_dir, SCRATCH, args.model, args.seconds, args.rounds,
-                                                    sweep=not args.quick)
+            figures["batching"] = batching_variants(
+                models_dir, SCRATCH, args.model, args.seconds, args.rounds, sweep=not args.quick
+            )
         else:
             run(args, figures)
     except (ServerError, LoadError, subprocess.CalledProcessError) as e:
@@ -287,8 +373,9 @@ def main() -> int:
         if str(args.markdown) == "-":
             print("\n" + markdown(figures), end="")
         else:
-            args.markdown.write_text(markdown(figures))
-            print(f"the section for docs/PERFORMANCE.md written to {args.markdown}")
+            target = args.markdown / run_file_name(figures) if args.markdown.is_dir() else args.markdown
+            target.write_text(markdown(figures))
+            print(f"the run's page written to {target} (docs/PERFORMANCE.md keeps the current table per host)")
     return 0
 
 
@@ -301,9 +388,15 @@ def served_on(server: Server, model: str) -> dict:
     listed = httpx.get(server.url + "/models", timeout=30).raise_for_status().json()
     entry = next((m for m in listed["models"] if m["name"] == model), {})
     workers, threads = layout_counts(listed.get("layout") or "")
-    return {"device": listed.get("device"), "provider": entry.get("provider", f"not served ({entry.get('reason')})"),
-            "backend": entry.get("backend"), "backend_reason": entry.get("backend_reason"),
-            "layout": listed.get("layout"), "workers": workers, "graph_threads": threads}
+    return {
+        "device": listed.get("device"),
+        "provider": entry.get("provider", f"not served ({entry.get('reason')})"),
+        "backend": entry.get("backend"),
+        "backend_reason": entry.get("backend_reason"),
+        "layout": listed.get("layout"),
+        "workers": workers,
+        "graph_threads": threads,
+    }
 
 
 def machine() -> dict:
@@ -313,14 +406,23 @@ def machine() -> dict:
 
     info = host_cpu()
     workers, threads, why = service_layout()
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO,
-                            check=False)
-    return {"cpu": info["model"], "cores": info["cores"], "vector": info["vector"],
-            "load_avg_at_start": os.getloadavg(), "python": platform.python_version(),
-            "workers": workers, "graph_threads": threads, "layout": why,
-            "threads": os.environ.get("GANSERVE_THREADS", "default"),
-            "backend": os.environ.get("GANSERVE_BACKEND", "auto"),
-            "commit": commit.stdout.strip() or "unknown", "time": time.strftime("%Y-%m-%d %H:%M")}
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    return {
+        "cpu": info["model"],
+        "cores": info["cores"],
+        "vector": info["vector"],
+        "load_avg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "workers": workers,
+        "graph_threads": threads,
+        "layout": why,
+        "threads": os.environ.get("GANSERVE_THREADS", "default"),
+        "backend": os.environ.get("GANSERVE_BACKEND", "auto"),
+        "commit": commit.stdout.strip() or "unknown",
+        "time": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 if __name__ == "__main__":

@@ -80,7 +80,9 @@ def wait_ready(server: Server, path: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process is not None and server.process.poll() is not None:
-            raise ServerError(f"{server.name} exited with {server.process.returncode} before it was ready; see {server.log}")
+            raise ServerError(
+                f"{server.name} exited with {server.process.returncode} before it was ready; see {server.log}"
+            )
         try:
             if httpx.get(server.url + path, timeout=2).status_code == 200:
                 return
@@ -93,13 +95,15 @@ def wait_ready(server: Server, path: str, timeout_s: float) -> None:
 def spawn(name: str, command: list[str], env: dict[str, str], port: int, log_dir: Path, cwd: Path = REPO) -> Server:
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:  # the child keeps its own handle
-        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Server(name, f"http://127.0.0.1:{port}", process, log)
 
 
-def start_ganserve(models_dir: Path, log_dir: Path, extra_env: dict[str, str], name: str = "ganserve",
-                   timeout_s: float = 240) -> Server:
+def start_ganserve(
+    models_dir: Path, log_dir: Path, extra_env: dict[str, str], name: str = "ganserve", timeout_s: float = 240
+) -> Server:
     """`bentoml serve service.service:GanServe`, with the command line service/commands/serve.py builds."""
     sys.path.insert(0, str(REPO))
     from service.commands.serve import server_command
@@ -161,7 +165,7 @@ class MemorySampler:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self.sample()
         self._thread.start()
         return self

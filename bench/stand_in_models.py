@@ -35,11 +35,24 @@ def ensure_stand_ins(models_dir: Path, names: dict[str, str] = DEFAULT_MODELS, p
         config = resolve(preset)
         torch.manual_seed(0)
         G, D = build_generator(config.network), build_discriminator(config.network)
-        info = {"preset": preset, "config": config.to_dict(), "steps": 0, "wall_time_s": 0.0, "seed": 0,
-                "dataset": str(config.dataset)}
-        export_model(config.network, G, D, name=name, out_dir=models_dir, training_info=info,
-                     description=f"UNTRAINED stand-in with the architecture of preset {preset} (benchmarks only)",
-                     progress=progress)
+        info = {
+            "preset": preset,
+            "config": config.to_dict(),
+            "steps": 0,
+            "wall_time_s": 0.0,
+            "seed": 0,
+            "dataset": str(config.dataset),
+        }
+        export_model(
+            config.network,
+            G,
+            D,
+            name=name,
+            out_dir=models_dir,
+            training_info=info,
+            description=f"UNTRAINED stand-in with the architecture of preset {preset} (benchmarks only)",
+            progress=progress,
+        )
     return models_dir
 
 

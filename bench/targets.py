@@ -17,7 +17,6 @@ MIN_ROUTE_RATIO_N1_C64 = 0.75  # n = 1 npy req/s over the route floor's, both at
 MAX_CPU_OVER_BASELINE_N1_C64 = 0.5  # ganserve's CPU per n = 1 request over the baseline's, at c = 64
 
 
-
 def _best(rows: list[dict], target: str, n: int, fmt: str) -> float | None:
     got = [r["samples_per_s"] for r in rows if r["target"] == target and r["n"] == n and r["format"] == fmt]
     return max(got) if got else None
@@ -38,12 +37,22 @@ def ahead_of_baseline(rows: list[dict]) -> tuple[bool, str] | None:
     base = {(r["n"], r["format"], r["c"]): r["samples_per_s"] for r in rows if r["target"] == "baseline"}
     if not base:
         return None
-    pts = [(r, base[(r["n"], r["format"], r["c"])]) for r in rows
-           if r["target"] == "ganserve" and (r["n"], r["format"], r["c"]) in base]
-    behind = [f"n={r['n']} {r['format']} c={r['c']} ({_fmt(_div(r['samples_per_s'], b), '.2f')}x)" for r, b in pts
-              if r["samples_per_s"] <= b]
-    return (not behind, f"behind at {len(behind)} of {len(pts)} points: {', '.join(behind)}" if behind
-            else f"ahead at all {len(pts)} points")
+    pts = [
+        (r, base[(r["n"], r["format"], r["c"])])
+        for r in rows
+        if r["target"] == "ganserve" and (r["n"], r["format"], r["c"]) in base
+    ]
+    behind = [
+        f"n={r['n']} {r['format']} c={r['c']} ({_fmt(_div(r['samples_per_s'], b), '.2f')}x)"
+        for r, b in pts
+        if r["samples_per_s"] <= b
+    ]
+    return (
+        not behind,
+        f"behind at {len(behind)} of {len(pts)} points: {', '.join(behind)}"
+        if behind
+        else f"ahead at all {len(pts)} points",
+    )
 
 
 def route_ceiling(f: dict, route_cpu_ms: float | None) -> tuple[float, float] | None:
@@ -64,19 +73,38 @@ def targets_18(f: dict) -> list[tuple[str, bool | None, str]]:
     rows, out = f.get("rows") or [], []
     name = "n=1024 npy >= 90% of the best raw engine and layout on the host"
     best = best_limits(f).get(1024)
-    at = max((r for r in rows if r["target"] == "ganserve" and r["n"] == 1024 and r["format"] == "npy"),
-             key=lambda r: r["samples_per_s"], default=None)
+    at = max(
+        (r for r in rows if r["target"] == "ganserve" and r["n"] == 1024 and r["format"] == "npy"),
+        key=lambda r: r["samples_per_s"],
+        default=None,
+    )
     if at is None or not best:
-        out.append((name, None, "not measured: " + ("no n=1024 npy point in the grid" if at is None
-                                                    else "no limit over engines (raw_engine.py --compare)")))
+        out.append(
+            (
+                name,
+                None,
+                "not measured: "
+                + (
+                    "no n=1024 npy point in the grid"
+                    if at is None
+                    else "no limit over engines (raw_engine.py --compare)"
+                ),
+            )
+        )
     else:
         ratio = at["samples_per_s"] / best["samples_per_s"]
-        why = (f"{at['samples_per_s']:,.0f} at c={at['c']} / {best['samples_per_s']:,.0f} samples/s "
-               f"({best['engine_layout']}) = {ratio:.0%}")
+        why = (
+            f"{at['samples_per_s']:,.0f} at c={at['c']} / {best['samples_per_s']:,.0f} samples/s "
+            f"({best['engine_layout']}) = {ratio:.0%}"
+        )
         out.append((name, ratio >= MIN_BEST_RATIO_1024_NPY, why))
     ahead = ahead_of_baseline(rows)
-    out.append(("ahead of the hand-written baseline at every point of the grid",
-                *(ahead if ahead is not None else (None, "not measured: no baseline in this run"))))
+    out.append(
+        (
+            "ahead of the hand-written baseline at every point of the grid",
+            *(ahead if ahead is not None else (None, "not measured: no baseline in this run")),
+        )
+    )
     floors = f.get("floors") or {}
     fl, bl = floors.get("ganserve"), floors.get("baseline")
     name = "n=1 c=64 >= 75% of the route floor"
@@ -84,20 +112,40 @@ def targets_18(f: dict) -> list[tuple[str, bool | None, str]]:
         n1, route = fl["n1"], fl["route"]
         ratio = _div(n1["rps"], route["rps"])
         ceiling = route_ceiling(f, route.get("server_cpu_ms"))
-        note = (f"; ceiling on this host {ceiling[0]:.0%} (the route's {route['server_cpu_ms']:.2f} CPU ms plus the "
-                f"graph's {ceiling[1]:.3f} a sample at the n = 64 limit, all else free)" if ceiling else "")
-        out.append((name, ratio is not None and ratio >= MIN_ROUTE_RATIO_N1_C64,
-                    f"{n1['rps']:,.0f} / {route['rps']:,.0f} req/s = {_fmt(ratio, '.0%')}, {n1['errors']} errors{note}"))
+        note = (
+            f"; ceiling on this host {ceiling[0]:.0%} (the route's {route['server_cpu_ms']:.2f} CPU ms plus the "
+            f"graph's {ceiling[1]:.3f} a sample at the n = 64 limit, all else free)"
+            if ceiling
+            else ""
+        )
+        out.append(
+            (
+                name,
+                ratio is not None and ratio >= MIN_ROUTE_RATIO_N1_C64,
+                f"{n1['rps']:,.0f} / {route['rps']:,.0f} req/s = {_fmt(ratio, '.0%')}, {n1['errors']} errors{note}",
+            )
+        )
     else:
         out.append((name, None, "not measured: no floors in this run"))
     name = "n=1 c=64 CPU per request <= half the baseline's"
     mine, theirs = (fl or {}).get("n1", {}).get("server_cpu_ms"), (bl or {}).get("n1", {}).get("server_cpu_ms")
     if mine and theirs:
-        out.append((name, mine / theirs <= MAX_CPU_OVER_BASELINE_N1_C64,
-                    f"{mine:.2f} vs {theirs:.2f} CPU ms per request = {mine / theirs:.2f}x"))
+        out.append(
+            (
+                name,
+                mine / theirs <= MAX_CPU_OVER_BASELINE_N1_C64,
+                f"{mine:.2f} vs {theirs:.2f} CPU ms per request = {mine / theirs:.2f}x",
+            )
+        )
     else:
-        out.append((name, None, "not measured: " + ("no baseline in this run" if not bl else
-                                                    "no CPU figures (a server not started by the bench)")))
+        out.append(
+            (
+                name,
+                None,
+                "not measured: "
+                + ("no baseline in this run" if not bl else "no CPU figures (a server not started by the bench)"),
+            )
+        )
     return out
 
 
@@ -106,23 +154,40 @@ def targets(f: dict) -> list[tuple[str, bool, str]]:
     rows, (raw, raw_cpu), out = f.get("rows") or [], raw_limits(f), []
     npy, json_ = _best(rows, "ganserve", 1024, "npy"), _best(rows, "ganserve", 1024, "json")
     if npy and 1024 in raw:
-        cpu = [r["server_cpu_ms"] for r in rows if r["target"] == "ganserve" and r["n"] == 1024 and r["format"] == "npy"
-               and r["server_cpu_ms"]]
+        cpu = [
+            r["server_cpu_ms"]
+            for r in rows
+            if r["target"] == "ganserve" and r["n"] == 1024 and r["format"] == "npy" and r["server_cpu_ms"]
+        ]
         cpu_note = f"; by CPU per request {raw_cpu[1024] / min(cpu):.0%}" if cpu and 1024 in raw_cpu else ""
-        out.append(("n=1024 npy >= 80% of raw onnxruntime", npy / raw[1024] >= MIN_RAW_RATIO_1024_NPY,
-                    f"{npy:,.0f} / {raw[1024]:,.0f} samples/s = {npy / raw[1024]:.0%}{cpu_note}"))
+        out.append(
+            (
+                "n=1024 npy >= 80% of raw onnxruntime",
+                npy / raw[1024] >= MIN_RAW_RATIO_1024_NPY,
+                f"{npy:,.0f} / {raw[1024]:,.0f} samples/s = {npy / raw[1024]:.0%}{cpu_note}",
+            )
+        )
     fl = f.get("floors", {}).get("ganserve")
     if fl:
         n1, livez, route = fl["n1"], fl["livez"], fl["route"]
         ratio = _div(n1["rps"], livez["rps"]) or 0.0
-        out.append(("n=1 c=64: no errors, >= 70% of the HTTP floor (/livez)",
-                    n1["errors"] == 0 and ratio >= MIN_FLOOR_RATIO_N1_C64,
-                    f"{n1['rps']:,.0f} / {livez['rps']:,.0f} req/s = {ratio:.0%}, {n1['errors']} errors "
-                    f"(route floor {route['rps']:,.0f} req/s: {_fmt(_div(n1['rps'], route['rps']), '.0%')})"))
+        out.append(
+            (
+                "n=1 c=64: no errors, >= 70% of the HTTP floor (/livez)",
+                n1["errors"] == 0 and ratio >= MIN_FLOOR_RATIO_N1_C64,
+                f"{n1['rps']:,.0f} / {livez['rps']:,.0f} req/s = {ratio:.0%}, {n1['errors']} errors "
+                f"(route floor {route['rps']:,.0f} req/s: {_fmt(_div(n1['rps'], route['rps']), '.0%')})",
+            )
+        )
     if npy and json_ is not None:
         slower = npy / json_ if json_ else float("inf")
-        out.append(("json at n=1024 <= 3x slower than npy", slower <= MAX_JSON_OVER_NPY_1024,
-                    f"npy {npy:,.0f} vs json {json_:,.0f} samples/s = {slower:.2f}x"))
+        out.append(
+            (
+                "json at n=1024 <= 3x slower than npy",
+                slower <= MAX_JSON_OVER_NPY_1024,
+                f"npy {npy:,.0f} vs json {json_:,.0f} samples/s = {slower:.2f}x",
+            )
+        )
     ahead = ahead_of_baseline(rows)
     if ahead is not None:
         out.append(("ahead of the hand-written baseline everywhere", *ahead))
@@ -133,9 +198,14 @@ def targets(f: dict) -> list[tuple[str, bool, str]]:
     series = f.get("soak_worker_mb") or []
     growth = soak_growth(series)
     if growth is not None:
-        out.append(("RSS flat over the soak", growth <= FLAT_TOLERANCE_MB,
-                    f"{series[0]:.0f} -> {series[-1]:.0f} MB over {len(series)} pieces; "
-                    f"second half's peak minus the first's: {growth:+.1f} MB"))
+        out.append(
+            (
+                "RSS flat over the soak",
+                growth <= FLAT_TOLERANCE_MB,
+                f"{series[0]:.0f} -> {series[-1]:.0f} MB over {len(series)} pieces; "
+                f"second half's peak minus the first's: {growth:+.1f} MB",
+            )
+        )
     return out
 
 

@@ -18,15 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-from training.checkpoint import load_run  # noqa: E402
-from training.config import resolve  # noqa: E402
-from training.data import load_dataset  # noqa: E402
-from training.networks import build_discriminator, build_generator, sample_latent  # noqa: E402
-from training.trainer import train  # noqa: E402
+from training.checkpoint import load_run
+from training.config import resolve
+from training.data import load_dataset
+from training.networks import build_discriminator, build_generator, sample_latent
+from training.trainer import train
 
 WARMUP = 20
 
@@ -81,8 +81,12 @@ def make_plain_loop():
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="interleaved rounds; the best of each side counts (shared machines drift)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="interleaved rounds; the best of each side counts (shared machines drift)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -94,8 +98,10 @@ def main() -> int:
             done = 0 if r == 0 else WARMUP + r * args.steps
             ours = max(ours, trainer_images_per_s(args.steps, Path(tmp) / "run", done))
             plain = max(plain, plain_loop(args.steps))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), mnist-paper batch 100, "
-          f"best of {args.repeats} x {args.steps} steps")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), mnist-paper batch 100, "
+        f"best of {args.repeats} x {args.steps} steps"
+    )
     print(f"trainer (mnist-paper): {ours:9.0f} images/s")
     print(f"plain PyTorch loop:    {plain:9.0f} images/s")
     print(f"ratio trainer/plain:   {ours / plain:9.2f}")

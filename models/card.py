@@ -10,30 +10,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, ValidationError, model_validator
 
 from .card_parts import (  # noqa: F401  (re-exported: callers import the card's parts from here)
-    Dim,
-    _Strict,
-    Latent,
-    Sample,
-    FileEntry,
-    TensorSpec,
-    GraphSignature,
-    OnnxInfo,
-    Condition,
-    SourceFile,
-    Source,
-    TrainingInfo,
-    Metric,
-    ReliabilityBin,
-    RealnessSummary,
     Calibration,
+    Condition,
+    Dim,
+    FileEntry,
+    GraphSignature,
+    Latent,
+    Metric,
+    OnnxInfo,
     Realness,
+    RealnessSummary,
+    ReliabilityBin,
+    Sample,
+    Source,
+    SourceFile,
+    TensorSpec,
+    TrainingInfo,
+    _Strict,
 )
 
 CARD_FILE = "model.json"
@@ -45,7 +45,7 @@ SCHEMA_VERSION = 2
 # exported, whose logit DRS rejects by (Realness.drs_ratio "training"); realness stays the
 # calibrated D's. A file of its own, not a second output of discriminator.onnx: onnxruntime runs
 # every node of a graph whatever outputs a run asks for, so a two-output D made every realness
-# request pay for both D's (docs/PERFORMANCE.md).
+# request pay for both D's (docs/PERFORMANCE.md#finding-ratio-onnx).
 GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx", "ratio": "ratio.onnx"}
 # The dtypes a graph input or output may have: float32 tensors, and int64 class indices.
 DTYPES = ("float32", "int64")
@@ -60,7 +60,6 @@ class CardError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
-
 
 
 class ModelCard(_Strict):
@@ -80,7 +79,7 @@ class ModelCard(_Strict):
     created_at: datetime
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModelCard":
+    def _consistent(self) -> ModelCard:
         if "generator" not in self.files:
             raise ValueError("files: missing the generator entry")
         for role, entry in self.files.items():
@@ -94,7 +93,9 @@ class ModelCard(_Strict):
             raise ValueError("realness: must be given exactly when there is a discriminator")
         if self.schema_version == 1:
             # Version 1 cards were all written by our exporter: both graphs and a training record.
-            missing = [k for k in ("discriminator", "training") if not (has_d if k == "discriminator" else self.training)]
+            missing = [
+                k for k in ("discriminator", "training") if not (has_d if k == "discriminator" else self.training)
+            ]
             if missing:
                 raise ValueError(f"schema_version 1 needs {' and '.join(missing)} (optional from version 2)")
             if self.source is not None or self.condition is not None or self.latent.shape is not None:
@@ -106,9 +107,13 @@ class ModelCard(_Strict):
         self._check_condition_inputs()
         has_ratio = "ratio" in self.files
         if has_ratio != (has_d and self.realness.drs_ratio == "training"):
-            raise ValueError(f"files.ratio: {GRAPH_FILES['ratio']} (the D trained with G) exactly when there is a "
-                             "discriminator and realness.drs_ratio is 'training'")
-        if has_ratio and [(t.name, t.dtype) for t in self.onnx.ratio.inputs] != [(t.name, t.dtype) for t in self.onnx.discriminator.inputs]:
+            raise ValueError(
+                f"files.ratio: {GRAPH_FILES['ratio']} (the D trained with G) exactly when there is a "
+                "discriminator and realness.drs_ratio is 'training'"
+            )
+        if has_ratio and [(t.name, t.dtype) for t in self.onnx.ratio.inputs] != [
+            (t.name, t.dtype) for t in self.onnx.discriminator.inputs
+        ]:
             raise ValueError("onnx.ratio: must take the discriminator's inputs (names and dtypes)")
         return self
 
@@ -125,7 +130,9 @@ class ModelCard(_Strict):
                 if extra:
                     raise ValueError(f"onnx.{role}: inputs beyond the first need a condition section")
             elif [(t.name, t.dtype, len(t.shape)) for t in extra] != [(self.condition.input, "int64", 1)]:
-                raise ValueError(f"onnx.{role}: a conditional graph takes {self.condition.input!r} int64 [batch] as its second input")
+                raise ValueError(
+                    f"onnx.{role}: a conditional graph takes {self.condition.input!r} int64 [batch] as its second input"
+                )
 
     @property
     def version(self) -> str:
@@ -157,7 +164,7 @@ class ModelCard(_Strict):
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def sha256_of(path: Path) -> str:
@@ -205,8 +212,11 @@ def _unset_optional_parts(card: ModelCard) -> dict:
         exclude["latent"] = {"shape"}
     if card.realness is not None:  # calibration's record, absent from cards written before it
         unset = {k for k, v in card.realness.model_dump().items() if v is None}
-        exclude["realness"] = (unset | ({"discriminator"} if card.schema_version == 1 else set())
-                               | ({"drs_ratio"} if card.realness.drs_ratio == "served" else set()))  # cards stay as they were
+        exclude["realness"] = (
+            unset
+            | ({"discriminator"} if card.schema_version == 1 else set())
+            | ({"drs_ratio"} if card.realness.drs_ratio == "served" else set())
+        )  # cards stay as they were
     return exclude
 
 

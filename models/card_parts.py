@@ -33,7 +33,7 @@ class Latent(_Strict):
     shape: Optional[list[int]] = Field(default=None, min_length=1, max_length=3)
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Latent":
+    def _bounds(self) -> Latent:
         if self.distribution == "uniform":
             if self.low is None or self.high is None or not self.low < self.high:
                 raise ValueError("a uniform latent needs finite bounds low < high")
@@ -65,7 +65,7 @@ class Sample(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _image_shape(self) -> "Sample":
+    def _image_shape(self) -> Sample:
         if self.kind == "image" and (len(self.shape) != 3 or self.shape[0] not in (1, 3)):
             raise ValueError("an image sample has shape [channels (1 or 3), height, width]")
         lo, hi = self.value_range
@@ -112,7 +112,7 @@ class Condition(_Strict):
     input: str = "c"
 
     @model_validator(mode="after")
-    def _names(self) -> "Condition":
+    def _names(self) -> Condition:
         if len(self.names) != self.classes:
             raise ValueError(f"names: {len(self.names)} names for {self.classes} classes")
         if len(set(self.names)) != len(self.names):
@@ -193,7 +193,9 @@ class Calibration(_Strict):
     it measures on held-out data. `before` holds the same measurements of the D it started from."""
 
     method: str
-    started_from: Literal["training", "calibrated", "fresh"]  # "calibrated": calibrated again, on from an earlier calibration
+    started_from: Literal[
+        "training", "calibrated", "fresh"
+    ]  # "calibrated": calibrated again, on from an earlier calibration
     started_from_sha256: Optional[str] = None  # the discriminator.onnx it replaced
     steps: int = Field(ge=0)
     held_out: str  # what the held-out sets are
@@ -228,9 +230,11 @@ class Realness(_Strict):
     drs_ratio: Literal["served", "training"] = "served"
 
     @model_validator(mode="after")
-    def _calibrated(self) -> "Realness":
+    def _calibrated(self) -> Realness:
         if (self.discriminator == "calibrated") != (self.calibration is not None):
             raise ValueError("a calibrated discriminator comes with its calibration record, and only it")
         if self.drs_ratio == "training" and self.discriminator != "calibrated":
-            raise ValueError("drs_ratio 'training': only beside a calibrated discriminator (else the served D is the training D)")
+            raise ValueError(
+                "drs_ratio 'training': only beside a calibrated discriminator (else the served D is the training D)"
+            )
         return self

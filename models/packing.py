@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+
 class PackError(ValueError):
     """A refusal of `pack`: `flag` names the command-line flag at fault."""
 
@@ -29,13 +30,20 @@ DECLARATION_FLAGS: dict[str, dict] = {
     "--description": dict(default="", help="one line for people (GET /models shows it)"),
     "--dataset": dict(default="unspecified", help="what G was trained on (free text)"),
     "--latent-dim": dict(type=int, metavar="N", help="values per latent (default: read from G's z input)"),
-    "--latent": dict(choices=("normal", "uniform"), default="normal",
-                     help="how z is drawn: N(0, 1), or U(low, high) with --latent-bounds (default -1,1)"),
+    "--latent": dict(
+        choices=("normal", "uniform"),
+        default="normal",
+        help="how z is drawn: N(0, 1), or U(low, high) with --latent-bounds (default -1,1)",
+    ),
     "--latent-bounds": dict(metavar="LOW,HIGH", help="a uniform latent's bounds, e.g. -1,1"),
-    "--latent-shape": dict(metavar="D,...", help="z's shape per sample as G takes it, e.g. 100,1,1 for DCGAN "
-                                                  "(default: read from G's z input)"),
+    "--latent-shape": dict(
+        metavar="D,...",
+        help="z's shape per sample as G takes it, e.g. 100,1,1 for DCGAN (default: read from G's z input)",
+    ),
     "--sample-shape": dict(metavar="D,...", help="one sample's shape, e.g. 3,64,64 (default: read from G's output)"),
-    "--value-range": dict(metavar="LOW,HIGH", help="the range of G's values, e.g. -1,1 for tanh, 0,1 for sigmoid (required)"),
+    "--value-range": dict(
+        metavar="LOW,HIGH", help="the range of G's values, e.g. -1,1 for tanh, 0,1 for sigmoid (required)"
+    ),
     "--kind": dict(choices=("image", "vector"), help="default: image for [1 or 3, H, W] samples, else vector"),
     "--classes": dict(metavar="K|NAME,...", help="a conditional G's classes: their number, or their names"),
 }
@@ -70,13 +78,17 @@ def classes(text: str | None) -> tuple[str, ...] | None:
 def values(args: argparse.Namespace) -> dict:
     """The declarations as plain data; PackError naming the flag for one that does not parse."""
     return {
-        "name": args.name, "description": args.description, "dataset": args.dataset,
-        "latent_dim": args.latent_dim, "latent": args.latent,
+        "name": args.name,
+        "description": args.description,
+        "dataset": args.dataset,
+        "latent_dim": args.latent_dim,
+        "latent": args.latent,
         "latent_bounds": _numbers(args.latent_bounds, "--latent-bounds", float, 2),
         "latent_shape": _numbers(args.latent_shape, "--latent-shape", int),
         "sample_shape": _numbers(args.sample_shape, "--sample-shape", int),
         "value_range": _numbers(args.value_range, "--value-range", float, 2),
-        "kind": args.kind, "classes": classes(args.classes),
+        "kind": args.kind,
+        "classes": classes(args.classes),
     }
 
 

@@ -26,8 +26,9 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import httpx
 import numpy as np
@@ -100,9 +101,18 @@ class Client:
     """ganserve over HTTP: `url` is one server or a list of replicas. `stop` (optional): set it
     to cut a retry's wait short and give up (the dataset generator's Ctrl-C)."""
 
-    def __init__(self, url: Union[str, Sequence[str]], token: Optional[str] = None, timeout_s: float = 120.0,
-                 retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = MAX_BACKOFF_S,
-                 connections: int = 8, stop: Optional[threading.Event] = None, max_overloaded: int = MAX_OVERLOADED):
+    def __init__(
+        self,
+        url: Union[str, Sequence[str]],
+        token: Optional[str] = None,
+        timeout_s: float = 120.0,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = MAX_BACKOFF_S,
+        connections: int = 8,
+        stop: Optional[threading.Event] = None,
+        max_overloaded: int = MAX_OVERLOADED,
+    ):
         self.urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
         if not self.urls:
             raise ValueError("give at least one server URL")
@@ -112,10 +122,11 @@ class Client:
         self.failed_attempts = 0  # requests that failed and were retried or given up on
         self._next = itertools.count()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(timeout=timeout_s, headers=headers,
-                                 limits=httpx.Limits(max_connections=connections * len(self.urls)))
+        self.http = httpx.Client(
+            timeout=timeout_s, headers=headers, limits=httpx.Limits(max_connections=connections * len(self.urls))
+        )
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -131,42 +142,91 @@ class Client:
         `only`: ask this replica, not the next in turn."""
         return self.request("GET", "/models", only=only).json()
 
-    def sample(self, n: Optional[int] = None, *, model: Optional[str] = None, seed: Optional[int] = None,
-               latents: Optional[Any] = None, truncation: Optional[float] = None,
-               min_realness: Optional[float] = None, drs: bool = False, drs_gamma: Optional[float] = None,
-               version: Optional[str] = None, **fields: Any) -> Samples:
+    def sample(
+        self,
+        n: Optional[int] = None,
+        *,
+        model: Optional[str] = None,
+        seed: Optional[int] = None,
+        latents: Optional[Any] = None,
+        truncation: Optional[float] = None,
+        min_realness: Optional[float] = None,
+        drs: bool = False,
+        drs_gamma: Optional[float] = None,
+        version: Optional[str] = None,
+        **fields: Any,
+    ) -> Samples:
         """POST /sample as .npy. `version` pins the model's version (409 when it is no longer
         served); `fields`: any further field of the request body, sent as given."""
         if latents is not None:
             latents = np.asarray(latents, dtype=np.float64).tolist()
-        body = {"model": model, "n": n, "seed": seed, "latents": latents, "truncation": truncation,
-                "min_realness": min_realness, "drs": drs or None, "drs_gamma": drs_gamma if drs else None,
-                "version": version, **fields, "format": "npy"}
+        body = {
+            "model": model,
+            "n": n,
+            "seed": seed,
+            "latents": latents,
+            "truncation": truncation,
+            "min_realness": min_realness,
+            "drs": drs or None,
+            "drs_gamma": drs_gamma if drs else None,
+            "version": version,
+            **fields,
+            "format": "npy",
+        }
         return self._samples(self.request("POST", "/sample", json=_present(body)))
 
-    def interpolate(self, *, seeds: Optional[Sequence[int]] = None, latents: Optional[Any] = None, steps: int = 8,
-                    method: str = "slerp", model: Optional[str] = None, truncation: Optional[float] = None,
-                    version: Optional[str] = None, **fields: Any) -> Samples:
+    def interpolate(
+        self,
+        *,
+        seeds: Optional[Sequence[int]] = None,
+        latents: Optional[Any] = None,
+        steps: int = 8,
+        method: str = "slerp",
+        model: Optional[str] = None,
+        truncation: Optional[float] = None,
+        version: Optional[str] = None,
+        **fields: Any,
+    ) -> Samples:
         """POST /interpolate as .npy: `steps` samples between two seeds or two latents."""
-        body = {"model": model, "seeds": list(seeds) if seeds is not None else None,
-                "latents": np.asarray(latents, dtype=np.float64).tolist() if latents is not None else None,
-                "steps": steps, "method": method, "truncation": truncation, "version": version, **fields,
-                "format": "npy"}
+        body = {
+            "model": model,
+            "seeds": list(seeds) if seeds is not None else None,
+            "latents": np.asarray(latents, dtype=np.float64).tolist() if latents is not None else None,
+            "steps": steps,
+            "method": method,
+            "truncation": truncation,
+            "version": version,
+            **fields,
+            "format": "npy",
+        }
         return self._samples(self.request("POST", "/interpolate", json=_present(body)))
 
-    def score(self, samples: np.ndarray, model: Optional[str] = None, version: Optional[str] = None,
-              labels: Optional[str] = None) -> Scores:
+    def score(
+        self,
+        samples: np.ndarray,
+        model: Optional[str] = None,
+        version: Optional[str] = None,
+        labels: Optional[str] = None,
+    ) -> Scores:
         """POST /score with the samples as .npy bytes: D's realness and logit per sample. `labels`:
         a conditional model's classes, as /score's query takes them (one class, n comma-separated,
         or "balanced"), so D scores each sample under its class."""
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(samples, dtype=np.float32), allow_pickle=False)
-        response = self.request("POST", "/score", params=_present({"model": model, "version": version, "labels": labels}),
-                                content=buffer.getvalue(),
-                                headers={"Content-Type": NPY_MEDIA_TYPE})
+        response = self.request(
+            "POST",
+            "/score",
+            params=_present({"model": model, "version": version, "labels": labels}),
+            content=buffer.getvalue(),
+            headers={"Content-Type": NPY_MEDIA_TYPE},
+        )
         body = response.json()
-        return Scores(body["model"], body["version"], np.asarray(body["realness"], np.float32),
-                      np.asarray(body["logit"], np.float32))
+        return Scores(
+            body["model"],
+            body["version"],
+            np.asarray(body["realness"], np.float32),
+            np.asarray(body["logit"], np.float32),
+        )
 
     # --- transport ------------------------------------------------------------------------
 
@@ -179,11 +239,16 @@ class Client:
         seeds = _ints(h.get("x-seeds"))
         labels = h.get("x-labels")
         return Samples(
-            samples=x, model=h.get("x-model", ""), version=h.get("x-model-version", ""),
-            seed=int(h["x-seed"]) if "x-seed" in h else None, seeds=tuple(seeds) if seeds else None,
+            samples=x,
+            model=h.get("x-model", ""),
+            version=h.get("x-model-version", ""),
+            seed=int(h["x-seed"]) if "x-seed" in h else None,
+            seeds=tuple(seeds) if seeds else None,
             labels=labels.split(",") if labels is not None else None,
             drawn=int(h["x-drawn"]) if "x-drawn" in h else None,
-            accepted=int(h["x-accepted"]) if "x-accepted" in h else None, headers=dict(h))
+            accepted=int(h["x-accepted"]) if "x-accepted" in h else None,
+            headers=dict(h),
+        )
 
     def request(self, method: str, path: str, only: Optional[str] = None, **kwargs: Any) -> httpx.Response:
         """One request with retries (see the module's docstring); `kwargs` go to httpx."""
@@ -199,8 +264,10 @@ class Client:
                 if response.status_code < 400:
                     return response
                 if response.status_code < 500 and response.status_code != 429:  # our request is wrong
-                    raise ClientError(f"{method} {url}{path} was refused (HTTP {response.status_code}): "
-                                      f"{_error_text(response)}", response.status_code)
+                    raise ClientError(
+                        f"{method} {url}{path} was refused (HTTP {response.status_code}): {_error_text(response)}",
+                        response.status_code,
+                    )
                 failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
                 wait = retry_after_s(response)
             if wait is not None and overloaded < self.max_overloaded:

@@ -1,8 +1,8 @@
 """The BentoML service: `bentoml serve service.service:GanServe` (or `python -m service serve`).
 
-POST /sample and /interpolate are BentoML APIs with typed, bounded bodies (schemas.py); over HTTP,
-both are served by the mounted Starlette app (routes.py, dispatch.py), as are GET /models, POST
-/score and GET /docs.json (BentoML's document completed by openapi.py); middleware.py guards them
+POST /sample and /interpolate are BentoML APIs with typed, bounded bodies (core/schemas.py); over HTTP,
+both are served by the mounted Starlette app (http/routes.py, http/dispatch.py), as are GET /models, POST
+/score and GET /docs.json (BentoML's document completed by http/openapi.py); http/middleware.py guards them
 all.
 Models load and warm up in __init__, so /readyz turns ready only once every model can serve.
 
@@ -20,18 +20,19 @@ import logging
 import bentoml
 from pydantic import ValidationError
 
-from . import admission, failfast, handlers
-from .datasets import task as dataset_task
-from .engine import Engine
-from .registry import Registry
-from .errors import answering_errors
-from .dispatch import RoutesFirst
-from .middleware import GuardMiddleware
-from .routes import build_app, sample_cost
-from .schemas import InterpolateRequest, SampleRequest
-from .settings import get_settings
-from .timeout import install as install_request_timeout
-from .ui.app import build_app as build_ui
+from service.core import requests
+from service.core.schemas import InterpolateRequest, SampleRequest
+from service.http import dataset_task, failfast, handlers
+from service.http.dispatch import RoutesFirst
+from service.http.errors import answering_errors
+from service.http.middleware import GuardMiddleware
+from service.http.routes import build_app
+from service.http.timeout import install as install_request_timeout
+from service.http.ui.app import build_app as build_ui
+from service.runtime import admission
+from service.runtime.engine import Engine
+from service.runtime.registry import Registry
+from service.settings import get_settings
 
 SETTINGS = get_settings()
 # Workers and graph threads for this host (settings.Settings.layout), decided once per process.
@@ -64,8 +65,13 @@ def _warn_if_exporter_unused() -> None:
     except Exception:  # BentoML's internals moved (pinned 1.4.40): no warning rather than no server
         return
     if exporter:
-        log.warning("BentoML's config names a tracing exporter (%s), but GANSERVE_TRACING is off, so no "
-                    "request is traced: set GANSERVE_TRACING=true to export spans", exporter)
+        log.warning(
+            "BentoML's config names a tracing exporter (%s), but GANSERVE_TRACING is off, so no "
+            "request is traced: set GANSERVE_TRACING=true to export spans",
+            exporter,
+        )
+
+
 def _task_id(ctx: bentoml.Context) -> str | None:
     """The running task's id: BentoML sets it on the request's state before it calls the task
     (its cancel route, datasets/routes.py, finds the job by it)."""
@@ -95,27 +101,40 @@ class GanServe:
         # Each worker's graph runs get an equal share of the cores: more would oversubscribe them.
         workers, threads, why = LAYOUT
         try:
-            self.engine = Engine(SETTINGS.models_dir, SETTINGS.device, SETTINGS.default_model, threads,
-                                 micro_batching=SETTINGS.micro_batching, run_threads=SETTINGS.threads,
-                                 backend=SETTINGS.backend, gather_s=SETTINGS.batch_gather_ms / 1000)
+            self.engine = Engine(
+                SETTINGS.models_dir,
+                SETTINGS.device,
+                SETTINGS.default_model,
+                threads,
+                micro_batching=SETTINGS.micro_batching,
+                run_threads=SETTINGS.threads,
+                backend=SETTINGS.backend,
+                gather_s=SETTINGS.batch_gather_ms / 1000,
+            )
         except Exception as e:  # a default model that cannot load, an unusable device: retrying cannot help
             failfast.worker_failed(f"{type(e).__name__}: {e}")
             raise
         self.engine.layout_note = f"{why}; {threads} graph thread(s) per worker"
         log.info("layout: %s", self.engine.layout_note)
         # Models that change while serving (GANSERVE_MODEL_CONTROL): a thread of this worker's own.
-        self.registry = Registry(self.engine, SETTINGS.model_control, SETTINGS.poll_interval_s,
-                                 SETTINGS.control_file, SETTINGS.default_model)
+        self.registry = Registry(
+            self.engine, SETTINGS.model_control, SETTINGS.poll_interval_s, SETTINGS.control_file, SETTINGS.default_model
+        )
         self.registry.start()
         ROUTES.state.engine = self.engine
         ROUTES.state.registry = self.registry
-        log.info("serving %s (default %s) on %s; model control %s", sorted(self.engine.models),
-                 self.engine.default_model, self.engine.provider_note, SETTINGS.model_control)
+        log.info(
+            "serving %s (default %s) on %s; model control %s",
+            sorted(self.engine.models),
+            self.engine.default_model,
+            self.engine.provider_note,
+            SETTINGS.model_control,
+        )
         _warn_if_exporter_unused()
-        # Full garbage collections stalled requests for 100-400 ms (p99 ~200 ms at p50 ~3 ms): they
-        # walked the ~100k objects start-up made, and every request of the last 120 s (BentoML's
-        # timeout middleware kept them; timeout.py replaces it). Freezing what start-up made and
-        # collecting the young generation less often took p99 to 6-8 ms (docs/PERFORMANCE.md).
+        # Full garbage collections stalled requests: they walked the objects start-up made, and
+        # every request of the last 120 s (BentoML's timeout middleware kept them; http/timeout.py
+        # replaces it). Freezing what start-up made and collecting the young generation less often
+        # removes those stalls (docs/PERFORMANCE.md#finding-gc-freeze).
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
@@ -129,7 +148,7 @@ class GanServe:
         """n samples from a model: by seed (returned) or explicit latents; json, npy or a png grid.
         (Over HTTP, routes.sample answers this route with the same handlers.)"""
         req = SampleRequest.model_construct(**fields)
-        cost = sample_cost(self.engine.get(req.model), req, SETTINGS.max_draws_factor)
+        cost = requests.sample_charge(self.engine.get(req.model), req, SETTINGS.max_draws_factor)
         with admission.get().admit_sync(cost):  # the same budget as the routes' (admission.py)
             return handlers.sample(self.engine, req, SETTINGS.max_draws_factor)
 
@@ -139,8 +158,7 @@ class GanServe:
         """`steps` samples along a slerp or lerp path between two seeds or two latents.
         (Over HTTP, routes.interpolate answers this route with the same handler.)"""
         req = InterpolateRequest.model_construct(**fields)
-        model = self.engine.get(req.model)
-        cost = admission.sample_cost(req.steps, model.card.latent.dim, model.card.sample.size, req.format)
+        cost = requests.interpolate_charge(self.engine.get(req.model), req)
         with admission.get().admit_sync(cost):
             return handlers.interpolate(self.engine, req)
 
@@ -149,14 +167,15 @@ class GanServe:
         """A job: write a sharded dataset into GANSERVE_OUTPUT_DIR/<name>, answer its manifest
         (POST /generate_dataset/submit, then GET /generate_dataset/status and /get)."""
         response = answering_errors(dataset_task.generate)(
-            self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields), task_id=_task_id(ctx))
+            self.engine, SETTINGS, dataset_task.DatasetRequest.model_construct(**fields), task_id=_task_id(ctx)
+        )
         # With a context parameter BentoML answers the context's status, not the response's
         # (1.4.40): carry ours over, or a refused job would be recorded as completed.
         ctx.response.status_code = response.status_code
         return response
 
 
-if SETTINGS.ui:  # the playground (service/ui/): a page that calls the routes above, behind the same guard
+if SETTINGS.ui:  # the playground (service/http/ui/): a page that calls the routes above, behind the same guard
     GanServe.mount_asgi_app(build_ui(), path="/ui", name="ui")
 GanServe.add_asgi_middleware(
     GuardMiddleware,

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     # name) loaded model is the default instead.
     default_model: str = "mnist"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # The engine for the graphs on the CPU (service/backends.py): auto times onnxruntime and, when
+    # The engine for the graphs on the CPU (service/runtime/backends.py): auto times onnxruntime and, when
     # installed, OpenVINO on each model at load and serves with the faster; CUDA is onnxruntime's.
     backend: Literal["auto", "onnxruntime", "openvino"] = "auto"
     max_n: int = Field(default=4096, ge=1, le=1_000_000)
@@ -43,41 +43,44 @@ class Settings(BaseSettings):
     # Requests served in threads at once per worker (BentoML's `threads`: /interpolate, and /sample
     # requests that are large or filtered), and the graph runs the event loop's small /sample
     # requests can have going at once; onnxruntime itself uses the layout's graph threads per run
-    # (see engine.py). 16: at n = 1 and 64 concurrent callers, 16 gave +50% requests/s and -30% CPU
-    # per request over 4 on 2 cores, when every request ran in a thread (docs/PERFORMANCE.md). With
-    # micro-batching on, a model's graph runs one batch at a time per front door (batching.py).
+    # (see runtime/engine.py). 16: more requests/s and less CPU per request than 4 when every
+    # request ran in a thread (docs/PERFORMANCE.md#finding-request-threads). With micro-batching
+    # on, a model's graph runs one batch at a time per front door (runtime/batching.py).
     threads: int = Field(default=16, ge=1, le=256)
     # Concurrent requests to one model share graph runs (batching.py); off, each runs alone.
     micro_batching: bool = True
     # Under load (the last run served several requests), the event loop's next run waits up to this
-    # many ms for more (batching.py): +9-19% requests/s at n = 1 on 2 cores; 0: no wait at all.
+    # many ms for more (runtime/batching.py): more requests/s at n = 1 under load
+    # (docs/PERFORMANCE.md#finding-batch-gather); 0: no wait at all.
     batch_gather_ms: float = Field(default=2.0, ge=0, le=50)
-    # BentoML's access log: one INFO line per request. Off saves ~6% of a one-sample request's CPU
-    # (docs/PERFORMANCE.md); behind a proxy that logs requests itself (deploy/nginx) it repeats it.
+    # BentoML's access log: one INFO line per request. Off saves a little CPU on small requests
+    # (docs/PERFORMANCE.md#finding-access-log); behind a proxy that logs requests itself
+    # (deploy/nginx) it repeats it.
     access_log: bool = True
     # OpenTelemetry spans for every request, exported as BentoML's own config says (its
     # `services.ganserve.tracing`: exporter, sample rate). Off, no request gets a span: BentoML records
     # one per request even with no exporter and a sample rate of 0 (for the trace ids in its log
-    # lines), and at n = 1 those spans were a third of a request's CPU (docs/PERFORMANCE.md).
+    # lines), and at n = 1 those spans were a large share of a request's CPU
+    # (docs/PERFORMANCE.md#finding-tracing-spans).
     tracing: bool = False
     # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
     max_draws_factor: int = Field(default=20, ge=1, le=1000)
-    # Admission control (admission.py): the estimated peak bytes of the requests a worker serves at
-    # once. 128 MiB: one n = 4096 MNIST json answer (charged 67.5 MB, ~60 MB at its peak) with
-    # smaller ones, three in npy; a worker of ~160 MB after start-up with the shipped models
-    # (306-384 MB at the peak of the full load grids) stays under the 500 MB goal (docs/PERFORMANCE.md). 0: no bound. Past it, a request waits in a queue of at most
-    # `admission_queue` for at most `admission_wait_s` seconds, then is refused (503, Retry-After).
+    # Admission control (runtime/admission.py): the estimated peak bytes of the requests a worker
+    # serves at once. 128 MiB: one n = 4096 MNIST json answer (charged 67.5 MB) with smaller ones,
+    # three in npy; sized so that a worker with the shipped models stays under WORKER_MEMORY_GOAL
+    # under load (docs/PERFORMANCE.md#memory-goal, #memory-hard-limit). 0: no bound. Past it, a
+    # request waits in a queue of at most `admission_queue` for at most `admission_wait_s` seconds,
+    # then is refused (503, Retry-After).
     admission_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_s: float = Field(default=2.0, ge=0, le=600)
-    # glibc's malloc_trim once a worker goes idle after large requests (memory.py): RSS comes back
-    # after a burst (docs/PERFORMANCE.md).
+    # glibc's malloc_trim once a worker goes idle after large requests (runtime/memory.py): RSS
+    # comes back after a burst (docs/PERFORMANCE.md#memory-after-burst).
     malloc_trim: bool = True
-    # onnxruntime's CPU memory arena (providers.py): on, each graph keeps the largest activations
-    # it ever ran with (~40 MB per MNIST graph after one n = 4096 run); off (the default), a
-    # worker's RSS comes back after a burst: 160 -> 243 -> 158 MB, against 206 MB idle with it on
-    # (bench/memory_soak.py). Graph runs took the same time either way, within the noise of a
-    # loaded machine (docs/PERFORMANCE.md).
+    # onnxruntime's CPU memory arena (runtime/providers.py): on, each graph keeps the largest
+    # activations it ever ran with; off (the default), a worker's RSS comes back to its start-up
+    # size after a burst, at no measurable cost in speed (bench/memory_soak.py;
+    # docs/PERFORMANCE.md#memory-after-burst).
     ort_cpu_arena: bool = False
     # Where the `generate_dataset` task writes datasets (one folder per dataset name): a volume
     # the server owns. Unset: the task is refused (the server writes nowhere by default).
@@ -97,7 +100,7 @@ class Settings(BaseSettings):
     # Dataset jobs the server runs at once, over all its workers; more are refused with 409
     # (datasets/slots.py: lock files under output_dir).
     dataset_jobs: int = Field(default=2, ge=1, le=64)
-    # The playground page at /ui (service/ui/): off, the routes are not mounted at all.
+    # The playground page at /ui (service/http/ui/): off, the routes are not mounted at all.
     ui: bool = True
 
     @property
@@ -108,15 +111,14 @@ class Settings(BaseSettings):
     def layout(self) -> tuple[int, int, str]:
         """(workers, graph threads per worker, why): GANSERVE_WORKERS when set, else one worker per
         core on the CPU, capped so that every worker fits WORKER_MEMORY_GOAL in the memory the host
-        has. On 2 cores two workers served 1.8x the one-sample requests/s and 1.24x the samples/s at
-        n = 1024 of one worker with two threads (issue 18, docs/PERFORMANCE.md): a worker's Python
-        (HTTP, encoding) runs between its graph runs, and a second worker fills those gaps.
+        has: a worker's Python (HTTP, encoding) runs between its graph runs, and a second worker
+        fills those gaps (issue 18, docs/PERFORMANCE.md#finding-workers-per-core).
         Graph threads per worker: GANSERVE_GRAPH_THREADS when set, else twice the worker's share of
-        the cores (at most all of them): a lone client's request then runs on every core (1.2-1.9x
-        the requests/s of one thread at c = 1 on 2 cores), while busy workers oversubscribe the
-        cores only twice over (0.92-1.03x at c = 4 to 64; docs/PERFORMANCE.md, this session's host).
+        the cores (at most all of them): a lone client's request then runs on every core, while
+        busy workers oversubscribe the cores only twice over, which costs little
+        (docs/PERFORMANCE.md#finding-graph-threads).
         The same on a GPU host: there the host side of each request (HTTP, latents, encoding), not
-        the GPU, binds a worker (docs/PERFORMANCE.md, capacity plan), and each worker's CUDA
+        the GPU, binds a worker (docs/PERFORMANCE.md#gpu-capacity-plan), and each worker's CUDA
         context is a small share of the device's memory."""
         cores = cpu_count()
         if self.workers is not None:
@@ -124,8 +126,10 @@ class Settings(BaseSettings):
         else:
             fit = max(1, available_memory() // WORKER_MEMORY_GOAL)
             workers = max(1, min(cores, fit, MAX_AUTO_WORKERS))
-            why = (f"{workers} worker(s) for {cores} core(s) and {available_memory() / 2**30:.1f} GiB available "
-                   f"(one per core, at most {MAX_AUTO_WORKERS}, each within {WORKER_MEMORY_GOAL // 2**20} MiB)")
+            why = (
+                f"{workers} worker(s) for {cores} core(s) and {available_memory() / 2**30:.1f} GiB available "
+                f"(one per core, at most {MAX_AUTO_WORKERS}, each within {WORKER_MEMORY_GOAL // 2**20} MiB)"
+            )
         if self.graph_threads is not None:
             return workers, self.graph_threads, f"{why}; GANSERVE_GRAPH_THREADS={self.graph_threads}"
         return workers, min(cores, 2 * max(1, cores // workers)), why
@@ -141,9 +145,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as e:
-        problems = "; ".join(
-            f"GANSERVE_{str(err['loc'][0]).upper()}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(f"GANSERVE_{str(err['loc'][0]).upper()}: {err['msg']}" for err in e.errors())
         raise SettingsError(f"invalid settings: {problems}") from None
 
 
@@ -154,7 +156,7 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-WORKER_MEMORY_GOAL = 500 * 2**20  # docs/PERFORMANCE.md: a worker's resident memory stays below it
+WORKER_MEMORY_GOAL = 500 * 2**20  # a worker's resident memory should stay below it: docs/PERFORMANCE.md#memory-goal
 MAX_AUTO_WORKERS = 16
 
 

@@ -17,9 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import psutil
 import pytest
@@ -85,16 +86,18 @@ def server_env(extra_env: dict[str, str]) -> dict[str, str]:
 class ProcessTree:
     """A process started in a session of its own, and every process it forks."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, env: Optional[dict[str, str]] = None,
-                 cwd: Path = REPO) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log: Path, env: Optional[dict[str, str]] = None, cwd: Path = REPO
+    ) -> None:
         self.name, self.log, self.env, self.cwd = name, log, env, cwd
         self._spawn(argv)
 
     def _spawn(self, argv: list[str]) -> None:
         self.stopped_in_time: Optional[bool] = None  # set by stop()
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     @property
     def returncode(self) -> Optional[int]:
@@ -241,16 +244,32 @@ def start_on_free_port(start: Callable[[int], ProcessTree], ready_path: str, tim
 
 
 @contextmanager
-def start_server(models_dir: Path, extra_env: dict[str, str], root: Path, name: str = "server",
-                 ready_timeout: float = READY_TIMEOUT_S) -> Iterator[Server]:
-    """`python -m service serve` of `models_dir` with `extra_env`, ready on entry (its URL is
-    `.url`, its log `root/<name>.log`); on exit stopped with its whole process tree. Whether it
-    stopped within STOP_GRACE_S of SIGTERM, and how, is left in `.stopped_in_time` and
-    `.returncode` for the caller to check."""
-    env = server_env({"GANSERVE_MODELS_DIR": str(models_dir), **extra_env})
-    server = Server(name, env, root / f"{name}.log")
+def running(
+    name: str, env: dict[str, str], root: Path, command: str = "service", ready_timeout: float = READY_TIMEOUT_S
+) -> Iterator[Server]:
+    """A server started with `env` as it is (`command`: `python -m service serve` or plain
+    `bentoml serve`), ready on entry (its URL is `.url`, its log `root/<name>.log`); on exit stopped
+    with its whole process tree. Whether it stopped within STOP_GRACE_S of SIGTERM, and how, is
+    left in `.stopped_in_time` and `.returncode` for the caller to check. Every test that needs a
+    real server starts it through here or start_server."""
+    server = Server(name, env, root / f"{name}.log", command=command)
     try:
         server.wait_ready(ready_timeout)
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def start_server(
+    models_dir: Path,
+    extra_env: dict[str, str],
+    root: Path,
+    name: str = "server",
+    ready_timeout: float = READY_TIMEOUT_S,
+) -> Iterator[Server]:
+    """`python -m service serve` of `models_dir` with `extra_env` over the servers' base
+    environment (server_env), as `running` starts it."""
+    env = server_env({"GANSERVE_MODELS_DIR": str(models_dir), **extra_env})
+    with running(name, env, root, ready_timeout=ready_timeout) as server:
+        yield server

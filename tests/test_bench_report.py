@@ -1,5 +1,5 @@
 """bench/report.py on a small hand-made figures dict: issue 18's limit over engines and layouts,
-its targets, and the Markdown section for docs/PERFORMANCE.md (pure functions; no server)."""
+its targets, and the Markdown of a run for docs/perf-log/ (pure functions; no server)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ from bench import report
 
 
 def _row(target: str, n: int, fmt: str, c: int, samples_per_s: float, cpu_ms: float | None = 1.0) -> dict:
-    return {"target": target, "n": n, "format": fmt, "c": c, "samples_per_s": samples_per_s, "rps": samples_per_s / n,
-            "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0, "server_cpu_ms": cpu_ms, "client_cpu": 0.1}
+    return {
+        "target": target,
+        "n": n,
+        "format": fmt,
+        "c": c,
+        "samples_per_s": samples_per_s,
+        "rps": samples_per_s / n,
+        "p50_ms": 1.0,
+        "p99_ms": 2.0,
+        "errors": 0,
+        "server_cpu_ms": cpu_ms,
+        "client_cpu": 0.1,
+    }
 
 
 def _floor(rps: float, cpu_ms: float) -> dict:
@@ -21,33 +32,67 @@ def _floor(rps: float, cpu_ms: float) -> dict:
 
 def _limits(scale: float) -> dict:
     """raw_engine.py --compare --json's shape, with JSON's string keys for n."""
-    return {"model": "mnist", "threads": 2, "sgemm_gflops": 100.0, "mflop_per_sample": 5.0, "samples_per_s": {
-        "onnxruntime": {"all_cores": {"1": 10_000 * scale, "64": 16_000 * scale, "1024": 34_000 * scale},
-                        "per_core": {"1": 12_000 * scale, "64": 20_000 * scale, "1024": 36_000 * scale}},
-        "openvino": "OpenVINO is not installed (the openvino extra)",
-        "torch": {"all_cores": {"1": 5_000 * scale, "1024": 40_000 * scale},
-                  "per_core": {"1": 6_000 * scale, "1024": 38_000 * scale}}}}
+    return {
+        "model": "mnist",
+        "threads": 2,
+        "sgemm_gflops": 100.0,
+        "mflop_per_sample": 5.0,
+        "samples_per_s": {
+            "onnxruntime": {
+                "all_cores": {"1": 10_000 * scale, "64": 16_000 * scale, "1024": 34_000 * scale},
+                "per_core": {"1": 12_000 * scale, "64": 20_000 * scale, "1024": 36_000 * scale},
+            },
+            "openvino": "OpenVINO is not installed (the openvino extra)",
+            "torch": {
+                "all_cores": {"1": 5_000 * scale, "1024": 40_000 * scale},
+                "per_core": {"1": 6_000 * scale, "1024": 38_000 * scale},
+            },
+        },
+    }
 
 
 @pytest.fixture
 def figures() -> dict:
     return {
-        "machine": {"cpu": "Test CPU", "cores": 2, "vector": ["avx", "avx2", "fma", "avx512f"], "workers": 2,
-                    "graph_threads": 1, "layout": "2 worker(s) for 2 core(s)", "load_avg_at_start": [0.5, 0.4, 0.3],
-                    "load_avg_at_end": [1.5, 1.0, 0.5], "python": "3.11", "commit": "abc1234", "time": "2026-12-01 10:00"},
+        "machine": {
+            "cpu": "Test CPU",
+            "cores": 2,
+            "vector": ["avx", "avx2", "fma", "avx512f"],
+            "workers": 2,
+            "graph_threads": 1,
+            "layout": "2 worker(s) for 2 core(s)",
+            "load_avg_at_start": [0.5, 0.4, 0.3],
+            "load_avg_at_end": [1.5, 1.0, 0.5],
+            "python": "3.11",
+            "commit": "abc1234",
+            "time": "2026-12-01 10:00",
+        },
         "command": "--out /tmp/f.json",
-        "served_on": {"provider": "CPUExecutionProvider", "device": "cpu", "backend": "onnxruntime",
-                      "backend_reason": "measured", "layout": "2 worker(s) for 2 core(s); 1 graph thread(s) per worker"},
+        "served_on": {
+            "provider": "CPUExecutionProvider",
+            "device": "cpu",
+            "backend": "onnxruntime",
+            "backend_reason": "measured",
+            "layout": "2 worker(s) for 2 core(s); 1 graph thread(s) per worker",
+        },
         "raw_threads": 1,
         "raw_before": {1: {"ort": 8_000, "ort_cpu_ms": 0.2}, 1024: {"ort": 20_000, "ort_cpu_ms": 50.0}},
         "raw_after": {1: {"ort": 8_000, "ort_cpu_ms": 0.2}, 1024: {"ort": 20_000, "ort_cpu_ms": 50.0}},
         # torch all_cores is the best at n = 1024: (40,000 + 36,000) / 2 = 38,000 samples/s
-        "limits_before": _limits(1.0), "limits_after": _limits(0.9),
-        "rows": [_row("ganserve", 1024, "npy", 4, 34_960), _row("baseline", 1024, "npy", 4, 30_000),
-                 _row("ganserve", 1024, "npy", 8, 33_000), _row("baseline", 1024, "npy", 8, 34_000),
-                 _row("ganserve", 1, "npy", 64, 3_000), _row("baseline", 1, "npy", 64, 1_000)],
-        "floors": {"ganserve": {"livez": _floor(7_000, 0.15), "route": _floor(4_000, 0.26), "n1": _floor(2_960, 0.40)},
-                   "baseline": {"livez": _floor(24_000, 0.04), "route": _floor(20_000, 0.05), "n1": _floor(1_100, 0.80)}},
+        "limits_before": _limits(1.0),
+        "limits_after": _limits(0.9),
+        "rows": [
+            _row("ganserve", 1024, "npy", 4, 34_960),
+            _row("baseline", 1024, "npy", 4, 30_000),
+            _row("ganserve", 1024, "npy", 8, 33_000),
+            _row("baseline", 1024, "npy", 8, 34_000),
+            _row("ganserve", 1, "npy", 64, 3_000),
+            _row("baseline", 1, "npy", 64, 1_000),
+        ],
+        "floors": {
+            "ganserve": {"livez": _floor(7_000, 0.15), "route": _floor(4_000, 0.26), "n1": _floor(2_960, 0.40)},
+            "baseline": {"livez": _floor(24_000, 0.04), "route": _floor(20_000, 0.05), "n1": _floor(1_100, 0.80)},
+        },
     }
 
 
@@ -66,8 +111,10 @@ def test_the_limit_is_the_best_engine_and_layout_mean_of_before_and_after(figure
 
 
 def test_layout_counts_from_get_models():
-    assert report.layout_counts("2 worker(s) for 2 core(s) and 21.8 GiB available (one per core, at most 16, "
-                                "each within 500 MiB); 1 graph thread(s) per worker") == (2, 1)
+    assert report.layout_counts(
+        "2 worker(s) for 2 core(s) and 21.8 GiB available (one per core, at most 16, "
+        "each within 500 MiB); 1 graph thread(s) per worker"
+    ) == (2, 1)
     assert report.layout_counts("GANSERVE_WORKERS=1; 2 graph thread(s) per worker") == (1, 2)
     assert report.layout_counts("") == (None, None)
 
@@ -109,11 +156,17 @@ def test_markdown_section_for_a_host(figures, tmp_path, capsys):
     md = report.markdown(figures)
     assert md.startswith("## Test CPU, 2 cores, avx/avx2/fma/avx512f (2026-12-01 10:00)")
     assert "load average 0.50 at the start, 1.50 at the end" in md
-    assert "Server: layout 2 worker(s)" in md and "backend onnxruntime (measured)" in md and "1 graph thread(s) per worker" in md
+    assert (
+        "Server: layout 2 worker(s)" in md
+        and "backend onnxruntime (measured)" in md
+        and "1 graph thread(s) per worker" in md
+    )
     assert "| *onnxruntime per_core* | 11,400 | 19,000 | 34,200 |" in md  # the server's own engine and layout
     assert "| torch per_core | 5,700 | - | 36,100 |" in md  # an n another engine was not measured at
     assert "| openvino: not measured (OpenVINO is not installed (the openvino extra)) | - | - | - |" in md
-    assert "| **best** | 11,400 (onnxruntime per_core) | 19,000 (onnxruntime per_core) | 38,000 (torch all_cores) |" in md
+    assert (
+        "| **best** | 11,400 (onnxruntime per_core) | 19,000 (onnxruntime per_core) | 38,000 (torch all_cores) |" in md
+    )
     assert "| x best | x raw |" in md and "| target | status | figures |\n|---|---|---|" in md
     # n = 1024 npy c = 4: x best 34,960 / 38,000, x raw / 20,000, x baseline / 30,000
     assert "| 1024 | npy | 4 | 34,960 | 34.1 | 1.0 | 2.0 | 0 | 0.92 | 1.75 | 1.00 | 30,000 | 1.17 | 2.0 | 1.00 |" in md
@@ -124,3 +177,11 @@ def test_markdown_section_for_a_host(figures, tmp_path, capsys):
     path.write_text(json.dumps(figures))
     assert report.main([str(path), "--markdown"]) == 0
     assert capsys.readouterr().out == md
+
+
+def test_a_runs_page_is_named_by_time_cpu_and_commit_so_runs_sort_by_time():
+    f = {"machine": {"cpu": "AMD EPYC 7B13", "time": "2026-12-07 14:49", "commit": "3d2baa7"}}
+    assert report.run_file_name(f) == "2026-12-07-1449-amd-epyc-7b13-3d2baa7.md"
+    later = {"machine": {**f["machine"], "time": "2026-12-07 15:02"}}
+    assert sorted([report.run_file_name(later), report.run_file_name(f)])[0] == report.run_file_name(f)
+    assert report.run_file_name({}).endswith("-unknown-unknown.md")

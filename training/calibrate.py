@@ -41,10 +41,10 @@ from torch import nn
 
 from models.card import (
     GRAPH_FILES,
+    SCHEMA_VERSION,
     Calibration,
     CardError,
     ModelCard,
-    SCHEMA_VERSION,
     Realness,
     check_signature,
     file_entry,
@@ -61,18 +61,18 @@ from training.evaluation.samplers import balanced_labels, onnx_sampler
 from training.export import export_discriminator
 from training.networks import PerSampleDiscriminator
 from training.onnx_io import OnnxExportError, cpu_session, run_batched, save_graph, session_signature, signature_of
-from training.served_d import (  # noqa: F401 (load_discriminator, _logits, _platt, _fold_target: used by tests)
+from training.served_d import (
     CalibrationError,
-    _d,
-    _fold_target,
-    _held_out_loss,
+    d_logit,
+    fold_target,
     has_intercept,
-    with_platt_shift,
-    _logits,
-    _measure,
-    _platt,
-    _served_module,
+    held_out_loss,
     load_discriminator,
+    logits_of,
+    measure,
+    platt_fit,
+    served_module,
+    with_platt_shift,
 )
 
 REALNESS_SAMPLES = 10_000  # G's samples over which max_logit, gamma and the acceptance are measured
@@ -88,7 +88,7 @@ TRAIN_SEED, VALID_SEED, TEST_SEED, REALNESS_SEED, NOISE_SEED = 1_000_000, 7001, 
 CLASS_SEED = 7005
 
 
-def _parity_gap(ours: np.ndarray, theirs: np.ndarray) -> float:
+def parity_gap(ours: np.ndarray, theirs: np.ndarray) -> float:
     """The largest difference of two D's logits, relative where they pass 1 in magnitude."""
     return float(np.max(np.abs(ours - theirs) / np.maximum(1.0, np.abs(theirs)))) if len(ours) else 0.0
 
@@ -147,7 +147,7 @@ def _train(module: nn.Module, cfg: CalibrationConfig, real_train: tuple, sample,
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr / 20)
     real_t = torch.from_numpy(real_train)
     pool, used = np.empty((0,)), 0
-    best, best_state, best_step, waited = _held_out_loss(module, *valid), copy.deepcopy(module.state_dict()), 0, 0
+    best, best_state, best_step, waited = held_out_loss(module, *valid), copy.deepcopy(module.state_dict()), 0, 0
     for step in range(1, cfg.steps + 1):
         module.train()  # D's dropout, as in training
         pick = torch.randint(len(real_t), (cfg.batch,), generator=gen)
@@ -163,13 +163,13 @@ def _train(module: nn.Module, cfg: CalibrationConfig, real_train: tuple, sample,
         x_fake = torch.from_numpy(pool[used : used + cfg.batch])
         c_fake = None if c_pool is None else torch.from_numpy(c_pool[used : used + cfg.batch])
         used += cfg.batch
-        loss = F.softplus(-_d(module, x_real, c_real)).mean() + F.softplus(_d(module, x_fake, c_fake)).mean()
+        loss = F.softplus(-d_logit(module, x_real, c_real)).mean() + F.softplus(d_logit(module, x_fake, c_fake)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if step % cfg.eval_every == 0:
-            held = _held_out_loss(module, *valid)
+            held = held_out_loss(module, *valid)
             if progress:
                 print(f"  step {step}: train loss {loss.item():.4f}, held-out loss {held:.4f}", flush=True)
             if held < best - 1e-5:
@@ -217,7 +217,7 @@ def _noise(card: ModelCard, n: int) -> tuple[np.ndarray, np.ndarray | None]:
     return x, None if card.condition is None else rng.integers(card.condition.classes, size=n, dtype=np.int64)
 
 
-def _realness_set(sample, card: ModelCard) -> tuple[np.ndarray, np.ndarray | None]:
+def realness_set(sample, card: ModelCard) -> tuple[np.ndarray, np.ndarray | None]:
     """The REALNESS_SAMPLES of G over which max_logit and gamma are measured; a conditional G's
     over its classes in turn, as export measured max_logit (every class equally)."""
     if card.condition is None:
@@ -226,8 +226,13 @@ def _realness_set(sample, card: ModelCard) -> tuple[np.ndarray, np.ndarray | Non
     return sample(REALNESS_SAMPLES, REALNESS_SEED, c), c
 
 
-def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConfig(), *, out: Path | str | None = None,
-                    progress: bool = True) -> Report:
+def calibrate_model(
+    folder: Path | str,
+    cfg: CalibrationConfig = CalibrationConfig(),
+    *,
+    out: Path | str | None = None,
+    progress: bool = True,
+) -> Report:
     """Calibrate `folder`'s D and write the model folder `out` (default: replace `folder`)."""
     t0 = time.perf_counter()
     # A fresh D's initial weights and D's dropout masks come from torch's global generator: seeded,
@@ -246,19 +251,19 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
     # just a reparametrisation of it), and the record says so.
     start = card.realness.discriminator if card.realness is not None else "training"
     if cfg.fresh:
-        module, start = _served_module(net_cfg), "fresh"
+        module, start = served_module(net_cfg), "fresh"
     else:
         try:
             module = load_discriminator(paths["discriminator"], net_cfg)
             probe_c = None if card.condition is None else balanced_labels(64, card.condition.classes)
             probe = sample(64, VALID_SEED, probe_c)
             ort_logits = run_batched(cpu_session(paths["discriminator"], 1), probe, c=probe_c).ravel()
-            if not _parity_gap(ort_logits, _logits(module, probe, probe_c)) <= PARITY_TOLERANCE:
+            if not parity_gap(ort_logits, logits_of(module, probe, probe_c)) <= PARITY_TOLERANCE:
                 raise CalibrationError("the rebuilt D does not reproduce discriminator.onnx")
         except CalibrationError as e:
             if progress:
                 print(f"  cannot start from the shipped D ({e}); starting from a fresh one")
-            module, start = _served_module(net_cfg), "fresh"
+            module, start = served_module(net_cfg), "fresh"
     inner = module.packed if isinstance(module, PerSampleDiscriminator) else module
     # DRS by the D trained with G: copied as ratio.onnx, file for file (checked before any training).
     ratio_source = _training_d(card, paths) if cfg.drs_ratio == "training" else None
@@ -267,20 +272,20 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
     real_train, real_valid, real_test = (_split(card, s) for s in ("train", "valid", "test"))
     valid = (real_valid, _fakes(sample, real_valid, VALID_SEED))
     test_fake = _fakes(sample, real_test, TEST_SEED)
-    before = _measure(module, real_test, test_fake)
+    before = measure(module, real_test, test_fake)
 
     if isinstance(module, PerSampleDiscriminator):
         raise CalibrationError("calibrating a packed D (d_pack > 1) is not supported yet")
     if cfg.platt:
-        _fold_target(module)  # refused before training, not after it
+        fold_target(module)  # refused before training, not after it
     best_step = _train(inner, cfg, real_train, sample, valid, progress)
-    platt = _platt(module, *valid) if cfg.platt else (1.0, 0.0)
+    platt = platt_fit(module, *valid) if cfg.platt else (1.0, 0.0)
     folded_shift = has_intercept(module) if cfg.platt else True
     module = with_platt_shift(module, platt[1]) if cfg.platt else module
     module.eval()
-    after = _measure(module, real_test, test_fake)
+    after = measure(module, real_test, test_fake)
 
-    x_realness, c_realness = _realness_set(sample, card)
+    x_realness, c_realness = realness_set(sample, card)
     staging = target.parent / f".{target.name}.calibrating-{uuid.uuid4().hex[:8]}"
     shutil.copytree(folder, staging)
     try:
@@ -291,47 +296,68 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
         else:
             r_path.unlink(missing_ok=True)  # an earlier calibration's, no longer what DRS rejects by
         # As export writes D: x (and a conditional D's class c) -> logit, checked against the card below.
-        proto = export_discriminator(module, torch.from_numpy(x_realness[:2]),
-                                     None if c_realness is None else torch.from_numpy(c_realness[:2]))
+        proto = export_discriminator(
+            module, torch.from_numpy(x_realness[:2]), None if c_realness is None else torch.from_numpy(c_realness[:2])
+        )
         save_graph(proto, d_path)
         session = cpu_session(d_path, 1)
         check_signature(d_path, card.onnx.discriminator, session_signature(session))
         check_signature(d_path, card.onnx.discriminator, signature_of(proto))
         logits = run_batched(session, x_realness, c=c_realness).ravel()
-        gap = _parity_gap(logits, _logits(module, x_realness, c_realness))
+        gap = parity_gap(logits, logits_of(module, x_realness, c_realness))
         if not gap <= PARITY_TOLERANCE:
-            raise OnnxExportError(f"{d_path.name}: differs from torch by {gap:.3g} (relative above 1), beyond {PARITY_TOLERANCE:g}")
+            raise OnnxExportError(
+                f"{d_path.name}: differs from torch by {gap:.3g} (relative above 1), beyond {PARITY_TOLERANCE:g}"
+            )
         if ratio_source is not None:  # DRS's logits: the training D's
             logits = run_batched(cpu_session(r_path, 1), x_realness, c=c_realness).ravel()
         max_logit = float(logits.max())
         gamma = cal.recommended_gamma(logits, max_logit, cfg.target_acceptance)
         accept = cal.acceptance(logits, max_logit, gamma)
-        noise = _logits(module, *_noise(card, len(real_test[0])))
+        noise = logits_of(module, *_noise(card, len(real_test[0])))
         record = Calibration(
-            method=(f"D trained on with G frozen (Azadi et al. 2019): Adam lr {cfg.lr:g}, {cfg.batch} real training "
-                    f"samples against {cfg.batch} fresh samples of generator.onnx per step, early stopping on the held-out "
-                    f"loss every {cfg.eval_every} steps (patience {cfg.patience}, best at step {best_step})"
-                    + (f", then a Platt fit on the valid split folded into the last layer{_embedding_note(module)} "
-                       f"(a={platt[0]:.4g}, b={platt[1]:.4g})"
-                       if cfg.platt and folded_shift else
-                       f", then a Platt fit on the valid split, its scale folded into the last layer{_embedding_note(module)} and "
-                       f"its shift added after it (that layer has no bias) (a={platt[0]:.4g}, b={platt[1]:.4g})"
-                       if cfg.platt else "")
-                    + (f"; DRS rejects by the D trained with G, kept as {GRAPH_FILES['ratio']} (realness stays the "
-                       "calibrated D's)" if ratio_source is not None else "")),
+            method=(
+                f"D trained on with G frozen (Azadi et al. 2019): Adam lr {cfg.lr:g}, {cfg.batch} real training "
+                f"samples against {cfg.batch} fresh samples of generator.onnx per step, early stopping on the held-out "
+                f"loss every {cfg.eval_every} steps (patience {cfg.patience}, best at step {best_step})"
+                + (
+                    f", then a Platt fit on the valid split folded into the last layer{_embedding_note(module)} "
+                    f"(a={platt[0]:.4g}, b={platt[1]:.4g})"
+                    if cfg.platt and folded_shift
+                    else f", then a Platt fit on the valid split, its scale folded into the last layer{_embedding_note(module)} and "
+                    f"its shift added after it (that layer has no bias) (a={platt[0]:.4g}, b={platt[1]:.4g})"
+                    if cfg.platt
+                    else ""
+                )
+                + (
+                    f"; DRS rejects by the D trained with G, kept as {GRAPH_FILES['ratio']} (realness stays the "
+                    "calibrated D's)"
+                    if ratio_source is not None
+                    else ""
+                )
+            ),
             started_from=start,
             started_from_sha256=card.files["discriminator"].sha256,
             steps=best_step,
-            held_out=(f"{card.dataset} test split ({len(real_test[0])} real) against {len(test_fake[0])} samples of G "
-                      f"(latent seed {TEST_SEED}); noise: {len(real_test[0])} uniform draws over the sample value range; "
-                      f"early stopping and the Platt fit used the valid split" + _classes_note(card)),
+            held_out=(
+                f"{card.dataset} test split ({len(real_test[0])} real) against {len(test_fake[0])} samples of G "
+                f"(latent seed {TEST_SEED}); noise: {len(real_test[0])} uniform draws over the sample value range; "
+                f"early stopping and the Platt fit used the valid split" + _classes_note(card)
+            ),
             auc=after["auc"],
             ece=after["ece"],
             reliability=after["reliability"],
-            distributions={"real": cal.summary(after["real"]), "generated": cal.summary(after["fake"]),
-                           "noise": cal.summary(noise)},
-            before={"auc": before["auc"], "ece": before["ece"],
-                    "real_mean": cal.summary(before["real"])["mean"], "generated_mean": cal.summary(before["fake"])["mean"]},
+            distributions={
+                "real": cal.summary(after["real"]),
+                "generated": cal.summary(after["fake"]),
+                "noise": cal.summary(noise),
+            },
+            before={
+                "auc": before["auc"],
+                "ece": before["ece"],
+                "real_mean": cal.summary(before["real"])["mean"],
+                "generated_mean": cal.summary(before["fake"])["mean"],
+            },
             acceptance=accept,
         )
         data = card.model_dump(mode="json")
@@ -347,8 +373,14 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
             data["files"].pop("ratio", None)
             data["onnx"].pop("ratio", None)
         data["realness"] = Realness(
-            max_logit=max_logit, measured_on=REALNESS_SAMPLES, discriminator="calibrated", calibration=record,
-            drs_gamma=gamma, target_acceptance=cfg.target_acceptance, drs_ratio=cfg.drs_ratio).model_dump(mode="json")
+            max_logit=max_logit,
+            measured_on=REALNESS_SAMPLES,
+            discriminator="calibrated",
+            calibration=record,
+            drs_gamma=gamma,
+            target_acceptance=cfg.target_acceptance,
+            drs_ratio=cfg.drs_ratio,
+        ).model_dump(mode="json")
         write_card(staging, ModelCard.model_validate(data))
         fresh = read_card(staging)
         verify_files(staging, fresh)
@@ -358,8 +390,16 @@ def calibrate_model(folder: Path | str, cfg: CalibrationConfig = CalibrationConf
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Report(target, start, best_step, {k: before[k] for k in ("auc", "ece")}, {k: after[k] for k in ("auc", "ece")},
-                  gamma, accept, time.perf_counter() - t0)
+    return Report(
+        target,
+        start,
+        best_step,
+        {k: before[k] for k in ("auc", "ece")},
+        {k: after[k] for k in ("auc", "ece")},
+        gamma,
+        accept,
+        time.perf_counter() - t0,
+    )
 
 
 def _training_d(card: ModelCard, paths: dict[str, Path]) -> Path:
@@ -369,8 +409,10 @@ def _training_d(card: ModelCard, paths: dict[str, Path]) -> Path:
         return paths["discriminator"]
     if "ratio" in paths:
         return paths["ratio"]
-    raise CalibrationError(f"{paths['discriminator']}: drs_ratio 'training' needs the D trained with G, and this "
-                           "folder's D was calibrated without keeping it; calibrate the folder export wrote")
+    raise CalibrationError(
+        f"{paths['discriminator']}: drs_ratio 'training' needs the D trained with G, and this "
+        "folder's D was calibrated without keeping it; calibrate the folder export wrote"
+    )
 
 
 def _embedding_note(module: nn.Module) -> str:
@@ -380,9 +422,11 @@ def _embedding_note(module: nn.Module) -> str:
 def _classes_note(card: ModelCard) -> str:
     if card.condition is None:
         return ""
-    return ("; conditional: D(x, c) trained on real samples with their labels against G(z, c), c drawn from the "
-            "training labels; G's held-out samples take the held-out real labels, noise uniform random classes, "
-            f"max_logit and gamma over G's samples of the {card.condition.classes} classes in turn")
+    return (
+        "; conditional: D(x, c) trained on real samples with their labels against G(z, c), c drawn from the "
+        "training labels; G's held-out samples take the held-out real labels, noise uniform random classes, "
+        f"max_logit and gamma over G's samples of the {card.condition.classes} classes in turn"
+    )
 
 
 def _swap(staging: Path, target: Path) -> None:

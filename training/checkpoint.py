@@ -71,7 +71,7 @@ class LoadedRun:
     run_dir: Path
 
 
-def _split_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def split_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """optimizer.state_dict() -> (tensors for safetensors, the JSON-able rest)."""
     tensors, state_meta = {}, {}
     for idx, entries in sd["state"].items():
@@ -85,7 +85,7 @@ def _split_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"state": state_meta, "param_groups": sd["param_groups"]}
 
 
-def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+def join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     state: dict[int, dict] = {int(i): dict(m) for i, m in meta["state"].items()}
     for key, value in tensors.items():
         idx, name = key.split(".", 1)
@@ -97,10 +97,21 @@ def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
 
 
-def save_checkpoint(run_dir: Path, *, config: TrainConfig, generator: nn.Module, discriminator: nn.Module,
-                    optim_d: torch.optim.Optimizer, optim_g: torch.optim.Optimizer, step: int, epoch: int,
-                    wall_time_s: float, loop: dict, loop_tensors: dict[str, torch.Tensor],
-                    generator_ema: nn.Module | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    config: TrainConfig,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optim_d: torch.optim.Optimizer,
+    optim_g: torch.optim.Optimizer,
+    step: int,
+    epoch: int,
+    wall_time_s: float,
+    loop: dict,
+    loop_tensors: dict[str, torch.Tensor],
+    generator_ema: nn.Module | None = None,
+) -> Path:
     """Write checkpoints/step-N atomically and keep only the newest `config.keep_checkpoints`."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -114,11 +125,19 @@ def save_checkpoint(run_dir: Path, *, config: TrainConfig, generator: nn.Module,
         save_file(_cpu(generator_ema.state_dict()), str(tmp / EMA_FILE))
     meta = {}
     for name, opt in (("optim_d", optim_d), ("optim_g", optim_g)):
-        tensors, meta[name] = _split_optimizer(opt.state_dict())
+        tensors, meta[name] = split_optimizer(opt.state_dict())
         save_file(tensors, str(tmp / f"{name}.safetensors"))
     save_file(_cpu(loop_tensors), str(tmp / "loop.safetensors"))
-    state = {"format": FORMAT_VERSION, "step": step, "epoch": epoch, "wall_time_s": wall_time_s,
-             "torch_version": torch.__version__, "config": config.to_dict(), "loop": loop, **meta}
+    state = {
+        "format": FORMAT_VERSION,
+        "step": step,
+        "epoch": epoch,
+        "wall_time_s": wall_time_s,
+        "torch_version": torch.__version__,
+        "config": config.to_dict(),
+        "loop": loop,
+        **meta,
+    }
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
     if final.exists():  # a rerun that reached the same step: the new one wins
         shutil.rmtree(final)
@@ -164,14 +183,21 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         if state.get("format") != FORMAT_VERSION:
             raise CheckpointError(f"{state_path}: format {state.get('format')!r}, expected {FORMAT_VERSION}")
         config = TrainConfig.from_dict(state["config"])
-        optim = {n: _join_optimizer(_tensors(path / f"{n}.safetensors"), state[n]) for n in ("optim_d", "optim_g")}
+        optim = {n: join_optimizer(_tensors(path / f"{n}.safetensors"), state[n]) for n in ("optim_d", "optim_g")}
         return Checkpoint(
-            path=path, config=config, step=int(state["step"]), epoch=int(state["epoch"]),
-            wall_time_s=float(state["wall_time_s"]), generator=_tensors(path / "generator.safetensors"),
+            path=path,
+            config=config,
+            step=int(state["step"]),
+            epoch=int(state["epoch"]),
+            wall_time_s=float(state["wall_time_s"]),
+            generator=_tensors(path / "generator.safetensors"),
             discriminator=_tensors(path / "discriminator.safetensors"),
             generator_ema=_tensors(path / EMA_FILE) if (path / EMA_FILE).exists() else None,
             optim_d=optim["optim_d"],
-            optim_g=optim["optim_g"], loop=state["loop"], loop_tensors=_tensors(path / "loop.safetensors"))
+            optim_g=optim["optim_g"],
+            loop=state["loop"],
+            loop_tensors=_tensors(path / "loop.safetensors"),
+        )
     except KeyError as e:
         raise CheckpointError(f"{state_path}: missing the key {e}") from None
     except ConfigError as e:

@@ -80,15 +80,18 @@ class TrainConfig:
         _check(0 <= self.g_ema_decay < 1, "g_ema_decay", "must be in [0, 1)")
         _check(self.g_loss in G_LOSSES, "g_loss", f"must be one of {', '.join(G_LOSSES)}")
         # D's packs are formed inside each minibatch of real (and of fake) samples.
-        _check(self.batch_size % self.network.d_pack == 0, "batch_size",
-               f"{self.batch_size} is not a multiple of network.d_pack ({self.network.d_pack})")
+        _check(
+            self.batch_size % self.network.d_pack == 0,
+            "batch_size",
+            f"{self.batch_size} is not a multiple of network.d_pack ({self.network.d_pack})",
+        )
 
     def to_dict(self) -> dict:
         """Plain JSON-able data (tuples become lists); `from_dict` reads it back exactly."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         return _build(cls, data, "")
 
     def to_json(self) -> str:
@@ -166,17 +169,35 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
 
 # ---- presets: the one table of named configurations ----
 
-def _mlp(shape: tuple[int, ...], g: tuple[int, ...], d: tuple[int, ...], z: int, output: str = "linear",
-         dropout: float = 0.0) -> NetworkConfig:
+
+def _mlp(
+    shape: tuple[int, ...], g: tuple[int, ...], d: tuple[int, ...], z: int, output: str = "linear", dropout: float = 0.0
+) -> NetworkConfig:
     """A small MLP pair with PyTorch's default init and LeakyReLU D units (toys, digits)."""
-    return NetworkConfig(family="mlp", sample_shape=shape, latent=LatentConfig(z, "normal"), output=output,
-                         g_hidden=g, d_hidden=d, d_pieces=1, d_input_dropout=0.0, d_hidden_dropout=dropout,
-                         g_init_scale=None, d_init_scale=None)
+    return NetworkConfig(
+        family="mlp",
+        sample_shape=shape,
+        latent=LatentConfig(z, "normal"),
+        output=output,
+        g_hidden=g,
+        d_hidden=d,
+        d_pieces=1,
+        d_input_dropout=0.0,
+        d_hidden_dropout=dropout,
+        g_init_scale=None,
+        d_init_scale=None,
+    )
 
 
 def _dcgan(shape: tuple[int, ...], width: int) -> NetworkConfig:
-    return NetworkConfig(family="dcgan", sample_shape=shape, latent=LatentConfig(100, "normal"),
-                         output="sigmoid", g_width=width, d_width=width)
+    return NetworkConfig(
+        family="dcgan",
+        sample_shape=shape,
+        latent=LatentConfig(100, "normal"),
+        output="sigmoid",
+        g_width=width,
+        d_width=width,
+    )
 
 
 _ADAM_DCGAN = OptimConfig("adam", lr=2e-4, betas=(0.5, 0.999))
@@ -184,8 +205,9 @@ _ADAM_TOY = OptimConfig("adam", lr=1e-3, betas=(0.5, 0.999))
 _ADAM_TOY_DECAY = OptimConfig("adam", lr=1e-3, betas=(0.5, 0.999), lr_decay=1.001, min_lr=1e-5)
 # goodfeli/adversarial mnist.yaml: SGD, lr 0.1 / 1.000004 per update (floor 1e-6), momentum 0.5 -> 0.7
 # over epochs 1..250; one learning rule for both nets (they were one pylearn2 model).
-_SGD_PAPER = OptimConfig("sgd", lr=0.1, momentum=0.5, final_momentum=0.7, momentum_epochs=250,
-                         lr_decay=1.000004, min_lr=1e-6)
+_SGD_PAPER = OptimConfig(
+    "sgd", lr=0.1, momentum=0.5, final_momentum=0.7, momentum_epochs=250, lr_decay=1.000004, min_lr=1e-6
+)
 
 PRESETS: dict[str, TrainConfig] = {
     # The shipped `mnist` model: the paper's networks and init on mnist5k, but Adam and an R1 penalty.
@@ -193,71 +215,182 @@ PRESETS: dict[str, TrainConfig] = {
     # collapses to one digit; Adam + R1 (gamma 1) keeps D(x) ~ 0.55 and all ten digits, and the
     # average of G's weights removes most of the speckle (docs/RESULTS.md).
     "mnist": TrainConfig(
-        preset="mnist", dataset="mnist5k", network=NetworkConfig(), batch_size=100, d_steps=1,
-        d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, d_r1_gamma=1.0, g_ema_decay=0.9995, epochs=400,
-        g_bias_from_data=True),
+        preset="mnist",
+        dataset="mnist5k",
+        network=NetworkConfig(),
+        batch_size=100,
+        d_steps=1,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        d_r1_gamma=1.0,
+        g_ema_decay=0.9995,
+        epochs=400,
+        g_bias_from_data=True,
+    ),
     "mnist-paper": TrainConfig(
-        preset="mnist-paper", dataset="mnist5k", network=NetworkConfig(), batch_size=100, d_steps=1,
-        d_optim=_SGD_PAPER, g_optim=_SGD_PAPER, epochs=300, g_bias_from_data=True),
+        preset="mnist-paper",
+        dataset="mnist5k",
+        network=NetworkConfig(),
+        batch_size=100,
+        d_steps=1,
+        d_optim=_SGD_PAPER,
+        g_optim=_SGD_PAPER,
+        epochs=300,
+        g_bias_from_data=True,
+    ),
     # Measured on 2 CPU cores: KS(G, data) ~0.02-0.03 after these 1,560 steps (a few seconds); a
     # constant lr keeps oscillating around KS 0.05-0.1, so the lr decays to settle the game.
     "toy1d": TrainConfig(
-        preset="toy1d", dataset="toy1d", network=_mlp((1,), (32, 32), (64, 64), z=4), batch_size=256,
-        d_optim=_ADAM_TOY_DECAY, g_optim=_ADAM_TOY_DECAY, epochs=20),
+        preset="toy1d",
+        dataset="toy1d",
+        network=_mlp((1,), (32, 32), (64, 64), z=4),
+        batch_size=256,
+        d_optim=_ADAM_TOY_DECAY,
+        g_optim=_ADAM_TOY_DECAY,
+        epochs=20,
+    ),
     "ring8": TrainConfig(
-        preset="ring8", dataset="ring8", network=_mlp((2,), (128, 128), (128, 128), z=8), batch_size=256,
-        d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+        preset="ring8",
+        dataset="ring8",
+        network=_mlp((2,), (128, 128), (128, 128), z=8),
+        batch_size=256,
+        d_optim=_ADAM_TOY,
+        g_optim=_ADAM_TOY,
+        epochs=100,
+    ),
     "grid25": TrainConfig(
-        preset="grid25", dataset="grid25", network=_mlp((2,), (256, 256), (256, 256), z=8), batch_size=256,
-        d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+        preset="grid25",
+        dataset="grid25",
+        network=_mlp((2,), (256, 256), (256, 256), z=8),
+        batch_size=256,
+        d_optim=_ADAM_TOY,
+        g_optim=_ADAM_TOY,
+        epochs=100,
+    ),
     # PacGAN4 (Lin et al. 2018): the same networks and data, D judging packs of 4 samples.
     "ring8-pac": TrainConfig(
-        preset="ring8-pac", dataset="ring8", network=replace(_mlp((2,), (128, 128), (128, 128), z=8), d_pack=4),
-        batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+        preset="ring8-pac",
+        dataset="ring8",
+        network=replace(_mlp((2,), (128, 128), (128, 128), z=8), d_pack=4),
+        batch_size=256,
+        d_optim=_ADAM_TOY,
+        g_optim=_ADAM_TOY,
+        epochs=100,
+    ),
     "grid25-pac": TrainConfig(
-        preset="grid25-pac", dataset="grid25", network=replace(_mlp((2,), (256, 256), (256, 256), z=8), d_pack=4),
-        batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+        preset="grid25-pac",
+        dataset="grid25",
+        network=replace(_mlp((2,), (256, 256), (256, 256), z=8), d_pack=4),
+        batch_size=256,
+        d_optim=_ADAM_TOY,
+        g_optim=_ADAM_TOY,
+        epochs=100,
+    ),
     "digits": TrainConfig(
-        preset="digits", dataset="digits", network=_mlp((1, 8, 8), (256, 256), (128, 128), z=32, output="sigmoid",
-                                                        dropout=0.3),
-        batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=300, g_bias_from_data=True),
+        preset="digits",
+        dataset="digits",
+        network=_mlp((1, 8, 8), (256, 256), (128, 128), z=32, output="sigmoid", dropout=0.3),
+        batch_size=64,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        epochs=300,
+        g_bias_from_data=True,
+    ),
     "dcgan-mnist": TrainConfig(
-        preset="dcgan-mnist", dataset="mnist5k", dataset_options={"size": 32}, network=_dcgan((1, 32, 32), 32),
-        batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=25),
+        preset="dcgan-mnist",
+        dataset="mnist5k",
+        dataset_options={"size": 32},
+        network=_dcgan((1, 32, 32), 32),
+        batch_size=64,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        epochs=25,
+    ),
     # Conditional p(x | c) (the paper's section 7): the same networks with the class one-hot beside z
     # and, in D, beside x (d_condition="concat"; docs/DESIGN.md and docs/RESULTS.md say why); the
     # class of a toy sample is its mode. mnist-cond's D has the projection head it was shipped with;
     # 352 epochs (14,080 steps) is the length the shipped model trained: 80 epochs (3,200 steps) missed
     # both of its goals, 352 met them (docs/RESULTS.md section 5).
     "mnist-cond": TrainConfig(
-        preset="mnist-cond", dataset="mnist5k", conditional=True, network=NetworkConfig(d_condition="projection"),
+        preset="mnist-cond",
+        dataset="mnist5k",
+        conditional=True,
+        network=NetworkConfig(d_condition="projection"),
         batch_size=100,
-        d_steps=1, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, d_r1_gamma=1.0, g_ema_decay=0.995, epochs=352,
-        g_bias_from_data=True),
+        d_steps=1,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        d_r1_gamma=1.0,
+        g_ema_decay=0.995,
+        epochs=352,
+        g_bias_from_data=True,
+    ),
     "digits-cond": TrainConfig(
-        preset="digits-cond", dataset="digits", conditional=True,
+        preset="digits-cond",
+        dataset="digits",
+        conditional=True,
         network=_mlp((1, 8, 8), (256, 256), (128, 128), z=32, output="sigmoid", dropout=0.3),
-        batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=300, g_bias_from_data=True),
+        batch_size=64,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        epochs=300,
+        g_bias_from_data=True,
+    ),
     "ring8-cond": TrainConfig(
-        preset="ring8-cond", dataset="ring8", conditional=True, network=_mlp((2,), (128, 128), (128, 128), z=8),
-        batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY, epochs=100),
+        preset="ring8-cond",
+        dataset="ring8",
+        conditional=True,
+        network=_mlp((2,), (128, 128), (128, 128), z=8),
+        batch_size=256,
+        d_optim=_ADAM_TOY,
+        g_optim=_ADAM_TOY,
+        epochs=100,
+    ),
     "grid25-cond": TrainConfig(
-        preset="grid25-cond", dataset="grid25", conditional=True,
-        network=_mlp((2,), (256, 256), (256, 256), z=8), batch_size=256, d_optim=_ADAM_TOY, g_optim=_ADAM_TOY,
-        epochs=100),
+        preset="grid25-cond",
+        dataset="grid25",
+        conditional=True,
+        network=_mlp((2,), (256, 256), (256, 256), z=8),
+        batch_size=256,
+        d_optim=_ADAM_TOY,
+        g_optim=_ADAM_TOY,
+        epochs=100,
+    ),
     "dcgan-mnist-cond": TrainConfig(
-        preset="dcgan-mnist-cond", dataset="mnist5k", conditional=True, dataset_options={"size": 32},
-        network=_dcgan((1, 32, 32), 32), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=25),
+        preset="dcgan-mnist-cond",
+        dataset="mnist5k",
+        conditional=True,
+        dataset_options={"size": 32},
+        network=_dcgan((1, 32, 32), 32),
+        batch_size=64,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        epochs=25,
+    ),
     "folder": TrainConfig(
-        preset="folder", dataset="folder", dataset_options={"size": 32, "channels": 3},
-        network=_dcgan((3, 32, 32), 64), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=50),
+        preset="folder",
+        dataset="folder",
+        dataset_options={"size": 32, "channels": 3},
+        network=_dcgan((3, 32, 32), 64),
+        batch_size=64,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        epochs=50,
+    ),
     # The shipped RGB model `patches`: DCGAN on 32x32 texture patches of scikit-learn's two
     # photographs (training/data/patches.py), 9 epochs (855 steps; ~70 min on 2 CPU cores shared
     # with other jobs). No weight average: over ~1k steps an average at 0.999 is still mostly the
     # initial G, and batch norm's averaged statistics then give flat grey samples (docs/RESULTS.md).
     "patches-dcgan": TrainConfig(
-        preset="patches-dcgan", dataset="patches", dataset_options={"size": 32, "stride": 8},
-        network=_dcgan((3, 32, 32), 32), batch_size=64, d_optim=_ADAM_DCGAN, g_optim=_ADAM_DCGAN, epochs=9),
+        preset="patches-dcgan",
+        dataset="patches",
+        dataset_options={"size": 32, "stride": 8},
+        network=_dcgan((3, 32, 32), 32),
+        batch_size=64,
+        d_optim=_ADAM_DCGAN,
+        g_optim=_ADAM_DCGAN,
+        epochs=9,
+    ),
 }
 
 
@@ -314,18 +447,28 @@ def fit_to_data(cfg: TrainConfig) -> TrainConfig:
     net = cfg.network
     if info.kind == "image":
         want = _OUTPUT_FOR_RANGE.get(tuple(info.value_range))
-        _check(net.output == want, "network.output",
-               f"{net.output!r} does not produce {cfg.dataset}'s range {info.value_range}; use {want!r}")
+        _check(
+            net.output == want,
+            "network.output",
+            f"{net.output!r} does not produce {cfg.dataset}'s range {info.value_range}; use {want!r}",
+        )
     elif net.output != "linear":
         lo, hi = net.value_range
-        _check(lo <= info.value_range[0] and info.value_range[1] <= hi, "network.output",
-               f"{net.output!r} cannot reach {cfg.dataset}'s range {info.value_range}; use 'linear'")
-    _check(not cfg.g_bias_from_data or tuple(info.value_range) == (0.0, 1.0), "g_bias_from_data",
-           "only for data in [0, 1]")
+        _check(
+            lo <= info.value_range[0] and info.value_range[1] <= hi,
+            "network.output",
+            f"{net.output!r} cannot reach {cfg.dataset}'s range {info.value_range}; use 'linear'",
+        )
+    _check(
+        not cfg.g_bias_from_data or tuple(info.value_range) == (0.0, 1.0), "g_bias_from_data", "only for data in [0, 1]"
+    )
     classes = 0
     if cfg.conditional:
-        _check(len(info.class_names) >= 2, "conditional",
-               f"{cfg.dataset} has no class labels; a conditional run needs a labelled dataset")
+        _check(
+            len(info.class_names) >= 2,
+            "conditional",
+            f"{cfg.dataset} has no class labels; a conditional run needs a labelled dataset",
+        )
         classes = len(info.class_names)
     try:
         net = replace(net, sample_shape=tuple(info.sample_shape), classes=classes)

@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from models.card import (
     GRAPH_FILES,
-    Condition,
     NAME_PATTERN,
     CardError,
+    Condition,
     Latent,
     ModelCard,
     OnnxInfo,
@@ -39,6 +39,7 @@ from models.card import (
     verify_files,
     write_card,
 )
+from training.grid import save_image_grid, save_vector_plot
 from training.networks import NetworkConfig, PerSampleDiscriminator, sample_latent
 from training.onnx_io import (
     IR_VERSION,
@@ -50,7 +51,6 @@ from training.onnx_io import (
     session_signature,
     signature_of,
 )
-from training.grid import save_image_grid, save_vector_plot
 
 PARITY_BATCHES = (1, 7, 256)
 G_TOLERANCE = 1e-5  # max abs difference of G's samples, torch vs onnxruntime
@@ -66,8 +66,10 @@ RUN_METRICS_FILE = "metrics.json"  # what `python -m training evaluate RUN_DIR` 
 
 def pack_note(pack: int) -> str:
     """The card's sentence for a packed D (the exported graph is not the network as trained)."""
-    return (f"D was trained on packs of {pack} samples (PacGAN); discriminator.onnx scores each sample "
-            f"as the pack of {pack} copies of itself.")
+    return (
+        f"D was trained on packs of {pack} samples (PacGAN); discriminator.onnx scores each sample "
+        f"as the pack of {pack} copies of itself."
+    )
 
 
 class ExportError(ValueError):
@@ -124,10 +126,14 @@ def _check_parity(G: nn.Module, D: nn.Module, g_session, d_session, cfg: Network
             ("discriminator", logit, logit_ort, D_TOLERANCE),
         ):
             if theirs.shape != tuple(ours.shape):
-                raise OnnxExportError(f"{GRAPH_FILES[role]}: batch {batch} gives shape {theirs.shape}, torch {tuple(ours.shape)}")
+                raise OnnxExportError(
+                    f"{GRAPH_FILES[role]}: batch {batch} gives shape {theirs.shape}, torch {tuple(ours.shape)}"
+                )
             diff = float(np.max(np.abs(theirs - ours.numpy())))
             if not diff <= tol:  # also catches NaN
-                raise OnnxExportError(f"{GRAPH_FILES[role]}: differs from torch by {diff:.3g} at batch {batch} (tolerance {tol:g})")
+                raise OnnxExportError(
+                    f"{GRAPH_FILES[role]}: differs from torch by {diff:.3g} at batch {batch} (tolerance {tol:g})"
+                )
             worst[role] = max(worst[role], diff)
     return worst
 
@@ -153,8 +159,9 @@ def _training_info(info: dict) -> TrainingInfo:
     return TrainingInfo(torch_version=torch.__version__, **{k: info[k] for k in TRAINING_KEYS})
 
 
-def _sample_and_score(g_session, d_session, z: np.ndarray, c: np.ndarray | None,
-                      progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _sample_and_score(
+    g_session, d_session, z: np.ndarray, c: np.ndarray | None, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """G's samples of z (and classes c) and D's logits on them, in chunks (minutes on a CPU for a full DCGAN)."""
     xs, logits = [], []
     for i in tqdm(range(0, len(z), REALNESS_CHUNK), desc="realness", unit="chunk", leave=False, disable=not progress):
@@ -170,8 +177,9 @@ def _preview_order(n: int, classes: int, per_class: int) -> np.ndarray:
     return np.array([k + classes * j for k in range(classes) for j in range(per_class)])
 
 
-def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, training, steps, progress, metrics,
-                  class_names) -> None:
+def _build_folder(
+    folder: Path, cfg, G, D, *, name, description, dataset, training, steps, progress, metrics, class_names
+) -> None:
     seed = training.seed
     g_path, d_path = folder / GRAPH_FILES["generator"], folder / GRAPH_FILES["discriminator"]
 
@@ -206,8 +214,9 @@ def _build_folder(folder: Path, cfg, G, D, *, name, description, dataset, traini
     sample = _sample_spec(cfg, x_all)
     if sample.kind == "image" and cfg.conditional:  # one row per class
         per = PREVIEW_PER_CLASS
-        save_image_grid(x_all[_preview_order(len(x_all), cfg.classes, per)], folder / PREVIEW_FILE,
-                        sample.value_range, ncol=per)
+        save_image_grid(
+            x_all[_preview_order(len(x_all), cfg.classes, per)], folder / PREVIEW_FILE, sample.value_range, ncol=per
+        )
     elif sample.kind == "image":
         save_image_grid(x_all[:PREVIEW_IMAGES], folder / PREVIEW_FILE, sample.value_range)
     else:
@@ -278,7 +287,9 @@ def export_model(
     if config.conditional:
         class_names = list(class_names or [])
         if len(class_names) != config.classes:
-            raise ExportError(f"class_names: {len(class_names)} names for a conditional model of {config.classes} classes")
+            raise ExportError(
+                f"class_names: {len(class_names)} names for a conditional model of {config.classes} classes"
+            )
     G, D = _frozen_copy(generator), _frozen_copy(discriminator)
     if config.d_pack > 1:
         # The service's contract is one realness per sample; a packed D gives one per pack.
@@ -291,8 +302,18 @@ def export_model(
     try:
         with tqdm(total=5, desc=f"export {name}", unit="step", disable=not progress) as steps:
             _build_folder(
-                staging, config, G, D, name=name, description=description, dataset=dataset, training=training, steps=steps,
-                progress=progress, metrics=metrics or {}, class_names=class_names,
+                staging,
+                config,
+                G,
+                D,
+                name=name,
+                description=description,
+                dataset=dataset,
+                training=training,
+                steps=steps,
+                progress=progress,
+                metrics=metrics or {},
+                class_names=class_names,
             )
         _move_into_place(staging, target)
     except CardError as e:
@@ -370,6 +391,8 @@ def _run_metrics(run_dir: Path, step: int) -> dict:
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ExportError(f"{path}: not a metrics file written by `python -m training evaluate` ({e})") from None
     if measured_at != step:
-        raise ExportError(f"{path}: measured at step {measured_at}, but the latest checkpoint is step {step}; "
-                          "run `python -m training evaluate` on the run again")
+        raise ExportError(
+            f"{path}: measured at step {measured_at}, but the latest checkpoint is step {step}; "
+            "run `python -m training evaluate` on the run again"
+        )
     return metrics

@@ -10,8 +10,9 @@ from typing import Optional
 import numpy as np
 
 
-def tile_images(images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0), ncol: Optional[int] = None,
-                pad: int = 1) -> np.ndarray:
+def tile_images(
+    images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0), ncol: Optional[int] = None, pad: int = 1
+) -> np.ndarray:
     """(N, C, H, W) -> one uint8 picture (rows*(H+pad)+pad, cols*(W+pad)+pad, C), C in 1 or 3."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images: expected (N, 1 or 3, H, W), got {images.shape}")
@@ -24,12 +25,13 @@ def tile_images(images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0
     out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 64, dtype=np.uint8)
     for i in range(n):
         r, col = divmod(i, ncol)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = x[i]
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = x[i]
     return out
 
 
-def save_image_grid(images: np.ndarray, path: Path | str, value_range=(0.0, 1.0), scale: int = 0,
-                    ncol: Optional[int] = None) -> Path:
+def save_image_grid(
+    images: np.ndarray, path: Path | str, value_range=(0.0, 1.0), scale: int = 0, ncol: Optional[int] = None
+) -> Path:
     """Write a PNG grid; tiny images (8x8 digits) are scaled up so a person can see them."""
     from PIL import Image
 
@@ -43,8 +45,13 @@ def save_image_grid(images: np.ndarray, path: Path | str, value_range=(0.0, 1.0)
     return path
 
 
-def save_vector_plot(samples: np.ndarray, path: Path | str, reference: Optional[np.ndarray] = None,
-                     title: str = "", labels: Optional[np.ndarray] = None) -> Path:
+def save_vector_plot(
+    samples: np.ndarray,
+    path: Path | str,
+    reference: Optional[np.ndarray] = None,
+    title: str = "",
+    labels: Optional[np.ndarray] = None,
+) -> Path:
     """(N, 1): histograms of samples and reference; (N, 2): a scatter; (N, d>2): the first two dims."""
     import matplotlib
 
@@ -66,8 +73,9 @@ def save_vector_plot(samples: np.ndarray, path: Path | str, reference: Optional[
         if labels is None:
             ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.6, label="G(z)")
         else:  # a conditional G: one colour per class
-            ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.6, c=np.asarray(labels) % 20, cmap="tab20",
-                       label="G(z, c)")
+            ax.scatter(
+                samples[:, 0], samples[:, 1], s=2, alpha=0.6, c=np.asarray(labels) % 20, cmap="tab20", label="G(z, c)"
+            )
         ax.set_aspect("equal")
         ax.legend(loc="upper right")
     ax.set_title(title)
@@ -77,8 +85,15 @@ def save_vector_plot(samples: np.ndarray, path: Path | str, reference: Optional[
     return path
 
 
-def save_grid(samples: np.ndarray, path: Path | str, value_range=(0.0, 1.0), reference: Optional[np.ndarray] = None,
-              title: str = "", ncol: Optional[int] = None, labels: Optional[np.ndarray] = None) -> Path:
+def save_grid(
+    samples: np.ndarray,
+    path: Path | str,
+    value_range=(0.0, 1.0),
+    reference: Optional[np.ndarray] = None,
+    title: str = "",
+    ncol: Optional[int] = None,
+    labels: Optional[np.ndarray] = None,
+) -> Path:
     """Images (N, C, H, W) as a tiled grid (`ncol` per row), vectors (N, d) as a plot (coloured by `labels`)."""
     samples = np.asarray(samples)
     if samples.ndim == 4:

@@ -296,8 +296,10 @@ class DCGANDiscriminator(nn.Module):
         extra = cfg.classes if self.condition == "concat" else 0  # c one-hot as constant input channels
         downs = int(math.log2(size // 4))
         w = cfg.d_width
-        layers: list[nn.Module] = [nn.Conv2d(channels * cfg.d_pack + extra, w, 4, 2, 1, bias=False),
-                                   nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels * cfg.d_pack + extra, w, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True),
+        ]
         for _ in range(downs - 1):
             layers += [nn.Conv2d(w, w * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 2), nn.LeakyReLU(0.2, True)]
             w *= 2

@@ -92,8 +92,12 @@ def _cached_torchlib_registry():
 _REGISTRIES: dict = {}
 
 
-def export_graph(module: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], input_name: str | tuple[str, ...],
-                 output_name: str) -> onnx.ModelProto:
+def export_graph(
+    module: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    input_name: str | tuple[str, ...],
+    output_name: str,
+) -> onnx.ModelProto:
     """Export `module` (already in eval mode, on the CPU, float32) with a dynamic batch axis.
 
     Several inputs (a conditional network's x and class c) are given as tuples; they share the one
@@ -145,14 +149,14 @@ def signature_of(proto: onnx.ModelProto) -> GraphSignature:
         tensor = value.type.tensor_type
         dtype = _ONNX_DTYPES.get(tensor.elem_type)
         if dtype is None:
-            raise OnnxExportError(f"{value.name}: dtype {onnx.TensorProto.DataType.Name(tensor.elem_type)}, "
-                                  "expected float32 (or int64 for a class input)")
+            raise OnnxExportError(
+                f"{value.name}: dtype {onnx.TensorProto.DataType.Name(tensor.elem_type)}, "
+                "expected float32 (or int64 for a class input)"
+            )
         dims = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in tensor.shape.dim]
         return TensorSpec(name=value.name, dtype=dtype, shape=dims)
 
-    return GraphSignature(
-        inputs=[spec(v) for v in proto.graph.input], outputs=[spec(v) for v in proto.graph.output]
-    )
+    return GraphSignature(inputs=[spec(v) for v in proto.graph.input], outputs=[spec(v) for v in proto.graph.output])
 
 
 def session_signature(session: ort.InferenceSession) -> GraphSignature:
@@ -163,8 +167,11 @@ def session_signature(session: ort.InferenceSession) -> GraphSignature:
         for a in args:
             if a.type not in _ORT_DTYPES:
                 raise OnnxExportError(f"{a.name}: onnxruntime sees {a.type}, expected tensor(float) or tensor(int64)")
-            out.append(TensorSpec(name=a.name, dtype=_ORT_DTYPES[a.type],
-                                  shape=[d if isinstance(d, int) else str(d) for d in a.shape]))
+            out.append(
+                TensorSpec(
+                    name=a.name, dtype=_ORT_DTYPES[a.type], shape=[d if isinstance(d, int) else str(d) for d in a.shape]
+                )
+            )
         return out
 
     return GraphSignature(inputs=specs(session.get_inputs()), outputs=specs(session.get_outputs()))
@@ -182,13 +189,17 @@ def cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
         raise OnnxExportError(f"{path.name}: onnxruntime cannot load it ({e})") from None
 
 
-def run_batched(session: ort.InferenceSession, x: np.ndarray, batch: int = 1000, c: np.ndarray | None = None) -> np.ndarray:
+def run_batched(
+    session: ort.InferenceSession, x: np.ndarray, batch: int = 1000, c: np.ndarray | None = None
+) -> np.ndarray:
     """Run a single-output session over `x` in chunks of `batch` rows; a conditional graph's second
     input (the int64 class, (N,)) is fed `c` row for row."""
     names = [i.name for i in session.get_inputs()]
     if (c is not None) != (len(names) == 2):
-        raise ValueError(f"run_batched: the graph takes {', '.join(names)}; "
-                         + ("no class was given" if c is None else "a class was given"))
+        raise ValueError(
+            f"run_batched: the graph takes {', '.join(names)}; "
+            + ("no class was given" if c is None else "a class was given")
+        )
 
     def feed(i: int) -> dict:
         return {names[0]: x[i : i + batch]} if c is None else {names[0]: x[i : i + batch], names[1]: c[i : i + batch]}

@@ -65,10 +65,14 @@ def load_state_dict(path: Path, flag: str) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # safetensors and torch raise many types for a bad file
         raise PackError(flag, f"{path}: not a readable state dict ({str(e).strip().splitlines()[0]})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         keys = list(state)[:6] if isinstance(state, dict) else type(state).__name__
-        raise PackError(flag, f"{path}: expected a state dict (parameter name -> tensor), got {keys}; "
-                              "save module.state_dict() alone")
+        raise PackError(
+            flag,
+            f"{path}: expected a state dict (parameter name -> tensor), got {keys}; save module.state_dict() alone",
+        )
     return state
 
 
@@ -77,8 +81,9 @@ def load_module(spec: str, weights: Path, module_flag: str, weights_flag: str) -
     try:
         module.load_state_dict(load_state_dict(weights, weights_flag), strict=True)
     except RuntimeError as e:
-        raise PackError(weights_flag, f"{weights} does not fit {spec}: {str(e).splitlines()[0]} "
-                                      f"({' '.join(str(e).split())[:300]})") from None
+        raise PackError(
+            weights_flag, f"{weights} does not fit {spec}: {str(e).splitlines()[0]} ({' '.join(str(e).split())[:300]})"
+        ) from None
     return module.float().eval()  # eval: batch norm uses its running statistics, dropout is off
 
 
@@ -110,8 +115,11 @@ class _Discriminator(nn.Module):
 def _last_module(module: nn.Module, *inputs) -> Optional[str]:
     """The name of the last leaf module that ran in module(*inputs)."""
     order: list[str] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
-             for name, m in module.named_modules() if not list(m.children())]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
+        for name, m in module.named_modules()
+        if not list(m.children())
+    ]
     try:
         with torch.no_grad():
             module(*inputs)
@@ -134,7 +142,8 @@ def logit_discriminator(module: nn.Module, inputs: tuple, conditional: bool) -> 
             return _Discriminator(module, conditional, False), f"removed its final nn.Sigmoid ({last}): exact logits"
         module.set_submodule(last, nn.Sigmoid())  # the sigmoid was not what D returned: undo
     return _Discriminator(module, conditional, True), (
-        f"no final nn.Sigmoid module found; logits as logit(clamp(p, {PROBABILITY_EPS:g}, 1 - {PROBABILITY_EPS:g}))")
+        f"no final nn.Sigmoid module found; logits as logit(clamp(p, {PROBABILITY_EPS:g}, 1 - {PROBABILITY_EPS:g}))"
+    )
 
 
 def _parity(module: nn.Module, path: Path, make_inputs, names: list[str], tolerance: float, flag: str) -> None:
@@ -154,8 +163,17 @@ def _source_file(path: Path) -> SourceFile:
 
 
 def export_for_pack(
-    workdir: Path, *, generator: str, weights: Path, discriminator: Optional[str], discriminator_weights: Optional[Path],
-    discriminator_output: str, latent_shape: tuple[int, ...], classes: int, declarations: dict, seed: int = 0,
+    workdir: Path,
+    *,
+    generator: str,
+    weights: Path,
+    discriminator: Optional[str],
+    discriminator_weights: Optional[Path],
+    discriminator_output: str,
+    latent_shape: tuple[int, ...],
+    classes: int,
+    declarations: dict,
+    seed: int = 0,
 ) -> tuple[Path, Optional[Path], Source]:
     """Export G (and D) into `workdir`; return their paths and the card's source record."""
     torch.manual_seed(seed)
@@ -171,8 +189,11 @@ def export_for_pack(
         with torch.no_grad():
             G(*g_inputs(2))
     except Exception as e:
-        raise PackError("--latent-shape", f"the generator does not take z of shape [N, {', '.join(map(str, latent_shape))}]"
-                                          f"{' with classes' if conditional else ''}: {str(e).splitlines()[0]}") from None
+        raise PackError(
+            "--latent-shape",
+            f"the generator does not take z of shape [N, {', '.join(map(str, latent_shape))}]"
+            f"{' with classes' if conditional else ''}: {str(e).splitlines()[0]}",
+        ) from None
     g_path = workdir / "generator.onnx"
     save_graph(_export(G, dict(zip(g_names, g_inputs(2))), "x", "--torch-generator"), g_path)
     _parity(G, g_path, g_inputs, g_names, G_TOLERANCE, "--torch-generator")
@@ -199,9 +220,13 @@ def export_for_pack(
         except PackError:
             raise
         except Exception as e:
-            raise PackError("--torch-discriminator", f"it does not take G's samples: {str(e).splitlines()[0]}") from None
+            raise PackError(
+                "--torch-discriminator", f"it does not take G's samples: {str(e).splitlines()[0]}"
+            ) from None
         if out.shape != (2, 1):
-            raise PackError("--torch-discriminator", f"returns {out.numel()} values for 2 samples; one per sample expected")
+            raise PackError(
+                "--torch-discriminator", f"returns {out.numel()} values for 2 samples; one per sample expected"
+            )
         D.eval()
         d_names = ["x", "c"] if conditional else ["x"]
         d_path = workdir / "discriminator.onnx"
@@ -210,8 +235,12 @@ def export_for_pack(
         files["discriminator_weights"] = _source_file(discriminator_weights)
         _add_module_source(files, "discriminator_module", D_user)
 
-    source = Source(kind="torch", files=files, declarations={**declarations, **notes},
-                    tool=f"ganserve `python -m training pack` (torch {torch.__version__}, dynamo exporter, opset {OPSET})")
+    source = Source(
+        kind="torch",
+        files=files,
+        declarations={**declarations, **notes},
+        tool=f"ganserve `python -m training pack` (torch {torch.__version__}, dynamo exporter, opset {OPSET})",
+    )
     return g_path, d_path, source
 
 
@@ -236,7 +265,9 @@ def _add_module_source(files: dict, role: str, module: nn.Module) -> None:
 
 def pack_torch(args, declaration_flags: list[str], declarations: dict) -> int:
     """The torch path of `python -m training pack`: export, then the service's ONNX pack."""
-    shape = declarations.get("latent_shape") or ((declarations["latent_dim"],) if declarations.get("latent_dim") else None)
+    shape = declarations.get("latent_shape") or (
+        (declarations["latent_dim"],) if declarations.get("latent_dim") else None
+    )
     if shape is None:
         raise PackError("--latent-dim", "required with --torch-generator (or --latent-shape): a module cannot say it")
     if (Path(args.out) / args.name).exists() and not args.force:  # before minutes of export, not after
@@ -245,15 +276,25 @@ def pack_torch(args, declaration_flags: list[str], declarations: dict) -> int:
     if (args.torch_discriminator is None) != (args.discriminator_weights is None):
         raise PackError("--discriminator-weights", "goes with --torch-discriminator, and the reverse")
     record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in declarations.items() if v is not None}
-    record.update(torch_generator=args.torch_generator, torch_discriminator=args.torch_discriminator,
-                  discriminator_output=args.discriminator_output)
+    record.update(
+        torch_generator=args.torch_generator,
+        torch_discriminator=args.torch_discriminator,
+        discriminator_output=args.discriminator_output,
+    )
     with tempfile.TemporaryDirectory(prefix="ganserve-pack-") as tmp:
         tmp = Path(tmp)
         g_path, d_path, source = export_for_pack(
-            tmp, generator=args.torch_generator, weights=args.weights, discriminator=args.torch_discriminator,
-            discriminator_weights=args.discriminator_weights, discriminator_output=args.discriminator_output,
-            latent_shape=tuple(shape), classes=classes, declarations={k: v for k, v in record.items() if v is not None},
-            seed=args.seed)
+            tmp,
+            generator=args.torch_generator,
+            weights=args.weights,
+            discriminator=args.torch_discriminator,
+            discriminator_weights=args.discriminator_weights,
+            discriminator_output=args.discriminator_output,
+            latent_shape=tuple(shape),
+            classes=classes,
+            declarations={k: v for k, v in record.items() if v is not None},
+            seed=args.seed,
+        )
         (tmp / "source.json").write_text(json.dumps(source.model_dump(mode="json")), encoding="utf-8")
         argv = ["--generator", str(g_path), *declaration_flags, "--source-record", str(tmp / "source.json")]
         if d_path is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.card import ModelCard, load_model_folder, write_card
-from training.calibrate import CalibrationError, _realness_set
+from training.calibrate import CalibrationError, realness_set
 from training.evaluation import calibration as cal
 from training.evaluation.samplers import onnx_sampler
 from training.onnx_io import cpu_session, run_batched
@@ -21,7 +21,7 @@ def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float
         raise CalibrationError("target_acceptance: must be in (0, 1]")
     folder = Path(folder)
     card, paths = load_model_folder(folder)
-    x, c = _realness_set(onnx_sampler(folder, card, threads=1), card)
+    x, c = realness_set(onnx_sampler(folder, card, threads=1), card)
     logits = run_batched(cpu_session(paths[card.drs_role], 1), x, c=c).ravel()  # what DRS rejects by
     max_logit = max(card.realness.max_logit, float(logits.max()))
     gamma = cal.recommended_gamma(logits, max_logit, target_acceptance)

@@ -22,7 +22,7 @@ class CalibrationError(ValueError):
     """A calibration that cannot go ahead; the message names the file or option at fault."""
 
 
-def _served_module(net_cfg) -> nn.Module:
+def served_module(net_cfg) -> nn.Module:
     """The torch module export turns into discriminator.onnx for this config."""
     d = build_discriminator(net_cfg)
     return PerSampleDiscriminator(d) if net_cfg.d_pack > 1 else d
@@ -31,7 +31,7 @@ def _served_module(net_cfg) -> nn.Module:
 def load_discriminator(path: Path, net_cfg) -> nn.Module:
     """The torch D with the weights of `path`: initializers matched to parameters by name and shape.
     Raises CalibrationError when they do not map (another exporter, another network)."""
-    module = _served_module(net_cfg)
+    module = served_module(net_cfg)
     inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
     state = module.state_dict()
     missing = [k for k in state if k not in inits]
@@ -44,27 +44,39 @@ def load_discriminator(path: Path, net_cfg) -> nn.Module:
     return module.eval()
 
 
-def _d(module: nn.Module, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+def d_logit(module: nn.Module, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
     return module(x) if c is None else module(x, c)
 
 
-def _logits(module: nn.Module, x: np.ndarray, c: np.ndarray | None = None, batch: int = 2000) -> np.ndarray:
+def logits_of(module: nn.Module, x: np.ndarray, c: np.ndarray | None = None, batch: int = 2000) -> np.ndarray:
     """D's logits (n,) of x (n, *shape) and, for a conditional D, their classes c (n,) int64."""
     module.eval()
     with torch.no_grad():
-        return torch.cat([_d(module, torch.from_numpy(x[i : i + batch]), None if c is None else torch.from_numpy(c[i : i + batch]))
-                          for i in range(0, len(x), batch)]).numpy().ravel()
+        return (
+            torch.cat(
+                [
+                    d_logit(
+                        module,
+                        torch.from_numpy(x[i : i + batch]),
+                        None if c is None else torch.from_numpy(c[i : i + batch]),
+                    )
+                    for i in range(0, len(x), batch)
+                ]
+            )
+            .numpy()
+            .ravel()
+        )
 
 
 # A held-out set is (x, c): samples and, for a conditional model, their classes (else None).
-def _measure(module: nn.Module, real: tuple, fake: tuple) -> dict:
-    lr, lf = _logits(module, *real), _logits(module, *fake)
+def measure(module: nn.Module, real: tuple, fake: tuple) -> dict:
+    lr, lf = logits_of(module, *real), logits_of(module, *fake)
     bins, ece = cal.reliability(lr, lf)
     return {"auc": cal.auc(lr, lf), "ece": ece, "reliability": bins, "real": lr, "fake": lf}
 
 
-def _held_out_loss(module: nn.Module, real: tuple, fake: tuple) -> float:
-    lr, lf = torch.from_numpy(_logits(module, *real)), torch.from_numpy(_logits(module, *fake))
+def held_out_loss(module: nn.Module, real: tuple, fake: tuple) -> float:
+    lr, lf = torch.from_numpy(logits_of(module, *real)), torch.from_numpy(logits_of(module, *fake))
     return float(F.softplus(-lr).mean() + F.softplus(lf).mean())
 
 
@@ -73,11 +85,13 @@ def _last_layer(module: nn.Module) -> nn.Linear | nn.Conv2d:
     layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     last = layers[-1] if layers else None
     if last is None or (last.out_features if isinstance(last, nn.Linear) else last.out_channels) != 1:
-        raise CalibrationError("D's last layer is not a one-logit linear or convolution layer; cannot fold the Platt fit (--no-platt)")
+        raise CalibrationError(
+            "D's last layer is not a one-logit linear or convolution layer; cannot fold the Platt fit (--no-platt)"
+        )
     return last
 
 
-def _fold_target(module: nn.Module) -> tuple[nn.Linear | nn.Conv2d, nn.Embedding | None]:
+def fold_target(module: nn.Module) -> tuple[nn.Linear | nn.Conv2d, nn.Embedding | None]:
     """Where a Platt fit a * logit + b goes: the last layer, and a projection D's class embedding
     (its logit is psi(h) + <e_c, h>, so both terms scale by a; b joins psi's bias). A last layer
     without a bias (the DCGAN D's convolution) takes the scale; the shift goes after it
@@ -90,7 +104,7 @@ def _fold_target(module: nn.Module) -> tuple[nn.Linear | nn.Conv2d, nn.Embedding
 
 def has_intercept(module: nn.Module) -> bool:
     """Whether the Platt fit's shift b can be folded in (the last layer has a bias)."""
-    return _fold_target(module)[0].bias is not None
+    return fold_target(module)[0].bias is not None
 
 
 class LogitShift(nn.Module):
@@ -105,15 +119,15 @@ class LogitShift(nn.Module):
         self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return _d(self.inner, x, c) + self.shift
+        return d_logit(self.inner, x, c) + self.shift
 
 
-def _platt(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float]:
+def platt_fit(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float]:
     """Fit logit' = a * logit + b on held-out data (logistic regression on one feature) and fold it
     into D's last layer (and a projection D's class embedding), so the graph keeps its shape. A
     last layer without a bias takes a alone: b is for the caller to add (`with_platt_shift`)."""
-    last, embed = _fold_target(module)
-    lr, lf = _logits(module, *real), _logits(module, *fake)
+    last, embed = fold_target(module)
+    lr, lf = logits_of(module, *real), logits_of(module, *fake)
     x = torch.from_numpy(np.concatenate([lr, lf])).double()
     y = torch.cat([torch.ones(len(lr)), torch.zeros(len(lf))]).double()
     w = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
@@ -139,6 +153,6 @@ def _platt(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float]:
 
 
 def with_platt_shift(module: nn.Module, b: float) -> nn.Module:
-    """`module` after `_platt` returned (a, b): itself where b went into its last layer's bias,
+    """`module` after `platt_fit` returned (a, b): itself where b went into its last layer's bias,
     else wrapped so that its logit gains b."""
     return module if has_intercept(module) or b == 0 else LogitShift(module, b)

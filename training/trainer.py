@@ -16,9 +16,10 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from tqdm import tqdm
@@ -83,7 +84,7 @@ def _optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
 
 def _schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, updates: int, epoch: int) -> None:
     """Set lr and momentum for the next update: lr / decay^updates (floored), momentum ramped by epoch."""
-    lr = max(cfg.lr / cfg.lr_decay ** updates, cfg.min_lr) if cfg.lr_decay != 1.0 else cfg.lr
+    lr = max(cfg.lr / cfg.lr_decay**updates, cfg.min_lr) if cfg.lr_decay != 1.0 else cfg.lr
     for group in opt.param_groups:
         group["lr"] = lr
         if cfg.kind == "sgd" and cfg.final_momentum is not None and cfg.momentum_epochs > 0:
@@ -103,8 +104,10 @@ def _check_same_run(saved: TrainConfig, config: TrainConfig, out_dir: Path) -> N
     a, b = saved.to_dict(), config.to_dict()
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
     if differ:
-        raise TrainingError(f"{out_dir}: holds a run with a different config ({', '.join(differ)} differ); "
-                            "use a new --out, or the same settings to resume")
+        raise TrainingError(
+            f"{out_dir}: holds a run with a different config ({', '.join(differ)} differ); "
+            "use a new --out, or the same settings to resume"
+        )
 
 
 class _Run:
@@ -162,15 +165,29 @@ class _Run:
     # ---- checkpoints ----
     def save(self) -> Path:
         loop = {"pos": self.pos, "sums": self.sums, "has_perm": self.perm is not None}
-        tensors = {"data_gen": self.data_gen.get_state(), "noise_gen": self.noise_gen.get_state(),
-                   "torch_cpu": torch.get_rng_state()}
+        tensors = {
+            "data_gen": self.data_gen.get_state(),
+            "noise_gen": self.noise_gen.get_state(),
+            "torch_cpu": torch.get_rng_state(),
+        }
         if self.perm is not None:
             tensors["perm"] = self.perm
         if self.device.type == "cuda":
             tensors["torch_cuda"] = torch.cuda.get_rng_state(self.device)
-        return save_checkpoint(self.out_dir, config=self.config, generator=self.G, discriminator=self.D,
-                               optim_d=self.opt_d, optim_g=self.opt_g, step=self.step, epoch=self.epoch,
-                               wall_time_s=self.wall, loop=loop, loop_tensors=tensors, generator_ema=self.G_ema)
+        return save_checkpoint(
+            self.out_dir,
+            config=self.config,
+            generator=self.G,
+            discriminator=self.D,
+            optim_d=self.opt_d,
+            optim_g=self.opt_g,
+            step=self.step,
+            epoch=self.epoch,
+            wall_time_s=self.wall,
+            loop=loop,
+            loop_tensors=tensors,
+            generator_ema=self.G_ema,
+        )
 
     def restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
@@ -203,7 +220,7 @@ class _Run:
             self.perm = None
         if self.perm is None:
             self.perm, self.pos = torch.randperm(n, generator=self.data_gen), 0
-        idx = self.perm[self.pos: self.pos + m].to(self.device)
+        idx = self.perm[self.pos : self.pos + m].to(self.device)
         self.pos += m
         return self.data[idx], (self.labels[idx] if self.labels is not None else None)  # (m, *sample_shape), (m,)
 
@@ -268,8 +285,10 @@ class _Run:
 
     def _finite(self, loss: torch.Tensor, net: str) -> None:
         if not torch.isfinite(loss):
-            raise TrainingError(f"step {self.step + 1}, epoch {self.epoch + 1}: {net} loss is {loss.item()}; "
-                                "the run diverged (lower the learning rate or check the data)")
+            raise TrainingError(
+                f"step {self.step + 1}, epoch {self.epoch + 1}: {net} loss is {loss.item()}; "
+                "the run diverged (lower the learning rate or check the data)"
+            )
 
     # ---- per-epoch outputs ----
     def end_epoch(self, partial: bool = False) -> dict:
@@ -279,11 +298,18 @@ class _Run:
         nd, ng = max(s["d_updates"], 1), max(s["g_updates"], 1)
         if not partial:
             self.epoch += 1
-        row = {"epoch": self.epoch, "step": self.step, "partial": partial,
-               "d_real": s["d_real"] / nd, "d_fake": s["d_fake"] / nd,
-               "loss_d": s["loss_d"] / nd, "loss_g": s["loss_g"] / ng,
-               "lr_d": self.opt_d.param_groups[0]["lr"], "lr_g": self.opt_g.param_groups[0]["lr"],
-               "wall_time_s": round(self.wall, 3)}
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "partial": partial,
+            "d_real": s["d_real"] / nd,
+            "d_fake": s["d_fake"] / nd,
+            "loss_d": s["loss_d"] / nd,
+            "loss_g": s["loss_g"] / ng,
+            "lr_d": self.opt_d.param_groups[0]["lr"],
+            "lr_g": self.opt_g.param_groups[0]["lr"],
+            "wall_time_s": round(self.wall, 3),
+        }
         with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         self.write_grid(partial)
@@ -322,13 +348,25 @@ class _Run:
         name = f"step-{self.step:08d}.png" if partial else f"epoch-{self.epoch:04d}.png"
         ref = self.data[:2000].cpu().numpy() if samples.ndim == 2 else None
         rng = self.config.network.value_range or (0.0, 1.0)
-        return save_grid(samples, self.out_dir / "grids" / name, rng, ref,
-                         title=f"{self.config.preset}, epoch {self.epoch}, step {self.step}", ncol=ncol,
-                         labels=c.cpu().numpy() if c is not None else None)
+        return save_grid(
+            samples,
+            self.out_dir / "grids" / name,
+            rng,
+            ref,
+            title=f"{self.config.preset}, epoch {self.epoch}, step {self.step}",
+            ncol=ncol,
+            labels=c.cpu().numpy() if c is not None else None,
+        )
 
 
-def train(config: TrainConfig, out_dir: Path | str, *, max_steps: Optional[int] = None, progress: bool = True,
-          hooks: Optional[Hooks] = None) -> Path:
+def train(
+    config: TrainConfig,
+    out_dir: Path | str,
+    *,
+    max_steps: Optional[int] = None,
+    progress: bool = True,
+    hooks: Optional[Hooks] = None,
+) -> Path:
     """Train until `config.epochs` passes or step `max_steps` (counted from the run's start, so a
     resumed run with max_steps=2N stops at step 2N). Resumes from out_dir's latest checkpoint."""
     out_dir = Path(out_dir)
@@ -346,8 +384,14 @@ def train(config: TrainConfig, out_dir: Path | str, *, max_steps: Optional[int] 
     total = math.ceil(config.epochs * steps_per_epoch)
     if max_steps is not None:
         total = min(total, max_steps)
-    bar = tqdm(total=total, initial=min(run.step, total), disable=not progress, unit="step",
-               desc=f"{config.preset} epoch {run.epoch + 1}", dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=min(run.step, total),
+        disable=not progress,
+        unit="step",
+        desc=f"{config.preset} epoch {run.epoch + 1}",
+        dynamic_ncols=True,
+    )
     dirty = False  # steps since the last checkpoint
     # An exception (divergence, Ctrl-C) leaves the last epoch's checkpoint as the latest: a save
     # in the middle of a step would not resume exactly.

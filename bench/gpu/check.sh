@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU part of issue 7 in one go, on a machine with an NVIDIA GPU (docs/PERFORMANCE.md, "On a
-# GPU"): the provider really used, the engine alone on the GPU (with and without IOBinding), the
-# GPU tests, and the serving harness through the CUDA provider at n = 1, 64 and 1024.
+# The GPU part of issue 7 in one go, on a machine with an NVIDIA GPU (bench/gpu/README.md): the
+# provider really used, the engine alone on the GPU (with and without IOBinding), the GPU tests,
+# and the serving harness through the CUDA provider at n = 1, 64 and 1024.
 #
 #   bash bench/gpu/check.sh                      # on the device machine, from the repo root
 #   DEVICE=cpu PYTHON=/usr/bin/python3 bash bench/gpu/check.sh   # rehearsal (pack.sh --python 3.11)
@@ -96,7 +96,7 @@ step "which provider a session really gets"
 run_for 120 $PY - "$DEVICE" <<'EOF' || failed+=(provider)
 import sys
 from pathlib import Path
-from service.providers import choose_providers
+from service.runtime.providers import choose_providers
 providers, note = choose_providers(sys.argv[1], Path("models/mnist/generator.onnx"), 1)
 print(providers, "-", note)
 EOF

@@ -8,7 +8,7 @@
 #   bench/gpu/pack.sh --python 3.11   # for this machine's python3: rehearse check.sh here
 #
 # The onnxruntime-gpu wheel alone is 244 MiB, so the pack takes about seven calls: see
-# docs/PERFORMANCE.md, "On a GPU", for the calls and the order.
+# bench/gpu/README.md for the calls and the order.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -68,4 +68,4 @@ echo
 echo "packed $(ls "$STAGE/wheels" | wc -l) wheels and wrk into $(ls "$PACK"/part.* | wc -l) parts in $PACK:"
 (cd "$PACK" && ls -l part.* | awk '{printf "  %s %.1f MiB\n", $NF, $5 / 1048576}')
 echo "each device call carries one part (carry: [\".gpu/part.NN\"]); the last carries manifest.sha256"
-echo "and python too and runs bench/gpu/check.sh (docs/PERFORMANCE.md, \"On a GPU\")."
+echo "and python too and runs bench/gpu/check.sh (bench/gpu/README.md)."

@@ -24,12 +24,13 @@ from typing import Optional
 
 from pydantic import ValidationError
 
+from service.core.sampling import card_drs_gamma
 from service.datasets import manifest as mf
 from service.datasets.job import Interrupted, Job
-from service.datasets.plan import DatasetSpec, PlanError, parse_part, parse_shards
+from service.datasets.plan import DatasetSpec, PlanError, class_spec, parse_part, parse_shards
 from service.datasets.sources import HttpSource, Source, SourceError, open_local
 from service.datasets.storage import LocalStorage, Storage, StorageError, open_storage
-from service.sampling import card_drs_gamma
+from service.runtime import backends
 from service.settings import SettingsError, cpu_count, load_settings
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -42,110 +43,155 @@ class UsageError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--url", action="append", metavar="URL",
-                        help="a server's base URL; repeat for several replicas (requests go round-robin)")
-    source.add_argument("--model-dir", type=Path, metavar="FOLDER",
-                        help="a local model folder (e.g. models/mnist): no server, the same engine")
+    source.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="a server's base URL; repeat for several replicas (requests go round-robin)",
+    )
+    source.add_argument(
+        "--model-dir",
+        type=Path,
+        metavar="FOLDER",
+        help="a local model folder (e.g. models/mnist): no server, the same engine",
+    )
     parser.add_argument("--model", help="model name on the server (default: the server's default model)")
-    parser.add_argument("--out", required=True,
-                        help="the dataset folder (created; reruns resume it), or an fsspec URL such as "
-                             "s3://bucket/prefix (needs the backend, e.g. s3fs: the `data` extra)")
-    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an fsspec option for a URL --out, e.g. endpoint_url=http://127.0.0.1:9000 "
-                             "(values read as JSON when they parse); repeat for several")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="the dataset folder (created; reruns resume it), or an fsspec URL such as "
+        "s3://bucket/prefix (needs the backend, e.g. s3fs: the `data` extra)",
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an fsspec option for a URL --out, e.g. endpoint_url=http://127.0.0.1:9000 "
+        "(values read as JSON when they parse); repeat for several",
+    )
     parser.add_argument("--samples", type=int, required=True, help="samples in the whole dataset")
     parser.add_argument("--shard-size", type=int, default=10_000, help="samples per shard (default 10000)")
-    parser.add_argument("--block-size", type=int, default=1024,
-                        help="samples per request, at most the server's max n (default 1024); part of "
-                             "the dataset's definition, like --seed")
+    parser.add_argument(
+        "--block-size",
+        type=int,
+        default=1024,
+        help="samples per request, at most the server's max n (default 1024); part of "
+        "the dataset's definition, like --seed",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base seed of the dataset (default 0)")
-    parser.add_argument("--format", choices=["npy", "png", "parquet", "webdataset"], default="npy",
-                        help="npy arrays, folders of PNGs, one Parquet file or one WebDataset tar per shard")
-    parser.add_argument("--encoding", choices=["array", "png"], default="array",
-                        help="parquet/webdataset rows as tensors (default) or PNG images (uint8)")
-    parser.add_argument("--dtype", choices=["float32", "uint8"],
-                        help="npy: float32 samples (default) or uint8 pixels (images); png is always uint8")
+    parser.add_argument(
+        "--format",
+        choices=["npy", "png", "parquet", "webdataset"],
+        default="npy",
+        help="npy arrays, folders of PNGs, one Parquet file or one WebDataset tar per shard",
+    )
+    parser.add_argument(
+        "--encoding",
+        choices=["array", "png"],
+        default="array",
+        help="parquet/webdataset rows as tensors (default) or PNG images (uint8)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "uint8"],
+        help="npy: float32 samples (default) or uint8 pixels (images); png is always uint8",
+    )
     parser.add_argument("--realness", action="store_true", help="also store each row's realness (D) beside its shard")
-    parser.add_argument("--labels", action="store_true", dest="labels_deprecated",
-                        help="deprecated alias of --realness (it never meant class labels; see --classes)")
-    parser.add_argument("--classes", metavar="POLICY",
-                        help="a conditional model's class labels, stored beside each shard: balanced (classes in "
-                             "turn over the dataset), uniform (drawn from the seed; the default), or classes with "
-                             "proportions like 3:1,7:3 or 0,1,2 (equal) by index or name")
+    parser.add_argument(
+        "--labels",
+        action="store_true",
+        dest="labels_deprecated",
+        help="deprecated alias of --realness (it never meant class labels; see --classes)",
+    )
+    parser.add_argument(
+        "--classes",
+        metavar="POLICY",
+        help="a conditional model's class labels, stored beside each shard: balanced (classes in "
+        "turn over the dataset), uniform (drawn from the seed; the default), or classes with "
+        "proportions like 3:1,7:3 or 0,1,2 (equal) by index or name",
+    )
     parser.add_argument("--truncation", type=float, help="redraw latent coordinates with |z| beyond this")
     parser.add_argument("--min-realness", type=float, help="keep only samples with realness >= this (0..1)")
     parser.add_argument("--drs", action="store_true", help="discriminator rejection sampling (Azadi et al. 2019)")
-    parser.add_argument("--drs-gamma", type=float,
-                        help="DRS acceptance shift; higher is stricter (default: the model card's, as /sample uses; "
-                             "the manifest records the value used)")
+    parser.add_argument(
+        "--drs-gamma",
+        type=float,
+        help="DRS acceptance shift; higher is stricter (default: the model card's, as /sample uses; "
+        "the manifest records the value used)",
+    )
     part = parser.add_mutually_exclusive_group()
     part.add_argument("--shards", metavar="LIST", help="only these shards, e.g. 17-20 or 0,3,5-9")
     part.add_argument("--shard", metavar="i/N", help="only shards i, i+N, i+2N, ...: one of N machines' part")
-    parser.add_argument("--workers", type=int,
-                        help="shards made at once (default: 2 locally, 2 per server URL over HTTP)")
+    parser.add_argument(
+        "--workers", type=int, help="shards made at once (default: 2 locally, 2 per server URL over HTTP)"
+    )
     parser.add_argument("--retries", type=int, default=5, help="HTTP: retries of a failed request (default 5)")
-    parser.add_argument("--backoff", type=float, default=0.5, help="HTTP: first retry delay in s, doubling (default 0.5)")
+    parser.add_argument(
+        "--backoff", type=float, default=0.5, help="HTTP: first retry delay in s, doubling (default 0.5)"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="HTTP: seconds per request (default 120)")
     parser.add_argument("--token", help="HTTP: bearer token (default: $GANSERVE_API_TOKEN)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="local: execution device")
     parser.add_argument("--threads", type=int, help="local: graph threads (default: all cores)")
-    parser.add_argument("--backend", choices=["onnxruntime", "openvino", "auto"], default="onnxruntime",
-                        help="local, on the CPU: the engine that runs the graphs (default onnxruntime, the same bytes "
-                             "as a server pinned to it; openvino or auto (the faster) agree within float tolerance, "
-                             "not to the byte). The manifest records the engine of every shard")
+    parser.add_argument(
+        "--backend",
+        choices=[*backends.NAMES, "auto"],
+        default=backends.DEFAULT,
+        help="local, on the CPU: the engine that runs the graphs (default onnxruntime, the same bytes "
+        "as a server pinned to it; openvino or auto (the faster) agree within float tolerance, "
+        "not to the byte). The manifest records the engine of every shard",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # --- Ray (service/datasets/ray_job.py): the shards run on a cluster's workers ---
-    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                        help="run the shards on Ray actors, one model load each (GPU actors when the "
-                             "cluster has GPUs); ADDRESS of a running cluster (host:port or auto), or "
-                             "none for a local Ray. Needs --model-dir and the `ray` extra; --workers "
-                             "sets the actors (default: one per CPU, or per GPU, of the cluster)")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run the shards on Ray actors, one model load each (GPU actors when the "
+        "cluster has GPUs); ADDRESS of a running cluster (host:port or auto), or "
+        "none for a local Ray. Needs --model-dir and the `ray` extra; --workers "
+        "sets the actors (default: one per CPU, or per GPU, of the cluster)",
+    )
 
 
 def _filtered(args: argparse.Namespace) -> bool:
     return args.min_realness is not None or args.drs
 
 
-def class_spec(policy: Optional[str], condition) -> Optional[dict]:
-    """--classes against the model's condition (None: unconditional): the ClassSpec's fields."""
-    if condition is None:
-        if policy is not None:
-            raise UsageError("--classes: the model is unconditional; it makes no class labels")
-        return None
-    policy = (policy or "uniform").strip()
-    if policy in ("balanced", "uniform"):
-        return {"policy": policy, "classes": condition.classes}
-    weights: dict[int, float] = {}
-    for item in policy.split(","):
-        name, _, weight = item.strip().partition(":")
-        try:
-            k = condition.index(int(name) if name.strip().isdigit() else name.strip())
-        except ValueError as e:
-            raise UsageError(f"--classes: {e}") from None
-        try:
-            w = float(weight) if weight else 1.0
-        except ValueError:
-            raise UsageError(f"--classes: {item!r}: the proportion after ':' must be a number") from None
-        if not w > 0 or w != w or w == float("inf"):
-            raise UsageError(f"--classes: {item!r}: proportions must be finite and > 0")
-        weights[k] = weights.get(k, 0.0) + w
-    return {"policy": "proportions", "classes": condition.classes, "proportions": weights}
-
-
-def _spec(args: argparse.Namespace, model: str, version: str, max_draws_factor: int,
-          classes: Optional[dict] = None, card_gamma: float = 0.0) -> DatasetSpec:
+def _spec(
+    args: argparse.Namespace,
+    model: str,
+    version: str,
+    max_draws_factor: int,
+    classes: Optional[dict] = None,
+    card_gamma: float = 0.0,
+) -> DatasetSpec:
     """The dataset's definition; an out-of-range value is a UsageError naming its option. The
     source's draw bound is recorded only for a filtered dataset (nothing is redrawn otherwise)."""
     dtype = args.dtype or ("uint8" if args.format == "png" or args.encoding == "png" else "float32")
     try:
         return DatasetSpec(
-            model=model, model_version=version, base_seed=args.seed, samples=args.samples,
-            shard_size=args.shard_size, block_size=args.block_size, truncation=args.truncation,
-            filter={"min_realness": args.min_realness, "drs": args.drs,
-                    "drs_gamma": args.drs_gamma if args.drs_gamma is not None else (card_gamma if args.drs else 0.0)},
+            model=model,
+            model_version=version,
+            base_seed=args.seed,
+            samples=args.samples,
+            shard_size=args.shard_size,
+            block_size=args.block_size,
+            truncation=args.truncation,
+            filter={
+                "min_realness": args.min_realness,
+                "drs": args.drs,
+                "drs_gamma": args.drs_gamma if args.drs_gamma is not None else (card_gamma if args.drs else 0.0),
+            },
             max_draws_factor=max_draws_factor if _filtered(args) else None,
-            format=args.format, encoding=args.encoding, dtype=dtype, realness=args.realness or args.labels_deprecated,
-            classes=classes)
+            format=args.format,
+            encoding=args.encoding,
+            dtype=dtype,
+            realness=args.realness or args.labels_deprecated,
+            classes=classes,
+        )
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         loc = [str(p) for p in err["loc"] if p != "filter"]
@@ -170,7 +216,9 @@ def _storage_options(args: argparse.Namespace) -> dict:
 def _check_options(args: argparse.Namespace) -> None:
     if args.ray is not None and args.model_dir is None:
         raise UsageError("--ray: runs the engine on the cluster's workers from a model folder: use --model-dir")
-    if args.workers is None and args.ray is None:  # two in flight per source: one computing while the other's shard is written
+    if (
+        args.workers is None and args.ray is None
+    ):  # two in flight per source: one computing while the other's shard is written
         args.workers = 2 * len(args.url) if args.url else 2
     for name in ("workers", "retries", "threads"):
         value = getattr(args, name)
@@ -191,8 +239,10 @@ def _check_limits(source: Source, spec: DatasetSpec) -> None:
     """A block over the server's max n would be refused mid-run: refuse it before anything is written."""
     largest = min(spec.block_size, spec.shard_size, spec.samples)  # the most samples one request asks for
     if source.max_n is not None and largest > source.max_n:
-        raise UsageError(f"--block-size: {spec.block_size} is over the server's max n of {source.max_n} "
-                         f"(GANSERVE_MAX_N there); use --block-size {source.max_n} or less")
+        raise UsageError(
+            f"--block-size: {spec.block_size} is over the server's max n of {source.max_n} "
+            f"(GANSERVE_MAX_N there); use --block-size {source.max_n} or less"
+        )
 
 
 def _check_output(store: Storage) -> None:
@@ -235,8 +285,9 @@ def _open_source(args: argparse.Namespace):
     settings = load_settings()  # the draw bound of filters must be the one the server would use
     if args.ray is not None:  # the driver only checks the folder and reads the card: one thread, CPU
         return open_local(args.model_dir, "cpu", 1, settings.max_draws_factor)
-    return open_local(args.model_dir, args.device, args.threads or cpu_count(), settings.max_draws_factor,
-                      backend=args.backend)
+    return open_local(
+        args.model_dir, args.device, args.threads or cpu_count(), settings.max_draws_factor, backend=args.backend
+    )
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -245,8 +296,10 @@ def _on_sigterm(signum, frame) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.labels_deprecated:
-        print("warning: --labels is deprecated: it stores D's realness, now --realness (class labels: --classes)",
-              file=sys.stderr)
+        print(
+            "warning: --labels is deprecated: it stores D's realness, now --realness (class labels: --classes)",
+            file=sys.stderr,
+        )
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     source, job, running = None, None, False
     try:
@@ -258,13 +311,20 @@ def run(args: argparse.Namespace) -> int:
         _check_output(store)
         source = _open_source(args)
         card = source.card
-        spec = _spec(args, card.name, card.files["generator"].sha256,
-                     source.max_draws_factor if _filtered(args) else 1, class_spec(args.classes, card.condition),
-                     card_drs_gamma(card))
+        spec = _spec(
+            args,
+            card.name,
+            card.files["generator"].sha256,
+            source.max_draws_factor if _filtered(args) else 1,
+            class_spec(args.classes, card.condition),
+            card_drs_gamma(card),
+        )
         _check_limits(source, spec)
         if (spec.filter.active or spec.realness) and not card.has_discriminator:
-            raise UsageError(f"--realness/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "
-                             "to filter or label by")
+            raise UsageError(
+                f"--realness/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "
+                "to filter or label by"
+            )
         if (spec.dtype == "uint8" or spec.format == "png" or spec.encoding == "png") and card.sample.kind != "image":
             raise UsageError(f"--format/--dtype: {card.name} makes {card.sample.kind}s; only images go to uint8 or png")
         shards = _selection(args, spec)
@@ -273,8 +333,10 @@ def run(args: argparse.Namespace) -> int:
             mf.check_same_dataset(existing, spec, store)
         store.ensure()
         job = _job(args, source, spec, store)
-        print(f"{spec.num_shards} shard(s) of up to {spec.shard_size} from {job.source_description} into {store}",
-              file=sys.stderr)
+        print(
+            f"{spec.num_shards} shard(s) of up to {spec.shard_size} from {job.source_description} into {store}",
+            file=sys.stderr,
+        )
         running = True
         result = job.run(shards)
     except (UsageError, PlanError, SourceError, mf.ManifestError, SettingsError, StorageError) as e:
@@ -295,9 +357,11 @@ def run(args: argparse.Namespace) -> int:
             job.close()
     totals = result.manifest.totals
     rate = result.samples_made / result.seconds if result.seconds else 0.0
-    print(f"made {len(result.made)} shard(s), repaired {len(result.repaired)}, skipped {len(result.skipped)} "
-          f"complete; {totals.complete}/{totals.shards} shards, {totals.samples} samples "
-          f"({totals.drawn} drawn) in {store}/{mf.MANIFEST}; {rate:,.0f} samples/s")
+    print(
+        f"made {len(result.made)} shard(s), repaired {len(result.repaired)}, skipped {len(result.skipped)} "
+        f"complete; {totals.complete}/{totals.shards} shards, {totals.samples} samples "
+        f"({totals.drawn} drawn) in {store}/{mf.MANIFEST}; {rate:,.0f} samples/s"
+    )
     return 0
 
 
@@ -310,8 +374,17 @@ def _job(args: argparse.Namespace, source: Source, spec: DatasetSpec, store: Sto
     except ImportError as e:
         raise UsageError(f"--ray: Ray is not installed ({e}); pip install 'ganserve[ray]'") from None
     try:
-        return RayJob.start(args.ray, args.model_dir, source, spec, store, workers=args.workers,
-                            threads=args.threads, device=args.device, progress=not args.quiet)
+        return RayJob.start(
+            args.ray,
+            args.model_dir,
+            source,
+            spec,
+            store,
+            workers=args.workers,
+            threads=args.threads,
+            device=args.device,
+            progress=not args.quiet,
+        )
     except SourceError:
         raise
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:  # ray.init's ways of failing

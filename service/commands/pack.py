@@ -23,14 +23,23 @@ EXIT_USAGE = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", type=Path, required=True, metavar="G.onnx", help="the generator graph")
-    parser.add_argument("--discriminator", type=Path, metavar="D.onnx",
-                        help="its discriminator (outputs one logit per sample), for /score and realness filters")
+    parser.add_argument(
+        "--discriminator",
+        type=Path,
+        metavar="D.onnx",
+        help="its discriminator (outputs one logit per sample), for /score and realness filters",
+    )
     flags.add_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("models"), help="the models directory (default: models)")
     parser.add_argument("--force", action="store_true", help="replace a model folder of the same name")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents for samples.png and realness")
-    parser.add_argument("--realness-samples", type=int, default=1000, metavar="N",
-                        help="G's samples over which D's max logit (for DRS) is measured")
+    parser.add_argument(
+        "--realness-samples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="G's samples over which D's max logit (for DRS) is measured",
+    )
     # `python -m training pack` passes the record of the torch files it exported from.
     parser.add_argument("--source-record", type=Path, help=argparse.SUPPRESS)
 
@@ -48,8 +57,15 @@ def run(args: argparse.Namespace) -> int:
         source = None
         if args.source_record is not None:
             source = Source.model_validate(json.loads(args.source_record.read_text(encoding="utf-8")))
-        folder = pack(Graphs(args.generator, args.discriminator), decl, args.out, force=args.force, seed=args.seed,
-                      realness_samples=args.realness_samples, source=source)
+        folder = pack(
+            Graphs(args.generator, args.discriminator),
+            decl,
+            args.out,
+            force=args.force,
+            seed=args.seed,
+            realness_samples=args.realness_samples,
+            source=source,
+        )
     except PackError as e:
         print(f"pack: error: {e}", file=sys.stderr)
         return EXIT_USAGE

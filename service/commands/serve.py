@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from service.memory import ALLOCATOR_ENV
+from service.runtime import backends
+from service.runtime.memory import ALLOCATOR_ENV
 from service.settings import SettingsError, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, help="models directory (GANSERVE_MODELS_DIR, default models)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="GANSERVE_DEVICE (default auto)")
     parser.add_argument("--workers", type=int, help="worker processes (GANSERVE_WORKERS; default: one per core)")
-    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"],
-                        help="GANSERVE_BACKEND: the CPU engine (default auto: the faster on this host)")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", *backends.NAMES],
+        help="GANSERVE_BACKEND: the CPU engine (default auto: the faster on this host)",
+    )
 
 
 def server_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
@@ -39,12 +43,23 @@ def server_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]
         env["GANSERVE_WORKERS"] = str(args.workers)
     if getattr(args, "backend", None) is not None:
         env["GANSERVE_BACKEND"] = args.backend
-    for key, value in ALLOCATOR_ENV.items():  # glibc's allocator settings (service/memory.py); the caller's win
+    for key, value in ALLOCATOR_ENV.items():  # glibc's allocator settings (service/runtime/memory.py); the caller's win
         env.setdefault(key, value)
     models_dir = Path(env.get("GANSERVE_MODELS_DIR", "models"))
     env["GANSERVE_MODELS_DIR"] = str(models_dir.resolve())
-    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", args.host, "--port", str(args.port),
-               "--working-dir", str(REPO_ROOT)]
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--working-dir",
+        str(REPO_ROOT),
+    ]
     return command, env
 
 
@@ -57,24 +72,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not settings.models_dir.is_dir():
-        print(f"error: models directory {settings.models_dir} does not exist (set GANSERVE_MODELS_DIR "
-              "or --models-dir; `python -m training export` writes models there)", file=sys.stderr)
+        print(
+            f"error: models directory {settings.models_dir} does not exist (set GANSERVE_MODELS_DIR "
+            "or --models-dir; `python -m training export` writes models there)",
+            file=sys.stderr,
+        )
         return 2
     # BentoML restarts a worker whose start-up failed every few seconds, forever: check here, once,
     # that the models load (default model intact, device usable) and fail in one line if not.
-    from service.engine import Engine, EngineError
-    from service.providers import DeviceError
+    from service.runtime.engine import Engine, EngineError
+    from service.runtime.providers import DeviceError
 
     try:
         # onnxruntime alone: this check is about loading, and auto would time every model twice.
-        engine = Engine(settings.models_dir, settings.device, settings.default_model, intra_op_threads=1,
-                        backend="openvino" if settings.backend == "openvino" else "onnxruntime")
+        engine = Engine(
+            settings.models_dir,
+            settings.device,
+            settings.default_model,
+            intra_op_threads=1,
+            backend=backends.DEFAULT if settings.backend == "auto" else settings.backend,
+        )
     except (EngineError, DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name, reason in engine.unavailable.items():
         print(f"warning: model {name} is unavailable: {reason}", file=sys.stderr)
-    print(f"serving {sorted(engine.models)} from {settings.models_dir} (default {engine.default_model}, "
-          f"{engine.provider_note}) on http://{args.host}:{args.port}", flush=True)
+    print(
+        f"serving {sorted(engine.models)} from {settings.models_dir} (default {engine.default_model}, "
+        f"{engine.provider_note}) on http://{args.host}:{args.port}",
+        flush=True,
+    )
     del engine
     os.execvpe(command[0], command, env)  # the server replaces this process: signals reach it directly

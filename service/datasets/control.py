@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
-from . import slots
+from service.datasets import slots
 
 log = logging.getLogger("ganserve.datasets")
 CANCEL_DIR = ".cancel"

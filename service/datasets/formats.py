@@ -21,19 +21,26 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
-from ..encoding import png_bytes
-from .plan import DatasetSpec
+from service.core.encoding import png_bytes
+from service.datasets.plan import DatasetSpec
 
 SUFFIX = {"parquet": "parquet", "webdataset": "tar"}  # formats written as one file per shard
 _HF_ARRAY = {2: "Array2D", 3: "Array3D", 4: "Array4D", 5: "Array5D"}
 
 
-def encode(spec: DatasetSpec, first_row: int, array: np.ndarray, realness: Optional[np.ndarray],
-           classes: Optional[np.ndarray] = None, class_names: Optional[Sequence[str]] = None) -> bytes:
+def encode(
+    spec: DatasetSpec,
+    first_row: int,
+    array: np.ndarray,
+    realness: Optional[np.ndarray],
+    classes: Optional[np.ndarray] = None,
+    class_names: Optional[Sequence[str]] = None,
+) -> bytes:
     """One shard's rows -> the bytes of its file. array: (n, *sample_shape) float32 or uint8;
     realness: (n,) float32 or None; classes: (n,) int or None."""
     if spec.format == "parquet":
@@ -96,8 +103,13 @@ def _hf_array_type(pa, shape: tuple[int, ...], dtype: str):
     return HfArray()
 
 
-def parquet_bytes(array: np.ndarray, realness: Optional[np.ndarray], as_png: bool,
-                  classes: Optional[np.ndarray] = None, class_names: Optional[Sequence[str]] = None) -> bytes:
+def parquet_bytes(
+    array: np.ndarray,
+    realness: Optional[np.ndarray],
+    as_png: bool,
+    classes: Optional[np.ndarray] = None,
+    class_names: Optional[Sequence[str]] = None,
+) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -105,7 +117,8 @@ def parquet_bytes(array: np.ndarray, realness: Optional[np.ndarray], as_png: boo
     if as_png:
         pngs = [_png(image) for image in array]
         columns["image"] = pa.StructArray.from_arrays(
-            [pa.array(pngs, pa.binary()), pa.nulls(len(pngs), pa.string())], names=["bytes", "path"])
+            [pa.array(pngs, pa.binary()), pa.nulls(len(pngs), pa.string())], names=["bytes", "path"]
+        )
         features["image"] = {"_type": "Image"}
     else:
         columns["sample"] = _sample_column(pa, array)
@@ -115,8 +128,9 @@ def parquet_bytes(array: np.ndarray, realness: Optional[np.ndarray], as_png: boo
         features["realness"] = {"dtype": "float32", "_type": "Value"}
     if classes is not None:
         columns["label"] = pa.array(classes.astype(np.int64))
-        features["label"] = ({"names": list(class_names), "_type": "ClassLabel"} if class_names
-                             else {"dtype": "int64", "_type": "Value"})
+        features["label"] = (
+            {"names": list(class_names), "_type": "ClassLabel"} if class_names else {"dtype": "int64", "_type": "Value"}
+        )
     table = pa.table(columns)
     table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
     sink = io.BytesIO()
@@ -133,8 +147,13 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def tar_bytes(array: np.ndarray, realness: Optional[np.ndarray], as_png: bool, first_row: int,
-              classes: Optional[np.ndarray] = None) -> bytes:
+def tar_bytes(
+    array: np.ndarray,
+    realness: Optional[np.ndarray],
+    as_png: bool,
+    first_row: int,
+    classes: Optional[np.ndarray] = None,
+) -> bytes:
     sink = io.BytesIO()
     with tarfile.open(fileobj=sink, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for i, row in enumerate(array):

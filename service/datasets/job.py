@@ -9,20 +9,21 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 from tqdm import tqdm
 
-from .. import sampling
-from . import manifest as mf
-from . import writer
-from .plan import DatasetSpec, shard_seed
-from .sources import Source
-from .storage import Storage, open_storage
+from service.core import sampling
+from service.datasets import manifest as mf
+from service.datasets import writer
+from service.datasets.plan import DatasetSpec, shard_seed
+from service.datasets.sources import Source
+from service.datasets.storage import Storage, open_storage
 
 
 class Interrupted(RuntimeError):
@@ -48,9 +49,16 @@ def _stderr_line(text: str) -> None:
 
 
 class Job:
-    def __init__(self, source: Source, spec: DatasetSpec, folder: Union[Path, str, Storage], workers: int = 2,
-                 progress: bool = True, say: Callable[[str], None] = _stderr_line,
-                 before_shard: Optional[Callable[[int], None]] = None):
+    def __init__(
+        self,
+        source: Source,
+        spec: DatasetSpec,
+        folder: Union[Path, str, Storage],
+        workers: int = 2,
+        progress: bool = True,
+        say: Callable[[str], None] = _stderr_line,
+        before_shard: Optional[Callable[[int], None]] = None,
+    ):
         """`folder`: a local folder, an fsspec URL (s3://bucket/prefix) or an opened storage.
         `before_shard(index)`: called before a shard is made; what it raises stops the job (the
         server's task checks its disk budget there, datasets/limits.py)."""
@@ -85,8 +93,16 @@ class Job:
         recorded = mf.update(self.store, self.spec, card).complete
         result = JobResult(manifest=None)
         total = sum(self.spec.shard_request(i) for i in shards)
-        self._bar = tqdm(total=total, unit="sample", unit_scale=True, dynamic_ncols=True, smoothing=0.1,
-                         disable=not self.progress, desc=f"{card.name} -> {self.store.label}", file=sys.stderr)
+        self._bar = tqdm(
+            total=total,
+            unit="sample",
+            unit_scale=True,
+            dynamic_ncols=True,
+            smoothing=0.1,
+            disable=not self.progress,
+            desc=f"{card.name} -> {self.store.label}",
+            file=sys.stderr,
+        )
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="shard") as pool:
                 futures = {pool.submit(self._shard, i, recorded.get(i)): i for i in shards}
@@ -147,9 +163,14 @@ class Job:
         return make_shard(self.source, self.spec, self.store, index, self.stop, self._advance)
 
 
-def make_shard(source: Source, spec: DatasetSpec, store: Storage, index: int, stop: threading.Event,
-               advance: Callable[[int, int, int], None] = lambda requested, accepted, drawn: None
-               ) -> mf.ShardRecord:
+def make_shard(
+    source: Source,
+    spec: DatasetSpec,
+    store: Storage,
+    index: int,
+    stop: threading.Event,
+    advance: Callable[[int, int, int], None] = lambda requested, accepted, drawn: None,
+) -> mf.ShardRecord:
     """Shard `index` from the source into the storage: its files, written whole, and the record
     that the manifest will hold. Depends on (spec, index) alone, wherever it runs."""
     stem = writer.shard_stem(index, spec.num_shards)
@@ -177,14 +198,30 @@ def make_shard(source: Source, spec: DatasetSpec, store: Storage, index: int, st
     x = x[:count]  # (count, *sample_shape)
     realness = sampling.realness(logits[:count]) if logits is not None else None
     classes = classes[:count] if classes is not None else None
-    files = writer.write_shard(store, stem, spec, x, realness, source.card.sample.value_range, classes,
-                               first_row=index * spec.shard_size,
-                               class_names=list(condition.names) if condition else None)
+    files = writer.write_shard(
+        store,
+        stem,
+        spec,
+        x,
+        realness,
+        source.card.sample.value_range,
+        classes,
+        first_row=index * spec.shard_size,
+        class_names=list(condition.names) if condition else None,
+    )
     counts = np.bincount(classes, minlength=condition.classes).tolist() if classes is not None else None
     return mf.ShardRecord(
-        index=index, seed=shard_seed(spec.base_seed, index), requested=spec.shard_request(index), count=len(x),
-        drawn=drawn, data=_file_record(files.data), realness=_file_record(files.realness) if files.realness else None,
-        labels=_file_record(files.labels) if files.labels else None, class_counts=counts, engine=source.engine)
+        index=index,
+        seed=shard_seed(spec.base_seed, index),
+        requested=spec.shard_request(index),
+        count=len(x),
+        drawn=drawn,
+        data=_file_record(files.data),
+        realness=_file_record(files.realness) if files.realness else None,
+        labels=_file_record(files.labels) if files.labels else None,
+        class_counts=counts,
+        engine=source.engine,
+    )
 
 
 def _file_record(written: writer.WrittenFile) -> mf.FileRecord:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .plan import DatasetSpec
+from service.datasets.plan import DatasetSpec
 
 NPY_HEADER_BYTES = 128  # np.save's version 1.0 header, padded to 64-byte alignment
 FS_BLOCK = 4096  # each PNG is a file of its own: it takes at least one filesystem block
@@ -88,8 +88,9 @@ class ShardGuard:
     def __call__(self, index: int) -> None:
         size = shard_bytes(self.spec, self.spec.shard_request(index), self.shape)
         if self.planned + size > self.allowed:
-            raise DatasetTooLarge(f"shard {index} ({human(size)}) would take this job past its budget of "
-                                  f"{human(self.allowed)}")
+            raise DatasetTooLarge(
+                f"shard {index} ({human(size)}) would take this job past its budget of {human(self.allowed)}"
+            )
         free = free_bytes(self.folder)
         if size > free:
             raise DatasetTooLarge(f"shard {index} needs {human(size)}, the output volume has {human(free)} free")

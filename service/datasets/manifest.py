@@ -18,10 +18,9 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.card import ModelCard, now_utc
-
-from .plan import DatasetSpec
-from .storage import LOCK, TMP_MARK, Storage, open_storage  # noqa: F401 (LOCK: named in docs and tests)
-from .writer import WrittenFile
+from service.datasets.plan import DatasetSpec
+from service.datasets.storage import LOCK, TMP_MARK, Storage, open_storage  # noqa: F401 (LOCK: named in docs and tests)
+from service.datasets.writer import WrittenFile
 
 MANIFEST = "manifest.json"
 Where = Union[Path, str, Storage]  # a local folder, an fsspec URL, or an opened storage
@@ -112,9 +111,13 @@ class Manifest(_Strict):
 
 
 def model_ref(card: ModelCard) -> ModelRef:
-    return ModelRef(name=card.name, version=card.version, generator_sha256=card.files["generator"].sha256,
-                    discriminator_sha256=card.files["discriminator"].sha256 if card.has_discriminator else None,
-                    ratio_sha256=card.files["ratio"].sha256 if "ratio" in card.files else None)
+    return ModelRef(
+        name=card.name,
+        version=card.version,
+        generator_sha256=card.files["generator"].sha256,
+        discriminator_sha256=card.files["discriminator"].sha256 if card.has_discriminator else None,
+        ratio_sha256=card.files["ratio"].sha256 if "ratio" in card.files else None,
+    )
 
 
 def sample_info(card: ModelCard) -> SampleInfo:
@@ -131,10 +134,18 @@ def new_manifest(spec: DatasetSpec, card: ModelCard, shards: list[ShardRecord] =
             for k, v in enumerate(s.class_counts or []):
                 counts[k] += v
     engines = sorted({s.engine for s in shards if s.engine}) or None
-    totals = Totals(shards=spec.num_shards, complete=len(shards), samples=samples, drawn=drawn,
-                    acceptance=round(samples / drawn, 6) if drawn else None, class_counts=counts, engines=engines)
-    return Manifest(spec=spec, model=model_ref(card), sample=sample_info(card), shards=shards, totals=totals,
-                    updated_at=now_utc())
+    totals = Totals(
+        shards=spec.num_shards,
+        complete=len(shards),
+        samples=samples,
+        drawn=drawn,
+        acceptance=round(samples / drawn, 6) if drawn else None,
+        class_counts=counts,
+        engines=engines,
+    )
+    return Manifest(
+        spec=spec, model=model_ref(card), sample=sample_info(card), shards=shards, totals=totals, updated_at=now_utc()
+    )
 
 
 def read_manifest(folder: Where) -> Optional[Manifest]:
@@ -150,8 +161,10 @@ def read_manifest(folder: Where) -> Optional[Manifest]:
     try:
         return Manifest.model_validate(json.loads(raw))
     except (json.JSONDecodeError, ValidationError) as e:
-        raise ManifestError(f"{path}: not a valid manifest ({str(e).splitlines()[0]}); remove it (and the "
-                            "shards, which it alone vouches for) to start over") from None
+        raise ManifestError(
+            f"{path}: not a valid manifest ({str(e).splitlines()[0]}); remove it (and the "
+            "shards, which it alone vouches for) to start over"
+        ) from None
 
 
 def check_same_dataset(existing: Manifest, spec: DatasetSpec, path: Where) -> None:
@@ -160,12 +173,15 @@ def check_same_dataset(existing: Manifest, spec: DatasetSpec, path: Where) -> No
         return
     old, new = existing.spec.model_dump(), spec.model_dump()
     diffs = [f"{k}: {old[k]!r} there, {new[k]!r} now" for k in new if old.get(k) != new[k]]
-    raise ManifestError(f"{open_storage(path)}/{MANIFEST} describes another dataset ({'; '.join(diffs)}): "
-                        "use another output folder, or the same options")
+    raise ManifestError(
+        f"{open_storage(path)}/{MANIFEST} describes another dataset ({'; '.join(diffs)}): "
+        "use another output folder, or the same options"
+    )
 
 
-def update(folder: Where, spec: DatasetSpec, card: ModelCard, add: list[ShardRecord] = (),
-           drop: list[int] = ()) -> Manifest:
+def update(
+    folder: Where, spec: DatasetSpec, card: ModelCard, add: list[ShardRecord] = (), drop: list[int] = ()
+) -> Manifest:
     """Merge shard records into the manifest on disk (re-read under the lock), drop the records
     of shards found damaged, and write it back atomically. Returns what was written."""
     store = open_storage(folder)

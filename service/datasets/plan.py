@@ -16,7 +16,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..latents import MAX_SEED
+from service.core.latents import MAX_SEED
 
 MAX_SHARDS = 1_000_000
 MAX_SHARD_SIZE = 1_000_000
@@ -33,7 +33,7 @@ class PlanError(ValueError):
 
 
 class FilterSpec(BaseModel):
-    """Discriminator-based rejection, as in `POST /sample` (service/sampling.py)."""
+    """Discriminator-based rejection, as in `POST /sample` (service/core/sampling.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     min_realness: Optional[float] = Field(None, ge=0, le=1)
@@ -61,7 +61,7 @@ class ClassSpec(BaseModel):
     proportions: Optional[dict[int, float]] = None
 
     @model_validator(mode="after")
-    def _weights(self) -> "ClassSpec":
+    def _weights(self) -> ClassSpec:
         if (self.policy == "proportions") != (self.proportions is not None):
             raise ValueError("proportions: given exactly with the proportions policy")
         if self.proportions is not None:
@@ -118,10 +118,12 @@ class DatasetSpec(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DatasetSpec":
+    def _consistent(self) -> DatasetSpec:
         if self.num_shards > MAX_SHARDS:
-            raise ValueError(f"{self.samples} samples in shards of {self.shard_size} make {self.num_shards} "
-                             f"shards, more than {MAX_SHARDS}: use larger shards")
+            raise ValueError(
+                f"{self.samples} samples in shards of {self.shard_size} make {self.num_shards} "
+                f"shards, more than {MAX_SHARDS}: use larger shards"
+            )
         if self.max_draws_factor is not None and not self.filter.active:
             raise ValueError("max_draws_factor applies to filtered datasets only (min_realness or drs)")
         if self.format == "png" and self.dtype != "uint8":
@@ -196,3 +198,30 @@ def parse_part(text: str, num_shards: int) -> list[int]:
     if not 0 <= i < n:
         raise PlanError("--shard", f"i must be in 0..N-1, got {i}/{n}")
     return list(range(i, num_shards, n))
+
+
+def class_spec(policy: Optional[str], condition) -> Optional[dict]:
+    """--classes (the CLI) or `classes` (the server's task) against the model's condition (None:
+    unconditional): the ClassSpec's fields; PlanError naming --classes otherwise."""
+    if condition is None:
+        if policy is not None:
+            raise PlanError("--classes", "the model is unconditional; it makes no class labels")
+        return None
+    policy = (policy or "uniform").strip()
+    if policy in ("balanced", "uniform"):
+        return {"policy": policy, "classes": condition.classes}
+    weights: dict[int, float] = {}
+    for item in policy.split(","):
+        name, _, weight = item.strip().partition(":")
+        try:
+            k = condition.index(int(name) if name.strip().isdigit() else name.strip())
+        except ValueError as e:
+            raise PlanError("--classes", f"{e}") from None
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise PlanError("--classes", f"{item!r}: the proportion after ':' must be a number") from None
+        if not w > 0 or w != w or w == float("inf"):
+            raise PlanError("--classes", f"{item!r}: proportions must be finite and > 0")
+        weights[k] = weights.get(k, 0.0) + w
+    return {"policy": "proportions", "classes": condition.classes, "proportions": weights}

@@ -30,12 +30,11 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from models.card import CARD_FILE, ModelCard
-
-from . import manifest as mf
-from .job import Interrupted, Job, make_shard
-from .plan import DatasetSpec
-from .sources import Source, SourceError, open_local
-from .storage import Storage, StorageSpec
+from service.datasets import manifest as mf
+from service.datasets.job import Interrupted, Job, make_shard
+from service.datasets.plan import DatasetSpec
+from service.datasets.sources import Source, SourceError, open_local
+from service.datasets.storage import Storage, StorageSpec
 
 ATTEMPTS = 3  # a shard whose worker died is sent again, at most this many times in all
 ACTOR_RESTARTS = 4  # each actor; a restart reloads the model
@@ -51,8 +50,16 @@ def model_files(folder: Path, card: ModelCard) -> dict[str, bytes]:
 class ShardWorker:
     """One model load, then shard after shard."""
 
-    def __init__(self, name: str, files: list, device: str, threads: int, max_draws_factor: int,
-                 spec_json: str, storage: StorageSpec):
+    def __init__(
+        self,
+        name: str,
+        files: list,
+        device: str,
+        threads: int,
+        max_draws_factor: int,
+        spec_json: str,
+        storage: StorageSpec,
+    ):
         # files: [a reference to {name: bytes}], nested so that Ray does not treat the model as a
         # constructor argument that a restart could lose; the driver keeps the object alive.
         self._dir = tempfile.TemporaryDirectory(prefix="ganserve-model-")
@@ -79,13 +86,22 @@ class ShardWorker:
 class RayJob(Job):
     """Job whose shards are made by Ray actors; `workers` is the number of actors."""
 
-    def __init__(self, source: Source, spec: DatasetSpec, store: Storage, actors: list, started_ray: bool,
-                 files, progress: bool = True, **kwargs):
+    def __init__(
+        self,
+        source: Source,
+        spec: DatasetSpec,
+        store: Storage,
+        actors: list,
+        started_ray: bool,
+        files,
+        progress: bool = True,
+        **kwargs,
+    ):
         super().__init__(source, spec, store, workers=len(actors), progress=progress, **kwargs)
         self.actors, self.started_ray = actors, started_ray
         self.files = files  # the model in the object store: restarted actors load it again
         self.alive = len(actors)  # actors not given up on (Ray restarts each up to ACTOR_RESTARTS)
-        self.idle: "queue.Queue" = queue.Queue()
+        self.idle: queue.Queue = queue.Queue()
         for actor in actors:
             self.idle.put(actor)
         self.placed: dict[int, str] = {}  # shard -> node id (also in the manifest's made_on)
@@ -94,19 +110,35 @@ class RayJob(Job):
         self.redone = 0  # shards sent again after their worker died
 
     @classmethod
-    def start(cls, address: str, model_dir: Path, source: Source, spec: DatasetSpec, store: Storage,
-              workers: Optional[int] = None, threads: Optional[int] = None, device: str = "auto",
-              progress: bool = True) -> "RayJob":
+    def start(
+        cls,
+        address: str,
+        model_dir: Path,
+        source: Source,
+        spec: DatasetSpec,
+        store: Storage,
+        workers: Optional[int] = None,
+        threads: Optional[int] = None,
+        device: str = "auto",
+        progress: bool = True,
+    ) -> RayJob:
         """Connect to (or start) Ray, start the actors and wait until each has loaded the model."""
         started_ray = False
         if not ray.is_initialized():
-            ray.init(address=None if address == "local" else address, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            ray.init(
+                address=None if address == "local" else address,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
             started_ray = True
         try:
             if store.is_local and address != "local":
-                print(f"ray: writing to {store}: every node must see this folder (a shared mount), "
-                      "or use an object store URL", file=sys.stderr)
+                print(
+                    f"ray: writing to {store}: every node must see this folder (a shared mount), "
+                    "or use an object store URL",
+                    file=sys.stderr,
+                )
             resources = ray.cluster_resources()
             gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
             if gpus:  # one actor per GPU; onnxruntime's CUDA provider in each
@@ -118,18 +150,25 @@ class RayJob(Job):
             threads = threads or options["num_cpus"]
             files = ray.put(model_files(Path(model_dir).resolve(), source.card))
             storage = store.spec()  # an absolute path or a URL, with its fsspec options
-            actors = [ShardWorker.options(max_restarts=ACTOR_RESTARTS, max_task_retries=0,
-                                          scheduling_strategy="SPREAD", **options)
-                      .remote(source.card.name, [files], device, threads, source.max_draws_factor,
-                              spec.model_dump_json(), storage)
-                      for _ in range(count)]
+            actors = [
+                ShardWorker.options(
+                    max_restarts=ACTOR_RESTARTS, max_task_retries=0, scheduling_strategy="SPREAD", **options
+                ).remote(
+                    source.card.name, [files], device, threads, source.max_draws_factor, spec.model_dump_json(), storage
+                )
+                for _ in range(count)
+            ]
             try:
                 where = ray.get([a.where.remote() for a in actors])
             except RayActorError as e:
                 raise SourceError(f"ray: a worker could not load the model: {e}") from None
             for i, w in enumerate(where):
-                print(f"ray: worker {i} on node {w['node'][:12]} (pid {w['pid']}) loaded {source.card.name} "
-                      f"on {w['provider']}", file=sys.stderr, flush=True)
+                print(
+                    f"ray: worker {i} on node {w['node'][:12]} (pid {w['pid']}) loaded {source.card.name} "
+                    f"on {w['provider']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         except BaseException:
             if started_ray:
                 ray.shutdown()
@@ -140,8 +179,10 @@ class RayJob(Job):
 
     @property
     def source_description(self) -> str:
-        return (f"{len(self.actors)} Ray worker(s) on {len(self.nodes)} node(s) "
-                f"(model {self.source.card.name} {self.source.card.version})")
+        return (
+            f"{len(self.actors)} Ray worker(s) on {len(self.nodes)} node(s) "
+            f"(model {self.source.card.name} {self.source.card.version})"
+        )
 
     def _idle_actor(self):
         """An actor ready for a shard; waits while others work or restart."""
@@ -211,9 +252,12 @@ class RayJob(Job):
             for node in self.placed.values():
                 per_node[node[:12]] = per_node.get(node[:12], 0) + 1
             overhead = sorted(w - t for w, t in zip(self.wall_seconds, self.task_seconds))
-            print(f"ray: shards per node {per_node}; {self.redone} sent again after a worker died; "
-                  f"Ray's overhead per shard (driver's wait - time in the worker) median "
-                  f"{overhead[len(overhead) // 2] * 1000:.1f} ms", file=sys.stderr)
+            print(
+                f"ray: shards per node {per_node}; {self.redone} sent again after a worker died; "
+                f"Ray's overhead per shard (driver's wait - time in the worker) median "
+                f"{overhead[len(overhead) // 2] * 1000:.1f} ms",
+                file=sys.stderr,
+            )
         return result
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import RequestError
+from service.core.problems import RequestError
 
 JOBS_DIR = ".jobs"
 
@@ -89,9 +89,13 @@ def take(output_dir: Path, name: str, max_jobs: int, task_id: Optional[str] = No
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, json.dumps({"name": name, "task_id": task_id, "pid": os.getpid()}).encode(), 0)
             return held
-        raise RequestError("name", f"this server already runs {len(taken)} dataset job(s) "
-                           f"({', '.join(sorted(taken))}), its limit (GANSERVE_DATASET_JOBS); "
-                           "submit again when one has ended, or cancel one", 409)
+        raise RequestError(
+            "name",
+            f"this server already runs {len(taken)} dataset job(s) "
+            f"({', '.join(sorted(taken))}), its limit (GANSERVE_DATASET_JOBS); "
+            "submit again when one has ended, or cancel one",
+            409,
+        )
     except BaseException:
         held.release()
         raise
@@ -101,7 +105,12 @@ def _holder(path: Path) -> str:
     """The dataset a held slot's job writes, as its holder wrote it."""
     try:
         return str(json.loads(path.read_text())["name"])
-    except (OSError, ValueError, KeyError, TypeError):  # a submit's check holds it (nothing written), or it is being written
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+    ):  # a submit's check holds it (nothing written), or it is being written
         return "?"
 
 

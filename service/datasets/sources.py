@@ -17,12 +17,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from models.card import CARD_FILE, ModelCard
-
-from .. import labels, sampling
-from ..client import Client, ClientError
-from ..engine import Engine, EngineError, LoadedModel
-from ..providers import DeviceError
-from .plan import DatasetSpec
+from service.client import Client, ClientError
+from service.core import labels, sampling
+from service.datasets.plan import DatasetSpec
+from service.runtime.engine import Engine, EngineError, LoadedModel
+from service.runtime.providers import DeviceError
 
 
 class SourceError(RuntimeError):
@@ -75,10 +74,13 @@ class LocalSource:
     def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block:
         if self.admission is None:
             return self._block(seed, n, spec, classes)
-        from ..admission import Overloaded, sample_cost
+        from service.core import formats
+        from service.runtime.admission import Overloaded, sample_cost
 
         draws = self.max_draws_factor if spec.filter.active else 1
-        cost = sample_cost(n, self.card.latent.dim, self.card.sample.size, "npy", draws)
+        cost = sample_cost(
+            n, self.card.latent.dim, self.card.sample.size, formats.get("npy").peak_bytes_per_value, draws
+        )
         while True:
             try:
                 with self.admission.admit_sync(cost):
@@ -91,10 +93,15 @@ class LocalSource:
         f = spec.filter
         keep = sampling.Filter(f.min_realness, f.drs, f.drs_gamma)
         # The same calls, with the same draw bound, as handlers.sample makes for POST /sample.
-        plan = labels.resolve(self.model, None if classes is None else list(map(int, classes)), n, seed) \
-            if self.model.conditional else None
+        plan = (
+            labels.resolve(self.model, None if classes is None else list(map(int, classes)), n, seed)
+            if self.model.conditional
+            else None
+        )
         c = None if plan is None else plan.classes
-        got = sampling.from_seed(self.model, n, seed, spec.truncation, spec.realness, keep, n * self.max_draws_factor, c)
+        got = sampling.from_seed(
+            self.model, n, seed, spec.truncation, spec.realness, keep, n * self.max_draws_factor, c
+        )
         return Block(got.samples, got.logits if spec.realness else None, got.drawn, got.labels)
 
     def close(self) -> None:
@@ -105,7 +112,9 @@ def engine_name(backend: str, provider: str) -> str:
     return f"{backend}/{provider}"
 
 
-def open_local(folder: Path, device: str, threads: int, max_draws_factor: int, backend: str = "onnxruntime") -> LocalSource:
+def open_local(
+    folder: Path, device: str, threads: int, max_draws_factor: int, backend: str = "onnxruntime"
+) -> LocalSource:
     """Load one model folder with the service's engine (verified against its card, warmed up)."""
     folder = Path(folder).resolve()
     if not (folder / CARD_FILE).is_file():
@@ -121,8 +130,10 @@ def _limits(url: str, listing: dict) -> ServerLimits:
     try:
         return ServerLimits(**{k: int(listing["limits"][k]) for k in ("max_n", "max_draws_factor", "max_body_bytes")})
     except (KeyError, TypeError, ValueError) as e:
-        raise SourceError(f"{url}: /models reports no usable `limits` ({type(e).__name__}: {e}); "
-                          "is the server older than this client?") from None
+        raise SourceError(
+            f"{url}: /models reports no usable `limits` ({type(e).__name__}: {e}); "
+            "is the server older than this client?"
+        ) from None
 
 
 class HttpSource:
@@ -130,11 +141,20 @@ class HttpSource:
     round-robin; a failed request (connection error, timeout, 5xx, 429) is retried on the next
     replica after an exponential backoff (or the server's Retry-After)."""
 
-    def __init__(self, urls: list[str], model: Optional[str], token: Optional[str] = None, timeout_s: float = 120.0,
-                 retries: int = 5, backoff_s: float = 0.5, connections: int = 8):
+    def __init__(
+        self,
+        urls: list[str],
+        model: Optional[str],
+        token: Optional[str] = None,
+        timeout_s: float = 120.0,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        connections: int = 8,
+    ):
         # The package's one HTTP client (service/client.py): round-robin, retries and backoff.
-        self.client = Client(urls, token=token, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
-                             connections=connections)
+        self.client = Client(
+            urls, token=token, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, connections=connections
+        )
         self.urls, self.stop = self.client.urls, self.client.stop
         self.limits: dict[str, ServerLimits] = {}  # per replica, read with its /models
         self.engines: dict[str, str] = {}  # per replica, as its /models reports the model's backend
@@ -197,17 +217,29 @@ class HttpSource:
         f = spec.filter
         extra = {} if classes is None else {"labels": classes.tolist()}
         try:
-            got = self.client.sample(n, model=self.card.name, seed=seed, truncation=spec.truncation,
-                                     min_realness=f.min_realness, drs=f.drs, drs_gamma=f.drs_gamma, **extra)
+            got = self.client.sample(
+                n,
+                model=self.card.name,
+                seed=seed,
+                truncation=spec.truncation,
+                min_realness=f.min_realness,
+                drs=f.drs,
+                drs_gamma=f.drs_gamma,
+                **extra,
+            )
         except ClientError as e:
             raise SourceError(str(e)) from None
         if got.version != self.card.version:
-            raise SourceError(f"a server answered with model version {got.version}, the dataset is "
-                              f"made with {self.card.version} (a replica was updated mid-run?)")
+            raise SourceError(
+                f"a server answered with model version {got.version}, the dataset is "
+                f"made with {self.card.version} (a replica was updated mid-run?)"
+            )
         x = got.samples  # (k, *sample_shape) float32
         if x.dtype != np.float32 or x.shape[1:] != tuple(self.card.sample.shape) or len(x) > n:
-            raise SourceError(f"a server sent samples of {x.dtype} {x.shape}, expected at most {n} "
-                              f"rows of float32 {tuple(self.card.sample.shape)}")
+            raise SourceError(
+                f"a server sent samples of {x.dtype} {x.shape}, expected at most {n} "
+                f"rows of float32 {tuple(self.card.sample.shape)}"
+            )
         c = self._classes(got.labels, len(x)) if self.card.condition else None
         logits = self._logits(x, c) if spec.realness else None
         return Block(x, logits, got.drawn if got.drawn is not None else n, c)
@@ -227,7 +259,9 @@ class HttpSource:
         if len(x) == 0:
             return np.zeros(0, np.float32)
         try:
-            return self.client.score(x, self.card.name, labels=None if c is None else labels.header_value(c)).logit  # (k,)
+            return self.client.score(
+                x, self.card.name, labels=None if c is None else labels.header_value(c)
+            ).logit  # (k,)
         except ClientError as e:
             raise SourceError(str(e)) from None
 

@@ -25,10 +25,11 @@ import itertools
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Union
+from typing import BinaryIO, Optional, Union
 
 TMP_MARK = ".tmp-"
 LOCK = ".manifest.lock"
@@ -66,7 +67,7 @@ class LocalStorage:
         self.url = str(self.folder)
         self.label = self.folder.name
 
-    def spec(self) -> "StorageSpec":
+    def spec(self) -> StorageSpec:
         return StorageSpec(str(self.folder.resolve()))
 
     def __str__(self) -> str:
@@ -199,7 +200,7 @@ class FsspecStorage:
         self.root = self.root.rstrip("/")
         self.label = self.root.rsplit("/", 1)[-1]
 
-    def spec(self) -> "StorageSpec":
+    def spec(self) -> StorageSpec:
         return StorageSpec(self.url, self.options)
 
     def __str__(self) -> str:
@@ -315,7 +316,7 @@ def is_url(out: Union[str, Path]) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
-def open_storage(out: Union[str, Path, "Storage"], options: Optional[dict] = None) -> Storage:
+def open_storage(out: Union[str, Path, Storage], options: Optional[dict] = None) -> Storage:
     """A local folder for paths (and file:// URLs), an fsspec storage for any other URL."""
     if isinstance(out, (LocalStorage, FsspecStorage)):
         return out

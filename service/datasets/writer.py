@@ -20,10 +20,10 @@ from typing import BinaryIO, Optional
 
 import numpy as np
 
-from ..encoding import png_bytes, to_uint8
-from . import formats
-from .plan import DatasetSpec
-from .storage import TMP_MARK, Storage  # noqa: F401 (TMP_MARK: the name tests look for)
+from service.core.encoding import png_bytes, to_uint8
+from service.datasets import formats
+from service.datasets.plan import DatasetSpec
+from service.datasets.storage import TMP_MARK, Storage
 
 
 @dataclass(frozen=True)
@@ -105,17 +105,25 @@ class ShardFiles:
     labels: Optional[WrittenFile] = None
 
 
-def write_shard(store: Storage, stem: str, spec: DatasetSpec, samples: np.ndarray,
-                realness: Optional[np.ndarray], value_range: tuple[float, float],
-                classes: Optional[np.ndarray] = None, first_row: int = 0,
-                class_names: Optional[list[str]] = None) -> ShardFiles:
+def write_shard(
+    store: Storage,
+    stem: str,
+    spec: DatasetSpec,
+    samples: np.ndarray,
+    realness: Optional[np.ndarray],
+    value_range: tuple[float, float],
+    classes: Optional[np.ndarray] = None,
+    first_row: int = 0,
+    class_names: Optional[list[str]] = None,
+) -> ShardFiles:
     """samples: (n, *sample_shape) float32; realness: (n,) float32 when the spec asks for it;
     classes: (n,) int64 of a conditional model's rows; first_row: the shard's first row in the
     whole dataset (WebDataset keys)."""
     array = to_uint8(samples, value_range) if spec.dtype == "uint8" else samples.astype(np.float32, copy=False)
     if spec.format in formats.SUFFIX:  # one self-describing file per shard, realness and classes inside it
-        data = write_bytes(store, data_name(stem, spec),
-                           formats.encode(spec, first_row, array, realness, classes, class_names))
+        data = write_bytes(
+            store, data_name(stem, spec), formats.encode(spec, first_row, array, realness, classes, class_names)
+        )
         return ShardFiles(data, None)
     if spec.format == "png":
         data = write_png_folder(store, data_name(stem, spec), array)

@@ -55,8 +55,11 @@ def _batch_axis(spec: TensorSpec, where: str, flag: str) -> list:
     if len(spec.shape) < 2:
         raise PackError(flag, f"{where} {spec.name!r} is {_shape(spec)}: expected [batch, ...] with a per-sample shape")
     if isinstance(spec.shape[0], int):
-        raise PackError(flag, f"{where} {spec.name!r} is {_shape(spec)}: its batch axis is fixed to {spec.shape[0]}; "
-                              "export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={name: {0: 'batch'}}))")
+        raise PackError(
+            flag,
+            f"{where} {spec.name!r} is {_shape(spec)}: its batch axis is fixed to {spec.shape[0]}; "
+            "export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={name: {0: 'batch'}}))",
+        )
     return list(spec.shape[1:])
 
 
@@ -66,11 +69,15 @@ def _per_sample(dims: list, declared: Optional[tuple[int, ...]], flag: str, what
         declared = list(declared)
         fits = len(declared) == len(dims) and all(not isinstance(g, int) or g == d for g, d in zip(dims, declared))
         if not fits:
-            raise PackError(flag, f"{','.join(map(str, declared))} contradicts {what}: per sample it is "
-                                  f"[{', '.join(map(str, dims))}]")
+            raise PackError(
+                flag,
+                f"{','.join(map(str, declared))} contradicts {what}: per sample it is [{', '.join(map(str, dims))}]",
+            )
         return declared
     if not all(isinstance(d, int) for d in dims):
-        raise PackError(flag, f"required: {what} has dynamic per-sample dims [{', '.join(map(str, dims))}]; declare them")
+        raise PackError(
+            flag, f"required: {what} has dynamic per-sample dims [{', '.join(map(str, dims))}]; declare them"
+        )
     return list(dims)
 
 
@@ -78,17 +85,26 @@ def _class_input(sig: GraphSignature, role: str, flag: str) -> Optional[TensorSp
     """The graph's int64 class input, if it has one, checked to be [batch] and second."""
     inputs = sig.inputs
     if inputs[0].dtype != "float32":
-        raise PackError(flag, f"the {role}'s first input {inputs[0].name!r} is {inputs[0].dtype}; the card needs the "
-                              f"float32 {'z' if role == 'generator' else 'x'} first (then an int64 class input)")
+        raise PackError(
+            flag,
+            f"the {role}'s first input {inputs[0].name!r} is {inputs[0].dtype}; the card needs the "
+            f"float32 {'z' if role == 'generator' else 'x'} first (then an int64 class input)",
+        )
     if len(inputs) > 2:
-        raise PackError(flag, f"the {role} takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                              "ganserve feeds one float32 input and at most one int64 class input")
+        raise PackError(
+            flag,
+            f"the {role} takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+            "ganserve feeds one float32 input and at most one int64 class input",
+        )
     if len(inputs) == 1:
         return None
     c = inputs[1]
     if c.dtype != "int64" or len(c.shape) != 1:
-        raise PackError(flag, f"the {role}'s second input {c.name!r} is {c.dtype} {_shape(c)}; a class input is "
-                              "int64 [batch] (class indices, not one-hot vectors)")
+        raise PackError(
+            flag,
+            f"the {role}'s second input {c.name!r} is {c.dtype} {_shape(c)}; a class input is "
+            "int64 [batch] (class indices, not one-hot vectors)",
+        )
     return c
 
 
@@ -105,15 +121,23 @@ def reconcile(decl: Declarations, generator: GraphSignature, discriminator: Opti
     z = generator.inputs[0]
     g_class = _class_input(generator, "generator", "--generator")
     z_dims = _batch_axis(z, "generator.onnx input", "--generator")
-    if decl.latent_shape is None and decl.latent_dim is not None and not all(isinstance(d, int) for d in z_dims) \
-            and len(z_dims) == 1:
+    if (
+        decl.latent_shape is None
+        and decl.latent_dim is not None
+        and not all(isinstance(d, int) for d in z_dims)
+        and len(z_dims) == 1
+    ):
         z_shape = [decl.latent_dim]  # a flat z of dynamic size: the dim declares it
     else:
-        z_shape = _per_sample(z_dims, decl.latent_shape, "--latent-shape", f"generator.onnx input {z.name!r} {_shape(z)}")
+        z_shape = _per_sample(
+            z_dims, decl.latent_shape, "--latent-shape", f"generator.onnx input {z.name!r} {_shape(z)}"
+        )
     dim = math.prod(z_shape)
     if decl.latent_dim is not None and decl.latent_dim != dim:
-        raise PackError("--latent-dim", f"{decl.latent_dim} contradicts generator.onnx input {z.name!r} {_shape(z)} "
-                                        f"({dim} values per sample)")
+        raise PackError(
+            "--latent-dim",
+            f"{decl.latent_dim} contradicts generator.onnx input {z.name!r} {_shape(z)} ({dim} values per sample)",
+        )
     if decl.latent == "uniform":
         low, high = decl.latent_bounds or (-1.0, 1.0)
     elif decl.latent_bounds is not None:
@@ -121,8 +145,9 @@ def reconcile(decl: Declarations, generator: GraphSignature, discriminator: Opti
     else:
         low = high = None
     try:
-        latent = Latent(dim=dim, distribution=decl.latent, low=low, high=high,
-                        shape=z_shape if z_shape != [dim] else None)
+        latent = Latent(
+            dim=dim, distribution=decl.latent, low=low, high=high, shape=z_shape if z_shape != [dim] else None
+        )
     except ValueError as e:
         raise PackError("--latent", str(e).splitlines()[-1]) from None
 
@@ -134,16 +159,22 @@ def reconcile(decl: Declarations, generator: GraphSignature, discriminator: Opti
     kind = decl.kind or ("image" if looks_like_image else "vector")
     if kind == "image":
         if not looks_like_image:
-            raise PackError("--kind" if decl.kind else "--sample-shape",
-                            f"an image is [channels (1 or 3), height, width]; G's samples are {shape}")
+            raise PackError(
+                "--kind" if decl.kind else "--sample-shape",
+                f"an image is [channels (1 or 3), height, width]; G's samples are {shape}",
+            )
         if max(shape[1:]) > MAX_IMAGE_SIDE:
-            raise PackError("--sample-shape", f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} are served; G's are "
-                                              f"{shape[1]}x{shape[2]}")
+            raise PackError(
+                "--sample-shape",
+                f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} are served; G's are {shape[1]}x{shape[2]}",
+            )
     if len(shape) > 3:
         raise PackError("--sample-shape", f"a sample has at most 3 dimensions; G's are {shape}")
     if decl.value_range is None:
-        raise PackError("--value-range", "required: a graph cannot say what range G's values are in "
-                                         "(a tanh output: -1,1; a sigmoid output: 0,1)")
+        raise PackError(
+            "--value-range",
+            "required: a graph cannot say what range G's values are in (a tanh output: -1,1; a sigmoid output: 0,1)",
+        )
     try:
         sample = Sample(shape=shape, kind=kind, value_range=decl.value_range)
     except ValueError as e:
@@ -152,12 +183,18 @@ def reconcile(decl: Declarations, generator: GraphSignature, discriminator: Opti
     # -- the condition: a class input on G (and then on D, under the same name)
     condition = None
     if g_class is None and decl.classes is not None:
-        raise PackError("--classes", f"generator.onnx takes no class input (its inputs: "
-                                     f"{', '.join(i.name for i in generator.inputs)}): it is not conditional")
+        raise PackError(
+            "--classes",
+            f"generator.onnx takes no class input (its inputs: "
+            f"{', '.join(i.name for i in generator.inputs)}): it is not conditional",
+        )
     if g_class is not None:
         if decl.classes is None:
-            raise PackError("--classes", f"required: generator.onnx takes the int64 class input {g_class.name!r}; "
-                                         "declare the number of classes or their names")
+            raise PackError(
+                "--classes",
+                f"required: generator.onnx takes the int64 class input {g_class.name!r}; "
+                "declare the number of classes or their names",
+            )
         try:
             condition = Condition(classes=len(decl.classes), names=list(decl.classes), input=g_class.name)
         except ValueError as e:
@@ -178,12 +215,19 @@ def _check_discriminator(sig: GraphSignature, shape: list[int], condition: Optio
         raise PackError("--discriminator", f"it takes the class input {d_class.name!r} but the generator takes none")
     if condition is not None:
         if d_class is None:
-            raise PackError("--discriminator", f"the generator is conditional (input {condition.input!r}) but the "
-                                               "discriminator takes no class input")
+            raise PackError(
+                "--discriminator",
+                f"the generator is conditional (input {condition.input!r}) but the discriminator takes no class input",
+            )
         if d_class.name != condition.input:
-            raise PackError("--discriminator", f"its class input is {d_class.name!r}, the generator's {condition.input!r}: "
-                                               "ganserve feeds both graphs the same named class input")
+            raise PackError(
+                "--discriminator",
+                f"its class input is {d_class.name!r}, the generator's {condition.input!r}: "
+                "ganserve feeds both graphs the same named class input",
+            )
     out = _outputs(sig, "discriminator", "--discriminator")
     if len(out.shape) not in (1, 2) or isinstance(out.shape[0], int) or (len(out.shape) == 2 and out.shape[1] != 1):
-        raise PackError("--discriminator", f"its output {out.name!r} is {_shape(out)}: expected one logit per sample, "
-                                           "[batch, 1] or [batch]")
+        raise PackError(
+            "--discriminator",
+            f"its output {out.name!r} is {_shape(out)}: expected one logit per sample, [batch, 1] or [batch]",
+        )

@@ -40,14 +40,14 @@ def _fields(data: bytes):
         if wire == _VARINT:
             value, i = _varint(data, i)
         elif wire == _I64:
-            value, i = data[i:i + 8], i + 8
+            value, i = data[i : i + 8], i + 8
         elif wire == _I32:
-            value, i = data[i:i + 4], i + 4
+            value, i = data[i : i + 4], i + 4
         elif wire == _LEN:
             size, i = _varint(data, i)
             if i + size > len(data):
                 raise HeaderError("a field runs past the end of the file")
-            value, i = data[i:i + size], i + size
+            value, i = data[i : i + size], i + size
         else:
             raise HeaderError(f"wire type {wire} is not protobuf's")
         yield number, wire, value

@@ -11,22 +11,34 @@ import re
 import shutil
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import onnxruntime as ort
 
 from models.card import (
-    CARD_FILE, GRAPH_FILES, NAME_PATTERN, CardError, GraphSignature, ModelCard, OnnxInfo, Realness, Source,
-    SourceFile, file_entry, now_utc, sha256_of, write_card,
+    CARD_FILE,
+    GRAPH_FILES,
+    NAME_PATTERN,
+    CardError,
+    GraphSignature,
+    ModelCard,
+    OnnxInfo,
+    Realness,
+    Source,
+    SourceFile,
+    file_entry,
+    now_utc,
+    sha256_of,
+    write_card,
 )
-
-from .. import encoding, latents
-from ..engine import Engine, EngineError, LoadedModel, observed_signature
-from .declare import Declarations, PackError, reconcile
-from .onnx_header import HeaderError, read_versions
+from service.core import encoding, latents
+from service.packing.declare import Declarations, PackError, reconcile
+from service.packing.onnx_header import HeaderError, read_versions
+from service.runtime.engine import Engine, EngineError, LoadedModel, observed_signature
 
 PREVIEW_FILE = "samples.png"
 PREVIEW_IMAGES = 64  # an 8 x 8 grid, as export writes
@@ -50,8 +62,11 @@ def _read_signature(path: Path, flag: str) -> GraphSignature:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own exception types are not importable API
-        raise PackError(flag, f"{path}: onnxruntime cannot load it ({str(e).strip().splitlines()[-1]}); a graph with "
-                              "its weights in a separate file must be saved as one file") from None
+        raise PackError(
+            flag,
+            f"{path}: onnxruntime cannot load it ({str(e).strip().splitlines()[-1]}); a graph with "
+            "its weights in a separate file must be saved as one file",
+        ) from None
     try:
         return observed_signature(session, path)
     except CardError as e:
@@ -64,8 +79,12 @@ def _source(graphs: Graphs, decl: Declarations) -> Source:
         path = getattr(graphs, role)
         if path is not None:
             files[role] = SourceFile(path=str(path.resolve()), sha256=sha256_of(path), bytes=path.stat().st_size)
-    return Source(kind="onnx", files=files, declarations=decl.record(),
-                  tool=f"ganserve `python -m service pack` (onnxruntime {ort.__version__})")
+    return Source(
+        kind="onnx",
+        files=files,
+        declarations=decl.record(),
+        tool=f"ganserve `python -m service pack` (onnxruntime {ort.__version__})",
+    )
 
 
 def _versions(paths: dict[str, Path]) -> tuple[int, int]:
@@ -107,16 +126,21 @@ def _check_values(x: np.ndarray, logits: Optional[np.ndarray], value_range: tupl
     slack = RANGE_SLACK * (hi - lo)
     outside = float(np.mean((x < lo - slack) | (x > hi + slack)))
     if outside > RANGE_MAX_OUTSIDE:
-        raise PackError("--value-range", f"{lo:g},{hi:g} contradicts G's samples: {outside:.0%} of their values lie "
-                                         f"outside it (they span {float(x.min()):.3g} .. {float(x.max()):.3g})")
+        raise PackError(
+            "--value-range",
+            f"{lo:g},{hi:g} contradicts G's samples: {outside:.0%} of their values lie "
+            f"outside it (they span {float(x.min()):.3g} .. {float(x.max()):.3g})",
+        )
     warnings = []
     if logits is not None:
         if not np.isfinite(logits).all():
             raise PackError("--discriminator", "D's outputs on G's samples are not all finite")
         if logits.min() >= 0.0 and logits.max() <= 1.0:
-            warnings.append("every output of D on G's samples lies in [0, 1]: if D ends in a sigmoid, its outputs are "
-                            "probabilities, not the logits the card needs; re-export D without the sigmoid, or pack "
-                            "its torch module with `python -m training pack --discriminator-output probability`")
+            warnings.append(
+                "every output of D on G's samples lies in [0, 1]: if D ends in a sigmoid, its outputs are "
+                "probabilities, not the logits the card needs; re-export D without the sigmoid, or pack "
+                "its torch module with `python -m training pack --discriminator-output probability`"
+            )
     return warnings
 
 
@@ -142,16 +166,26 @@ def _move_into_place(built: Path, target: Path) -> None:
 
 def check_target(name: str, out_dir: Path, force: bool) -> Path:
     if not re.match(NAME_PATTERN, name):
-        raise PackError("--name", f"{name!r} is not a model name (lowercase letters, digits, '-', '_'; 1-64 characters)")
+        raise PackError(
+            "--name", f"{name!r} is not a model name (lowercase letters, digits, '-', '_'; 1-64 characters)"
+        )
     target = out_dir / name
     if target.exists() and not force:
         raise PackError("--name", f"{target} exists; pass --force to replace it")
     return target
 
 
-def pack(graphs: Graphs, decl: Declarations, out_dir: Path | str, *, force: bool = False, seed: int = 0,
-         realness_samples: int = REALNESS_SAMPLES, source: Optional[Source] = None,
-         say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Path:
+def pack(
+    graphs: Graphs,
+    decl: Declarations,
+    out_dir: Path | str,
+    *,
+    force: bool = False,
+    seed: int = 0,
+    realness_samples: int = REALNESS_SAMPLES,
+    source: Optional[Source] = None,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> Path:
     """Write `out_dir/<name>/` from the graphs and declarations; return it. PackError on refusal."""
     out_dir = Path(out_dir)
     target = check_target(decl.name, out_dir, force)
@@ -175,10 +209,18 @@ def pack(graphs: Graphs, decl: Declarations, out_dir: Path | str, *, force: bool
 
         def card(realness: Optional[Realness]) -> ModelCard:
             return ModelCard(
-                name=decl.name, description=decl.description, dataset=decl.dataset, latent=shape.latent,
-                sample=shape.sample, files=files,
-                onnx=OnnxInfo(opset=opset, ir_version=ir_version, **signatures), realness=realness,
-                source=source, condition=shape.condition, created_at=now_utc())
+                name=decl.name,
+                description=decl.description,
+                dataset=decl.dataset,
+                latent=shape.latent,
+                sample=shape.sample,
+                files=files,
+                onnx=OnnxInfo(opset=opset, ir_version=ir_version, **signatures),
+                realness=realness,
+                source=source,
+                condition=shape.condition,
+                created_at=now_utc(),
+            )
 
         # A first card with a provisional realness lets the engine load the folder; the measured
         # one replaces it below (the graphs, and so the checksums, stay as they are).
@@ -190,7 +232,9 @@ def pack(graphs: Graphs, decl: Declarations, out_dir: Path | str, *, force: bool
         realness = Realness(max_logit=float(logits.max()), measured_on=len(logits)) if has_d else None
         write_card(folder, card(realness))
         if shape.sample.kind == "image":
-            (folder / PREVIEW_FILE).write_bytes(encoding.png_grid(x[:PREVIEW_IMAGES], tuple(shape.sample.value_range), 8))
+            (folder / PREVIEW_FILE).write_bytes(
+                encoding.png_grid(x[:PREVIEW_IMAGES], tuple(shape.sample.value_range), 8)
+            )
         _verified(folder)  # the final folder, as the service will load it
         _move_into_place(folder, target)
     except CardError as e:

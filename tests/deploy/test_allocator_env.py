@@ -1,4 +1,4 @@
-"""glibc's allocator settings (service/memory.py) reach the server both ways it is run: the image
+"""glibc's allocator settings (service/runtime/memory.py) reach the server both ways it is run: the image
 (bentofile.yaml's envs) and `python -m service serve` (`make serve`); and the idle trim runs."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from service.commands.serve import server_command
-from service.memory import ALLOCATOR_ENV, Trimmer
+from service.runtime.memory import ALLOCATOR_ENV, Trimmer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,8 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 BENTOFILE = REPO / "bentofile.yaml"
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 # Anything from the training side; none of it may reach the serving image.
-TRAINING_ONLY = re.compile(r"^(torch|torchvision|torchaudio|triton|onnx|onnxscript|safetensors|mlxtend|"
-                           r"scikit-learn|scipy|matplotlib|nvidia-cuda-cupti-cu\d+|nvidia-nccl-cu\d+)==", re.M)
+TRAINING_ONLY = re.compile(
+    r"^(torch|torchvision|torchaudio|triton|onnx|onnxscript|safetensors|mlxtend|"
+    r"scikit-learn|scipy|matplotlib|nvidia-cuda-cupti-cu\d+|nvidia-nccl-cu\d+)==",
+    re.M,
+)
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -39,8 +42,16 @@ def pins(path: Path) -> dict[str, str]:
 def clone_tree(dest: Path) -> Path:
     """Copy what a fresh clone would hold: tracked files and new files git does not ignore
     (so a build that leans on .venv, caches or local outputs fails here as it would in CI)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():  # a tracked file deleted in the working tree is listed, but absent
@@ -55,8 +66,9 @@ def bento(tmp_path_factory: pytest.TempPathFactory) -> Path:
     context = clone_tree(tmp_path_factory.mktemp("clone"))
     home = tmp_path_factory.mktemp("bentoml-home")
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    result = subprocess.run([BENTOML, "build", str(context)], cwd=context, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [BENTOML, "build", str(context)], cwd=context, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     built = [p for p in (home / "bentos" / "ganserve").iterdir() if p.name != "latest"]
     assert len(built) == 1
@@ -75,15 +87,17 @@ def test_bentofile_pins_the_serving_dependencies_as_pyproject_and_constraints_do
     for name, spec in bentofile.items():
         version = constraints[name].split("==")[1]
         assert spec.endswith(f"=={version}"), f"{spec}: constraints.txt pins {constraints[name]}"
-    assert bentofile["onnxruntime-gpu"] == f"onnxruntime-gpu[cuda,cudnn]=={constraints['onnxruntime-gpu'].split('==')[1]}"
+    assert (
+        bentofile["onnxruntime-gpu"] == f"onnxruntime-gpu[cuda,cudnn]=={constraints['onnxruntime-gpu'].split('==')[1]}"
+    )
     assert project["optional-dependencies"]["cuda"] == [bentofile["onnxruntime-gpu"]]
 
 
 def test_the_bento_carries_the_service_models_and_healthcheck_only(bento: Path) -> None:
     src = bento / "src"
     assert (src / "service" / "service.py").is_file()
-    for page in (REPO / "service" / "ui" / "static").iterdir():  # the playground's files (no build step)
-        assert (src / "service" / "ui" / "static" / page.name).read_bytes() == page.read_bytes()
+    for page in (REPO / "service" / "http" / "ui" / "static").iterdir():  # the playground's files (no build step)
+        assert (src / "service" / "http" / "ui" / "static" / page.name).read_bytes() == page.read_bytes()
     assert (src / "models" / "card.py").is_file()
     assert sorted(p.name for p in (src / "deploy").iterdir()) == ["healthcheck.py"]
     assert {p.name for p in src.iterdir()} <= {"service", "models", "deploy", "bentofile.yaml"}
@@ -130,4 +144,6 @@ def test_the_dockerfile_installs_the_locked_requirements_on_python_slim(bento: P
     assert dockerfile.index(scripts[0].name) < dockerfile.index("USER bentoml")
     # compose's healthcheck runs /home/bentoml/bento/src/deploy/healthcheck.py: the bento's src/.
     assert "ARG BENTO_PATH=/home/bentoml/bento" in dockerfile
-    assert (bento / "src" / "deploy" / "healthcheck.py").read_bytes() == (REPO / "deploy" / "healthcheck.py").read_bytes()
+    assert (bento / "src" / "deploy" / "healthcheck.py").read_bytes() == (
+        REPO / "deploy" / "healthcheck.py"
+    ).read_bytes()

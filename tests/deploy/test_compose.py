@@ -35,8 +35,14 @@ PROXIES = {"proxy": "replica", "proxy-cpu": "replica-cpu"}
 IMAGE_SERVICES = SERVERS | {"generate"}
 
 
-def compose(docker_compose: str, tmp_path: Path, *args: str, env: dict | None = None,
-            compose_file: Path = COMPOSE_FILE, env_file: Path | None = None) -> subprocess.CompletedProcess:
+def compose(
+    docker_compose: str,
+    tmp_path: Path,
+    *args: str,
+    env: dict | None = None,
+    compose_file: Path = COMPOSE_FILE,
+    env_file: Path | None = None,
+) -> subprocess.CompletedProcess:
     """Run docker-compose with only the given variables: nothing leaks in from the developer's
     shell or a local .env (an empty --env-file replaces it)."""
     if env_file is None:
@@ -45,7 +51,10 @@ def compose(docker_compose: str, tmp_path: Path, *args: str, env: dict | None = 
     clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **(env or {})}
     return subprocess.run(
         [docker_compose, "--env-file", str(env_file), "-f", str(compose_file), *args],
-        capture_output=True, text=True, env=clean, timeout=60,
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=60,
     )
 
 
@@ -61,8 +70,14 @@ def resolved(docker_compose: str, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 # Every knob turned at once (one docker-compose run instead of one per knob).
-CUSTOM = {"GANSERVE_API_TOKEN": "s3cret", "GANSERVE_WORKERS": "3", "GANSERVE_BIND": "0.0.0.0",
-          "GANSERVE_PORT": "8000", "GANSERVE_REPLICAS": "5", "GANSERVE_DATASETS": "/srv/datasets"}
+CUSTOM = {
+    "GANSERVE_API_TOKEN": "s3cret",
+    "GANSERVE_WORKERS": "3",
+    "GANSERVE_BIND": "0.0.0.0",
+    "GANSERVE_PORT": "8000",
+    "GANSERVE_REPLICAS": "5",
+    "GANSERVE_DATASETS": "/srv/datasets",
+}
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +105,9 @@ def test_the_validator_rejects_unknown_keys(docker_compose: str, tmp_path: Path)
     text = COMPOSE_FILE.read_text()
     assert "    restart: unless-stopped\n" in text
     broken.write_text(text.replace("    restart: unless-stopped\n", "    restart_policy: unless-stopped\n", 1))
-    result = compose(docker_compose, tmp_path, "config", "-q", env={"GANSERVE_IMAGE": "ganserve:test"},
-                     compose_file=broken)
+    result = compose(
+        docker_compose, tmp_path, "config", "-q", env={"GANSERVE_IMAGE": "ganserve:test"}, compose_file=broken
+    )
     assert result.returncode != 0
     assert "restart_policy" in result.stderr
 
@@ -102,7 +118,9 @@ def test_without_any_variable_the_image_is_the_one_containerize_tagged(docker_co
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert {services[name]["image"] for name in IMAGE_SERVICES} == {"ganserve:latest"}
-    assert "bentoml containerize ganserve:latest --image-tag ganserve:latest" in (REPO / "docs/DEPLOYMENT.md").read_text()
+    assert (
+        "bentoml containerize ganserve:latest --image-tag ganserve:latest" in (REPO / "docs/DEPLOYMENT.md").read_text()
+    )
 
 
 def test_the_env_example_validates_and_documents_every_variable(docker_compose: str, tmp_path: Path) -> None:

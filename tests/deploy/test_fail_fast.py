@@ -1,21 +1,18 @@
 """Fail fast: under plain `bentoml serve` (what the image and compose run), a default model that
 cannot load stops the server with a non-zero exit and the reason in its log, instead of BentoML
-restarting the worker forever behind a /readyz that never answers (service/failfast.py)."""
+restarting the worker forever behind a /readyz that never answers (service/http/failfast.py)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from servers import Server, server_env  # noqa: E402
-
-from service.failfast import EXIT_STARTUP_FAILED  # noqa: E402
+from service.http.failfast import EXIT_STARTUP_FAILED
+from tests.servers import Server, server_env
 
 pytestmark = pytest.mark.slow
 EXIT_WITHIN_S = 90  # bentoml's start on two busy cores, one failed worker start, the stop
@@ -31,17 +28,25 @@ def test_bentoml_serve_exits_when_the_default_model_cannot_load(tiny_models_dir:
     models = tmp_path / "models"
     shutil.copytree(tiny_models_dir, models)
     _flip_a_byte(models / "tiny-digits" / "generator.onnx")
-    env = server_env({"GANSERVE_MODELS_DIR": str(models), "GANSERVE_DEFAULT_MODEL": "tiny-digits",
-                      "GANSERVE_DEVICE": "cpu", "BENTOML_HOME": str(tmp_path / "bentoml"),
-                      "BENTOML_DO_NOT_TRACK": "true"})
+    env = server_env(
+        {
+            "GANSERVE_MODELS_DIR": str(models),
+            "GANSERVE_DEFAULT_MODEL": "tiny-digits",
+            "GANSERVE_DEVICE": "cpu",
+            "BENTOML_HOME": str(tmp_path / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+        }
+    )
     server = Server("tampered", env, tmp_path / "server.log", command="bentoml")
     try:
         started = time.monotonic()
         try:
             server.proc.wait(timeout=EXIT_WITHIN_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"bentoml serve still running {EXIT_WITHIN_S} s after start with a tampered default "
-                        f"model:\n{server.log_tail()}")
+            pytest.fail(
+                f"bentoml serve still running {EXIT_WITHIN_S} s after start with a tampered default "
+                f"model:\n{server.log_tail()}"
+            )
         took = time.monotonic() - started
         log = server.log.read_text(errors="replace")
         assert server.returncode == EXIT_STARTUP_FAILED, log[-3000:]
@@ -60,9 +65,15 @@ def test_a_broken_model_that_is_not_the_default_does_not_stop_the_server(tiny_mo
     models = tmp_path / "models"
     shutil.copytree(tiny_models_dir, models)
     _flip_a_byte(models / "tiny-ring" / "generator.onnx")
-    env = server_env({"GANSERVE_MODELS_DIR": str(models), "GANSERVE_DEFAULT_MODEL": "tiny-digits",
-                      "GANSERVE_DEVICE": "cpu", "BENTOML_HOME": str(tmp_path / "bentoml"),
-                      "BENTOML_DO_NOT_TRACK": "true"})
+    env = server_env(
+        {
+            "GANSERVE_MODELS_DIR": str(models),
+            "GANSERVE_DEFAULT_MODEL": "tiny-digits",
+            "GANSERVE_DEVICE": "cpu",
+            "BENTOML_HOME": str(tmp_path / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+        }
+    )
     server = Server("one-broken", env, tmp_path / "server.log", command="bentoml")
     try:
         server.wait_ready()

@@ -38,8 +38,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 pytestmark = pytest.mark.slow
 
 
-def http(method: str, url: str, body: dict | None = None, timeout: float = 30,
-         headers: dict | None = None) -> tuple[int, bytes]:
+def http(
+    method: str, url: str, body: dict | None = None, timeout: float = 30, headers: dict | None = None
+) -> tuple[int, bytes]:
     """The request with the API token (`headers` replace it: {} sends none)."""
     data = json.dumps(body).encode() if body is not None else None
     sent = dict(AUTH if headers is None else headers)
@@ -60,9 +61,18 @@ class Replica(Server):
     def __init__(self, index: int, models_dir: Path, root: Path, output_dir: Path) -> None:
         home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
         # None of the developer's GANSERVE_* settings: these replicas run with the defaults.
-        env = server_env(dict(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GANSERVE_MODELS_DIR=str(models_dir),
-                              GANSERVE_DEVICE="cpu", GANSERVE_WORKERS="1", GANSERVE_BACKEND="onnxruntime", GANSERVE_OUTPUT_DIR=str(output_dir),
-                              **({"GANSERVE_API_TOKEN": TOKEN} if index == 0 else {})))
+        env = server_env(
+            dict(
+                BENTOML_HOME=str(home),
+                BENTOML_DO_NOT_TRACK="true",
+                GANSERVE_MODELS_DIR=str(models_dir),
+                GANSERVE_DEVICE="cpu",
+                GANSERVE_WORKERS="1",
+                GANSERVE_BACKEND="onnxruntime",
+                GANSERVE_OUTPUT_DIR=str(output_dir),
+                **({"GANSERVE_API_TOKEN": TOKEN} if index == 0 else {}),
+            )
+        )
         self.token_required = index == 0
         super().__init__(f"replica {index}", env, root / f"replica-{index}.log", command="bentoml")
 
@@ -70,11 +80,14 @@ class Replica(Server):
         """Successful POST /sample calls this replica answered, from its own /metrics."""
         status, text = http("GET", f"{self.url}/metrics")
         assert status == 200
-        return sum(sample.value
-                   for family in text_string_to_metric_families(text.decode())
-                   for sample in family.samples
-                   if sample.name.endswith("request_total") and sample.labels.get("endpoint") == "/sample"
-                   and sample.labels.get("http_response_code") == "200")
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if sample.name.endswith("request_total")
+            and sample.labels.get("endpoint") == "/sample"
+            and sample.labels.get("http_response_code") == "200"
+        )
 
 
 def render_nginx_config(root: Path, upstreams: list[str], listen: str) -> Path:
@@ -82,20 +95,26 @@ def render_nginx_config(root: Path, upstreams: list[str], listen: str) -> Path:
     (the nginx image's own nginx.conf plays that part in compose)."""
     site = root / "ganserve.conf"
     env = {"PATH": os.environ["PATH"], "GANSERVE_UPSTREAMS": " ".join(upstreams), "GANSERVE_PROXY_LISTEN": listen}
-    subprocess.run(["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(site)],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(site)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     main = root / "nginx.conf"
-    temp = "\n".join(f"    {kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "\n".join(
+        f"    {kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     # As root, nginx's workers would switch to `nobody`, who cannot enter pytest's 0700 tmp dirs.
     user = "user root;\n" if os.geteuid() == 0 else ""
     # The access log names the replica(s) each request went to: see `upstreams_of`.
     main.write_text(f"""{user}worker_processes 1;
-pid {root / 'nginx.pid'};
-error_log {root / 'error.log'} notice;
+pid {root / "nginx.pid"};
+error_log {root / "error.log"} notice;
 events {{ worker_connections 256; }}
 http {{
     log_format upstreams '$request_method $uri $status $upstream_addr';
-    access_log {root / 'access.log'} upstreams;
+    access_log {root / "access.log"} upstreams;
 {temp}
     include {site};
 }}
@@ -148,11 +167,17 @@ def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPath
 
     def start(port: int) -> ProcessTree:
         config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
-        checked = subprocess.run([nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
-                                 capture_output=True, text=True)
+        checked = subprocess.run(
+            [nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
+            capture_output=True,
+            text=True,
+        )
         assert checked.returncode == 0, checked.stderr
-        return ProcessTree("nginx", [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"),
-                                     "-g", "daemon off;"], root / "nginx.log")
+        return ProcessTree(
+            "nginx",
+            [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"), "-g", "daemon off;"],
+            root / "nginx.log",
+        )
 
     server, port = start_on_free_port(start, "/readyz", 30)
     try:
@@ -162,14 +187,18 @@ def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPath
 
 
 def healthcheck(url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "deploy" / "healthcheck.py"), url],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "healthcheck.py"), url], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_render_refuses_to_run_without_upstreams(tmp_path: Path) -> None:
-    result = subprocess.run(["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"),
-                             str(tmp_path / "out.conf")], env={"PATH": os.environ["PATH"]},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(tmp_path / "out.conf")],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     assert "GANSERVE_UPSTREAMS" in result.stderr
     assert not (tmp_path / "out.conf").exists()
@@ -195,7 +224,8 @@ def test_healthcheck_script_passes_only_on_a_ready_replica(replicas: list[Replic
 
 
 def test_the_replica_with_a_token_refuses_requests_without_it_directly_and_through_the_proxy(
-        proxy: Proxy, replicas: list[Replica]) -> None:
+    proxy: Proxy, replicas: list[Replica]
+) -> None:
     for replica in replicas:
         assert http("POST", f"{replica.url}/sample", SAMPLE)[0] == 200
         assert http("POST", f"{replica.url}/sample", SAMPLE, headers={})[0] == (401 if replica.token_required else 200)
@@ -238,8 +268,11 @@ def test_a_dataset_task_runs_through_the_proxy(proxy: Proxy, replicas: list[Repl
     assert status == 200, body
     # The answer is the manifest the replica wrote into the shared datasets directory.
     assert json.loads(body) == json.loads((datasets_dir / TASK["name"] / "manifest.json").read_text())
-    upstreams = (proxy.upstreams_of("/generate_dataset/submit") + proxy.upstreams_of("/generate_dataset/status")
-                 + proxy.upstreams_after("/generate_dataset/get", 0))
+    upstreams = (
+        proxy.upstreams_of("/generate_dataset/submit")
+        + proxy.upstreams_of("/generate_dataset/status")
+        + proxy.upstreams_after("/generate_dataset/get", 0)
+    )
     assert len(upstreams) >= 3
     assert len(set(upstreams)) == 1 and upstreams[0] in {f"127.0.0.1:{r.port}" for r in replicas}
 

@@ -55,8 +55,12 @@ def _v2_generator_only() -> dict:
     data = _v1_card()
     data["schema_version"] = 2
     del data["files"]["discriminator"], data["onnx"]["discriminator"], data["realness"], data["training"]
-    data["source"] = {"kind": "onnx", "files": {"generator": {"path": "/tmp/G.onnx", "sha256": "0" * 64, "bytes": 10}},
-                      "declarations": {"latent_dim": 2}, "tool": "ganserve pack 0.1.0"}
+    data["source"] = {
+        "kind": "onnx",
+        "files": {"generator": {"path": "/tmp/G.onnx", "sha256": "0" * 64, "bytes": 10}},
+        "declarations": {"latent_dim": 2},
+        "tool": "ganserve pack 0.1.0",
+    }
     return data
 
 
@@ -147,9 +151,20 @@ def _calibrated_with_training_ratio() -> dict:
     data["schema_version"] = 2
     data["files"]["ratio"] = {**data["files"]["discriminator"], "name": "ratio.onnx"}
     data["onnx"]["ratio"] = json.loads(json.dumps(data["onnx"]["discriminator"]))
-    data["realness"].update(discriminator="calibrated", drs_ratio="training", calibration={
-        "method": "test", "started_from": "training", "steps": 1, "held_out": "test", "auc": 0.9, "ece": 0.05,
-        "reliability": [], "distributions": {}})
+    data["realness"].update(
+        discriminator="calibrated",
+        drs_ratio="training",
+        calibration={
+            "method": "test",
+            "started_from": "training",
+            "steps": 1,
+            "held_out": "test",
+            "auc": 0.9,
+            "ece": 0.05,
+            "reliability": [],
+            "distributions": {},
+        },
+    )
     return data
 
 
@@ -173,12 +188,25 @@ def test_drs_by_the_training_ratio_needs_ratio_onnx_and_a_calibrated_d(tmp_path:
     refused(lambda d: (d["files"].pop("ratio"), d["onnx"].pop("ratio")), "files.ratio: ratio.onnx .* exactly when")
     refused(lambda d: d["realness"].update(drs_ratio="served"), "files.ratio: ratio.onnx .* exactly when")
     refused(lambda d: d["files"]["ratio"].update(name="drs.onnx"), "files.ratio: must be named ratio.onnx")
-    refused(lambda d: d["onnx"]["ratio"]["inputs"][0].update(name="image"), "onnx.ratio: must take the discriminator's inputs")
-    refused(lambda d: d["realness"].update(discriminator="training", calibration=None), "only beside a calibrated discriminator")
+    refused(
+        lambda d: d["onnx"]["ratio"]["inputs"][0].update(name="image"),
+        "onnx.ratio: must take the discriminator's inputs",
+    )
+    refused(
+        lambda d: d["realness"].update(discriminator="training", calibration=None),
+        "only beside a calibrated discriminator",
+    )
     # An earlier form (the ratio as discriminator.onnx's second output, one session) is refused by name.
-    refused(lambda d: (d["files"].pop("ratio"), d["onnx"].pop("ratio"),
-                       d["onnx"]["discriminator"]["outputs"].append({**d["onnx"]["discriminator"]["outputs"][0], "name": "drs_logit"})),
-            "files.ratio: ratio.onnx")
+    refused(
+        lambda d: (
+            d["files"].pop("ratio"),
+            d["onnx"].pop("ratio"),
+            d["onnx"]["discriminator"]["outputs"].append(
+                {**d["onnx"]["discriminator"]["outputs"][0], "name": "drs_logit"}
+            ),
+        ),
+        "files.ratio: ratio.onnx",
+    )
 
 
 def test_the_served_ratio_is_the_default_and_cards_keep_their_keys(tmp_path: Path) -> None:

@@ -18,23 +18,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # model_factory, next to this file
-from model_factory import corrupt, make_model  # noqa: E402
-
-# Deprecation notices raised inside BentoML and its dependencies (not actionable here, and fatal
-# under -W error), filtered by the module they come from, plus starlette's notice about httpx.
-THIRD_PARTY_WARNINGS = [
-    "ignore::DeprecationWarning:pathspec.*",
-    "ignore::DeprecationWarning:_bentoml_sdk.*",
-    "ignore::DeprecationWarning:_bentoml_impl.*",
-    "ignore::DeprecationWarning:bentoml.*",
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated",
-]
-TOKEN = "test-token-123"
-MAX_N = 256  # small limits keep the limit tests cheap
-MAX_BODY = 1 << 20
-DEFAULT = "tiny-digits"
-COND = "tiny-cond"
+from tests.service.model_factory import corrupt, make_model
+from tests.service.support import COND, MAX_N, THIRD_PARTY_WARNINGS, TOKEN, real_server_env, service_env
 
 
 def pytest_collection_modifyitems(config, items):
@@ -55,34 +40,6 @@ def service_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathF
     return models
 
 
-def service_env(models_dir: Path, root: Path) -> dict[str, str]:
-    """The environment of the app under test (in-process) and of the real server subprocess."""
-    (root / "prometheus").mkdir(parents=True, exist_ok=True)
-    return {
-        "GANSERVE_MODELS_DIR": str(models_dir),
-        "GANSERVE_DEFAULT_MODEL": DEFAULT,
-        "GANSERVE_DEVICE": "cpu",  # byte-exact determinism tests assume the CPU provider
-        "GANSERVE_BACKEND": "onnxruntime",  # ... of onnxruntime (auto may pick OpenVINO: test_backends.py)
-        "GANSERVE_WORKERS": "1",  # one process: tests that need two set it themselves
-        "GANSERVE_MAX_N": str(MAX_N),
-        "GANSERVE_MAX_BODY_BYTES": str(MAX_BODY),
-        "GANSERVE_API_TOKEN": TOKEN,
-        "GANSERVE_THREADS": "4",
-        "BENTOML_HOME": str(root / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        # BentoML's /metrics reads Prometheus' multiprocess files; `bentoml serve` sets this itself.
-        "PROMETHEUS_MULTIPROC_DIR": str(root / "prometheus"),
-    }
-
-
-def real_server_env(models_dir: Path, root: Path, **overrides: str) -> dict[str, str]:
-    """service_env for a real server subprocess (`bentoml serve` makes its own Prometheus
-    directory), with GANSERVE_* or other `overrides`."""
-    env = service_env(models_dir, root)
-    env.pop("PROMETHEUS_MULTIPROC_DIR")
-    return {**env, **overrides}
-
-
 @pytest.fixture(scope="session")
 def app(service_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """GanServe as an ASGI app, imported under the test settings (once per session)."""
@@ -93,8 +50,9 @@ def app(service_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         from service.settings import get_settings
 
         get_settings.cache_clear()
-        if "service.service" in sys.modules:
-            pytest.fail("service.service was imported before the test settings were set")
+        for early in ("service.service", "service.core.schemas"):  # both read the settings at import
+            if early in sys.modules:
+                pytest.fail(f"{early} was imported before the test settings were set: ask for `app` first")
         from service.service import GanServe
 
         assert get_settings().max_n == MAX_N

@@ -9,14 +9,28 @@ handle: a graph that fails at run time for some batch sizes, files that no longe
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from models.card import (Condition, GraphSignature, Latent, ModelCard, OnnxInfo, Realness, Sample, TensorSpec,
-                         TrainingInfo, file_entry, now_utc, write_card)
+from models.card import (
+    Condition,
+    GraphSignature,
+    Latent,
+    ModelCard,
+    OnnxInfo,
+    Realness,
+    Sample,
+    TensorSpec,
+    TrainingInfo,
+    file_entry,
+    now_utc,
+    write_card,
+)
 
 OPSET, IR_VERSION = 18, 10  # what onnxruntime 1.31 reads (../shared/STACK.md)
 
@@ -36,12 +50,22 @@ def _add_class_offset(nodes: list, inits: list, before: str, after: str, classes
     """A conditional graph's class enters as a learned offset: `after` = `before` + table[c]
     (a Gather of an embedding, as conditional GANs add or join a label embedding)."""
     inits.append(numpy_helper.from_array(rng.normal(0, 1, (classes, width)).astype(np.float32), "class_table"))
-    nodes += [helper.make_node("Gather", ["class_table", "c"], ["offset"], axis=0),
-              helper.make_node("Add", [before, "offset"], [after])]
+    nodes += [
+        helper.make_node("Gather", ["class_table", "c"], ["offset"], axis=0),
+        helper.make_node("Add", [before, "offset"], [after]),
+    ]
 
 
-def _generator(z_dim: int, shape: list[int], activation: str, rng, fail_on_odd_batch: bool,
-               classes: int | None = None, latent_shape: list[int] | None = None, slow_loop: int = 0) -> onnx.GraphProto:
+def _generator(
+    z_dim: int,
+    shape: list[int],
+    activation: str,
+    rng,
+    fail_on_odd_batch: bool,
+    classes: int | None = None,
+    latent_shape: list[int] | None = None,
+    slow_loop: int = 0,
+) -> onnx.GraphProto:
     size = math.prod(shape)
     inits = [
         numpy_helper.from_array(rng.normal(0, 1 / math.sqrt(z_dim), (z_dim, size)).astype(np.float32), "W"),
@@ -55,22 +79,38 @@ def _generator(z_dim: int, shape: list[int], activation: str, rng, fail_on_odd_b
         first = "z_rows"
     if fail_on_odd_batch:
         # Reshape (N, z_dim) to (2, -1) and back: onnxruntime fails at run time when N * z_dim is odd.
-        inits += [numpy_helper.from_array(np.array([2, -1], np.int64), "pairs"),
-                  numpy_helper.from_array(np.array([-1, z_dim], np.int64), "rows")]
-        nodes += [helper.make_node("Reshape", ["z", "pairs"], ["z2"]), helper.make_node("Reshape", ["z2", "rows"], ["z3"])]
+        inits += [
+            numpy_helper.from_array(np.array([2, -1], np.int64), "pairs"),
+            numpy_helper.from_array(np.array([-1, z_dim], np.int64), "rows"),
+        ]
+        nodes += [
+            helper.make_node("Reshape", ["z", "pairs"], ["z2"]),
+            helper.make_node("Reshape", ["z2", "rows"], ["z3"]),
+        ]
         first = "z3"
     if slow_loop:
         # A Loop that hands z through `slow_loop` times: every run (the warm-up at load among them)
         # takes that many iterations' overhead, so the model is slow to load and to sample.
-        inits += [numpy_helper.from_array(np.array(slow_loop, np.int64), "trips"),
-                  numpy_helper.from_array(np.array(True), "go")]
+        inits += [
+            numpy_helper.from_array(np.array(slow_loop, np.int64), "trips"),
+            numpy_helper.from_array(np.array(True), "go"),
+        ]
         body = helper.make_graph(
-            [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["z_in"], ["z_out"])],
+            [
+                helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                helper.make_node("Identity", ["z_in"], ["z_out"]),
+            ],
             "pass_z",
-            [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("z_in", TensorProto.FLOAT, ["batch", z_dim])],
-            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("z_out", TensorProto.FLOAT, ["batch", z_dim])])
+            [
+                helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("z_in", TensorProto.FLOAT, ["batch", z_dim]),
+            ],
+            [
+                helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("z_out", TensorProto.FLOAT, ["batch", z_dim]),
+            ],
+        )
         nodes.append(helper.make_node("Loop", ["trips", "go", first], ["z_looped"], body=body))
         first = "z_looped"
     nodes += [helper.make_node("MatMul", [first, "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["a0"])]
@@ -85,7 +125,8 @@ def _generator(z_dim: int, shape: list[int], activation: str, rng, fail_on_odd_b
     nodes.append(helper.make_node("Reshape", ["act", "out_shape"], ["x"]))
     inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", *(latent_shape or [z_dim])])]
     return helper.make_graph(
-        nodes, "generator",
+        nodes,
+        "generator",
         inputs + ([_class_input()] if classes is not None else []),
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *shape])],
         inits,
@@ -106,17 +147,30 @@ def _discriminator(shape: list[int], rng, classes: int | None = None) -> onnx.Gr
     else:
         nodes.append(helper.make_node("Add", ["h", "b"], ["logit"]))
     return helper.make_graph(
-        nodes, "discriminator",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *shape])] + ([_class_input()] if classes is not None else []),
+        nodes,
+        "discriminator",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *shape])]
+        + ([_class_input()] if classes is not None else []),
         [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", 1])],
         inits,
     )
 
 
-def make_model(models_dir: Path, name: str, *, kind: str = "image", shape=(1, 8, 8), z_dim: int = 16,
-               distribution: str = "uniform", fail_on_odd_batch: bool = False, seed: int = 0,
-               classes: int | None = None, discriminator: bool = True, latent_shape: list[int] | None = None,
-               slow_loop: int = 0) -> Path:
+def make_model(
+    models_dir: Path,
+    name: str,
+    *,
+    kind: str = "image",
+    shape=(1, 8, 8),
+    z_dim: int = 16,
+    distribution: str = "uniform",
+    fail_on_odd_batch: bool = False,
+    seed: int = 0,
+    classes: int | None = None,
+    discriminator: bool = True,
+    latent_shape: list[int] | None = None,
+    slow_loop: int = 0,
+) -> Path:
     """Write models_dir/name/{generator,discriminator}.onnx + model.json; return the folder.
     `classes`: a conditional pair taking int64 `c`; `discriminator=False`: a generator-only model;
     `latent_shape`: z taken as (N, *latent_shape), e.g. DCGAN's [z_dim, 1, 1];
@@ -126,11 +180,14 @@ def make_model(models_dir: Path, name: str, *, kind: str = "image", shape=(1, 8,
     shape = list(shape)
     rng = np.random.default_rng(seed)
     activation = "sigmoid" if kind == "image" else "linear"
-    _save(_generator(z_dim, shape, activation, rng, fail_on_odd_batch, classes, latent_shape, slow_loop), folder / "generator.onnx")
+    _save(
+        _generator(z_dim, shape, activation, rng, fail_on_odd_batch, classes, latent_shape, slow_loop),
+        folder / "generator.onnx",
+    )
     if discriminator:
         _save(_discriminator(shape, rng, classes), folder / "discriminator.onnx")
     bounds = {"low": -math.sqrt(3), "high": math.sqrt(3)} if distribution == "uniform" else {}
-    spec = lambda n, dims: TensorSpec(name=n, shape=["batch", *dims])  # noqa: E731
+    spec = lambda n, dims: TensorSpec(name=n, shape=["batch", *dims])
     class_spec = [TensorSpec(name="c", dtype="int64", shape=["batch"])] if classes is not None else []
     roles = ("generator", "discriminator") if discriminator else ("generator",)
     card = ModelCard(
@@ -141,10 +198,14 @@ def make_model(models_dir: Path, name: str, *, kind: str = "image", shape=(1, 8,
         sample=Sample(shape=shape, kind=kind, value_range=(0.0, 1.0) if kind == "image" else (-4.0, 4.0)),
         files={role: file_entry(folder / f"{role}.onnx") for role in roles},
         onnx=OnnxInfo(
-            opset=OPSET, ir_version=IR_VERSION,
-            generator=GraphSignature(inputs=[spec("z", latent_shape or [z_dim]), *class_spec], outputs=[spec("x", shape)]),
+            opset=OPSET,
+            ir_version=IR_VERSION,
+            generator=GraphSignature(
+                inputs=[spec("z", latent_shape or [z_dim]), *class_spec], outputs=[spec("x", shape)]
+            ),
             discriminator=GraphSignature(inputs=[spec("x", shape), *class_spec], outputs=[spec("logit", [1])])
-            if discriminator else None,
+            if discriminator
+            else None,
         ),
         condition=Condition(classes=classes, names=[f"class{i}" for i in range(classes)]) if classes else None,
         realness=Realness(max_logit=2.0, measured_on=1000) if discriminator else None,
@@ -159,3 +220,12 @@ def corrupt(folder: Path, file: str = "generator.onnx") -> None:
     """Append a byte: the size and sha256 no longer match the card."""
     with open(Path(folder) / file, "ab") as f:
         f.write(b"\0")
+
+
+def install(source: Path, folder: Path) -> None:
+    """A new version into a live folder: each file replaced atomically, the card last (so the
+    folder fails verification, never half-loads, while the copy is under way)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sorted(p.name for p in source.iterdir() if p.suffix == ".onnx") + ["model.json"]:
+        shutil.copyfile(source / name, folder / f".{name}.tmp")
+        os.replace(folder / f".{name}.tmp", folder / name)

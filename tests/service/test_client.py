@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import DEFAULT, TOKEN
 from service.client import Client, ClientError
+from tests.service.support import DEFAULT, TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -31,8 +31,10 @@ def test_the_client_answers_what_the_api_answers(real_server):
         assert (got.model, got.version, got.seed) == (DEFAULT, want["version"], 9)
         assert gan.sample(2).seed is not None  # drawn by the server, returned
         z = np.full((2, 8), 0.25)
-        np.testing.assert_array_equal(gan.sample(latents=z).samples,
-                                      np.asarray(http.post("/sample", json={"latents": z.tolist()}).json()["samples"], np.float32))
+        np.testing.assert_array_equal(
+            gan.sample(latents=z).samples,
+            np.asarray(http.post("/sample", json={"latents": z.tolist()}).json()["samples"], np.float32),
+        )
         filtered = gan.sample(6, seed=1, min_realness=0.2)
         assert filtered.drawn >= filtered.accepted == len(filtered.samples)
         scores = gan.score(got.samples)

@@ -12,15 +12,11 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import DEFAULT, TOKEN, real_server_env
 from tests.servers import STOP_GRACE_S, start_server
+from tests.service.support import DEFAULT, TOKEN, server_env_8_threads
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def server_env_8_threads(models_dir, root) -> dict[str, str]:
-    return real_server_env(models_dir, root, GANSERVE_THREADS="8")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +53,12 @@ def test_one_request_per_format(server):
         scored = http.post("/score", content=as_npy.content, headers={"content-type": "application/x-npy"})
         assert scored.status_code == 200 and scored.json()["n"] == 4
         models = http.get("/models").json()
-        assert {m["name"] for m in models["models"] if m["status"] == "ready"} == {"faulty", "tiny-cond", "tiny-digits", "tiny-ring"}
+        assert {m["name"] for m in models["models"] if m["status"] == "ready"} == {
+            "faulty",
+            "tiny-cond",
+            "tiny-digits",
+            "tiny-ring",
+        }
         bad = http.post("/sample", json={"n": 0})
         assert bad.status_code == 400 and bad.json()["error"].startswith("n: ")
         assert http.post("/sample", json={"model": "faulty", "n": 1}).status_code == 500
@@ -101,7 +102,7 @@ def logged(server, count, at_least: int, timeout_s: float = 10.0) -> str:
 
 
 def test_the_access_log_has_a_line_per_request_unless_switched_off(running_server, service_models_dir, tmp_path):
-    count = lambda log: access_lines(log, "/interpolate")  # noqa: E731
+    count = lambda log: access_lines(log, "/interpolate")
     with httpx.Client(base_url=running_server.url, headers=AUTH, timeout=30) as http:
         before = count(running_server.log.read_text(errors="replace"))
         assert http.post("/interpolate", json={"seeds": [1, 2], "steps": 2}).status_code == 200
@@ -124,7 +125,7 @@ def sample_lines(log: str) -> list[str]:
 def test_requests_get_tracing_spans_only_when_tracing_is_on(running_server, service_models_dir, tmp_path):
     """Off (the default), BentoML's OpenTelemetry middleware passes requests through: no span, so
     no trace id in the access line. On, each request has its own span."""
-    count = lambda log: len(sample_lines(log))  # noqa: E731
+    count = lambda log: len(sample_lines(log))
     before = count(running_server.log.read_text(errors="replace"))
     with httpx.Client(base_url=running_server.url, headers=AUTH, timeout=30) as http:
         assert http.post("/sample", json={"n": 1}).status_code == 200

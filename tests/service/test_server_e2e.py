@@ -28,13 +28,11 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import DEFAULT, TOKEN
-from model_factory import make_model
-from test_generate_local import files, manifest
-from test_generate_server import _task
-from test_server import server_env_8_threads
 from service.datasets.writer import TMP_MARK
 from tests.servers import READY_TIMEOUT_S, Server, server_env, start_server
+from tests.service.datasets.support import files, manifest, run_task
+from tests.service.model_factory import make_model
+from tests.service.support import DEFAULT, TOKEN, server_env_8_threads
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -72,8 +70,12 @@ def started(models_dir, outputs, tmp_path_factory):
     """The server, and what /readyz answered while it started: (seconds since the start, answer)
     for every probe up to and including the first 200."""
     root = tmp_path_factory.mktemp("two-workers")
-    env = {**server_env_8_threads(models_dir, root), "GANSERVE_WORKERS": "2", "GANSERVE_OUTPUT_DIR": str(outputs),
-           "BENTOML_CONFIG_OPTIONS": f"services.ganserve.traffic.timeout={TIMEOUT_S}"}
+    env = {
+        **server_env_8_threads(models_dir, root),
+        "GANSERVE_WORKERS": "2",
+        "GANSERVE_OUTPUT_DIR": str(outputs),
+        "BENTOML_CONFIG_OPTIONS": f"services.ganserve.traffic.timeout={TIMEOUT_S}",
+    }
     server = Server("two-workers", server_env(env), root / "two-workers.log")
     probes: list[tuple[float, int | str]] = []
     try:
@@ -132,8 +134,10 @@ def test_a_graph_run_longer_than_the_timeout_is_answered_504(server):
 def test_a_body_that_never_ends_is_answered_504(server):
     """Headers promise 64 bytes, one arrives: the guard waits for the rest within the timeout."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S + 30) as s:
-        s.sendall(f"POST /sample HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {TOKEN}\r\n"
-                  "Content-Type: application/json\r\nContent-Length: 64\r\n\r\n{".encode())
+        s.sendall(
+            f"POST /sample HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 64\r\n\r\n{".encode()
+        )
         began, raw = time.monotonic(), b""
         while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
             chunk = s.recv(65536)
@@ -178,17 +182,28 @@ def test_two_workers_serve_the_answers_of_one_and_both_serve(server, client):
         answers = list(pool.map(call, range(4 * len(REQUESTS))))
     for k, content in answers:
         assert content == expected[k], REQUESTS[k]
-    scored = httpx.post(f"{server.url}/score", params={"model": DEFAULT}, content=npy.getvalue(), headers={
-        **AUTH, "content-type": "application/x-npy"}, timeout=60)
-    assert scored.json()["logit"] == client.post("/score", params={"model": DEFAULT}, content=npy.getvalue(),
-                                                 headers={"content-type": "application/x-npy"}).json()["logit"]
+    scored = httpx.post(
+        f"{server.url}/score",
+        params={"model": DEFAULT},
+        content=npy.getvalue(),
+        headers={**AUTH, "content-type": "application/x-npy"},
+        timeout=60,
+    )
+    assert (
+        scored.json()["logit"]
+        == client.post(
+            "/score", params={"model": DEFAULT}, content=npy.getvalue(), headers={"content-type": "application/x-npy"}
+        ).json()["logit"]
+    )
     # Both workers answered some: each access line names its worker (ganserve:1, ganserve:2).
     workers = set()
     deadline = time.monotonic() + 10
     while len(workers) < 2 and time.monotonic() < deadline:
-        workers = {line.split("[entry_service:ganserve:", 1)[1].split("]", 1)[0]
-                   for line in server.log.read_text(errors="replace").splitlines()
-                   if "path=/sample," in line and "[entry_service:ganserve:" in line}
+        workers = {
+            line.split("[entry_service:ganserve:", 1)[1].split("]", 1)[0]
+            for line in server.log.read_text(errors="replace").splitlines()
+            if "path=/sample," in line and "[entry_service:ganserve:" in line
+        }
         time.sleep(0.1)
     assert len(workers) == 2, workers
 
@@ -230,13 +245,34 @@ def test_a_dataset_task_killed_mid_way_resumes_on_a_restarted_server(server, mod
     env = {**server_env_8_threads(restart_models, tmp_path), "GANSERVE_OUTPUT_DIR": str(outputs)}
     with start_server(restart_models, env, tmp_path, name="restarted") as again:
         with httpx.Client(base_url=again.url, headers=AUTH, timeout=30) as http:
-            status, result = _task(http, DATASET)
+            status, result = run_task(http, DATASET)
     assert status == "completed", result.text
     assert result.json() == manifest(folder) and result.json()["totals"]["complete"] == DATASET["samples"]
     after = _complete_shards(folder)
     assert {name: after[name] for name in before} == before  # kept, not rewritten
     assert not [p.name for p in folder.iterdir() if TMP_MARK in p.name]
     reference = tmp_path / "reference"
-    assert main(["generate", "--quiet", "--model-dir", str(models_dir / "slowish"), "--threads", "1", "--out", str(reference),
-                 "--samples", "12", "--shard-size", "1", "--block-size", "1", "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--quiet",
+                "--model-dir",
+                str(models_dir / "slowish"),
+                "--threads",
+                "1",
+                "--out",
+                str(reference),
+                "--samples",
+                "12",
+                "--shard-size",
+                "1",
+                "--block-size",
+                "1",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert files(folder) == files(reference)

@@ -22,7 +22,14 @@ def clean_env(monkeypatch):
 
 def test_defaults(clean_env):
     s = load_settings()
-    assert (s.models_dir, s.default_model, s.device, s.max_n, s.api_token, s.workers) == (Path("models"), "mnist", "auto", 4096, None, None)
+    assert (s.models_dir, s.default_model, s.device, s.max_n, s.api_token, s.workers) == (
+        Path("models"),
+        "mnist",
+        "auto",
+        4096,
+        None,
+        None,
+    )
     assert s.backend == "auto"
     assert (s.threads, s.micro_batching, s.access_log, s.tracing) == (16, True, True, False)
 
@@ -35,7 +42,13 @@ def test_values_come_from_ganserve_variables_and_the_token_stays_secret(clean_en
     clean_env.setenv("GANSERVE_ACCESS_LOG", "false")
     clean_env.setenv("GANSERVE_TRACING", "true")
     s = load_settings()
-    assert s.max_n == 10 and s.device == "cuda" and s.micro_batching is False and s.access_log is False and s.tracing is True
+    assert (
+        s.max_n == 10
+        and s.device == "cuda"
+        and s.micro_batching is False
+        and s.access_log is False
+        and s.tracing is True
+    )
     assert s.api_token.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
 
 
@@ -47,8 +60,15 @@ def test_an_empty_token_requires_none(clean_env, value, required):
     assert load_settings().token_required is required
 
 
-@pytest.mark.parametrize("key, value", [("GANSERVE_DEVICE", "gpu"), ("GANSERVE_MAX_N", "0"), ("GANSERVE_WORKERS", "two"),
-                                        ("GANSERVE_MICRO_BATCHING", "maybe")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("GANSERVE_DEVICE", "gpu"),
+        ("GANSERVE_MAX_N", "0"),
+        ("GANSERVE_WORKERS", "two"),
+        ("GANSERVE_MICRO_BATCHING", "maybe"),
+    ],
+)
 def test_a_bad_value_is_an_error_naming_the_variable(clean_env, key, value):
     clean_env.setenv(key, value)
     with pytest.raises(SettingsError, match=key):
@@ -64,8 +84,18 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_serve_runs_bentoml_on_the_service_with_an_absolute_models_dir(clean_env, tmp_path):
     clean_env.chdir(tmp_path)
     command, env = serve.server_command(_args("--port", "3123", "--host", "127.0.0.1", "--device", "cpu"))
-    assert command[1:] == ["-m", "bentoml", "serve", "service.service:GanServe", "--host", "127.0.0.1",
-                           "--port", "3123", "--working-dir", str(serve.REPO_ROOT)]
+    assert command[1:] == [
+        "-m",
+        "bentoml",
+        "serve",
+        "service.service:GanServe",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "3123",
+        "--working-dir",
+        str(serve.REPO_ROOT),
+    ]
     assert env["GANSERVE_MODELS_DIR"] == str(tmp_path / "models") and env["GANSERVE_DEVICE"] == "cpu"
 
 
@@ -82,7 +112,7 @@ def test_serve_refuses_a_bad_setting_before_starting(clean_env, capsys):
 
 
 def test_serve_refuses_a_broken_default_model_before_starting(clean_env, tiny_model_copy, capsys):
-    from model_factory import corrupt
+    from tests.service.model_factory import corrupt
 
     folder = tiny_model_copy("tiny-digits")
     corrupt(folder)

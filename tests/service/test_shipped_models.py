@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from models.card import GRAPH_FILES, ModelCard, sha256_of
-from service import latents
-from service.engine import Engine, model_folders
+from service.core import latents
+from service.runtime.engine import Engine, model_folders
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models"
@@ -34,18 +34,30 @@ REQUEST = {"n": 8, "seed": 2014, "format": "npy"}
 DRAWS_FACTOR = 20  # unused without a filter; the server's default
 # folder -> sha256 of (latents as float32 bytes, /sample's npy answer) for REQUEST.
 PINNED = {
-    "grid25": {"latents": "78cb3558b9cbc7c7cd31224afc04d6a04b21dca597f8c4180fd21788bafd54f7",
-              "samples": "69c2a13ad778c8925f38550f371a2003db7657e6fde5b86c5014481bbb68dc33"},
-    "mnist": {"latents": "7212ee91cd0b33eef5787e7428b68c4bf39d9587e80802051e232f277486d855",
-             "samples": "eff0a835a4aabf2aed4acbbe6b14b072e349af8db62029895b721e3a69608046"},
-    "ring8": {"latents": "78cb3558b9cbc7c7cd31224afc04d6a04b21dca597f8c4180fd21788bafd54f7",
-             "samples": "43d1593a52e9d26e0f9678fd55ab71e5b73bdb6302361c5bf2bee0b05193eb25"},
-    "mnist-cond": {"latents": "7212ee91cd0b33eef5787e7428b68c4bf39d9587e80802051e232f277486d855",
-                   "samples": "86a9905ece5b50c1e369e463e4238ae06093005729d6d6a485f3bc04707ca038"},
-    "patches": {"latents": "5d3a2e37795e814354c4cb68e7e94d1ea9d658965b392f07c4d5049169ba9593",
-                "samples": "814761705597473c42e1bc64852dd89370ae9736bbc3e5dd215e8a0b9b9fe21e"},
-    "toy1d": {"latents": "83e2589b91b3647e75d0ce2626519752735758f0ae3ba02ab81adc78570541c3",
-             "samples": "c9748bf8cbd6d4cdc1d915500e8a67ddca103484f8837188e223a80647473cdb"},
+    "grid25": {
+        "latents": "78cb3558b9cbc7c7cd31224afc04d6a04b21dca597f8c4180fd21788bafd54f7",
+        "samples": "69c2a13ad778c8925f38550f371a2003db7657e6fde5b86c5014481bbb68dc33",
+    },
+    "mnist": {
+        "latents": "7212ee91cd0b33eef5787e7428b68c4bf39d9587e80802051e232f277486d855",
+        "samples": "eff0a835a4aabf2aed4acbbe6b14b072e349af8db62029895b721e3a69608046",
+    },
+    "ring8": {
+        "latents": "78cb3558b9cbc7c7cd31224afc04d6a04b21dca597f8c4180fd21788bafd54f7",
+        "samples": "43d1593a52e9d26e0f9678fd55ab71e5b73bdb6302361c5bf2bee0b05193eb25",
+    },
+    "mnist-cond": {
+        "latents": "7212ee91cd0b33eef5787e7428b68c4bf39d9587e80802051e232f277486d855",
+        "samples": "86a9905ece5b50c1e369e463e4238ae06093005729d6d6a485f3bc04707ca038",
+    },
+    "patches": {
+        "latents": "5d3a2e37795e814354c4cb68e7e94d1ea9d658965b392f07c4d5049169ba9593",
+        "samples": "814761705597473c42e1bc64852dd89370ae9736bbc3e5dd215e8a0b9b9fe21e",
+    },
+    "toy1d": {
+        "latents": "83e2589b91b3647e75d0ce2626519752735758f0ae3ba02ab81adc78570541c3",
+        "samples": "c9748bf8cbd6d4cdc1d915500e8a67ddca103484f8837188e223a80647473cdb",
+    },
 }
 FOLDERS = [p.name for p in model_folders(SHIPPED)]
 
@@ -62,10 +74,10 @@ def test_models_holds_the_shipped_folders():
 @pytest.mark.usefixtures("app")
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
-    # Imported here, after the `app` fixture: service.schemas reads the settings (max n) once, at
+    # Imported here, after the `app` fixture: service.core.schemas reads the settings (max n) once, at
     # import; imported first, it would fix them before the in-process app's test settings.
-    from service import handlers
-    from service.schemas import SampleRequest
+    from service.core.schemas import SampleRequest
+    from service.http import handlers
 
     engine = Engine.from_folder(SHIPPED / folder, device="cpu")
     model = engine.get(folder)
@@ -77,7 +89,9 @@ def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
         path = SHIPPED / folder / name
         assert (role in card.files) == path.is_file(), f"{path}: on disk and in the card's files must agree"
         entry = card.files.get(role)
-        assert entry is None or (entry.name == name and entry.sha256 == sha256_of(path) and entry.bytes == path.stat().st_size)
+        assert entry is None or (
+            entry.name == name and entry.sha256 == sha256_of(path) and entry.bytes == path.stat().st_size
+        )
     assert model.provider == "CPUExecutionProvider"
 
     response = handlers.sample(engine, SampleRequest(**REQUEST), DRAWS_FACTOR)
@@ -92,13 +106,16 @@ def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
     z = latents.draw(latents.generator(REQUEST["seed"]), card.latent, REQUEST["n"])
     got = {"latents": digest(np.ascontiguousarray(z, np.float32).tobytes()), "samples": digest(response.body)}
     pinned = PINNED.get(folder)
-    assert pinned, (f"models/{folder} is shipped but has no pinned digests: add "
-                    f"{folder!r}: {got!r} to PINNED in {Path(__file__).name}")
+    assert pinned, (
+        f"models/{folder} is shipped but has no pinned digests: add "
+        f"{folder!r}: {got!r} to PINNED in {Path(__file__).name}"
+    )
     assert got["latents"] == pinned["latents"], f"the latent draw of seed {REQUEST['seed']} changed: {got}"
     assert got["samples"] == pinned["samples"], (
         f"/sample's npy answer for {REQUEST} changed: {got['samples']} (pinned {pinned['samples']}). Either the "
         f"generator of models/{folder} changed (then re-pin, and say why in the commit), or this host's CPU "
-        "kernels differ from the pinning host's (AVX2 + FMA, see the module docstring)")
+        "kernels differ from the pinning host's (AVX2 + FMA, see the module docstring)"
+    )
 
 
 @pytest.mark.usefixtures("app")
@@ -106,8 +123,8 @@ def test_a_shipped_model_loads_on_cpu_and_answers_its_pinned_samples(folder):
 def test_a_shipped_models_drs_answer_carries_realness_from_the_served_logit(folder):
     """`drs` with scores, as /sample answers it: every returned realness is sigmoid of D's first
     output on that sample, also where the card keeps the training D's ratio (ratio.onnx) for DRS."""
-    from service import handlers
-    from service.schemas import SampleRequest
+    from service.core.schemas import SampleRequest
+    from service.http import handlers
 
     engine = Engine.from_folder(SHIPPED / folder, device="cpu")
     model = engine.get(folder)

@@ -21,8 +21,10 @@ sys.path.insert(0, str(HERE))  # `tutorial_gans:...` for --torch-generator, as a
 import tutorial_gans as tut  # noqa: E402
 
 # Run the service's command with torch and onnx unimportable: packing ONNX needs neither.
-NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; "
-            "from service.__main__ import main; sys.exit(main(sys.argv[1:]))")
+NO_TORCH = (
+    "import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; "
+    "from service.__main__ import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 @dataclass
@@ -35,13 +37,23 @@ class Packed:
 
 def training_pack(*argv: str) -> subprocess.CompletedProcess:
     """`python -m training pack ...` as a user runs it, from the tutorial module's folder."""
-    return subprocess.run([sys.executable, "-m", "training", "pack", *argv], cwd=HERE, capture_output=True, text=True,
-                          env={**_env(), "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "training", "pack", *argv],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        env={**_env(), "PYTHONPATH": str(REPO)},
+    )
 
 
 def service_pack_without_torch(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", NO_TORCH, "pack", *argv], cwd=REPO, capture_output=True, text=True,
-                          env={**_env(), "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH, "pack", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**_env(), "PYTHONPATH": str(REPO)},
+    )
 
 
 def _env() -> dict:
@@ -54,8 +66,16 @@ def export_torchscript(module: torch.nn.Module, example: torch.Tensor, path: Pat
     """The way tutorials export: torch's TorchScript-based exporter (deprecated, so it warns), not ours."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (example,), str(path), input_names=[names[0]], output_names=[names[1]],
-                          dynamic_axes={names[0]: {0: "n"}, names[1]: {0: "n"}}, dynamo=False, opset_version=17)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=[names[0]],
+            output_names=[names[1]],
+            dynamic_axes={names[0]: {0: "n"}, names[1]: {0: "n"}},
+            dynamo=False,
+            opset_version=17,
+        )
 
 
 class Result:
@@ -93,19 +113,62 @@ def build(root: Path) -> Packed:
     export_torchscript(mG, torch.randn(2, 8), files / "mlp_G.onnx", ("noise", "image"))
 
     runs = [
-        training_pack("--torch-generator", "tutorial_gans:dcgan_generator", "--weights", str(files / "dcgan_G.safetensors"),
-                      "--torch-discriminator", "tutorial_gans:dcgan_discriminator",
-                      "--discriminator-weights", str(files / "dcgan_D.pt"), "--discriminator-output", "probability",
-                      "--latent-shape", "100,1,1", "--value-range", "-1,1", "--name", "tut-dcgan",
-                      "--description", "pytorch/examples dcgan, untrained", "--out", str(models),
-                      "--realness-samples", "200"),
-        training_pack("--torch-generator", "tutorial_gans:cond_generator", "--weights", str(files / "cgan_G.pth"),
-                      "--torch-discriminator", "tutorial_gans:cond_discriminator",
-                      "--discriminator-weights", str(files / "cgan_D.safetensors"),
-                      "--latent-dim", str(tut.COND_LATENT), "--classes", "red,green,blue", "--value-range", "0,1",
-                      "--name", "tut-cgan", "--out", str(models), "--realness-samples", "200"),
-        service_pack_without_torch("--generator", str(files / "mlp_G.onnx"), "--value-range", "0,1",
-                                   "--name", "tut-gonly", "--out", str(models)),
+        training_pack(
+            "--torch-generator",
+            "tutorial_gans:dcgan_generator",
+            "--weights",
+            str(files / "dcgan_G.safetensors"),
+            "--torch-discriminator",
+            "tutorial_gans:dcgan_discriminator",
+            "--discriminator-weights",
+            str(files / "dcgan_D.pt"),
+            "--discriminator-output",
+            "probability",
+            "--latent-shape",
+            "100,1,1",
+            "--value-range",
+            "-1,1",
+            "--name",
+            "tut-dcgan",
+            "--description",
+            "pytorch/examples dcgan, untrained",
+            "--out",
+            str(models),
+            "--realness-samples",
+            "200",
+        ),
+        training_pack(
+            "--torch-generator",
+            "tutorial_gans:cond_generator",
+            "--weights",
+            str(files / "cgan_G.pth"),
+            "--torch-discriminator",
+            "tutorial_gans:cond_discriminator",
+            "--discriminator-weights",
+            str(files / "cgan_D.safetensors"),
+            "--latent-dim",
+            str(tut.COND_LATENT),
+            "--classes",
+            "red,green,blue",
+            "--value-range",
+            "0,1",
+            "--name",
+            "tut-cgan",
+            "--out",
+            str(models),
+            "--realness-samples",
+            "200",
+        ),
+        service_pack_without_torch(
+            "--generator",
+            str(files / "mlp_G.onnx"),
+            "--value-range",
+            "0,1",
+            "--name",
+            "tut-gonly",
+            "--out",
+            str(models),
+        ),
     ]
     for run in runs:
         assert run.returncode == 0, run.stderr[-3000:]

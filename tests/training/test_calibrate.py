@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from models.card import SCHEMA_VERSION, ModelCard, load_model_folder, read_card, sha256_of, write_card
-from training.calibrate import CalibrationConfig, CalibrationError, calibrate_model, load_discriminator
-from training.retarget import retarget
+from training.calibrate import CalibrationConfig, calibrate_model
 from training.commands import calibrate as calibrate_cmd
 from training.config import TrainConfig
 from training.evaluation import calibration as cal
 from training.onnx_io import cpu_session, run_batched
+from training.retarget import retarget
+from training.served_d import CalibrationError, load_discriminator
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 FAST = CalibrationConfig(steps=400, batch=128, lr=2e-3, eval_every=50, patience=4)
@@ -83,8 +84,20 @@ def test_the_command_writes_a_new_folder_and_reports(tiny_model_copy, capsys):
     out = folder.parent / "tiny-ring-cal"
     parser = argparse.ArgumentParser()
     calibrate_cmd.add_arguments(parser)
-    args = parser.parse_args([str(folder), "--out", str(out), "--steps", "100", "--eval-every", "50", "--quiet",
-                              "--target-acceptance", "0.5"])
+    args = parser.parse_args(
+        [
+            str(folder),
+            "--out",
+            str(out),
+            "--steps",
+            "100",
+            "--eval-every",
+            "50",
+            "--quiet",
+            "--target-acceptance",
+            "0.5",
+        ]
+    )
     assert calibrate_cmd.run(args) == 0
     assert "held-out AUC" in capsys.readouterr().out
     card, _ = load_model_folder(out)
@@ -121,7 +134,7 @@ def test_auc_and_reliability_on_known_inputs():
 
 
 def test_gamma_for_acceptance_hits_the_target_and_matches_the_service_formula():
-    from service import sampling
+    from service.core import sampling
 
     logits = np.random.default_rng(1).normal(0, 2, 20_000).astype(np.float32)
     m = float(logits.max())
@@ -129,7 +142,7 @@ def test_gamma_for_acceptance_hits_the_target_and_matches_the_service_formula():
         g = cal.gamma_for_acceptance(logits, m, target)
         assert cal.acceptance(logits, m, g) == pytest.approx(target, abs=1e-3)
         u = np.random.default_rng(2).uniform(size=logits.size)
-        kept = sampling._drs_accept(logits, m, g, u)  # the service's own rule
+        kept = sampling.drs_accept(logits, m, g, u)  # the service's own rule
         assert kept.mean() == pytest.approx(target, abs=0.01)
 
 
@@ -154,11 +167,17 @@ def test_a_dcgan_d_is_calibrated_with_the_shift_its_bias_free_convolution_cannot
     from training.export import export_run
     from training.trainer import train
 
-    run = train(resolve("dcgan-mnist", ["network.g_width=8", "network.d_width=8", "batch_size=32", "network.latent.dim=8"]),
-                tmp_path / "run", max_steps=3, progress=False)
+    run = train(
+        resolve("dcgan-mnist", ["network.g_width=8", "network.d_width=8", "batch_size=32", "network.latent.dim=8"]),
+        tmp_path / "run",
+        max_steps=3,
+        progress=False,
+    )
     folder = export_run(run, name="tiny-dcgan", out_dir=tmp_path / "models", progress=False)
     g_sha = sha256_of(folder / "generator.onnx")
-    report = calibrate_model(folder, CalibrationConfig(steps=60, batch=64, lr=1e-3, eval_every=20, patience=2), progress=False)
+    report = calibrate_model(
+        folder, CalibrationConfig(steps=60, batch=64, lr=1e-3, eval_every=20, patience=2), progress=False
+    )
     card, paths = load_model_folder(folder)
     assert report.started_from == "fresh" and card.realness.calibration.started_from == "fresh"
     assert sha256_of(folder / "generator.onnx") == g_sha
@@ -166,29 +185,35 @@ def test_a_dcgan_d_is_calibrated_with_the_shift_its_bias_free_convolution_cannot
     assert report.after["auc"] > 0.7, report.after["auc"]  # G after 3 steps is easy to tell apart
     assert card.onnx.discriminator.inputs[0].name == "x" and card.onnx.discriminator.outputs[0].name == "logit"
     graph = onnx.load(str(paths["discriminator"])).graph
-    assert graph.node[-1].op_type == "Add" and graph.node[-2].op_type in ("Flatten", "Reshape", "Conv")  # the shift, last
+    assert graph.node[-1].op_type == "Add" and graph.node[-2].op_type in (
+        "Flatten",
+        "Reshape",
+        "Conv",
+    )  # the shift, last
 
 
 def test_parity_of_large_logits_is_judged_relative_to_their_size():
-    from training.calibrate import PARITY_TOLERANCE, _parity_gap
+    from training.calibrate import PARITY_TOLERANCE, parity_gap
 
     small = np.array([0.5, -0.2], dtype=np.float32)
-    assert _parity_gap(small + 5e-5, small) <= PARITY_TOLERANCE < _parity_gap(small + 2e-4, small)
+    assert parity_gap(small + 5e-5, small) <= PARITY_TOLERANCE < parity_gap(small + 2e-4, small)
     large = np.array([-40.0, 35.0], dtype=np.float32)  # float32 rounding of a confident D's sums
-    assert _parity_gap(large + 2e-3, large) <= PARITY_TOLERANCE < _parity_gap(large + 1e-2, large)
+    assert parity_gap(large + 2e-3, large) <= PARITY_TOLERANCE < parity_gap(large + 1e-2, large)
 
 
 def test_a_calibration_from_a_fresh_d_is_reproducible(tiny_model_copy, tmp_path):
     # The fresh D's weights and its dropout masks come from torch's generator, seeded by the config.
     folder = tiny_model_copy("tiny-digits")
     cfg = CalibrationConfig(steps=60, batch=64, eval_every=30, lr=1e-3, fresh=True)
-    shas = [sha256_of(calibrate_model(folder, cfg, out=tmp_path / f"run{i}", progress=False).folder / "discriminator.onnx")
-            for i in range(2)]
+    shas = [
+        sha256_of(calibrate_model(folder, cfg, out=tmp_path / f"run{i}", progress=False).folder / "discriminator.onnx")
+        for i in range(2)
+    ]
     assert shas[0] == shas[1]
 
 
 def test_the_training_ratio_is_kept_beside_the_calibrated_d_and_drs_takes_it(tiny_model_copy):
-    from training.calibrate import _realness_set
+    from training.calibrate import realness_set
     from training.evaluation.samplers import onnx_sampler
 
     folder = tiny_model_copy("tiny-ring")
@@ -196,21 +221,26 @@ def test_the_training_ratio_is_kept_beside_the_calibrated_d_and_drs_takes_it(tin
     trained_bytes = (folder / "discriminator.onnx").read_bytes()
     trained = run_batched(cpu_session(folder / "discriminator.onnx"), x).ravel()
     g_bytes = (folder / "generator.onnx").read_bytes()
-    report = calibrate_model(folder, CalibrationConfig(steps=150, batch=128, lr=2e-3, eval_every=50, drs_ratio="training"),
-                             progress=False)
+    report = calibrate_model(
+        folder, CalibrationConfig(steps=150, batch=128, lr=2e-3, eval_every=50, drs_ratio="training"), progress=False
+    )
     card, paths = load_model_folder(folder)  # files and signatures as the card says
     assert sorted(paths) == ["discriminator", "generator", "ratio"] and card.drs_role == "ratio"
     assert card.realness.drs_ratio == "training"
     assert (folder / "ratio.onnx").read_bytes() == trained_bytes  # the training D, file for file
     assert [o.name for o in cpu_session(folder / "discriminator.onnx").get_outputs()] == ["logit"]  # one D's cost
-    assert np.abs(run_batched(cpu_session(folder / "discriminator.onnx"), x).ravel() - trained).max() > 1e-3  # realness: calibrated
+    assert (
+        np.abs(run_batched(cpu_session(folder / "discriminator.onnx"), x).ravel() - trained).max() > 1e-3
+    )  # realness: calibrated
     assert report.after["auc"] > report.before["auc"]
     assert (folder / "generator.onnx").read_bytes() == g_bytes
     # max_logit and gamma are measured on the ratio DRS rejects by, over the card's realness set
-    xr, _ = _realness_set(onnx_sampler(folder, card, threads=1), card)
+    xr, _ = realness_set(onnx_sampler(folder, card, threads=1), card)
     ratio = run_batched(cpu_session(folder / "ratio.onnx"), xr).ravel()
     assert card.realness.max_logit == pytest.approx(float(ratio.max()), abs=1e-6)
-    assert card.realness.calibration.acceptance == pytest.approx(cal.acceptance(ratio, card.realness.max_logit, card.realness.drs_gamma))
+    assert card.realness.calibration.acceptance == pytest.approx(
+        cal.acceptance(ratio, card.realness.max_logit, card.realness.drs_gamma)
+    )
     assert "ratio.onnx" in card.realness.calibration.method
 
     # Calibrated again, the training D is carried over; asked for the served ratio, it is dropped.
@@ -229,7 +259,9 @@ def test_the_training_ratio_cannot_come_from_a_d_calibrated_without_it(tiny_mode
     calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50), progress=False)
     before = (folder / "discriminator.onnx").read_bytes()
     with pytest.raises(CalibrationError, match="needs the D trained with G"):
-        calibrate_model(folder, CalibrationConfig(steps=50, batch=128, eval_every=50, drs_ratio="training"), progress=False)
+        calibrate_model(
+            folder, CalibrationConfig(steps=50, batch=128, eval_every=50, drs_ratio="training"), progress=False
+        )
     assert (folder / "discriminator.onnx").read_bytes() == before
     with pytest.raises(CalibrationError, match="drs_ratio"):
         CalibrationConfig(drs_ratio="best")

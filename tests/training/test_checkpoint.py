@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import (CheckpointError, _join_optimizer, _split_optimizer, checkpoint_dirs,
-                                 latest_checkpoint, load_checkpoint, load_run)
+from training.checkpoint import (
+    CheckpointError,
+    checkpoint_dirs,
+    join_optimizer,
+    latest_checkpoint,
+    load_checkpoint,
+    load_run,
+    split_optimizer,
+)
 from training.config import resolve
 from training.trainer import train
 
@@ -31,8 +38,13 @@ def run_dir(tmp_path_factory) -> Path:
 def test_checkpoint_holds_only_safetensors_and_json(run_dir):
     ckpt = latest_checkpoint(run_dir)
     assert sorted(p.name for p in ckpt.iterdir()) == [
-        "discriminator.safetensors", "generator.safetensors", "loop.safetensors", "optim_d.safetensors",
-        "optim_g.safetensors", "state.json"]
+        "discriminator.safetensors",
+        "generator.safetensors",
+        "loop.safetensors",
+        "optim_d.safetensors",
+        "optim_g.safetensors",
+        "state.json",
+    ]
     state = json.loads((ckpt / "state.json").read_text())
     assert state["step"] == 3 and state["config"]["preset"] == "mnist-paper"
 
@@ -49,17 +61,20 @@ def test_load_run_rebuilds_the_networks_in_eval_mode(run_dir):
     assert torch.equal(run.discriminator(x), run.discriminator(x))
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.5),
-    lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.5, 0.999)),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.5),
+        lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.5, 0.999)),
+    ],
+)
 def test_optimizer_state_round_trips_through_tensors_and_json(make):
     net = torch.nn.Linear(3, 2)
     opt = make(net.parameters())
     net(torch.randn(5, 3)).sum().backward()
     opt.step()
-    tensors, meta = _split_optimizer(opt.state_dict())
-    rebuilt = _join_optimizer(tensors, json.loads(json.dumps(meta)))
+    tensors, meta = split_optimizer(opt.state_dict())
+    rebuilt = join_optimizer(tensors, json.loads(json.dumps(meta)))
     fresh = make(net.parameters())
     fresh.load_state_dict(rebuilt)
     for a, b in zip(opt.state.values(), fresh.state.values()):
@@ -68,8 +83,9 @@ def test_optimizer_state_round_trips_through_tensors_and_json(make):
 
 
 def test_old_checkpoints_are_pruned(tmp_path):
-    config = resolve("digits", ["network.g_hidden=[8]", "network.d_hidden=[8]", "batch_size=700",
-                                "epochs=4", "keep_checkpoints=1"])
+    config = resolve(
+        "digits", ["network.g_hidden=[8]", "network.d_hidden=[8]", "batch_size=700", "epochs=4", "keep_checkpoints=1"]
+    )
     run = train(config, tmp_path / "run", progress=False)
     assert [p.name for p in checkpoint_dirs(run)] == ["step-00000004"]
     assert not list((run / "checkpoints").glob(".tmp-*"))
@@ -81,12 +97,15 @@ def _copy(run_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(run_dir, tmp_path / "copy"))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda c: (c / "generator.safetensors").write_bytes(b"garbage"), "generator.safetensors: not a readable"),
-    (lambda c: (c / "optim_d.safetensors").unlink(), "optim_d.safetensors: missing"),
-    (lambda c: (c / "state.json").write_text("{"), "state.json: unreadable"),
-    (lambda c: (c / "state.json").write_text(json.dumps({"format": 1})), "state.json: missing the key"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda c: (c / "generator.safetensors").write_bytes(b"garbage"), "generator.safetensors: not a readable"),
+        (lambda c: (c / "optim_d.safetensors").unlink(), "optim_d.safetensors: missing"),
+        (lambda c: (c / "state.json").write_text("{"), "state.json: unreadable"),
+        (lambda c: (c / "state.json").write_text(json.dumps({"format": 1})), "state.json: missing the key"),
+    ],
+)
 def test_damaged_checkpoints_name_the_file(run_dir, tmp_path, damage, message):
     copy = _copy(run_dir, tmp_path)
     damage(latest_checkpoint(copy))

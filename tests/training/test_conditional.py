@@ -26,9 +26,21 @@ TINY_MLP = ["network.g_hidden=[16]", "network.d_hidden=[16]"]
 @pytest.mark.parametrize("family, shape", [("mlp", (1, 8, 8)), ("mlp", (2,)), ("dcgan", (1, 32, 32))])
 @pytest.mark.parametrize("head", ["concat", "projection"])
 def test_conditional_networks_take_and_use_the_class(family, shape, head):
-    cfg = NetworkConfig(family=family, sample_shape=shape, classes=4, d_condition=head, g_hidden=(16,),
-                        d_hidden=(16,), d_pieces=2, g_width=8, d_width=8, output="sigmoid",
-                        latent=LatentConfig(8, "normal"), d_init_scale=None, g_init_scale=None)
+    cfg = NetworkConfig(
+        family=family,
+        sample_shape=shape,
+        classes=4,
+        d_condition=head,
+        g_hidden=(16,),
+        d_hidden=(16,),
+        d_pieces=2,
+        g_width=8,
+        d_width=8,
+        output="sigmoid",
+        latent=LatentConfig(8, "normal"),
+        d_init_scale=None,
+        g_init_scale=None,
+    )
     torch.manual_seed(0)
     G, D = build_generator(cfg).eval(), build_discriminator(cfg).eval()
     if head == "projection":  # zero-initialised: give the class embedding something to say
@@ -53,7 +65,12 @@ def test_unconditional_networks_keep_their_weights_and_init():
     torch.manual_seed(3)
     g = build_generator(cfg).state_dict()
     assert sorted(g) == ["body.0.bias", "body.0.weight", "out.bias", "out.weight"]
-    assert sorted(build_discriminator(cfg).state_dict()) == ["net.2.linear.bias", "net.2.linear.weight", "net.4.bias", "net.4.weight"]
+    assert sorted(build_discriminator(cfg).state_dict()) == [
+        "net.2.linear.bias",
+        "net.2.linear.weight",
+        "net.4.bias",
+        "net.4.weight",
+    ]
 
 
 def test_packing_and_conditioning_do_not_mix():
@@ -61,11 +78,16 @@ def test_packing_and_conditioning_do_not_mix():
         NetworkConfig(classes=10, d_pack=2)
 
 
-@pytest.mark.parametrize("preset, classes, names", [
-    ("mnist-cond", 10, [str(d) for d in range(10)]), ("digits-cond", 10, [str(d) for d in range(10)]),
-    ("ring8-cond", 8, [f"mode{k}" for k in range(8)]), ("grid25-cond", 25, [f"mode{k}" for k in range(25)]),
-    ("dcgan-mnist-cond", 10, [str(d) for d in range(10)]),
-])
+@pytest.mark.parametrize(
+    "preset, classes, names",
+    [
+        ("mnist-cond", 10, [str(d) for d in range(10)]),
+        ("digits-cond", 10, [str(d) for d in range(10)]),
+        ("ring8-cond", 8, [f"mode{k}" for k in range(8)]),
+        ("grid25-cond", 25, [f"mode{k}" for k in range(25)]),
+        ("dcgan-mnist-cond", 10, [str(d) for d in range(10)]),
+    ],
+)
 def test_conditional_presets_take_their_classes_from_the_data(preset, classes, names):
     cfg = resolve(preset)
     assert cfg.conditional and cfg.network.classes == classes
@@ -89,10 +111,13 @@ def test_toy_labels_are_the_mode_each_sample_came_from(name, modes):
     assert (nearest == split.y.numpy()).mean() > 0.999
 
 
-@pytest.mark.parametrize("preset, overrides", [
-    ("mnist-cond", ["batch_size=16"] + TINY_MLP),  # maxout D, projection head, R1, G's weight average
-    ("ring8-cond", TINY_MLP + ["batch_size=64"]),  # concat head
-])
+@pytest.mark.parametrize(
+    "preset, overrides",
+    [
+        ("mnist-cond", ["batch_size=16"] + TINY_MLP),  # maxout D, projection head, R1, G's weight average
+        ("ring8-cond", TINY_MLP + ["batch_size=64"]),  # concat head
+    ],
+)
 def test_conditional_resume_is_bit_for_bit(tmp_path, preset, overrides):
     config = resolve(preset, overrides + ["epochs=100"])
     straight = train(config, tmp_path / "straight", max_steps=30, progress=False)
@@ -157,15 +182,23 @@ def test_grids_of_a_conditional_image_run_have_one_row_per_class(digits_cond_mod
 def test_a_conditional_dcgan_pair_exports_with_parity(tmp_path):
     from training.export import export_model
 
-    cfg = NetworkConfig(family="dcgan", sample_shape=(1, 32, 32), g_width=8, d_width=8, classes=3,
-                        d_condition="concat", latent=LatentConfig(dim=8, distribution="normal"))
+    cfg = NetworkConfig(
+        family="dcgan",
+        sample_shape=(1, 32, 32),
+        g_width=8,
+        d_width=8,
+        classes=3,
+        d_condition="concat",
+        latent=LatentConfig(dim=8, distribution="normal"),
+    )
     torch.manual_seed(0)
     G, D = build_generator(cfg), build_discriminator(cfg)
     with torch.no_grad():  # batch norm with running statistics, as training leaves it
         G(torch.randn(16, 8), torch.arange(16) % 3)
     info = {"preset": "test", "config": {}, "steps": 1, "wall_time_s": 0.1, "seed": 1, "dataset": "none"}
-    folder = export_model(cfg, G, D, name="dc-cond", out_dir=tmp_path, training_info=info, progress=False,
-                          class_names=["a", "b", "c"])  # parity at batches 1, 7 and 256 is checked inside
+    folder = export_model(
+        cfg, G, D, name="dc-cond", out_dir=tmp_path, training_info=info, progress=False, class_names=["a", "b", "c"]
+    )  # parity at batches 1, 7 and 256 is checked inside
     card, _ = load_model_folder(folder)
     assert card.condition.names == ["a", "b", "c"]
     with pytest.raises(Exception, match="class_names"):

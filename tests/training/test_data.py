@@ -37,9 +37,9 @@ def test_builtin_splits_match_their_info_and_are_deterministic(name):
 
 
 def test_patches_are_rgb_crops_of_the_photographs_split_by_columns():
-    from training.data.patches import _photographs, cut
+    from training.data.patches import cut, photographs
 
-    photos = _photographs()
+    photos = photographs()
     assert [p.shape for p in photos] == [(427, 640, 3), (427, 640, 3)]
     train = load_dataset("patches", "train")
     assert tuple(train.x.shape) == (6100, 3, 32, 32) and train.y is None
@@ -91,6 +91,7 @@ def test_unknown_dataset_option_and_split_are_named():
 
 # ---- full MNIST from IDX files ----
 
+
 def idx_bytes(array: np.ndarray) -> bytes:
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + array.astype(np.uint8).tobytes()
@@ -116,9 +117,12 @@ def test_mnist_idx_split_keeps_the_papers_proportions(tmp_path, gz):
     test = load_dataset("mnist", "test", path=str(folder))
     assert (len(train.x), len(valid.x), len(test.x)) == (50, 10, 12)  # 5:1 like 50,000 : 10,000
     assert train.x.shape[1:] == (1, 28, 28) and 0.0 <= train.x.min() and train.x.max() <= 1.0
-    raw = gzip.decompress((folder / "train-images-idx3-ubyte.gz").read_bytes()) if gz else \
-        (folder / "train-images-idx3-ubyte").read_bytes()
-    first = np.frombuffer(raw[16:16 + 784], dtype=np.uint8).reshape(28, 28) / 255.0
+    raw = (
+        gzip.decompress((folder / "train-images-idx3-ubyte.gz").read_bytes())
+        if gz
+        else (folder / "train-images-idx3-ubyte").read_bytes()
+    )
+    first = np.frombuffer(raw[16 : 16 + 784], dtype=np.uint8).reshape(28, 28) / 255.0
     assert np.allclose(train.x[0, 0].numpy(), first)
     assert load_dataset("mnist", "test", path=str(folder), size=32).x.shape == (12, 1, 32, 32)
 
@@ -127,13 +131,16 @@ def _corrupt(folder: Path, name: str, data: bytes) -> None:
     (folder / name).write_bytes(data)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("missing", "missing"),
-    ("truncated", "truncated"),
-    ("trailing", "trailing bytes"),
-    ("magic", "not an IDX file"),
-    ("empty", "truncated"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "missing"),
+        ("truncated", "truncated"),
+        ("trailing", "trailing bytes"),
+        ("magic", "not an IDX file"),
+        ("empty", "truncated"),
+    ],
+)
 def test_bad_idx_files_are_named_with_their_problem(tmp_path, damage, message):
     folder = write_tiny_mnist(tmp_path / "mnist")
     path = folder / "train-images-idx3-ubyte"
@@ -175,6 +182,7 @@ def test_mnist_needs_an_existing_directory(tmp_path):
 
 
 # ---- a folder of the user's images ----
+
 
 def write_pngs(folder: Path, n: int = 20, size: int = 12) -> Path:
     from PIL import Image

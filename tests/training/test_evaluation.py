@@ -45,9 +45,11 @@ def test_parzen_blocks_do_not_change_the_answer(monkeypatch):
 
 def test_parzen_protocol_picks_sigma_on_validation_and_reports_stderr():
     rng = np.random.default_rng(3)
+
     # Data spread ~0.3 per coordinate: the best width is neither end of the grid.
     def draw(n):
         return rng.normal(scale=0.3, size=(n, 5))
+
     r = parzen.parzen_estimate(draw(3000), draw(300), draw(400))
     assert r.sigma == max(r.valid_scores, key=r.valid_scores.get)
     assert parzen.SIGMAS[0] < r.sigma < parzen.SIGMAS[-1]

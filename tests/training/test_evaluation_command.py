@@ -31,11 +31,19 @@ def test_evaluate_digits_model_measures_parzen_and_classifier_metrics(tiny_model
     before = read_card(folder)
     assert main(["evaluate", str(folder), "--samples", "400"]) == 0
     m = read_card(folder).metrics
-    for name in ("parzen_log_likelihood", "parzen_log_likelihood_of_training_data", "frechet_distance",
-                 "classifier_confidence", "digit_min_share", "digit_entropy"):
+    for name in (
+        "parzen_log_likelihood",
+        "parzen_log_likelihood_of_training_data",
+        "frechet_distance",
+        "classifier_confidence",
+        "digit_min_share",
+        "digit_entropy",
+    ):
         assert name in m, name
     assert m["parzen_log_likelihood"].stderr > 0
-    assert m["parzen_log_likelihood"].details["sigma"] in [pytest.approx(s) for s in (0.1 * 10 ** (i / 9) for i in range(10))]
+    assert m["parzen_log_likelihood"].details["sigma"] in [
+        pytest.approx(s) for s in (0.1 * 10 ** (i / 9) for i in range(10))
+    ]
     # Real training digits beat a generator trained 20 steps, on the same protocol.
     assert m["parzen_log_likelihood_of_training_data"].value > m["parzen_log_likelihood"].value
     assert m["frechet_distance"].details["real_training_digits"] < m["frechet_distance"].value
@@ -59,11 +67,14 @@ def test_evaluate_no_record_writes_nothing(tiny_model_copy, capsys):
     assert "recorded" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("setup, needle", [
-    (lambda p: p, "not a run directory or model folder"),
-    (lambda p: (p.mkdir(), p)[1], "no checkpoint"),
-    (lambda p: (p.mkdir(), (p / "model.json").write_text("{oops"), p)[2], "model.json: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "setup, needle",
+    [
+        (lambda p: p, "not a run directory or model folder"),
+        (lambda p: (p.mkdir(), p)[1], "no checkpoint"),
+        (lambda p: (p.mkdir(), (p / "model.json").write_text("{oops"), p)[2], "model.json: not valid JSON"),
+    ],
+)
 def test_evaluate_bad_paths_are_clear_errors(tmp_path, capsys, setup, needle):
     path = setup(tmp_path / "thing")
     assert main(["evaluate", str(path)]) == 2

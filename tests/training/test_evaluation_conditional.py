@@ -43,8 +43,9 @@ def test_cas_on_the_real_training_split_reproduces_the_classifiers_accuracy():
     clf = load_classifier("digits")
     train_split, test = load_dataset("digits", "train"), load_dataset("digits", "test")
     budget = clf.meta["epochs"] * -(-clf.meta["n_train"] // 64)
-    acc = cond.classification_accuracy(train_split.x.numpy(), train_split.y.numpy(), test.x.numpy(),
-                                       test.y.numpy(), (0.0, 1.0), max_batches=budget)
+    acc = cond.classification_accuracy(
+        train_split.x.numpy(), train_split.y.numpy(), test.x.numpy(), test.y.numpy(), (0.0, 1.0), max_batches=budget
+    )
     assert acc == pytest.approx(clf.accuracy)
 
 
@@ -73,12 +74,20 @@ def test_evaluate_a_conditional_run_records_class_metrics(run_and_model, capsys)
     run, _ = run_and_model
     assert main(["evaluate", str(run), "--samples", "400", "--cas-sizes", "200,400"]) == 0
     m = json.loads((run / "metrics.json").read_text())["metrics"]
-    for name in ("label_agreement", "frechet_distance_per_class_mean", "cas_200", "cas_400",
-                 "parzen_log_likelihood", "frechet_distance"):
+    for name in (
+        "label_agreement",
+        "frechet_distance_per_class_mean",
+        "cas_200",
+        "cas_400",
+        "parzen_log_likelihood",
+        "frechet_distance",
+    ):
         assert name in m, name
     assert 0 <= m["label_agreement"]["value"] <= 1 and len(m["label_agreement"]["details"]["per_class"]) == 10
     per = m["frechet_distance_per_class_mean"]["details"]
-    assert len(per["per_class"]) == 10 and per["real_training_digits_mean"] < m["frechet_distance_per_class_mean"]["value"]
+    assert (
+        len(per["per_class"]) == 10 and per["real_training_digits_mean"] < m["frechet_distance_per_class_mean"]["value"]
+    )
     cas = m["cas_400"]
     assert cas["details"]["real_data_accuracy"] == pytest.approx(0.995) and 0 <= cas["value"] <= 1
     assert "Ravuri & Vinyals" in cas["method"] and "400 generated" in cas["method"]

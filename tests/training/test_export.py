@@ -22,16 +22,36 @@ from training.onnx_io import OnnxExportError
 
 FAMILIES = {
     # The paper's MLP shape (maxout D, dropout, uniform noise), shrunk.
-    "mlp": NetworkConfig(sample_shape=(1, 28, 28), g_hidden=(64, 64), d_hidden=(32, 32), d_pieces=3,
-                         latent=LatentConfig(dim=16)),
-    "dcgan": NetworkConfig(family="dcgan", sample_shape=(3, 32, 32), g_width=8, d_width=8,
-                           latent=LatentConfig(dim=16, distribution="normal")),
-    "vector": NetworkConfig(sample_shape=(2,), output="linear", g_hidden=(32,), d_hidden=(32,), d_pieces=1,
-                            latent=LatentConfig(dim=4, distribution="normal"), g_init_scale=None, d_init_scale=None),
+    "mlp": NetworkConfig(
+        sample_shape=(1, 28, 28), g_hidden=(64, 64), d_hidden=(32, 32), d_pieces=3, latent=LatentConfig(dim=16)
+    ),
+    "dcgan": NetworkConfig(
+        family="dcgan",
+        sample_shape=(3, 32, 32),
+        g_width=8,
+        d_width=8,
+        latent=LatentConfig(dim=16, distribution="normal"),
+    ),
+    "vector": NetworkConfig(
+        sample_shape=(2,),
+        output="linear",
+        g_hidden=(32,),
+        d_hidden=(32,),
+        d_pieces=1,
+        latent=LatentConfig(dim=4, distribution="normal"),
+        g_init_scale=None,
+        d_init_scale=None,
+    ),
 }
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
-INFO = {"preset": "test", "config": {"note": "built in a test"}, "steps": 3, "wall_time_s": 0.5, "seed": 7,
-        "dataset": "none"}
+INFO = {
+    "preset": "test",
+    "config": {"note": "built in a test"},
+    "steps": 3,
+    "wall_time_s": 0.5,
+    "seed": 7,
+    "dataset": "none",
+}
 
 
 def _networks(cfg: NetworkConfig):
@@ -85,7 +105,11 @@ def test_parity_with_torch(exported, family: str) -> None:
 def test_files_are_single_file_onnx_that_onnxruntime_accepts(exported, family: str) -> None:
     cfg, _, _, folder = exported[family]
     assert sorted(p.name for p in folder.iterdir()) == [
-        "discriminator.onnx", "generator.onnx", "model.json", "samples.png"]
+        "discriminator.onnx",
+        "generator.onnx",
+        "model.json",
+        "samples.png",
+    ]
     for fname, first_input in (("generator.onnx", "z"), ("discriminator.onnx", "x")):
         proto = onnx.load(str(folder / fname), load_external_data=False)
         onnx.checker.check_model(proto, full_check=True)
@@ -114,7 +138,7 @@ def test_card_describes_the_export(exported) -> None:
     cfg, _, _, folder = exported["mlp"]
     card, _ = load_model_folder(folder)
     assert card.latent.distribution == "uniform"
-    assert card.latent.low == pytest.approx(-3 ** 0.5) and card.latent.high == pytest.approx(3 ** 0.5)
+    assert card.latent.low == pytest.approx(-(3**0.5)) and card.latent.high == pytest.approx(3**0.5)
     assert card.sample.kind == "image" and card.sample.shape == [1, 28, 28]
     assert tuple(card.sample.value_range) == (0.0, 1.0)
     assert card.onnx.ir_version <= 13 and card.onnx.opset >= 17
@@ -176,8 +200,15 @@ def test_parity_failure_writes_nothing(tmp_path: Path, monkeypatch) -> None:
 def test_bad_name_refused_before_any_work(tmp_path: Path, name: str) -> None:
     cfg = FAMILIES["vector"]
     with pytest.raises(ExportError, match="^name: "):
-        export_model(cfg, torch.nn.Identity(), torch.nn.Identity(), name=name, out_dir=tmp_path,
-                     training_info=INFO, progress=False)
+        export_model(
+            cfg,
+            torch.nn.Identity(),
+            torch.nn.Identity(),
+            name=name,
+            out_dir=tmp_path,
+            training_info=INFO,
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []
 
 

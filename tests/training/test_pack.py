@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from models.card import load_model_folder
-from service.engine import Engine
+from service.runtime.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).parent))
-import packed as pk  # noqa: E402
-import tutorial_gans as tut  # noqa: E402
+import packed as pk
+import tutorial_gans as tut
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -89,22 +89,28 @@ def _refused(result, flag: str, *words: str) -> None:
         assert word in line, line
 
 
-@pytest.mark.parametrize("argv, flag, words", [
-    (["--latent-dim", "7"], "--latent-dim", ["7", "'noise'", "8 values"]),
-    (["--sample-shape", "3,5,5"], "--sample-shape", ["3,5,5", "[3, 6, 6]"]),
-    (["--value-range", "-1,-0.5"], "--value-range", ["outside it"]),
-    (["--classes", "3"], "--classes", ["not conditional"]),
-    (["--latent-shape", "8,1,1"], "--latent-shape", ["8,1,1", "[8]"]),
-    (["--kind", "image", "--sample-shape", "108"], "--sample-shape", ["108"]),
-])
-def test_declarations_contradicting_the_graph_are_refused_and_nothing_is_written(packed, tmp_path, capsys, argv, flag, words) -> None:
+@pytest.mark.parametrize(
+    "argv, flag, words",
+    [
+        (["--latent-dim", "7"], "--latent-dim", ["7", "'noise'", "8 values"]),
+        (["--sample-shape", "3,5,5"], "--sample-shape", ["3,5,5", "[3, 6, 6]"]),
+        (["--value-range", "-1,-0.5"], "--value-range", ["outside it"]),
+        (["--classes", "3"], "--classes", ["not conditional"]),
+        (["--latent-shape", "8,1,1"], "--latent-shape", ["8,1,1", "[8]"]),
+        (["--kind", "image", "--sample-shape", "108"], "--sample-shape", ["108"]),
+    ],
+)
+def test_declarations_contradicting_the_graph_are_refused_and_nothing_is_written(
+    packed, tmp_path, capsys, argv, flag, words
+) -> None:
     out = tmp_path / "models"
     base = {"--value-range": "0,1"}
     for k, v in zip(argv[::2], argv[1::2]):
         base[k] = v
     flat = [t for kv in base.items() for t in kv]
-    result = pk.service_pack_here(capsys, "--generator", str(packed.files / "mlp_G.onnx"), *flat, "--name", "m",
-                                  "--out", str(out))
+    result = pk.service_pack_here(
+        capsys, "--generator", str(packed.files / "mlp_G.onnx"), *flat, "--name", "m", "--out", str(out)
+    )
     _refused(result, flag, *words)
     assert not out.exists() or _listing(out) == set()
 
@@ -113,22 +119,47 @@ def test_missing_value_range_and_existing_name_are_refused(packed, tmp_path, cap
     gen = ["--generator", str(packed.files / "mlp_G.onnx")]
     _refused(pk.service_pack_here(capsys, *gen, "--name", "m", "--out", str(tmp_path)), "--value-range", "required")
     shutil.copytree(packed.models / "tut-gonly", tmp_path / "tut-gonly")
-    _refused(pk.service_pack_here(capsys, *gen, "--value-range", "0,1", "--name", "tut-gonly", "--out", str(tmp_path)),
-             "--name", "exists", "--force")
+    _refused(
+        pk.service_pack_here(capsys, *gen, "--value-range", "0,1", "--name", "tut-gonly", "--out", str(tmp_path)),
+        "--name",
+        "exists",
+        "--force",
+    )
     assert _listing(tmp_path) == {"tut-gonly"}
 
 
 def test_a_tanh_generator_declared_as_zero_one_is_refused(packed, tmp_path) -> None:
-    result = pk.training_pack("--torch-generator", "tutorial_gans:dcgan_generator",
-                              "--weights", str(packed.files / "dcgan_G.safetensors"), "--latent-shape", "100,1,1",
-                              "--value-range", "0,1", "--name", "bad", "--out", str(tmp_path))
+    result = pk.training_pack(
+        "--torch-generator",
+        "tutorial_gans:dcgan_generator",
+        "--weights",
+        str(packed.files / "dcgan_G.safetensors"),
+        "--latent-shape",
+        "100,1,1",
+        "--value-range",
+        "0,1",
+        "--name",
+        "bad",
+        "--out",
+        str(tmp_path),
+    )
     _refused(result, "--value-range", "0,1", "outside it")
     assert _listing(tmp_path) == set()
 
 
 def test_weights_that_do_not_fit_or_are_not_a_state_dict_are_refused(packed, tmp_path) -> None:
-    common = ["--torch-generator", "tutorial_gans:dcgan_generator", "--latent-shape", "100,1,1", "--value-range", "-1,1",
-              "--name", "bad", "--out", str(tmp_path / "models")]
+    common = [
+        "--torch-generator",
+        "tutorial_gans:dcgan_generator",
+        "--latent-shape",
+        "100,1,1",
+        "--value-range",
+        "-1,1",
+        "--name",
+        "bad",
+        "--out",
+        str(tmp_path / "models"),
+    ]
     _refused(pk.training_pack(*common, "--weights", str(packed.files / "dcgan_D.pt")), "--weights", "does not fit")
     pickled = tmp_path / "whole.pt"  # a whole pickled module, not a state dict: weights_only refuses to unpickle it
     torch.save(tut.DCGANGenerator(), pickled)
@@ -144,8 +175,21 @@ def test_a_probability_discriminator_packed_as_onnx_is_flagged(packed, tmp_path,
     d_onnx = tmp_path / "D.onnx"
     pk.export_torchscript(packed.discriminators["tut-dcgan"], torch.zeros(2, 3, 64, 64), d_onnx, ("img", "p"))
     g_onnx = packed.models / "tut-dcgan" / "generator.onnx"
-    result = pk.service_pack_here(capsys, "--generator", str(g_onnx), "--discriminator", str(d_onnx), "--value-range",
-                                  "-1,1", "--name", "sig", "--out", str(tmp_path / "models"), "--realness-samples", "50")
+    result = pk.service_pack_here(
+        capsys,
+        "--generator",
+        str(g_onnx),
+        "--discriminator",
+        str(d_onnx),
+        "--value-range",
+        "-1,1",
+        "--name",
+        "sig",
+        "--out",
+        str(tmp_path / "models"),
+        "--realness-samples",
+        "50",
+    )
     assert result.returncode == 0, result.stderr
     assert "lies in [0, 1]" in result.stderr and "--discriminator-output probability" in result.stderr
     card = json.loads((tmp_path / "models" / "sig" / "model.json").read_text())

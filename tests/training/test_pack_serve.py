@@ -18,17 +18,21 @@ from PIL import Image
 from tests.servers import start_server
 
 sys.path.insert(0, str(Path(__file__).parent))
-import tutorial_gans as tut  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_single_thread")]
-PAD = 2  # service/encoding.py GRID_PADDING
+PAD = 2  # service/core/encoding.py GRID_PADDING
 
 
 @pytest.fixture(scope="module")
 def http(packed, tmp_path_factory):
     root = tmp_path_factory.mktemp("pack-serve")
-    env = {"GANSERVE_DEFAULT_MODEL": "tut-dcgan", "GANSERVE_DEVICE": "cpu", "GANSERVE_THREADS": "2",
-           "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    env = {
+        "GANSERVE_DEFAULT_MODEL": "tut-dcgan",
+        "GANSERVE_DEVICE": "cpu",
+        "GANSERVE_THREADS": "2",
+        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
     with start_server(packed.models, env, root) as server:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             yield client
@@ -51,7 +55,7 @@ def _tiles(png: bytes, n: int, nrow: int, shape: list[int]) -> np.ndarray:
     for i in range(n):
         r, col = divmod(i, nrow)
         y, x = PAD + r * (h + PAD), PAD + col * (w + PAD)
-        out.append(image[y:y + h, x:x + w].transpose(2, 0, 1))
+        out.append(image[y : y + h, x : x + w].transpose(2, 0, 1))
     return np.stack(out)
 
 
@@ -101,19 +105,25 @@ def test_a_png_sent_to_score_is_read_in_minus_one_to_one(http, packed) -> None:
 def test_models_lists_the_packed_models_and_which_have_realness(http) -> None:
     listed = {m["name"]: m for m in http.get("/models").json()["models"]}
     assert {n: (m["status"], m["realness"]) for n, m in listed.items()} == {
-        "tut-dcgan": ("ready", True), "tut-cgan": ("ready", True), "tut-gonly": ("ready", False)}
+        "tut-dcgan": ("ready", True),
+        "tut-cgan": ("ready", True),
+        "tut-gonly": ("ready", False),
+    }
     assert listed["tut-cgan"]["card"]["condition"]["names"] == ["red", "green", "blue"]
     assert listed["tut-dcgan"]["card"]["latent"]["shape"] == [100, 1, 1]
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/sample", {"n": 2, "scores": True}),
-    ("/sample", {"n": 300, "scores": True}),  # the worker-thread path as well as the event loop's
-    ("/sample", {"n": 2, "min_realness": 0.5}),
-    ("/sample", {"n": 2, "drs": True}),
-    ("/interpolate", {"steps": 3, "scores": True}),
-    ("/score", {"samples": np.zeros((1, 3, 6, 6)).tolist()}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/sample", {"n": 2, "scores": True}),
+        ("/sample", {"n": 300, "scores": True}),  # the worker-thread path as well as the event loop's
+        ("/sample", {"n": 2, "min_realness": 0.5}),
+        ("/sample", {"n": 2, "drs": True}),
+        ("/interpolate", {"steps": 3, "scores": True}),
+        ("/score", {"samples": np.zeros((1, 3, 6, 6)).tolist()}),
+    ],
+)
 def test_a_generator_only_model_refuses_realness_with_a_400_naming_model(http, path, body) -> None:
     r = http.post(path, json={**body, "model": "tut-gonly"})
     assert r.status_code == 400, r.text
@@ -124,18 +134,43 @@ def test_a_generator_only_model_serves_samples_and_walks(http) -> None:
     r = http.post("/interpolate", json={"model": "tut-gonly", "steps": 4, "seeds": [1, 2], "format": "npy"})
     assert r.status_code == 200, r.text
     assert np.load(io.BytesIO(r.content)).shape == (4, 3, 6, 6)
-    png = http.post("/score?model=tut-gonly", content=_png(np.zeros((6, 6, 3), np.uint8)),
-                    headers={"content-type": "image/png"})
+    png = http.post(
+        "/score?model=tut-gonly", content=_png(np.zeros((6, 6, 3), np.uint8)), headers={"content-type": "image/png"}
+    )
     assert png.status_code == 400 and "has no discriminator" in png.json()["error"]
 
 
 def test_the_dataset_cli_refuses_realness_of_a_generator_only_model(packed, tmp_path, capsys) -> None:
     from service.__main__ import main
 
-    code = main(["generate", "--model-dir", str(packed.models / "tut-gonly"), "--samples", "10",
-                 "--out", str(tmp_path / "data"), "--labels", "--quiet"])
+    code = main(
+        [
+            "generate",
+            "--model-dir",
+            str(packed.models / "tut-gonly"),
+            "--samples",
+            "10",
+            "--out",
+            str(tmp_path / "data"),
+            "--labels",
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "has no discriminator" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
-    assert main(["generate", "--model-dir", str(packed.models / "tut-gonly"), "--samples", "10",
-                 "--out", str(tmp_path / "data"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model-dir",
+                str(packed.models / "tut-gonly"),
+                "--samples",
+                "10",
+                "--out",
+                str(tmp_path / "data"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )

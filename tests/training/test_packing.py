@@ -28,16 +28,37 @@ from training.trainer import train
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 PACK = 4
 PACKED = {
-    "vector": NetworkConfig(sample_shape=(2,), output="linear", g_hidden=(32,), d_hidden=(32,), d_pieces=1,
-                            latent=LatentConfig(dim=4, distribution="normal"), g_init_scale=None,
-                            d_init_scale=None, d_pack=PACK),
-    "mlp": NetworkConfig(sample_shape=(1, 28, 28), g_hidden=(32,), d_hidden=(16,), d_pieces=3,
-                         latent=LatentConfig(dim=8), d_pack=PACK),
-    "dcgan": NetworkConfig(family="dcgan", sample_shape=(3, 32, 32), g_width=8, d_width=8,
-                           latent=LatentConfig(dim=8, distribution="normal"), d_pack=PACK),
+    "vector": NetworkConfig(
+        sample_shape=(2,),
+        output="linear",
+        g_hidden=(32,),
+        d_hidden=(32,),
+        d_pieces=1,
+        latent=LatentConfig(dim=4, distribution="normal"),
+        g_init_scale=None,
+        d_init_scale=None,
+        d_pack=PACK,
+    ),
+    "mlp": NetworkConfig(
+        sample_shape=(1, 28, 28), g_hidden=(32,), d_hidden=(16,), d_pieces=3, latent=LatentConfig(dim=8), d_pack=PACK
+    ),
+    "dcgan": NetworkConfig(
+        family="dcgan",
+        sample_shape=(3, 32, 32),
+        g_width=8,
+        d_width=8,
+        latent=LatentConfig(dim=8, distribution="normal"),
+        d_pack=PACK,
+    ),
 }
-INFO = {"preset": "test", "config": {"note": "built in a test"}, "steps": 3, "wall_time_s": 0.5, "seed": 7,
-        "dataset": "none"}
+INFO = {
+    "preset": "test",
+    "config": {"note": "built in a test"},
+    "steps": 3,
+    "wall_time_s": 0.5,
+    "seed": 7,
+    "dataset": "none",
+}
 TINY = ["network.g_hidden=[16]", "network.d_hidden=[8]", "batch_size=64", "epochs=100"]
 
 
@@ -67,7 +88,7 @@ def test_packed_d_gives_one_logit_per_pack_of_consecutive_samples(family):
         assert logits.shape == (3, 1)
         # A pack is its own samples only: changing the second pack leaves the first and third alone.
         y = x.clone()
-        y[PACK: 2 * PACK] = torch.rand(PACK, *cfg.sample_shape)
+        y[PACK : 2 * PACK] = torch.rand(PACK, *cfg.sample_shape)
         other = D(y)
         assert torch.equal(other[[0, 2]], logits[[0, 2]]) and not torch.equal(other[1], logits[1])
         # Every member of a pack counts (the point of packing): change only the last sample of pack 0.
@@ -113,8 +134,9 @@ def exported_packed(tmp_path_factory, torch_single_thread) -> dict:
         if family == "dcgan":  # non-trivial batch-norm statistics in D, as training would leave
             with torch.no_grad():
                 D(torch.rand(32, *cfg.sample_shape))
-        folder = export_model(cfg, G, D, name=f"p-{family}", out_dir=out, training_info=INFO,
-                              description="packed", progress=False)
+        folder = export_model(
+            cfg, G, D, name=f"p-{family}", out_dir=out, training_info=INFO, description="packed", progress=False
+        )
         result[family] = (cfg, G, D, folder)
     return result
 

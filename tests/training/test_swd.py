@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.evaluation.swd import _up, laplacian_pyramid, swd
+from training.evaluation.swd import laplacian_pyramid, swd, upsample
 
 
 def _textures(n: int, seed: int, freq: float) -> np.ndarray:
@@ -21,7 +21,7 @@ def test_the_pyramid_reconstructs_the_image() -> None:
     x = _textures(4, 0, 0.8)
     levels = laplacian_pyramid(x)
     assert [lv.shape[-1] for lv in levels] == [32, 16]
-    np.testing.assert_allclose(levels[0] + _up(levels[1]), x, atol=1e-6)
+    np.testing.assert_allclose(levels[0] + upsample(levels[1]), x, atol=1e-6)
 
 
 def test_swd_is_small_for_the_same_distribution_and_grows_with_the_difference() -> None:

@@ -11,13 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.training.test_data import write_pngs, write_tiny_mnist
 from training.checkpoint import latest_checkpoint, load_run
 from training.config import resolve
 from training.data import load_dataset
 from training.networks import sample_latent
 from training.trainer import Context, Hooks, TrainingError, default_hooks, init_g_bias_from_data, train
-
-from tests.training.test_data import write_pngs, write_tiny_mnist
 
 # Tiny networks per preset: the point is that every dataset flows through the whole loop.
 TINY_MLP = ["network.g_hidden=[16]", "network.d_hidden=[8]"]
@@ -89,11 +88,14 @@ def test_k_discriminator_steps_per_generator_step(tmp_path):
     assert rows[-1]["step"] in (8, 9, 10)  # 26 D updates, wrapping mid-step counts once per pass
 
 
-@pytest.mark.parametrize("preset, overrides", [
-    ("mnist-paper", ["batch_size=16"] + TINY_MLP),  # SGD, momentum ramp, lr decay, dropout
-    ("ring8", TINY_MLP + ["batch_size=64"]),  # Adam
-    ("mnist", ["batch_size=16"] + TINY_MLP),  # Adam, R1 penalty, G's weight average
-])
+@pytest.mark.parametrize(
+    "preset, overrides",
+    [
+        ("mnist-paper", ["batch_size=16"] + TINY_MLP),  # SGD, momentum ramp, lr decay, dropout
+        ("ring8", TINY_MLP + ["batch_size=64"]),  # Adam
+        ("mnist", ["batch_size=16"] + TINY_MLP),  # Adam, R1 penalty, G's weight average
+    ],
+)
 def test_resume_is_bit_for_bit(tmp_path, preset, overrides):
     config = resolve(preset, overrides + ["epochs=100"])
     straight = train(config, tmp_path / "straight", max_steps=40, progress=False)

@@ -27,11 +27,20 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         self.ngpu = ngpu
         self.main = nn.Sequential(
-            nn.ConvTranspose2d(NZ, NGF * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(NGF * 8), nn.ReLU(True),  # 4x4
-            nn.ConvTranspose2d(NGF * 8, NGF * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(NGF * 4), nn.ReLU(True),  # 8x8
-            nn.ConvTranspose2d(NGF * 4, NGF * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(NGF * 2), nn.ReLU(True),  # 16x16
-            nn.ConvTranspose2d(NGF * 2, NGF, 4, 2, 1, bias=False), nn.BatchNorm2d(NGF), nn.ReLU(True),  # 32x32
-            nn.ConvTranspose2d(NGF, NC, 4, 2, 1, bias=False), nn.Tanh(),  # 64x64
+            nn.ConvTranspose2d(NZ, NGF * 8, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(NGF * 8),
+            nn.ReLU(True),  # 4x4
+            nn.ConvTranspose2d(NGF * 8, NGF * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(NGF * 4),
+            nn.ReLU(True),  # 8x8
+            nn.ConvTranspose2d(NGF * 4, NGF * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(NGF * 2),
+            nn.ReLU(True),  # 16x16
+            nn.ConvTranspose2d(NGF * 2, NGF, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(NGF),
+            nn.ReLU(True),  # 32x32
+            nn.ConvTranspose2d(NGF, NC, 4, 2, 1, bias=False),
+            nn.Tanh(),  # 64x64
         )
 
     def forward(self, input):
@@ -43,11 +52,19 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         self.ngpu = ngpu
         self.main = nn.Sequential(
-            nn.Conv2d(NC, NDF, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 32x32
-            nn.Conv2d(NDF, NDF * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(NDF * 2), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(NDF * 2, NDF * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(NDF * 4), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(NDF * 4, NDF * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(NDF * 8), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(NDF * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
+            nn.Conv2d(NC, NDF, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),  # 32x32
+            nn.Conv2d(NDF, NDF * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(NDF * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(NDF * 2, NDF * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(NDF * 4),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(NDF * 4, NDF * 8, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(NDF * 8),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(NDF * 8, 1, 4, 1, 0, bias=False),
+            nn.Sigmoid(),
         )
 
     def forward(self, input):
@@ -71,8 +88,10 @@ class CondGenerator(nn.Module):
         self.img_shape = COND_SHAPE
         self.label_emb = nn.Embedding(N_CLASSES, N_CLASSES)
         self.model = nn.Sequential(
-            nn.Linear(COND_LATENT + N_CLASSES, 32), nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(32, 3 * 8 * 8), nn.Sigmoid(),
+            nn.Linear(COND_LATENT + N_CLASSES, 32),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(32, 3 * 8 * 8),
+            nn.Sigmoid(),
         )
 
     def forward(self, noise, labels):
@@ -85,7 +104,9 @@ class CondDiscriminator(nn.Module):
     def __init__(self):
         super().__init__()
         self.label_embedding = nn.Embedding(N_CLASSES, N_CLASSES)
-        self.model = nn.Sequential(nn.Linear(N_CLASSES + 3 * 8 * 8, 16), nn.LeakyReLU(0.2, inplace=True), nn.Linear(16, 1))
+        self.model = nn.Sequential(
+            nn.Linear(N_CLASSES + 3 * 8 * 8, 16), nn.LeakyReLU(0.2, inplace=True), nn.Linear(16, 1)
+        )
 
     def forward(self, img, labels):
         d_in = torch.cat((img.view(img.size(0), -1), self.label_embedding(labels)), -1)

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,10 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: servers.py
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))  # model_factory.py
-from model_factory import make_model  # noqa: E402
-from servers import REPO, Server, server_env  # noqa: E402
+from tests.servers import REPO, running, server_env
+from tests.service.model_factory import make_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -60,17 +57,20 @@ def server(tmp_path_factory):
         shutil.copytree(REPO / "models" / name, models / name)
     make_model(models, "cond", classes=3, seed=1)  # conditional, 1x8x8
     make_model(models, "gonly", discriminator=False, seed=2)  # generator only, 1x8x8
-    env = server_env({
-        "GANSERVE_MODELS_DIR": str(models), "GANSERVE_DEVICE": "cpu", "GANSERVE_BACKEND": "onnxruntime",
-        "GANSERVE_WORKERS": "1", "GANSERVE_API_TOKEN": TOKEN, "GANSERVE_DEFAULT_MODEL": "mnist",
-        "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
-    })
-    srv = Server("playground", env, root / "server.log", command="bentoml")
-    try:
-        srv.wait_ready()
+    env = server_env(
+        {
+            "GANSERVE_MODELS_DIR": str(models),
+            "GANSERVE_DEVICE": "cpu",
+            "GANSERVE_BACKEND": "onnxruntime",
+            "GANSERVE_WORKERS": "1",
+            "GANSERVE_API_TOKEN": TOKEN,
+            "GANSERVE_DEFAULT_MODEL": "mnist",
+            "BENTOML_HOME": str(root / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+        }
+    )
+    with running("playground", env, root, command="bentoml") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +99,16 @@ class Watched:
         self.problems: list[str] = []
         self.context.on("request", lambda r: self.requests.append(r.url))
         self.page = self.context.new_page()
-        self.page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on(
+            "console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+        )
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
 
     def foreign_requests(self) -> list[str]:
         own = urlsplit(self.origin)
         out = []
         for url in self.requests:
-            parts = urlsplit(url[len("blob:"):] if url.startswith("blob:") else url)
+            parts = urlsplit(url[len("blob:") :] if url.startswith("blob:") else url)
             if url.startswith("data:"):
                 continue
             if (parts.scheme, parts.netloc) != (own.scheme, own.netloc):
@@ -127,7 +129,10 @@ def renders(page) -> int:
 def settled(page, before: int) -> None:
     """Until the page finished a render after `before`; then it must show no error."""
     page.wait_for_function(
-        "n => Number(document.body.dataset.renders) > n && document.body.dataset.state === 'ready'", arg=before, timeout=30_000)
+        "n => Number(document.body.dataset.renders) > n && document.body.dataset.state === 'ready'",
+        arg=before,
+        timeout=30_000,
+    )
     assert page.is_hidden("#error"), f"the page shows an error: {page.inner_text('#error')}"
 
 
@@ -162,7 +167,9 @@ def answered(api, path: str, body: dict) -> np.ndarray:
 def assert_same_pixels(page, selector: str, api, path: str, body: dict) -> np.ndarray:
     got, want = shown(page, selector), answered(api, path, body)
     assert got.shape == want.shape, (got.shape, want.shape)
-    assert np.array_equal(got, want), f"{selector} differs from {path} {body} in {int((got != want).any(-1).sum())} pixels"
+    assert np.array_equal(got, want), (
+        f"{selector} differs from {path} {body} in {int((got != want).any(-1).sum())} pixels"
+    )
     return got
 
 
@@ -193,7 +200,9 @@ def test_the_page_is_behind_the_token(server, browser):
     forged = {cookie["name"]: "0" * len(cookie["value"])}
     assert httpx.post(f"{server.url}/sample", json={"n": 1}, cookies=forged).status_code == 401
     # The one problem the browser reports is the wrong token's answer (the form, with status 401).
-    assert w.problems == ["console error: Failed to load resource: the server responded with a status of 401 (Unauthorized)"]
+    assert w.problems == [
+        "console error: Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    ]
     assert w.foreign_requests() == []
     w.context.close()
 
@@ -221,14 +230,18 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
     # n and truncation.
     act(page, lambda: page.fill("#n", "9"))
     act(page, lambda: page.check("#truncate"))
-    assert_same_pixels(page, "#grid", api, "/sample", {"model": "mnist", "n": 9, "seed": drawn, "truncation": 1.5, "format": "png"})
+    assert_same_pixels(
+        page, "#grid", api, "/sample", {"model": "mnist", "n": 9, "seed": drawn, "truncation": 1.5, "format": "png"}
+    )
     act(page, lambda: page.uncheck("#truncate"))
     act(page, lambda: page.fill("#seed", "42"))
     act(page, lambda: page.fill("#n", "16"))
 
     # D's realness on each sample: the API's scores, in tile order.
     act(page, lambda: page.check("#scores"))
-    want = api.post("/sample", json={"model": "mnist", "n": 16, "seed": 42, "format": "json", "scores": True}).json()["realness"]
+    want = api.post("/sample", json={"model": "mnist", "n": 16, "seed": 42, "format": "json", "scores": True}).json()[
+        "realness"
+    ]
     tags = page.locator("#overlay .realness").all_inner_texts()
     assert tags == [f"{r:.2f}" for r in want]
 
@@ -254,7 +267,9 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
     with page.expect_download() as download:
         page.click("#dl-npy")
     npy = np.load(download.value.path())
-    want_npy = np.load(io.BytesIO(api.post("/sample", json={"model": "mnist", "n": 16, "seed": 42, "format": "npy"}).content))
+    want_npy = np.load(
+        io.BytesIO(api.post("/sample", json={"model": "mnist", "n": 16, "seed": 42, "format": "npy"}).content)
+    )
     assert np.array_equal(npy, want_npy)
     with page.expect_download() as download:
         page.click("#dl-json")
@@ -262,20 +277,31 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
 
     # A walk between two seeds: the API's strip, and its animation.
     act(page, lambda: page.click("#walk-go"))
-    assert_same_pixels(page, "#strip", api, "/interpolate",
-                       {"model": "mnist", "seeds": [1, 2], "steps": 10, "method": "slerp", "format": "png", "nrow": 10})
+    assert_same_pixels(
+        page,
+        "#strip",
+        api,
+        "/interpolate",
+        {"model": "mnist", "seeds": [1, 2], "steps": 10, "method": "slerp", "format": "png", "nrow": 10},
+    )
     assert page.is_visible("#anim")
 
     # Upload two PNGs: D's realness of each, as POST /score answers it.
-    digits = np.load(io.BytesIO(api.post("/sample", json={"model": "mnist", "n": 2, "seed": 5, "format": "npy"}).content))
+    digits = np.load(
+        io.BytesIO(api.post("/sample", json={"model": "mnist", "n": 2, "seed": 5, "format": "npy"}).content)
+    )
     files = []
     for i, digit in enumerate(digits):
         path = tmp_path / f"digit{i}.png"
         Image.fromarray(np.rint(digit[0] * 255).astype(np.uint8), mode="L").save(path)
         files.append(path)
     act(page, lambda: page.set_input_files("#upload", [str(f) for f in files]))
-    scored = api.post("/score?model=mnist", files=[("file", (f.name, f.read_bytes(), "image/png")) for f in files]).json()
-    shown_scores = [float(s) for s in page.locator("#score-list .score").evaluate_all("els => els.map(e => e.dataset.realness)")]
+    scored = api.post(
+        "/score?model=mnist", files=[("file", (f.name, f.read_bytes(), "image/png")) for f in files]
+    ).json()
+    shown_scores = [
+        float(s) for s in page.locator("#score-list .score").evaluate_all("els => els.map(e => e.dataset.realness)")
+    ]
     assert shown_scores == pytest.approx(scored["realness"], abs=1e-6)
     page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     if os.environ.get("UPDATE_SCREENSHOT"):
@@ -294,7 +320,9 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
     assert page.locator("#walk-plot circle.sample").count() == 10
     want = api.post("/sample", json={"model": "ring8", "n": 16, "seed": 42, "format": "json", "scores": True}).json()
     fills = page.locator("#plot circle.sample").evaluate_all("els => els.map(e => e.getAttribute('fill'))")
-    assert fills == [f"hsl({math.floor(120 * min(1, max(0, r)) + 0.5)}, 75%, 38%)" for r in want["realness"]]  # JS Math.round
+    assert fills == [
+        f"hsl({math.floor(120 * min(1, max(0, r)) + 0.5)}, 75%, 38%)" for r in want["realness"]
+    ]  # JS Math.round
     # 1-D: the samples along the data's density N(1, 1).
     act(page, lambda: page.select_option("#model", "toy1d"))
     assert page.locator("#plot path.data-density").count() == 1
@@ -308,25 +336,44 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
     assert_same_pixels(page, "#grid", api, "/sample", {"model": "gonly", "n": 16, "seed": 42, "format": "png"})
 
     # A conditional model: a class picker where the API takes a class (issue 13), as the server says.
-    # (Asked of the server, not imported: service.schemas read at collection would fix the settings
+    # (Asked of the server, not imported: service.core.schemas read at collection would fix the settings
     # of the in-process tests under tests/service before their fixtures set them.)
     config = api.get("/ui/config.json").json()
     if "labels" in config["sample_fields"]:
         act(page, lambda: page.select_option("#model", "cond"))
         assert page.is_visible("#label-row")
-        zero = assert_same_pixels(page, "#grid", api, "/sample", {"model": "cond", "n": 16, "seed": 42, "format": "png", "labels": 0})
+        zero = assert_same_pixels(
+            page, "#grid", api, "/sample", {"model": "cond", "n": 16, "seed": 42, "format": "png", "labels": 0}
+        )
         act(page, lambda: page.select_option("#label", "2"))
-        two = assert_same_pixels(page, "#grid", api, "/sample", {"model": "cond", "n": 16, "seed": 42, "format": "png", "labels": 2})
+        two = assert_same_pixels(
+            page, "#grid", api, "/sample", {"model": "cond", "n": 16, "seed": 42, "format": "png", "labels": 2}
+        )
         assert not np.array_equal(zero, two)
         if "labels" in config["interpolate_fields"]:  # a walk within the picked class
             act(page, lambda: page.click("#walk-go"))
-            assert_same_pixels(page, "#strip", api, "/interpolate", {"model": "cond", "seeds": [1, 2], "steps": 10,
-                                                                     "method": "slerp", "format": "png", "nrow": 10, "labels": 2})
+            assert_same_pixels(
+                page,
+                "#strip",
+                api,
+                "/interpolate",
+                {
+                    "model": "cond",
+                    "seeds": [1, 2],
+                    "steps": 10,
+                    "method": "slerp",
+                    "format": "png",
+                    "nrow": 10,
+                    "labels": 2,
+                },
+            )
         # An upload is scored as the picked class: D(x | c).
         tile = tmp_path / "tile.png"
         Image.fromarray(two[2:10, 2:10, 0]).save(tile)
         act(page, lambda: page.set_input_files("#upload", str(tile)))
-        want = api.post("/score?model=cond&labels=2", files=[("file", ("tile.png", tile.read_bytes(), "image/png"))]).json()
+        want = api.post(
+            "/score?model=cond&labels=2", files=[("file", ("tile.png", tile.read_bytes(), "image/png"))]
+        ).json()
         shown_score = float(page.locator("#score-list .score").first.get_attribute("data-realness"))
         assert shown_score == pytest.approx(want["realness"][0], abs=1e-6)
     else:

@@ -18,7 +18,9 @@ def mounted(ui: str | None) -> str:
     env = {"PATH": "/usr/bin:/bin", "GANSERVE_MODELS_DIR": str(REPO / "models"), "BENTOML_DO_NOT_TRACK": "true"}
     if ui is not None:
         env["GANSERVE_UI"] = ui
-    done = subprocess.run([sys.executable, "-c", MOUNTS], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", MOUNTS], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
 
@@ -30,7 +32,7 @@ def test_ganserve_ui_mounts_the_playground_or_not(ui, expected):
 
 
 def test_the_plotted_modes_are_the_datasets_own():
-    from service.ui.modes import DATA_MODES
+    from service.http.ui.modes import DATA_MODES
     from training.data import toy
 
     for name in ("ring8", "grid25"):

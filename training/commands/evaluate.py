@@ -18,12 +18,21 @@ RUN_METRICS_FILE = "metrics.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, metavar="PATH", help="a training run directory or an exported model folder")
-    parser.add_argument("--samples", type=int, default=None, metavar="N",
-                        help="samples drawn from G for every metric (default: each metric's own protocol)")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples drawn from G for every metric (default: each metric's own protocol)",
+    )
     parser.add_argument("--no-record", action="store_true", help="print the metrics only; write nothing")
-    parser.add_argument("--cas-sizes", default="4000,40000", metavar="N,N",
-                        help="a conditional digit model's classification accuracy score: the sizes of the "
-                             "synthetic training sets, comma-separated; 'none' skips it (default: 4000,40000)")
+    parser.add_argument(
+        "--cas-sizes",
+        default="4000,40000",
+        metavar="N,N",
+        help="a conditional digit model's classification accuracy score: the sizes of the "
+        "synthetic training sets, comma-separated; 'none' skips it (default: 4000,40000)",
+    )
 
 
 def _format(name: str, m) -> str:
@@ -59,7 +68,11 @@ def _measure(path: Path, n: int | None, cas_sizes: tuple[int, ...] = ()):
 
     def record(ms) -> Path:
         out = path / RUN_METRICS_FILE
-        payload = {"step": run.step, "epoch": run.epoch, "metrics": {k: v.model_dump(mode="json") for k, v in ms.items()}}
+        payload = {
+            "step": run.step,
+            "epoch": run.epoch,
+            "metrics": {k: v.model_dump(mode="json") for k, v in ms.items()},
+        }
         tmp = out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         tmp.replace(out)
@@ -88,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         cas_sizes = _cas_sizes(args.cas_sizes)
     except ValueError:
-        print(f"evaluate: error: --cas-sizes: {args.cas_sizes!r} is not 'none' or sizes >= 10 like 4000,40000",
-              file=sys.stderr)
+        print(
+            f"evaluate: error: --cas-sizes: {args.cas_sizes!r} is not 'none' or sizes >= 10 like 4000,40000",
+            file=sys.stderr,
+        )
         return 2
     if not args.path.is_dir():
         print(f"evaluate: error: {args.path}: not a run directory or model folder", file=sys.stderr)

@@ -27,15 +27,22 @@ EXIT_USAGE = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_mutually_exclusive_group(required=True)
     g.add_argument("--generator", type=Path, metavar="G.onnx", help="an ONNX generator made elsewhere")
-    g.add_argument("--torch-generator", metavar="PKG.MODULE:FACTORY",
-                   help="a callable returning the generator nn.Module (importable from the current directory)")
+    g.add_argument(
+        "--torch-generator",
+        metavar="PKG.MODULE:FACTORY",
+        help="a callable returning the generator nn.Module (importable from the current directory)",
+    )
     parser.add_argument("--weights", type=Path, metavar="G.safetensors|G.pt", help="the generator's state dict")
     d = parser.add_mutually_exclusive_group()
     d.add_argument("--discriminator", type=Path, metavar="D.onnx", help="an ONNX discriminator (logit output)")
     d.add_argument("--torch-discriminator", metavar="PKG.MODULE:FACTORY", help="the discriminator nn.Module")
     parser.add_argument("--discriminator-weights", type=Path, metavar="D.safetensors|D.pt")
-    parser.add_argument("--discriminator-output", choices=("logit", "probability"), default="logit",
-                        help="what the torch D returns: logits, or sigmoid probabilities (converted to logits)")
+    parser.add_argument(
+        "--discriminator-output",
+        choices=("logit", "probability"),
+        default="logit",
+        help="what the torch D returns: logits, or sigmoid probabilities (converted to logits)",
+    )
     flags.add_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("models"), help="the models directory (default: models)")
     parser.add_argument("--force", action="store_true", help="replace a model folder of the same name")
@@ -52,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
                 if getattr(args, flag) is not None:
                     raise PackError(f"--{flag.replace('_', '-')}", "goes with --torch-generator, not --generator")
             if args.discriminator_output != "logit":
-                raise PackError("--discriminator-output", "probability is converted for torch modules only; "
-                                     "re-export the ONNX discriminator without its final sigmoid")
+                raise PackError(
+                    "--discriminator-output",
+                    "probability is converted for torch modules only; "
+                    "re-export the ONNX discriminator without its final sigmoid",
+                )
             argv = ["--generator", str(args.generator), *flags.forward(args)]
             if args.discriminator is not None:
                 argv += ["--discriminator", str(args.discriminator)]

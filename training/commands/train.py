@@ -16,16 +16,31 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from training.config import PRESETS
 
-    parser.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="NAME",
-                        help=f"one of: {', '.join(PRESETS)}")
+    parser.add_argument(
+        "--preset", required=True, choices=sorted(PRESETS), metavar="NAME", help=f"one of: {', '.join(PRESETS)}"
+    )
     parser.add_argument("--out", type=Path, help="run directory (checkpoints, metrics.jsonl, grids/, config.json)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key (repeatable)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
-    parser.add_argument("--max-steps", type=int, metavar="N",
-                        help="stop at step N of the run (counted from its start, so resuming continues to N)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch CPU threads (default: torch's choice; 1 is often faster on busy machines)")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="stop at step N of the run (counted from its start, so resuming continues to N)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (default: torch's choice; 1 is often faster on busy machines)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -65,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"train: interrupted; rerun the same command to resume from {args.out}'s last checkpoint",
-              file=sys.stderr)
+        print(
+            f"train: interrupted; rerun the same command to resume from {args.out}'s last checkpoint", file=sys.stderr
+        )
         return 130
     print(f"trained {config.preset} to {out}")
     return 0

@@ -8,8 +8,9 @@ or the file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -108,5 +109,14 @@ def load_dataset(name: str, split: str, **options) -> Split:
     return _family(name).load(split, **check_options(name, options))
 
 
-__all__ = ["DATASETS", "SPLITS", "DataError", "DatasetInfo", "Split", "check_options", "dataset_info",
-           "dataset_options", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "DataError",
+    "DatasetInfo",
+    "Split",
+    "check_options",
+    "dataset_info",
+    "dataset_options",
+    "load_dataset",
+]

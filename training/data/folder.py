@@ -18,8 +18,9 @@ SPLIT_SEED = 0
 
 def _check(path: str | None, size: int, channels: int) -> Path:
     if path is None:
-        raise DataError("dataset_options.path: the folder dataset needs a directory of images "
-                        "(--set dataset_options.path=DIR)")
+        raise DataError(
+            "dataset_options.path: the folder dataset needs a directory of images (--set dataset_options.path=DIR)"
+        )
     if channels not in (1, 3):
         raise DataError(f"dataset_options.channels: must be 1 or 3, got {channels}")
     if not 4 <= size <= 1024:
@@ -31,8 +32,13 @@ def _check(path: str | None, size: int, channels: int) -> Path:
 
 
 def folder_info(path: str | None, size: int, channels: int) -> DatasetInfo:
-    return DatasetInfo("folder", (channels, size, size), "image", (0.0, 1.0),
-                       f"images from {path}, {'RGB' if channels == 3 else 'grayscale'} {size}x{size}")
+    return DatasetInfo(
+        "folder",
+        (channels, size, size),
+        "image",
+        (0.0, 1.0),
+        f"images from {path}, {'RGB' if channels == 3 else 'grayscale'} {size}x{size}",
+    )
 
 
 def _files(folder: Path) -> list[Path]:
@@ -45,7 +51,7 @@ def _files(folder: Path) -> list[Path]:
 def _split_files(files: list[Path], split: str) -> list[Path]:
     order = np.random.default_rng(SPLIT_SEED).permutation(len(files))
     n_hold = len(files) // 10
-    parts = {"valid": order[:n_hold], "test": order[n_hold:2 * n_hold], "train": order[2 * n_hold:]}
+    parts = {"valid": order[:n_hold], "test": order[n_hold : 2 * n_hold], "train": order[2 * n_hold :]}
     return [files[i] for i in sorted(parts[split])]
 
 

@@ -43,8 +43,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raise DataError(f"{path}: truncated ({len(raw)} bytes, no IDX header)")
     zero, dtype, dims = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != UBYTE or dims != ndim:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
-                        f"(magic {raw[:4].hex()})")
+        raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) (magic {raw[:4].hex()})")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated header ({len(raw)} bytes)")
@@ -58,8 +57,10 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
 def _folder(path: str | None) -> Path:
     if path is None:
-        raise DataError("dataset_options.path: the mnist dataset needs the directory of its IDX files "
-                        "(--set dataset_options.path=DIR)")
+        raise DataError(
+            "dataset_options.path: the mnist dataset needs the directory of its IDX files "
+            "(--set dataset_options.path=DIR)"
+        )
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"{folder}: not a directory (dataset_options.path)")
@@ -67,9 +68,14 @@ def _folder(path: str | None) -> Path:
 
 
 def mnist_info(path: str | None, size: int) -> DatasetInfo:
-    return DatasetInfo("mnist", (1, size, size), "image", (0.0, 1.0),
-                       "MNIST from IDX files, the paper's 50000/10000/10000 split, pixels in [0, 1]",
-                       tuple(str(d) for d in range(10)))
+    return DatasetInfo(
+        "mnist",
+        (1, size, size),
+        "image",
+        (0.0, 1.0),
+        "MNIST from IDX files, the paper's 50000/10000/10000 split, pixels in [0, 1]",
+        tuple(str(d) for d in range(10)),
+    )
 
 
 def load_mnist(split: str, path: str | None, size: int) -> Split:

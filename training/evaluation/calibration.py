@@ -10,7 +10,7 @@
   F = d - log(1 - exp(d - eps)), d = l - max_logit. `gamma_for_acceptance` finds the gamma whose
   expected acceptance over G's samples is a target rate; `recommended_gamma` uses it only to loosen
   DRS (gamma < 0) when the exact sampler (gamma 0) would keep fewer than the target. The formula mirrors the service's
-  (service/sampling.py `_drs_accept`), which training may not import; a test checks they agree.
+  (service/core/sampling.py `_drs_accept`), which training may not import; a test checks they agree.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-DRS_EPSILON = 1e-6  # as service/sampling.py
+DRS_EPSILON = 1e-6  # as service/core/sampling.py
 BINS = 10
 QUANTILES = {"p05": 5, "p25": 25, "p50": 50, "p75": 75, "p95": 95}
 GAMMA_BOUNDS = (-50.0, 50.0)  # the range the card and the API accept
@@ -55,7 +55,13 @@ def reliability(real_logits: np.ndarray, fake_logits: np.ndarray, bins: int = BI
     for b in range(bins):
         sel = idx == b
         n = int(sel.sum())
-        row = {"low": float(edges[b]), "high": float(edges[b + 1]), "count": n, "mean_realness": None, "share_real": None}
+        row = {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "count": n,
+            "mean_realness": None,
+            "share_real": None,
+        }
         if n:
             row["mean_realness"], row["share_real"] = float(p[sel].mean()), float(y[sel].mean())
             ece += n / len(p) * abs(row["mean_realness"] - row["share_real"])
@@ -65,8 +71,12 @@ def reliability(real_logits: np.ndarray, fake_logits: np.ndarray, bins: int = BI
 
 def summary(logits: np.ndarray) -> dict:
     r = sigmoid(np.ravel(logits))
-    return {"n": int(r.size), "mean": float(r.mean()), "std": float(r.std()),
-            "quantiles": {k: float(np.percentile(r, q)) for k, q in QUANTILES.items()}}
+    return {
+        "n": int(r.size),
+        "mean": float(r.mean()),
+        "std": float(r.std()),
+        "quantiles": {k: float(np.percentile(r, q)) for k, q in QUANTILES.items()},
+    }
 
 
 def drs_score(logits: np.ndarray, max_logit: float) -> np.ndarray:

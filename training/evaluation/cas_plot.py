@@ -20,8 +20,9 @@ def cas_points(path: Path) -> tuple[list[tuple[int, float]], float, str]:
     card = path / "model.json"
     data = json.loads((card if card.is_file() else path / "metrics.json").read_text(encoding="utf-8"))
     metrics = data["metrics"]
-    points = sorted((int(m["details"]["synthetic_samples"]), float(m["value"]))
-                    for k, m in metrics.items() if k.startswith("cas_"))
+    points = sorted(
+        (int(m["details"]["synthetic_samples"]), float(m["value"])) for k, m in metrics.items() if k.startswith("cas_")
+    )
     if not points:
         raise ValueError(f"{path}: no cas_<N> metrics; run `python -m training evaluate {path}` first")
     real = next(float(m["details"]["real_data_accuracy"]) for k, m in metrics.items() if k.startswith("cas_"))

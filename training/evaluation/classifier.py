@@ -34,8 +34,12 @@ class DigitNet(nn.Module):
     def __init__(self, height: int, width: int):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 16, H/2, W/2)
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 32, H/4, W/4)
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # (N, 16, H/2, W/2)
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # (N, 32, H/4, W/4)
         )
         flat = 32 * (height // 4) * (width // 4)
         self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(flat, FEATURES), nn.ReLU())
@@ -136,7 +140,9 @@ def save_classifier(clf: Classifier, path: Path) -> None:
     meta = dict(clf.meta, sample_shape=list(clf.sample_shape), value_range=list(clf.value_range), accuracy=clf.accuracy)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in clf.net.state_dict().items()}, str(tmp), metadata={"meta": json.dumps(meta)})
+    save_file(
+        {k: v.contiguous() for k, v in clf.net.state_dict().items()}, str(tmp), metadata={"meta": json.dumps(meta)}
+    )
     tmp.replace(path)
 
 
@@ -169,8 +175,15 @@ def build(dataset: str, *, epochs: int = 15, seed: int = 0) -> Classifier:
         raise ValueError(f"dataset {dataset!r} has no labels; a classifier needs them")
     clf = train_classifier(train.x.numpy(), train.y.numpy(), tuple(info.value_range), epochs=epochs, seed=seed)
     clf.accuracy = clf.accuracy_on(test.x.numpy(), test.y.numpy())
-    clf.meta = {"dataset": dataset, "trained_on": "train", "accuracy_on": "test", "epochs": epochs, "seed": seed,
-                "n_train": int(train.x.shape[0]), "n_test": int(test.x.shape[0])}
+    clf.meta = {
+        "dataset": dataset,
+        "trained_on": "train",
+        "accuracy_on": "test",
+        "epochs": epochs,
+        "seed": seed,
+        "n_train": int(train.x.shape[0]),
+        "n_test": int(test.x.shape[0]),
+    }
     save_classifier(clf, weights_path(dataset))
     return clf
 

@@ -39,8 +39,9 @@ def label_agreement(clf: Classifier, x: np.ndarray, c: np.ndarray) -> Agreement:
     return Agreement(float(hit.mean()), per, int(len(c)))
 
 
-def per_class_frechet(clf: Classifier, gen: np.ndarray, gen_c: np.ndarray, real: np.ndarray,
-                      real_y: np.ndarray) -> list[float]:
+def per_class_frechet(
+    clf: Classifier, gen: np.ndarray, gen_c: np.ndarray, real: np.ndarray, real_y: np.ndarray
+) -> list[float]:
     """Frechet distance of classifier features, class by class (generated class k vs real class k)."""
     fg, _ = clf.features_and_probs(gen)
     fr, _ = clf.features_and_probs(real)
@@ -54,14 +55,22 @@ def per_class_frechet(clf: Classifier, gen: np.ndarray, gen_c: np.ndarray, real:
     return out
 
 
-def classification_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                            value_range: tuple[float, float], *, max_batches: int,
-                            progress: bool = False) -> float:
+def classification_accuracy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    value_range: tuple[float, float],
+    *,
+    max_batches: int,
+    progress: bool = False,
+) -> float:
     """Train the project's classifier recipe on (train_x, train_y) for `max_batches` updates (the
     same budget whatever the set's size, so only the data differs); its accuracy on the test set."""
     epochs = -(-max_batches * 64 // len(train_x)) + 1
-    clf = train_classifier(train_x, train_y, value_range, epochs=epochs, seed=CAS_SEED, progress=progress,
-                           max_batches=max_batches)
+    clf = train_classifier(
+        train_x, train_y, value_range, epochs=epochs, seed=CAS_SEED, progress=progress, max_batches=max_batches
+    )
     return clf.accuracy_on(test_x, test_y)
 
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from training.evaluation.classifier import CLASSES, Classifier
 
 

@@ -11,7 +11,8 @@ can tell which numbers are comparable with which.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import numpy as np
 
@@ -43,15 +44,24 @@ def parzen_metrics(dataset: str, options: dict, sample: Sampler, n: int, progres
     # The same estimate with real training digits standing in for G's samples: the ceiling a
     # perfect copy of the training set would score, on the same splits and kernel grid.
     base = parzen.parzen_estimate(train[:n], valid, test, progress=progress)
-    how = (f"Parzen window (Goodfellow et al. 2014 protocol): {ours.n_samples} samples, sigma from "
-           f"logspace(-1, 0, 10) chosen on the {ours.n_valid} {dataset} valid images, mean +- SE over "
-           f"the {ours.n_test} {dataset} test images; nats")
+    how = (
+        f"Parzen window (Goodfellow et al. 2014 protocol): {ours.n_samples} samples, sigma from "
+        f"logspace(-1, 0, 10) chosen on the {ours.n_valid} {dataset} valid images, mean +- SE over "
+        f"the {ours.n_test} {dataset} test images; nats"
+    )
     return {
-        "parzen_log_likelihood": Metric(value=ours.mean, stderr=ours.stderr, method=how, details={
-            "sigma": ours.sigma, "n_samples": ours.n_samples, "dataset": dataset, "split": "test"}),
-        "parzen_log_likelihood_of_training_data": Metric(value=base.mean, stderr=base.stderr, method=how.replace(
-            f"{ours.n_samples} samples", f"{base.n_samples} training images as the samples"), details={
-            "sigma": base.sigma, "n_samples": base.n_samples, "dataset": dataset, "split": "test"}),
+        "parzen_log_likelihood": Metric(
+            value=ours.mean,
+            stderr=ours.stderr,
+            method=how,
+            details={"sigma": ours.sigma, "n_samples": ours.n_samples, "dataset": dataset, "split": "test"},
+        ),
+        "parzen_log_likelihood_of_training_data": Metric(
+            value=base.mean,
+            stderr=base.stderr,
+            method=how.replace(f"{ours.n_samples} samples", f"{base.n_samples} training images as the samples"),
+            details={"sigma": base.sigma, "n_samples": base.n_samples, "dataset": dataset, "split": "test"},
+        ),
     }
 
 
@@ -65,23 +75,37 @@ def digit_quality_metrics(dataset: str, options: dict, sample: Sampler, n: int) 
     m = digit_metrics(clf, gen, real)
     train = _np(load_dataset(dataset, "train", **options).x)
     ref = digit_metrics(clf, train, real)  # real training digits measured the same way
-    src = (f"the project's classifier {weights_path(clf_name).name} (held-out accuracy {clf.accuracy:.3f}), "
-           f"{m.n_generated} samples vs {m.n_real} held-out real {dataset} images (valid + test)")
+    src = (
+        f"the project's classifier {weights_path(clf_name).name} (held-out accuracy {clf.accuracy:.3f}), "
+        f"{m.n_generated} samples vs {m.n_real} held-out real {dataset} images (valid + test)"
+    )
     return {
-        "frechet_distance": Metric(value=m.frechet, method=f"Frechet distance of 64-d features of {src}", details={
-            "real_training_digits": ref.frechet}),
-        "classifier_confidence": Metric(value=m.confidence, method=f"mean top-class probability under {src}",
-                                        details={"real_training_digits": ref.confidence}),
-        "digit_min_share": Metric(value=m.min_share, method=f"smallest share of a predicted digit under {src}; "
-                                  "0.1 is perfectly even", details={"class_shares": m.class_shares,
-                                                                    "real_training_digits": ref.min_share}),
-        "digit_entropy": Metric(value=m.entropy, method=f"entropy (nats) of the predicted digit shares under {src}; "
-                                f"{MAX_ENTROPY:.3f} is perfectly even", details={"real_training_digits": ref.entropy}),
+        "frechet_distance": Metric(
+            value=m.frechet,
+            method=f"Frechet distance of 64-d features of {src}",
+            details={"real_training_digits": ref.frechet},
+        ),
+        "classifier_confidence": Metric(
+            value=m.confidence,
+            method=f"mean top-class probability under {src}",
+            details={"real_training_digits": ref.confidence},
+        ),
+        "digit_min_share": Metric(
+            value=m.min_share,
+            method=f"smallest share of a predicted digit under {src}; 0.1 is perfectly even",
+            details={"class_shares": m.class_shares, "real_training_digits": ref.min_share},
+        ),
+        "digit_entropy": Metric(
+            value=m.entropy,
+            method=f"entropy (nats) of the predicted digit shares under {src}; {MAX_ENTROPY:.3f} is perfectly even",
+            details={"real_training_digits": ref.entropy},
+        ),
     }
 
 
-def conditional_digit_metrics(dataset: str, options: dict, sample: Sampler, n: int,
-                              cas_sizes: tuple[int, ...] = CAS_SIZES, progress: bool = False) -> dict[str, Metric]:
+def conditional_digit_metrics(
+    dataset: str, options: dict, sample: Sampler, n: int, cas_sizes: tuple[int, ...] = CAS_SIZES, progress: bool = False
+) -> dict[str, Metric]:
     """Label agreement, per-class Frechet distance and CAS of a conditional digit G."""
     from training.evaluation import conditional as cond
 
@@ -101,14 +125,25 @@ def conditional_digit_metrics(dataset: str, options: dict, sample: Sampler, n: i
     train = load_dataset(dataset, "train", **options)
     fd_real = cond.per_class_frechet(clf, _np(train.x), _np(train.y), real_x, real_y)
     out = {
-        "label_agreement": Metric(value=agree.overall, method=(
-            f"share of {agree.n} samples G(z, c), classes in turn, that {src} assigns to the requested class c"),
-            details={"per_class": agree.per_class}),
-        "frechet_distance_per_class_mean": Metric(value=float(np.mean(fd)), method=(
-            f"mean over classes of the Frechet distance of 64-d features of {src} between G(z, c) "
-            f"({n // classes} per class) and the held-out real {dataset} images of class c (valid + test)"),
-            details={"per_class": fd, "real_training_digits_per_class": fd_real,
-                     "real_training_digits_mean": float(np.mean(fd_real))}),
+        "label_agreement": Metric(
+            value=agree.overall,
+            method=(
+                f"share of {agree.n} samples G(z, c), classes in turn, that {src} assigns to the requested class c"
+            ),
+            details={"per_class": agree.per_class},
+        ),
+        "frechet_distance_per_class_mean": Metric(
+            value=float(np.mean(fd)),
+            method=(
+                f"mean over classes of the Frechet distance of 64-d features of {src} between G(z, c) "
+                f"({n // classes} per class) and the held-out real {dataset} images of class c (valid + test)"
+            ),
+            details={
+                "per_class": fd,
+                "real_training_digits_per_class": fd_real,
+                "real_training_digits_mean": float(np.mean(fd_real)),
+            },
+        ),
     }
     if not cas_sizes:
         return out
@@ -119,16 +154,22 @@ def conditional_digit_metrics(dataset: str, options: dict, sample: Sampler, n: i
     for size in cas_sizes:
         y = cond.cas_labels(size, classes)
         x = sample(size, SEED + 3, y)
-        scores[size] = cond.classification_accuracy(x, y, _np(test.x), _np(test.y), tuple(info.value_range),
-                                                    max_batches=budget, progress=progress)
+        scores[size] = cond.classification_accuracy(
+            x, y, _np(test.x), _np(test.y), tuple(info.value_range), max_batches=budget, progress=progress
+        )
     real = clf.accuracy  # the same network, recipe, seed and update budget, trained on the real training split
-    how = (f"Classification Accuracy Score (Ravuri & Vinyals 2019): the project classifier's network and recipe "
-           f"(Adam, batch 64, seed {cond.CAS_SEED}, {budget} updates) trained only on N generated samples with "
-           f"their requested classes (balanced), accuracy on the {len(test.x)} real {dataset} test images; "
-           f"the same recipe on the {clf.meta.get('n_train')} real training images scores {real:.4f}")
+    how = (
+        f"Classification Accuracy Score (Ravuri & Vinyals 2019): the project classifier's network and recipe "
+        f"(Adam, batch 64, seed {cond.CAS_SEED}, {budget} updates) trained only on N generated samples with "
+        f"their requested classes (balanced), accuracy on the {len(test.x)} real {dataset} test images; "
+        f"the same recipe on the {clf.meta.get('n_train')} real training images scores {real:.4f}"
+    )
     for size, acc in scores.items():
-        out[f"cas_{size}"] = Metric(value=acc, method=how.replace("N generated", f"{size} generated"), details={
-            "real_data_accuracy": real, "ratio_to_real": acc / real, "synthetic_samples": size})
+        out[f"cas_{size}"] = Metric(
+            value=acc,
+            method=how.replace("N generated", f"{size} generated"),
+            details={"real_data_accuracy": real, "ratio_to_real": acc / real, "synthetic_samples": size},
+        )
     return out
 
 
@@ -137,23 +178,31 @@ def mode_metrics(dataset: str, sample: Sampler, n: int) -> dict[str, Metric]:
 
     x = sample(n, SEED).reshape(n, -1)  # a conditional G: its classes (modes) in turn
     r = modes.mode_coverage(x, mixture_modes(dataset), mixture_sigma(dataset))
-    how = (f"{r.n_samples} samples, each assigned to its nearest of the {r.n_modes} modes and high quality "
-           f"within {modes.HQ_SIGMAS:g} sigma of it (VEEGAN / PacGAN protocol)")
+    how = (
+        f"{r.n_samples} samples, each assigned to its nearest of the {r.n_modes} modes and high quality "
+        f"within {modes.HQ_SIGMAS:g} sigma of it (VEEGAN / PacGAN protocol)"
+    )
     extra = {}
     if getattr(sample, "classes", 0):
         c = balanced_labels(n, sample.classes)
         nearest = np.linalg.norm(x[:, None] - mixture_modes(dataset)[None], axis=2).argmin(axis=1)
         hit = nearest == c
-        extra["label_agreement"] = Metric(value=float(hit.mean()), method=(
-            f"share of {n} samples G(z, c), modes in turn, whose nearest mode is the requested mode c"),
-            details={"per_class": [float(hit[c == k].mean()) for k in range(sample.classes)]})
-    return {**extra,
-        "modes_covered": Metric(value=r.modes_covered, method=f"modes with >= 1 high-quality sample; {how}",
-                                details={"n_modes": r.n_modes, "counts": r.counts,
-                                         "modes_with_20pct_of_share": r.modes_covered_at_20pct}),
+        extra["label_agreement"] = Metric(
+            value=float(hit.mean()),
+            method=(f"share of {n} samples G(z, c), modes in turn, whose nearest mode is the requested mode c"),
+            details={"per_class": [float(hit[c == k].mean()) for k in range(sample.classes)]},
+        )
+    return {
+        **extra,
+        "modes_covered": Metric(
+            value=r.modes_covered,
+            method=f"modes with >= 1 high-quality sample; {how}",
+            details={"n_modes": r.n_modes, "counts": r.counts, "modes_with_20pct_of_share": r.modes_covered_at_20pct},
+        ),
         "high_quality_share": Metric(value=r.high_quality, method=f"share of high-quality samples; {how}"),
-        "mode_reverse_kl": Metric(value=r.reverse_kl, method=f"KL(q || uniform) of the high-quality mode "
-                                  f"histogram q (nats); {how}"),
+        "mode_reverse_kl": Metric(
+            value=r.reverse_kl, method=f"KL(q || uniform) of the high-quality mode histogram q (nats); {how}"
+        ),
     }
 
 
@@ -167,12 +216,14 @@ def toy1d_metrics(sample: Sampler, n: int) -> dict[str, Metric]:
     how = f"p_g by Gaussian KDE (Silverman bandwidth) of {x.size} samples against the closed-form p_data"
     return {
         "jsd": Metric(value=j, method=f"JSD(p_data || p_g) in nats; {how}"),
-        "criterion_c": Metric(value=density1d.criterion_from_jsd(j), method=f"C(G) = -log 4 + 2 JSD "
-                              f"(Theorem 1; optimum -log 4 = {-density1d.LOG4:.4f}); {how}"),
-        "sample_mean": Metric(value=float(x.mean()), method=f"mean of {x.size} samples",
-                              details={"data": TOY1D_MEAN}),
-        "sample_std": Metric(value=float(x.std()), method=f"standard deviation of {x.size} samples",
-                             details={"data": TOY1D_STD}),
+        "criterion_c": Metric(
+            value=density1d.criterion_from_jsd(j),
+            method=f"C(G) = -log 4 + 2 JSD (Theorem 1; optimum -log 4 = {-density1d.LOG4:.4f}); {how}",
+        ),
+        "sample_mean": Metric(value=float(x.mean()), method=f"mean of {x.size} samples", details={"data": TOY1D_MEAN}),
+        "sample_std": Metric(
+            value=float(x.std()), method=f"standard deviation of {x.size} samples", details={"data": TOY1D_STD}
+        ),
     }
 
 
@@ -187,17 +238,34 @@ def swd_metrics(dataset: str, options: dict, sample: Sampler, n: Optional[int]) 
     train = _np(load_dataset(dataset, "train", **options).x)
     train = train[np.random.default_rng(SEED + 1).choice(len(train), n, replace=False)]
     ours, floor = swd(sample(n, SEED), real), swd(train, real)
-    how = (f"sliced Wasserstein distance x 1e3 (Karras et al. 2018): {PER_IMAGE} random {NEIGHBOURHOOD}x{NEIGHBOURHOOD} "
-           f"neighbourhoods per image and Laplacian-pyramid level, channels normalised, 512 directions x 4; "
-           f"{n} samples vs {n} held-out real {dataset} images (valid + test); mean over the levels "
-           f"{sorted(ours.levels, reverse=True)}")
-    return {"swd": Metric(value=ours.mean, method=how, details={
-        "levels": {str(k): v for k, v in ours.levels.items()},
-        "real_training_images": floor.mean, "real_training_images_levels": {str(k): v for k, v in floor.levels.items()}})}
+    how = (
+        f"sliced Wasserstein distance x 1e3 (Karras et al. 2018): {PER_IMAGE} random {NEIGHBOURHOOD}x{NEIGHBOURHOOD} "
+        f"neighbourhoods per image and Laplacian-pyramid level, channels normalised, 512 directions x 4; "
+        f"{n} samples vs {n} held-out real {dataset} images (valid + test); mean over the levels "
+        f"{sorted(ours.levels, reverse=True)}"
+    )
+    return {
+        "swd": Metric(
+            value=ours.mean,
+            method=how,
+            details={
+                "levels": {str(k): v for k, v in ours.levels.items()},
+                "real_training_images": floor.mean,
+                "real_training_images_levels": {str(k): v for k, v in floor.levels.items()},
+            },
+        )
+    }
 
 
-def evaluate(dataset: str, options: dict, sample: Sampler, n_samples: Optional[int] = None,
-             *, progress: bool = True, cas_sizes: tuple[int, ...] = CAS_SIZES) -> dict[str, Metric]:
+def evaluate(
+    dataset: str,
+    options: dict,
+    sample: Sampler,
+    n_samples: Optional[int] = None,
+    *,
+    progress: bool = True,
+    cas_sizes: tuple[int, ...] = CAS_SIZES,
+) -> dict[str, Metric]:
     """The metrics that fit `dataset`; `n_samples` overrides each metric's default sample count;
     `cas_sizes` the synthetic set sizes of a conditional digit G's CAS (empty: no CAS)."""
     info = dataset_info(dataset, **options)
@@ -215,6 +283,7 @@ def evaluate(dataset: str, options: dict, sample: Sampler, n_samples: Optional[i
     if dataset in CLASSIFIER_FOR:
         out.update(digit_quality_metrics(dataset, options, sample, n_samples or DIGIT_SAMPLES))
         if getattr(sample, "classes", 0):
-            out.update(conditional_digit_metrics(dataset, options, sample, n_samples or DIGIT_SAMPLES, cas_sizes,
-                                                 progress))
+            out.update(
+                conditional_digit_metrics(dataset, options, sample, n_samples or DIGIT_SAMPLES, cas_sizes, progress)
+            )
     return out

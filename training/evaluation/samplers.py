@@ -38,7 +38,7 @@ def _labels(n: int, classes: int, labels: Optional[np.ndarray]) -> Optional[np.n
     return labels
 
 
-def run_sampler(generator: torch.nn.Module, latent_cfg, classes: int = 0) -> "callable":
+def run_sampler(generator: torch.nn.Module, latent_cfg, classes: int = 0) -> callable:
     from training.networks import sample_latent
 
     @torch.no_grad()
@@ -57,7 +57,7 @@ def run_sampler(generator: torch.nn.Module, latent_cfg, classes: int = 0) -> "ca
     return sample
 
 
-def onnx_sampler(folder: Path, card: ModelCard, threads: int = 0) -> "callable":
+def onnx_sampler(folder: Path, card: ModelCard, threads: int = 0) -> callable:
     """`threads`: onnxruntime's intra-op threads (0: its default, one per core). One is faster for
     small graphs called often on busy cores, where a pool of spinning threads fights the others."""
     from training.onnx_io import cpu_session

@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from training.checkpoint import load_run
     from training.config import ConfigError, resolve
     from training.evaluation.run_metrics import evaluate
     from training.evaluation.samplers import run_sampler
-    from training.checkpoint import load_run
     from training.trainer import train
 
     torch.set_num_threads(args.threads)
@@ -63,14 +63,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         run_dir = train(cfg, args.out / f"seed-{seed}", max_steps=args.max_steps)
         run = load_run(run_dir)
-        metrics = evaluate(cfg.dataset, cfg.dataset_options, run_sampler(run.generator, cfg.network.latent),
-                           progress=False)
+        metrics = evaluate(
+            cfg.dataset, cfg.dataset_options, run_sampler(run.generator, cfg.network.latent), progress=False
+        )
         values = {k: m.value for k, m in metrics.items()}
         rows.append(values)
         runs[str(seed)] = {"run_dir": str(run_dir), "step": run.step, "wall_time_s": run.wall_time_s, **values}
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()), flush=True)
-    summary = {"preset": args.preset, "overrides": args.overrides, "seeds": runs, "aggregate": aggregate(rows),
-               "references": REFERENCES.get(args.preset, {})}
+    summary = {
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "seeds": runs,
+        "aggregate": aggregate(rows),
+        "references": REFERENCES.get(args.preset, {}),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     for name, a in summary["aggregate"].items():

@@ -40,11 +40,11 @@ def _blur(x: np.ndarray) -> np.ndarray:
     """Separable 5-tap binomial blur of (N, C, H, W), reflecting at the borders."""
     pad = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect")
     h, w = x.shape[2:]
-    rows = sum(k * pad[:, :, i:i + h, :] for i, k in enumerate(KERNEL))  # (N, C, H, W + 4)
-    return sum(k * rows[:, :, :, i:i + w] for i, k in enumerate(KERNEL))  # (N, C, H, W)
+    rows = sum(k * pad[:, :, i : i + h, :] for i, k in enumerate(KERNEL))  # (N, C, H, W + 4)
+    return sum(k * rows[:, :, :, i : i + w] for i, k in enumerate(KERNEL))  # (N, C, H, W)
 
 
-def _up(x: np.ndarray) -> np.ndarray:
+def upsample(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (N, C, 2H, 2W): zeros between the samples, then the blur (x4 for their energy)."""
     n, c, h, w = x.shape
     out = np.zeros((n, c, 2 * h, 2 * w), x.dtype)
@@ -57,7 +57,7 @@ def laplacian_pyramid(x: np.ndarray, coarsest: int = COARSEST) -> list[np.ndarra
     levels, g = [], x.astype(np.float64)
     while g.shape[-1] > coarsest:
         down = _blur(g)[:, :, ::2, ::2]
-        levels.append(g - _up(down))
+        levels.append(g - upsample(down))
         g = down
     levels.append(g)
     return levels

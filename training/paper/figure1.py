@@ -98,8 +98,9 @@ def render(run_dir: Path, out: Path) -> dict:
     a, final = _pick_early(history), history[-1]
     latent = a.config.network.latent
     grid = torch.from_numpy(X).float()[:, None]
-    d_b = fit_discriminator(copy.deepcopy(a.D), draw_data, lambda n, gen: a.G(sample_latent(latent, n, gen)).detach(),
-                            steps=1500, seed=0)
+    d_b = fit_discriminator(
+        copy.deepcopy(a.D), draw_data, lambda n, gen: a.G(sample_latent(latent, n, gen)).detach(), steps=1500, seed=0
+    )
     with torch.no_grad():
         d_b_prob = torch.sigmoid(d_b(grid)).numpy().reshape(-1)
     g_c = _g_steps(a, d_b, G_STEPS_C)
@@ -109,7 +110,9 @@ def render(run_dir: Path, out: Path) -> dict:
     p_data_x, p_g_x = toy1d_density(X), a.p_g(X)
     d_star = optimal_discriminator(p_data_x, p_g_x)
     # Where both densities vanish the ratio is noise of the kernel density: not drawn there.
-    axes[1].plot(X, np.where(p_data_x + p_g_x > 1e-3, d_star, np.nan), color="tab:orange", lw=0.8, label="p_data/(p_data+p_g)")
+    axes[1].plot(
+        X, np.where(p_data_x + p_g_x > 1e-3, d_star, np.nan), color="tab:orange", lw=0.8, label="p_data/(p_data+p_g)"
+    )
     _panel(axes[2], g_c, latent, d_b_prob, f"(c) after {G_STEPS_C} G updates against D*")
     _panel(axes[3], final.G, latent, final.d_prob(X), f"(d) step {final.step}: p_g = p_data, D = 1/2")
     handles = [h for ax in axes[:2] for h in ax.get_legend_handles_labels()[0]]
@@ -121,16 +124,28 @@ def render(run_dir: Path, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    return {"panel_a_step": a.step, "panel_a_jsd": a.jsd(), "panel_d_step": final.step, "panel_d_jsd": final.jsd(),
-            "panel_b_mae_vs_dstar": float(np.nanmean(np.abs(d_b_prob - d_star)[p_data_x + p_g_x > 1e-3])), "out": str(out)}
+    return {
+        "panel_a_step": a.step,
+        "panel_a_jsd": a.jsd(),
+        "panel_d_step": final.step,
+        "panel_d_jsd": final.jsd(),
+        "panel_b_mae_vs_dstar": float(np.nanmean(np.abs(d_b_prob - d_star)[p_data_x + p_g_x > 1e-3])),
+        "out": str(out),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="render the paper's Figure 1 from a toy1d run")
     parser.add_argument("--run", type=Path, default=DEFAULT_RUN, help="the toy1d run (trained here if missing)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config overrides for the toy1d run, if it is trained here")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for the toy1d run, if it is trained here",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # tiny 1-D nets: extra threads only fight over the shared cores
     ensure_run(args.run, args.overrides)

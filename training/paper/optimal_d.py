@@ -7,7 +7,7 @@ V(G, D) = E_x~p_data[log D(x)] + E_z[log(1 - D(G(z)))], D = sigmoid(logit).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +33,19 @@ class Standardize(nn.Module):
 
 def fresh_discriminator(dim: int, center: float, scale: float, hidden=(64, 64), seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    cfg = NetworkConfig(family="mlp", sample_shape=(dim,), latent=LatentConfig(1, "normal"), output="linear",
-                        g_hidden=(8,), d_hidden=tuple(hidden), d_pieces=1, d_input_dropout=0.0,
-                        d_hidden_dropout=0.0, g_init_scale=None, d_init_scale=None)
+    cfg = NetworkConfig(
+        family="mlp",
+        sample_shape=(dim,),
+        latent=LatentConfig(1, "normal"),
+        output="linear",
+        g_hidden=(8,),
+        d_hidden=tuple(hidden),
+        d_pieces=1,
+        d_input_dropout=0.0,
+        d_hidden_dropout=0.0,
+        g_init_scale=None,
+        d_init_scale=None,
+    )
     return Standardize(center, scale, build_discriminator(cfg))
 
 
@@ -46,8 +56,17 @@ def value(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> float:
         return float(-F.softplus(-D(real)).mean() - F.softplus(D(fake)).mean())
 
 
-def fit_discriminator(D: nn.Module, draw_real: Draw, draw_fake: Draw, *, steps: int = 2000, batch: int = 2048,
-                      lr: float = 3e-3, seed: int = 0, progress: bool = False) -> nn.Module:
+def fit_discriminator(
+    D: nn.Module,
+    draw_real: Draw,
+    draw_fake: Draw,
+    *,
+    steps: int = 2000,
+    batch: int = 2048,
+    lr: float = 3e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> nn.Module:
     """Maximise V(G, D) over D with fresh samples every step (no overfitting to a fixed set) and a
     cosine-decayed learning rate, so the last iterates settle at the optimum instead of jittering."""
     gen = torch.Generator().manual_seed(seed)

@@ -14,8 +14,9 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -58,8 +59,14 @@ def affine_g(shift: float, scale: float) -> tuple[Callable, Callable[[np.ndarray
     return draw, density
 
 
-def check(draw_fake: Callable, p_g: Callable[[np.ndarray], np.ndarray], *, steps: int = 2000, seed: int = 0,
-          progress: bool = False) -> Prop1Result:
+def check(
+    draw_fake: Callable,
+    p_g: Callable[[np.ndarray], np.ndarray],
+    *,
+    steps: int = 2000,
+    seed: int = 0,
+    progress: bool = False,
+) -> Prop1Result:
     D = fresh_discriminator(1, TOY1D_MEAN, 4 * TOY1D_STD, seed=seed)
     fit_discriminator(D, draw_data, draw_fake, steps=steps, seed=seed, progress=progress)
     grid = support_grid()
@@ -86,8 +93,12 @@ def generator_sampler(G: torch.nn.Module, latent_cfg) -> tuple[Callable, Callabl
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", help="a toy1d training run (default: an affine G, SHIFTED_G)")
-    parser.add_argument("--step", type=int, default=None,
-                        help="use the run's first checkpoint at or after this step (default: its latest)")
+    parser.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        help="use the run's first checkpoint at or after this step (default: its latest)",
+    )
     parser.add_argument("--steps", type=int, default=3000, help="D's training steps")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # tiny 1-D nets: extra threads only fight over the shared cores
@@ -96,8 +107,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         history = states(args.run_dir)
         if history[0].config.dataset != "toy1d":
-            print(f"proposition1: error: {args.run_dir}: a {history[0].config.dataset} run; need toy1d",
-                  file=sys.stderr)
+            print(
+                f"proposition1: error: {args.run_dir}: a {history[0].config.dataset} run; need toy1d", file=sys.stderr
+            )
             return 2
         chosen = [s for s in history if args.step is None or s.step >= args.step]
         state = chosen[0] if args.step is not None and chosen else history[-1]

@@ -60,8 +60,15 @@ def check_at_optimum(steps: int = 2000) -> Thm1Result:
 def trajectory(run_dir: Path) -> dict:
     history = states(run_dir)
     grid = support_grid()
-    rows = [{"step": s.step, "epoch": s.epoch, "criterion_c": criterion_from_jsd(s.jsd()),
-             "run_d_mean_abs_from_half": float(np.abs(s.d_prob(grid) - 0.5).mean())} for s in history]
+    rows = [
+        {
+            "step": s.step,
+            "epoch": s.epoch,
+            "criterion_c": criterion_from_jsd(s.jsd()),
+            "run_d_mean_abs_from_half": float(np.abs(s.d_prob(grid) - 0.5).mean()),
+        }
+        for s in history
+    ]
     final = history[-1]
 
     def draw_final(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -85,8 +92,13 @@ def plot(result: dict, out: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     a.plot(steps, [r["criterion_c"] for r in rows], "o-", ms=3, label="C(G) = -log 4 + 2 JSD (KDE)")
     a.axhline(-LOG4, color="k", ls=":", label="-log 4")
-    a.scatter([steps[-1]], [result["final_fresh_d"]["criterion"]], color="r", zorder=3,
-              label="V(G, D) with D trained to convergence")
+    a.scatter(
+        [steps[-1]],
+        [result["final_fresh_d"]["criterion"]],
+        color="r",
+        zorder=3,
+        label="V(G, D) with D trained to convergence",
+    )
     a.set_xlabel("step")
     a.set_ylabel("nats")
     a.legend(fontsize=8)
@@ -113,8 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     ensure_run(args.run, args.overrides)
     traj = trajectory(args.run)
     plot(traj, args.out)
-    summary = {"at_optimum": asdict(at_opt), "run_final": traj["checkpoints"][-1],
-               "run_final_fresh_d": traj["final_fresh_d"], "run_passed": traj["passed"], "figure": str(args.out)}
+    summary = {
+        "at_optimum": asdict(at_opt),
+        "run_final": traj["checkpoints"][-1],
+        "run_final_fresh_d": traj["final_fresh_d"],
+        "run_passed": traj["passed"],
+        "figure": str(args.out),
+    }
     print(json.dumps(summary, indent=2))
     return 0 if at_opt.passed and traj["passed"] else 1
 

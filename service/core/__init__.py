@@ -1,0 +1,1 @@
+"""A request's work, without Starlette: schemas, latents, labels, sampling, encoding."""

@@ -1,0 +1,295 @@
+"""The endpoints' work, from a validated request to an `Answer`, without HTTP.
+
+`sample`, `sample_async` and `interpolate` check the request against the model (raising
+RequestError naming the field), draw or take the latents, run the graphs and return the samples
+with the answer's fields. `http/handlers.py` renders an Answer as json, npy or png; the charges
+(`sample_charge`, `interpolate_charge`) are what admission control holds while a request runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Optional, TypeVar
+
+import anyio.to_thread
+import numpy as np
+
+from service.core import encoding, formats, labels, latents, sampling, versions
+from service.core.problems import RequestError
+from service.core.schemas import DEFAULT_N, InterpolateRequest, SampleRequest
+from service.runtime import admission
+from service.runtime.engine import Engine, LoadedModel, NoDiscriminator
+
+R = TypeVar("R")
+
+# Requests whose latents and samples hold at most this many values in all are served on the event
+# loop (sample_async): drawing their latents and encoding their answer take about as long as a
+# thread hand-off (docs/PERFORMANCE.md#finding-event-loop-route).
+LOOP_MAX_VALUES = 1 << 16
+# A request of at most this many samples from a client that has the server to itself
+# (batching.SoleClient) runs its graphs on the loop: at a few samples the run costs less than the
+# two thread hand-offs of the batcher's path.
+INLINE_MAX_N = 8
+# Truncation redraws the coordinates beyond the threshold until none is left: at a keep probability
+# of 0.5 (|z| <= 0.67) a few dozen cheap rounds, at 0.01 a thousand. Below this, a worker thread draws.
+LOOP_MIN_KEEP_PROBABILITY = 0.5
+# Values (n x sample size) one answer may hold: 256 MB of float32. max n (4096) is sized for small
+# samples; at 3x64x64 it stays under this (4096 x 12,288 = 50M), but 4096 RGB 256x256 images would
+# be 3.2 GB in one response, so large images get at most MAX_VALUES // size per request (341 there).
+MAX_VALUES = 1 << 26
+
+
+@dataclass
+class Answer:
+    """What a request returns, before it is encoded: samples (k, *sample_shape), D's logits when
+    asked for, and the answer's fields (`meta`: model, version, seed or seeds, shape, and with a
+    filter requested, drawn, accepted, exhausted, drs_gamma). A conditional model's classes (k,)
+    go beside them; `by_class` (labels "balanced", no nrow) lays a grid out one class per row;
+    `dtype` uint8: json and npy carry 0..255 pixels mapped from the card's value range."""
+
+    model: LoadedModel
+    samples: np.ndarray
+    logits: Optional[np.ndarray]
+    format: str
+    nrow: Optional[int]
+    meta: dict = field(default_factory=dict)
+    classes: Optional[np.ndarray] = None
+    by_class: bool = False
+    dtype: str = "float32"
+
+
+def sample_charge(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> int:
+    """Admission's charge of a /sample request: a filtered one (min_realness, drs) may draw up to
+    n x max_draws_factor candidates, and holds its rejection rounds' blocks as it goes."""
+    n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
+    filtered = req.min_realness is not None or req.drs
+    return admission.sample_cost(
+        n,
+        model.card.latent.dim,
+        model.card.sample.size,
+        formats.get(req.format).peak_bytes_per_value,
+        max_draws_factor if filtered else 1,
+    )
+
+
+def interpolate_charge(model: LoadedModel, req: InterpolateRequest) -> int:
+    return admission.sample_cost(
+        req.steps, model.card.latent.dim, model.card.sample.size, formats.get(req.format).peak_bytes_per_value
+    )
+
+
+def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:
+    z = encoding.json_array(rows, field, dims=2)  # (n, z_dim), finite float32
+    if z.shape[1] != model.card.latent.dim:
+        raise RequestError(
+            field, f"each latent must have {model.card.latent.dim} values for {model.name}, got {z.shape[1]}"
+        )
+    return z
+
+
+def _check_size(model: LoadedModel, n: int, field: str = "n") -> None:
+    size = math.prod(model.card.sample.shape)
+    if n * size > MAX_VALUES:
+        raise RequestError(
+            field,
+            f"at most {MAX_VALUES // size} samples of {model.name} ({'x'.join(map(str, model.card.sample.shape))}) "
+            f"per request, got {n}",
+        )
+
+
+def _check_realness(model: LoadedModel, scores: bool, keep: Optional[sampling.Filter] = None) -> None:
+    """Realness of a generator-only model: refused (400 naming `model`) before anything runs."""
+    if (scores or (keep is not None and keep.active)) and not model.has_discriminator:
+        raise NoDiscriminator(model.name)
+
+
+def _check_format(model: LoadedModel, fmt: str, nrow: Optional[int], scores: bool, dtype: str = "float32") -> None:
+    spec = formats.get(fmt)
+    if dtype == "uint8" and model.card.sample.kind != "image":
+        raise RequestError(
+            "dtype",
+            f"uint8 needs an image model; {model.name} makes {model.card.sample.kind}s, "
+            "whose values have no pixel range (use float32)",
+        )
+    if spec.image_only and model.card.sample.kind != "image":
+        others = " or ".join(f.name for f in formats.FORMATS.values() if not f.image_only)
+        raise RequestError(
+            "format", f"{fmt} needs an image model; {model.name} makes {model.card.sample.kind}s (use {others})"
+        )
+    if nrow is not None and not spec.grid:
+        grids = ", ".join(f.name for f in formats.FORMATS.values() if f.grid)
+        raise RequestError("nrow", f"only applies to format {grids}")
+    if scores and fmt != formats.SCORE_FORMAT:
+        raise RequestError("scores", f"only with format {formats.SCORE_FORMAT} (score an npy or png with POST /score)")
+
+
+def _truncation(model: LoadedModel, truncation: Optional[float]) -> None:
+    try:
+        latents.check_truncation(model.card.latent, truncation)
+    except ValueError as e:
+        raise RequestError("truncation", str(e)) from None
+
+
+def checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.Filter]:
+    """The model a sample request names, once every check that needs no graph run has passed,
+    and its filter resolved against the card."""
+    model = versions.pinned(engine, req.model, req.version)
+    _check_format(model, req.format, req.nrow, req.scores, req.dtype)
+    _truncation(model, req.truncation)
+    if req.latents is not None:
+        if req.seed is not None:
+            raise RequestError("seed", "give a seed or latents, not both")
+        if req.truncation is not None:
+            raise RequestError("truncation", "applies to drawn latents only, not to explicit ones")
+    keep = sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
+    _check_realness(model, req.scores, keep)
+    _check_size(model, len(req.latents) if req.latents is not None else (req.n or DEFAULT_N))
+    return model, keep.resolved(model)
+
+
+def _given_latents(model: LoadedModel, req: SampleRequest) -> np.ndarray:
+    z = _explicit_latents(model, req.latents, "latents")
+    if req.n is not None and req.n != len(z):
+        raise RequestError("n", f"must equal the number of latents ({len(z)}) or be left out")
+    return z
+
+
+def _seed(req: SampleRequest) -> int:
+    """The request's seed, or a fresh one (returned to the caller)."""
+    return latents.random_seed() if req.seed is None else req.seed
+
+
+def answer_of(
+    model: LoadedModel,
+    req: SampleRequest,
+    batch: sampling.Batch,
+    seed: Optional[int],
+    keep: sampling.Filter,
+    requested: int,
+) -> Answer:
+    meta = {"seed": seed}
+    if keep.active:
+        # `exhausted`: the draw bound (n x GANSERVE_MAX_DRAWS_FACTOR) ran out before n passed.
+        # Explicit latents are filtered without redraws, so they never exhaust anything.
+        meta.update(requested=requested, drawn=batch.drawn, accepted=len(batch.samples), exhausted=batch.exhausted)
+        if keep.drs:
+            meta["drs_gamma"] = keep.gamma
+    return Answer(
+        model,
+        batch.samples,
+        batch.logits if req.scores else None,
+        req.format,
+        req.nrow,
+        meta,
+        batch.labels,
+        by_class=req.labels == labels.BALANCED,
+        dtype=req.dtype,
+    )
+
+
+def _classes(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int]) -> Optional[np.ndarray]:
+    plan = labels.resolve(model, req.labels, n, seed)
+    return None if plan is None else plan.classes
+
+
+def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Answer:
+    """POST /sample in a worker thread (any request)."""
+    model, keep = checked(engine, req)
+    if req.latents is not None:
+        z = _given_latents(model, req)
+        batch = sampling.generate(
+            model, z, with_logits=req.scores or keep.active, c=_classes(model, req, len(z), None), with_ratio=keep.drs
+        )
+        if keep.active:  # explicit latents are filtered, never replaced by new draws
+            batch = sampling.filtered(model, batch, keep)
+        seed = None
+    else:
+        seed = _seed(req)
+        n = req.n or DEFAULT_N
+        c = _classes(model, req, n, seed)
+        batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor, c)
+    return answer_of(model, req, batch, seed, keep, len(req.latents) if req.latents is not None else n)
+
+
+async def sample_async(
+    engine: Engine, req: SampleRequest, max_draws_factor: int, render: Callable[[Answer, bool], R], alone: bool = False
+) -> R:
+    """POST /sample from the event loop, rendered by `render(answer, in_thread)`. A small request
+    without a filter is served right here, its graph runs awaited (and batched with its
+    neighbours', off the loop). Anything larger, any filter, and a tight truncation go whole,
+    rendering included, to a worker thread, so that the loop never stalls on one request's
+    milliseconds of numpy, orjson or zlib. `alone` (no other client is sending requests): a
+    request of up to INLINE_MAX_N samples runs its graphs right here too, without the batcher's
+    thread hand-offs."""
+    model, keep = checked(engine, req)
+    n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
+    values = n * (model.card.latent.dim + math.prod(model.card.sample.shape))
+    slow_draw = (
+        req.truncation is not None
+        and latents.keep_probability(model.card.latent, req.truncation) < LOOP_MIN_KEEP_PROBABILITY
+    )
+    if keep.active or values > LOOP_MAX_VALUES or slow_draw:
+        return await anyio.to_thread.run_sync(lambda: render(sample(engine, req, max_draws_factor), True))
+    if req.latents is not None:
+        z, seed = _given_latents(model, req), None
+    else:
+        seed = _seed(req)
+        z = latents.draw(latents.generator(seed), model.card.latent, n, req.truncation)
+    c = _classes(model, req, len(z), seed)
+    if alone and n <= INLINE_MAX_N and model.inline_ok:
+        x = model.generate_inline(z, c)
+        logits = model.logits_inline(x, c) if req.scores else None
+    else:
+        x = await model.generate_async(z, c)
+        logits = await model.logits_async(x, c) if req.scores else None
+    return render(answer_of(model, req, sampling.Batch(x, logits, len(z), c), seed, keep, n), False)
+
+
+def interpolate(engine: Engine, req: InterpolateRequest) -> Answer:
+    """POST /interpolate (in a worker thread)."""
+    model = versions.pinned(engine, req.model, req.version)
+    _check_format(model, req.format, req.nrow, req.scores)
+    _check_realness(model, req.scores)
+    _check_size(model, req.steps, "steps")
+    _truncation(model, req.truncation)
+    if req.seeds is not None and req.latents is not None:
+        raise RequestError("seeds", "give two seeds or two latents, not both")
+    if req.latents is not None:
+        if req.truncation is not None:
+            raise RequestError("truncation", "applies to seeds only, not to explicit latents")
+        a, b = _explicit_latents(model, list(req.latents), "latents")
+        seeds = None
+    else:
+        seeds = req.seeds or (latents.random_seed(), latents.random_seed())
+        a, b = (sampling.one_latent(model, s, req.truncation) for s in seeds)
+    z = sampling.path(a, b, req.steps, req.method)  # (steps, z_dim)
+    batch = sampling.generate(model, z, with_logits=req.scores, c=_walk_classes(model, req, seeds))
+    meta = {"seeds": list(seeds) if seeds else None, "method": req.method}
+    return Answer(model, batch.samples, batch.logits, req.format, req.nrow, meta, batch.labels)
+
+
+def _walk_classes(model: LoadedModel, req: InterpolateRequest, seeds) -> Optional[np.ndarray]:
+    """A conditional model walks its latent path within one class: the graphs take the class as an
+    int64 index (no class embedding to interpolate), so a walk between two classes is refused.
+    Without labels the class is drawn from the first seed, like a sample's."""
+    value = req.labels
+    if isinstance(value, list):
+        distinct = {labels.resolve(model, v, 1, None).classes[0] for v in value} if model.conditional else set()
+        if len(distinct) > 1:
+            raise RequestError(
+                labels.FIELD,
+                f"model {model.name!r} takes its class as an integer index, not an "
+                "embedding it could interpolate: walk within one class (give one label)",
+            )
+        if not model.conditional:
+            labels.resolve(model, value, len(value), None)  # refuses labels for an unconditional model
+        value = value[0] if value else None
+    if value is None and model.conditional:  # one class for the walk, drawn from the first seed
+        one = labels.resolve(model, None, 1, seeds[0] if seeds else None).classes[0]
+        return np.full(req.steps, one, np.int64)
+    plan = labels.resolve(model, value, req.steps, seeds[0] if seeds else None)
+    if plan is not None and plan.policy == labels.BALANCED:
+        raise RequestError(labels.FIELD, 'a walk stays within one class: give one label, not "balanced"')
+    return None if plan is None else plan.classes

@@ -1,0 +1,462 @@
+"""The OpenAPI document at /docs.json: BentoML's, completed with what BentoML does not know.
+
+BentoML describes its own APIs (POST /sample, /interpolate, the dataset task) and probes, but not
+what /sample and /interpolate answer (json, npy or a png grid, and their headers). GET /models
+and POST /score are plain Starlette routes (routes.py), so they are added here. Every route gets
+the error shape it really answers (errors.py: `detail` is a list, where BentoML's error schemas
+say a string), and the document gets ganserve's own title, version and description in place of
+BentoML's boilerplate. The Swagger UI at / reads this document.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib.metadata import PackageNotFoundError, version
+
+from models.card import ModelCard
+from service.core import formats
+from service.core.encoding import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
+from service.core.schemas import ScoreRequest
+from service.http.middleware import BODY_METHODS, OPEN_PATHS
+from service.http.v2 import openapi as v2_openapi
+
+REF = "#/components/schemas/{model}"
+DESCRIPTION = """Samples and realness scores from generative adversarial networks (Goodfellow et al.,
+2014) trained by ganserve and exported to ONNX: G maps latent noise to samples, and D's realness
+D(x) = sigmoid(logit) estimates the probability that x came from the data.
+
+`POST /sample` draws samples (json, npy or a png grid), `POST /interpolate` walks between two
+latents, `POST /score` gives D's realness of samples you send, `GET /models` lists the models with
+their cards, and `/generate_dataset/*` writes sharded synthetic datasets as a background task.
+`/v2/...` speaks the Open Inference Protocol (KServe V2, Triton's HTTP API with binary tensors):
+each model's generator and discriminator are V2 models `<model>.generator`, `<model>.discriminator`.
+Every refusal of ganserve's own routes is JSON: `{"error": "<field>: <problem>", "detail": [{"loc": [...], "msg": ...}]}`.
+"""
+
+ERROR = {
+    "type": "object",
+    "title": "Error",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "one line: the field at fault and the problem"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+LABELS = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0},
+    "description": "a conditional model's class index of each sample (GET /models lists the names)",
+}
+SCORE_RESPONSE = {
+    "type": "object",
+    "title": "ScoreResponse",
+    "additionalProperties": False,
+    "required": ["model", "version", "n", "realness", "logit"],
+    "properties": {
+        "model": {"type": "string"},
+        "version": {"type": "string", "description": "the first 12 hex digits of the generator's sha256"},
+        "n": {"type": "integer", "minimum": 1},
+        "realness": {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0, "maximum": 1},
+            "description": "D(x) = sigmoid(logit) per sample",
+        },
+        "logit": {"type": "array", "items": {"type": "number"}},
+        "labels": {**LABELS, "description": "a conditional model: the classes D(x | c) scored under"},
+    },
+}
+MODELS_RESPONSE = {
+    "type": "object",
+    "title": "ModelsResponse",
+    "additionalProperties": False,
+    "required": ["default_model", "device", "limits", "models"],
+    "properties": {
+        "default_model": {"type": "string"},
+        "device": {"type": "string", "description": "the provider chosen at start-up, and why"},
+        "layout": {"type": "string", "description": "workers and graph threads per worker, and why"},
+        "limits": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "max_n, max_draws_factor, max_body_bytes",
+        },
+        "models": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "status"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                    "provider": {
+                        "type": "string",
+                        "description": "the provider really in use (ready models): "
+                        "an onnxruntime provider, or OpenVINO:CPU",
+                    },
+                    "backend": {
+                        "type": "string",
+                        "enum": ["onnxruntime", "openvino"],
+                        "description": "the engine running the graphs",
+                    },
+                    "backend_reason": {"type": "string", "description": "why that engine (auto: the measured figures)"},
+                    "version": {"type": "string"},
+                    "realness": {
+                        "type": "boolean",
+                        "description": "whether the model has a discriminator: without one, "
+                        "/score, scores, min_realness and drs are refused (400)",
+                    },
+                    "classes": {
+                        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                        "description": "a conditional model's class names, by index (null: unconditional)",
+                    },
+                    "card": {"$ref": REF.format(model="ModelCard")},
+                    "reason": {"type": "string", "description": "why the model is unavailable"},
+                    "refused": {
+                        "type": "string",
+                        "description": "(model control) why the model's changed folder was "
+                        "not swapped in; the version listed keeps serving",
+                    },
+                },
+            },
+        },
+    },
+}
+BINARY = {"type": "string", "format": "binary"}
+SEED = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+_ANSWERED = {
+    "model": {"type": "string"},
+    "version": {"type": "string", "description": "the first 12 hex digits of the generator's sha256"},
+    "shape": {"type": "array", "items": {"type": "integer"}, "description": "of `samples`: n, then the sample shape"},
+    "samples": {
+        "type": "array",
+        "items": {},
+        "description": "nested lists of numbers of shape `shape`: float32 values, or 0..255 integers with dtype uint8",
+    },
+    "dtype": {
+        "type": "string",
+        "enum": ["float32", "uint8"],
+        "description": "what `samples` holds (the request's dtype)",
+    },
+    "realness": {
+        "type": "array",
+        "items": {"type": "number", "minimum": 0, "maximum": 1},
+        "description": "with `scores`: D(x) per sample",
+    },
+    "logit": {"type": "array", "items": {"type": "number"}, "description": "with `scores`: D's logit per sample"},
+    "labels": LABELS,
+}
+SAMPLE_RESPONSE = {
+    "type": "object",
+    "title": "SampleResponse",
+    "additionalProperties": False,
+    "required": ["model", "version", "shape", "samples"],
+    "properties": {
+        **_ANSWERED,
+        "seed": {"anyOf": [SEED, {"type": "null"}], "description": "the seed used (null with explicit latents)"},
+        "requested": {"type": "integer", "description": "with a filter: the n asked for"},
+        "drawn": {"type": "integer", "description": "with a filter: samples drawn in all"},
+        "accepted": {"type": "integer", "description": "with a filter: samples that passed it"},
+        "exhausted": {
+            "type": "boolean",
+            "description": "with a filter: true when the draw bound "
+            "(n x GANSERVE_MAX_DRAWS_FACTOR) ran out before n samples passed",
+        },
+        "drs_gamma": {
+            "type": "number",
+            "description": "with drs: the gamma used (the request's, else the model card's realness.drs_gamma, else 0)",
+        },
+    },
+}
+INTERPOLATE_RESPONSE = {
+    "type": "object",
+    "title": "InterpolateResponse",
+    "additionalProperties": False,
+    "required": ["model", "version", "method", "shape", "samples"],
+    "properties": {
+        **_ANSWERED,
+        "seeds": {
+            "anyOf": [{"type": "array", "items": SEED, "minItems": 2, "maxItems": 2}, {"type": "null"}],
+            "description": "the two seeds (null with explicit latents)",
+        },
+        "method": {"type": "string", "enum": ["slerp", "lerp"]},
+    },
+}
+_HEADER = {"schema": {"type": "string"}}
+# npy and png answers carry the JSON answer's fields as headers (handlers.respond).
+COMMON_HEADERS = {
+    "X-Model": _HEADER,
+    "X-Model-Version": _HEADER,
+    "X-Dtype": {
+        "schema": {"type": "string", "enum": ["float32", "uint8"]},
+        "description": "npy: the array's dtype (the request's dtype)",
+    },
+    "X-Shape": {"schema": {"type": "string"}, "description": "comma-separated, e.g. 16,1,28,28"},
+    "X-Labels": {
+        "schema": {"type": "string"},
+        "description": "a conditional model: the class index of each sample, comma-separated",
+    },
+}
+SAMPLE_HEADERS = {
+    **COMMON_HEADERS,
+    "X-Seed": _HEADER,
+    "X-Requested": {"schema": {"type": "string"}, "description": "with a filter"},
+    "X-Drawn": {"schema": {"type": "string"}, "description": "with a filter"},
+    "X-Accepted": {"schema": {"type": "string"}, "description": "with a filter"},
+    "X-Exhausted": {
+        "schema": {"type": "string", "enum": ["true", "false"]},
+        "description": "with a filter: true when the draw bound ran out before n passed",
+    },
+    "X-Drs-Gamma": {"schema": {"type": "string"}, "description": "with drs: the gamma used"},
+}
+INTERPOLATE_HEADERS = {
+    **COMMON_HEADERS,
+    "X-Seeds": {"schema": {"type": "string"}, "description": "comma-separated"},
+    "X-Method": _HEADER,
+}
+
+
+def _errors(*statuses: int) -> dict:
+    names = {
+        400: "Bad Request",
+        401: "Missing or wrong API token (when GANSERVE_API_TOKEN is set)",
+        403: "The dataset task is off: GANSERVE_OUTPUT_DIR is not set",
+        404: "Unknown model (or a version never served)",
+        413: "Body over GANSERVE_MAX_BODY_BYTES",
+        415: "Unsupported body type",
+        422: "Nothing to answer with (no sample passed the filter, for a png), or (datasets) a dataset over "
+        "the server's disk budget (the error gives its size)",
+        409: "A pinned model version no longer served; (datasets) the dataset is being written by another "
+        "job, its folder holds a different dataset, the server runs GANSERVE_DATASET_JOBS jobs already, "
+        "or (cancel) the task has ended",
+        500: "Model or server fault",
+        503: "Overloaded (admission control: the worker's budget stayed full for GANSERVE_ADMISSION_WAIT_S, "
+        "or its queue is full; `Retry-After` says when to retry), models loading, or model unavailable",
+        504: "No answer begun within the request timeout (120 s)",
+    }
+    ref = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
+    answers = {str(s): {"description": names[s], "content": ref} for s in statuses}
+    if 503 in statuses:  # admission.py's refusals say when to come back
+        answers["503"] = {
+            **answers["503"],
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds to wait before retrying (on admission control's refusals)",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+        }
+    return answers
+
+
+def extra_paths() -> dict:
+    return {
+        "/models": {
+            "get": {
+                "operationId": "ganserve__models",
+                "tags": ["Service APIs"],
+                "summary": "The models, their cards and the request limits",
+                "description": "Every model folder the server found: ready ones with their card and the onnxruntime "
+                "provider really in use, unavailable ones with the reason.",
+                "responses": {
+                    "200": {
+                        "description": "The models",
+                        "content": {"application/json": {"schema": {"$ref": REF.format(model="ModelsResponse")}}},
+                    },
+                    **_errors(401, 503),
+                },
+            }
+        },
+        "/score": {
+            "post": {
+                "operationId": "ganserve__score",
+                "tags": ["Service APIs"],
+                "summary": "D's realness of samples you send",
+                "description": "Realness D(x) = sigmoid(logit) of each sample, from the model's discriminator. Send JSON "
+                f"(`samples`), an .npy array ({NPY_MEDIA_TYPE}), one PNG ({PNG_MEDIA_TYPE}), or PNG files "
+                "in a multipart form; every sample must have the model's sample shape.",
+                "parameters": [
+                    {
+                        "name": "model",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "description": "the model (with npy, png and forms; JSON bodies may name it instead)",
+                    },
+                    {
+                        "name": "version",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "description": "pin the model's version: 409 when it is no longer served",
+                    },
+                    {
+                        "name": "labels",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "a conditional model (npy, png and forms; JSON bodies send `labels`): "
+                        "one class (index or name), n classes separated by commas, or "
+                        "`balanced`; D(x | c) scores each sample under its class",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF.format(model="ScoreRequest")}},
+                        NPY_MEDIA_TYPE: {"schema": BINARY},
+                        PNG_MEDIA_TYPE: {"schema": BINARY},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "files": {
+                                        "type": "array",
+                                        "items": BINARY,
+                                        "description": "PNG images, one sample each",
+                                    },
+                                    "model": {"type": "string"},
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "One realness and logit per sample",
+                        "content": {"application/json": {"schema": {"$ref": REF.format(model="ScoreResponse")}}},
+                    },
+                    **_errors(400, 401, 404, 409, 413, 415, 500, 503),
+                },
+            }
+        },
+    }
+
+
+def _add_errors(operation: dict, *statuses: int | None) -> None:
+    """Document these refusals on an operation, keeping any it already documents (None: skipped)."""
+    responses = operation.setdefault("responses", {})
+    for status, answer in _errors(*(s for s in statuses if s is not None)).items():
+        responses.setdefault(status, answer)
+
+
+def _samples_answer(schema: str, headers: dict) -> dict:
+    """What /sample and /interpolate answer: BentoML documents an empty JSON schema only."""
+    # One entry per answer format, from the format table (core/formats.py): a format whose fields
+    # go in the body is JSON with the answer's schema, the others are bytes with the fields as headers.
+    ways = ", ".join(
+        f"{f.name} ({'with the fields below' if f.fields_in_body else 'the fields as headers'})"
+        for f in formats.FORMATS.values()
+    )
+    return {
+        "description": f"The samples, as `format` asks: {ways}",
+        "headers": headers,
+        "content": {
+            f.media_type: {"schema": {"$ref": REF.format(model=schema)} if f.fields_in_body else BINARY}
+            for f in formats.FORMATS.values()
+        },
+    }
+
+
+def _schemas() -> dict:
+    """The JSON schemas the extra paths refer to, with their nested definitions, as components."""
+    schemas = {
+        "Error": ERROR,
+        "ScoreResponse": SCORE_RESPONSE,
+        "ModelsResponse": MODELS_RESPONSE,
+        "SampleResponse": SAMPLE_RESPONSE,
+        "InterpolateResponse": INTERPOLATE_RESPONSE,
+    }
+    for model, mode in ((ScoreRequest, "validation"), (ModelCard, "serialization")):
+        schema = model.model_json_schema(ref_template=REF, mode=mode)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def server_version() -> str:
+    try:
+        return version("ganserve")
+    except PackageNotFoundError:  # run from a checkout or a bento without the package installed
+        return "dev"
+
+
+def _unique_operation_ids(paths: dict) -> None:
+    """BentoML 1.4.40 gives the dataset task's cancel the same operationId as its retry; OpenAPI
+    requires them unique (client generators name methods by them). Later duplicates get one
+    made from their path and method."""
+    seen = set()
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            op_id = operation.get("operationId")
+            if op_id is not None and op_id in seen:
+                operation["operationId"] = op_id = f"ganserve__{path.strip('/').replace('/', '_')}_{method}"
+            seen.add(op_id)
+
+
+def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
+    """BentoML's document (as `Service.openapi_spec.asdict()` gives it) with ganserve's routes,
+    error shape and description; the input is left unchanged. `token_required`
+    (GANSERVE_API_TOKEN is set): the guarded operations declare bearer authentication, which
+    gives the UI at / its "Authorize" button."""
+    # Through JSON and back: a copy, with the keys as a client sees them (BentoML's dict keys its
+    # responses by int status, which JSON turns into strings).
+    spec = json.loads(json.dumps(bentoml_spec))
+    # BentoML's info names BentoML's team as the contact and "None" as the version.
+    spec["info"] = {"title": "ganserve", "version": server_version(), "description": DESCRIPTION}
+    # The document says 3.0.2, but BentoML's own schemas and pydantic's use 3.1 (JSON Schema
+    # 2020-12: "type": "null", const, prefixItems); Swagger UI reads 3.1.
+    spec["openapi"] = "3.1.0"
+    spec.setdefault("paths", {}).update(extra_paths())
+    spec["paths"].update(v2_openapi.paths())
+    for path, schema, headers in (
+        ("/sample", "SampleResponse", SAMPLE_HEADERS),
+        ("/interpolate", "InterpolateResponse", INTERPOLATE_HEADERS),
+    ):
+        if "post" in spec["paths"].get(path, {}):
+            operation = spec["paths"][path]["post"]
+            operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
+            _add_errors(operation, 422 if path == "/sample" else None, 409, 503)
+    for path, method in (
+        ("/generate_dataset", "post"),
+        ("/generate_dataset/get", "get"),
+        ("/generate_dataset/submit", "post"),
+    ):  # datasets/task.py, datasets/routes.py
+        if method in spec["paths"].get(path, {}):
+            _add_errors(spec["paths"][path][method], 403, 409, 422)
+    cancel = spec["paths"].get("/generate_dataset/cancel", {}).get("put")
+    if cancel is not None:  # served by datasets/routes.py, not BentoML ("not supported" there)
+        cancel["description"] = (
+            "Stops the dataset job after its current block: its complete shards stay valid, "
+            "submitting the same request again resumes it, and its status says `canceled`."
+        )
+        _add_errors(cancel, 409)
+    _unique_operation_ids(spec["paths"])
+    for path, operations in spec["paths"].items():  # what GuardMiddleware answers before any route
+        if path in OPEN_PATHS:
+            continue
+        for method, operation in operations.items():
+            _add_errors(operation, 401, 413 if method.upper() in BODY_METHODS else None, 504)  # 504: timeout.py
+            if token_required:
+                operation["security"] = [{"bearer": []}]
+    if token_required:
+        spec.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "GANSERVE_API_TOKEN"}
+        }
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # what those answers really hold
+        if name in schemas:
+            schemas[name]["properties"] = copy.deepcopy(ERROR["properties"])
+    schemas.update(_schemas())
+    schemas.update(v2_openapi.SCHEMAS)
+    return spec

@@ -1,0 +1,226 @@
+"""The Open Inference Protocol's routes, served by the same mounted Starlette app as /sample
+(routes.py) and through the same engine and micro-batchers: an infer of `<model>.generator` with
+the latents /sample drew for a seed answers /sample's samples for that seed.
+
+Health (`/v2/health/live`, `/v2/health/ready`) is open like /livez and /readyz; everything else
+under /v2 is behind the token (middleware.py).
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from models.card import CARD_FILE
+from service.core import versions
+from service.core.schemas import MAX_N
+from service.http import context, errors
+from service.http.context import engine_of
+from service.http.openapi import server_version
+from service.http.v2.tensors import DATATYPES, TensorMeta, V2Error, decompressed, encode_response, parse_request
+from service.runtime.engine import LoadedModel, UnknownModel, model_folders
+from service.runtime.metrics import count_samples
+from service.settings import get_settings
+
+# The graphs served as V2 models; a card's ratio.onnx (the D trained with G, for DRS) is /sample's filter, not a model.
+ROLES = ("generator", "discriminator")
+PLATFORM = "onnxruntime_onnx"  # Triton's name for what runs the graphs
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+def v2_name(model: str, role: str) -> str:
+    """`mnist` + `generator` -> `mnist.generator`; card names never hold a dot (NAME_PATTERN)."""
+    return f"{model}.{role}"
+
+
+def error_answer(e: Exception) -> Response:
+    """The protocol's error answer: {"error": "..."} and a 4xx (5xx only for a fault of the server),
+    the status from the one table every route reads (http/errors.py, its V2 column)."""
+    if isinstance(e, V2Error):
+        return JSONResponse({"error": e.message}, status_code=e.status)
+    status, _, message, _ = errors.status_of(e, protocol="v2")
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _resolve(request: Request) -> tuple[LoadedModel, str]:
+    """The served model and role the path names (with its pinned version, if any)."""
+    name = request.path_params["name"]
+    base, dot, role = name.rpartition(".")
+    engine = engine_of(request)
+    try:
+        if not dot or role not in ROLES:
+            raise UnknownModel(name, [])
+        model = versions.pinned(engine, base, request.path_params.get("version"))
+    except UnknownModel:  # listed by their V2 names, not their folders'
+        known = ", ".join(v2_name(m, r) for m, lm in sorted(engine.models.items()) for r in lm.card.roles if r in ROLES)
+        raise V2Error(f"unknown model {name!r}; models here: {known or 'none'}", 404) from None
+    if role not in model.card.roles:
+        raise V2Error(f"unknown model {name!r}: {base} has no discriminator (a generator-only model)", 404)
+    return model, role
+
+
+def io_meta(model: LoadedModel, role: str) -> tuple[list[TensorMeta], list[TensorMeta]]:
+    """A graph's inputs and outputs from its card, the batch axis (a named dim) as -1."""
+    sig = model.card.expected_signature(role)
+
+    def metas(specs) -> list[TensorMeta]:
+        return [
+            TensorMeta(s.name, DATATYPES[s.dtype], tuple(d if isinstance(d, int) else -1 for d in s.shape))
+            for s in specs
+        ]
+
+    # The first output only: what infer answers (the engine runs a graph for its first output).
+    return metas(sig.inputs), metas(sig.outputs[:1])
+
+
+async def server_metadata(request: Request) -> Response:
+    return JSONResponse({"name": "ganserve", "version": server_version(), "extensions": EXTENSIONS})
+
+
+async def live(request: Request) -> Response:
+    return JSONResponse({"live": True})
+
+
+async def ready(request: Request) -> Response:
+    engine = engine_of(request, required=False)
+    if engine is None or not engine.models:
+        return JSONResponse({"ready": False, "error": "models are still loading"}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+async def model_metadata(request: Request) -> Response:
+    try:
+        model, role = _resolve(request)
+    except Exception as e:
+        return error_answer(e)
+    inputs, outputs = io_meta(model, role)
+    return JSONResponse(
+        {
+            "name": v2_name(model.name, role),
+            "versions": [model.card.version],
+            "platform": PLATFORM,
+            "inputs": [m.as_json() for m in inputs],
+            "outputs": [m.as_json() for m in outputs],
+        }
+    )
+
+
+async def model_ready(request: Request) -> Response:
+    try:
+        model, role = _resolve(request)
+    except Exception as e:
+        return error_answer(e)
+    return JSONResponse({"name": v2_name(model.name, role), "version": model.card.version, "ready": True})
+
+
+async def infer(request: Request) -> Response:
+    try:
+        model, role = _resolve(request)
+        inputs, outputs = io_meta(model, role)
+        body = decompressed(
+            await request.body(), request.headers.get("content-encoding"), get_settings().max_body_bytes
+        )
+        args = (body, request.headers.get("inference-header-content-length"), inputs, outputs, MAX_N)
+        req = (
+            parse_request(*args)
+            if len(body) <= context.LOOP_MAX_BODY_BYTES
+            else await run_in_threadpool(parse_request, *args)
+        )
+        results = await _run(model, role, req.inputs, inputs, outputs)
+        name = v2_name(model.name, role)
+        args = (name, model.card.version, req.id, results, {m.name: m for m in outputs}, req.outputs)
+        content, headers = (
+            encode_response(*args)
+            if len(body) <= context.LOOP_MAX_BODY_BYTES
+            else await run_in_threadpool(encode_response, *args)
+        )
+    except Exception as e:
+        return error_answer(e)
+    headers["X-Model-Version"] = model.card.version
+    return Response(content, headers=headers)
+
+
+async def _run(
+    model: LoadedModel, role: str, arrays: dict, inputs: list[TensorMeta], outputs: list[TensorMeta]
+) -> dict:
+    """The graph through the engine's micro-batchers, as /sample and /score run it."""
+    first = arrays[inputs[0].name]
+    n = len(first)
+    c = arrays[model.card.condition.input] if model.card.condition is not None else None
+    try:
+        if role == "generator":
+            out = await model.generate_async(first.reshape(n, model.card.latent.dim), c)  # (n, *sample_shape)
+            count_samples(model.name, n)
+        else:
+            out = (await model.logits_async(first, c)).reshape(n, 1)  # (n, 1) logits, as the graph gives them
+    except ValueError as e:  # class indices out of range (engine._classes)
+        raise V2Error(f"{model.card.condition.input if c is not None else inputs[0].name}: {e}") from None
+    return {outputs[0].name: out}
+
+
+async def repository_index(request: Request) -> Response:
+    """Every model folder with its state (Triton's repository extension): READY with the version
+    served, or UNAVAILABLE with the reason; names are folder names, as load and unload take them."""
+    try:
+        engine = engine_of(request)
+    except V2Error as e:
+        return error_answer(e)
+    models, unavailable = engine.models, engine.unavailable  # one read of each (registry.py replaces them)
+    index = [{"name": name, "version": m.card.version, "state": "READY"} for name, m in models.items()]
+    index += [{"name": name, "state": "UNAVAILABLE", "reason": reason} for name, reason in unavailable.items()]
+    listed = set(models) | set(unavailable)
+    index += [
+        {"name": f.name, "state": "UNAVAILABLE", "reason": "not loaded"}
+        for f in model_folders(engine.models_dir)
+        if f.name not in listed and (f / CARD_FILE).is_file()
+    ]
+    return JSONResponse(sorted(index, key=lambda entry: entry["name"]))
+
+
+async def repository_control(request: Request) -> Response:
+    """POST /v2/repository/models/{name}/load|unload (GANSERVE_MODEL_CONTROL=explicit): this
+    worker applies it (a load verifies the folder first: in a worker thread, it runs the graphs),
+    and the others follow within the poll interval (registry.py)."""
+    from service.runtime.registry import ControlError
+
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        return error_answer(V2Error("models are still loading", 503))
+    action = request.url.path.rsplit("/", 1)[-1]
+    try:
+        state = await run_in_threadpool(registry.request, action, request.path_params["name"])
+    except ControlError as e:
+        return error_answer(V2Error(str(e), e.status))
+    return JSONResponse(state)
+
+
+async def not_found(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "error": f"no route {request.method} {request.url.path} in this server's Open Inference "
+            "Protocol (see GET /docs.json)"
+        },
+        status_code=404,
+    )
+
+
+def routes() -> list[Route]:
+    """Every form with and without `/versions/{version}`."""
+    table = [
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", repository_control, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", repository_control, methods=["POST"]),
+    ]
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        table += [
+            Route(prefix, model_metadata, methods=["GET"]),
+            Route(f"{prefix}/ready", model_ready, methods=["GET"]),
+            Route(f"{prefix}/infer", infer, methods=["POST"]),
+        ]
+    # Last: any other path under /v2 gets the protocol's error answer rather than BentoML's 404 page.
+    return table + [Route("/v2/{rest:path}", not_found)]

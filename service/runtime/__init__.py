@@ -1,0 +1,1 @@
+"""The worker's engine: graphs, micro-batchers, backends, providers, the model registry, memory and admission."""
