@@ -17,12 +17,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 # prometheus_client chooses its value store when first imported: multiprocess files only if this is
 # set by then. The in-process app's /metrics reads those files (as under `bentoml serve`), so it is
 # set here, before any test module can import prometheus_client (tests/deploy parses /metrics).
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ganserve-prometheus-"))
+
+# Hypothesis: a fixed, derandomized profile by default (CI and `make test`: the same cases every
+# run, within the suite's time budget), and a longer random search with HYPOTHESIS_PROFILE=dev.
+# Tests that set their own max_examples (the schema fuzz) keep them.
+hypothesis.settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None)
+hypothesis.settings.register_profile("dev", max_examples=1000, deadline=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Small enough to train and export in seconds on two busy cores; names are the fixture's API.
 TINY_MODELS = {

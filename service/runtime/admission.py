@@ -34,13 +34,32 @@ TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth tri
 SCORE_BYTES_PER_BODY_BYTE = {"json": 6, "npy": 3, "png": 16}
 
 
+# A filter's round holds, per candidate, its float64 draw and float32 latent (12 bytes a latent
+# value), its float32 sample (4 a sample value) and its logits (8: D's and, for drs, the ratio's).
+ROUND_BYTES_PER_LATENT_VALUE = 12
+ROUND_BYTES_PER_SAMPLE_VALUE = 4
+ROUND_BYTES_PER_CANDIDATE = 8
+
+
+def filter_rows(n: int, draws: int) -> int:
+    """Candidates a filtered request for n samples may hold at once. core/sampling.py from_seed
+    draws 2n first, then sizes each round to finish at the acceptance seen so far, capped by the
+    draw bound: after a first round that accepted one candidate of 2n, the next holds all the
+    (draws - 2) n draws left. That worst case is what the charge must cover (docs/DESIGN.md,
+    "Admission charges a filter's worst round"); 0 without a filter."""
+    return 0 if draws <= 1 else n * max(2, draws - 2)
+
+
 def sample_cost(n: int, latent_dim: int, sample_values: int, bytes_per_value: int, draws: int = 1) -> int:
     """Estimated peak bytes of a request for n samples whose format peaks at `bytes_per_value`;
-    `draws` > 1: a filter may draw up to n x draws latents and samples (handled in blocks, so at
-    most a few times n at once)."""
+    `draws` > 1: a filter that may draw up to n x draws candidates, charged for its largest round."""
     per_sample = LATENT_BYTES_PER_VALUE * latent_dim + bytes_per_value * sample_values
-    extra = 4 * (latent_dim + sample_values) * n * min(draws - 1, 2)  # rejection rounds' blocks
-    return max(MIN_COST, n * per_sample + extra)
+    per_candidate = (
+        ROUND_BYTES_PER_LATENT_VALUE * latent_dim
+        + ROUND_BYTES_PER_SAMPLE_VALUE * sample_values
+        + ROUND_BYTES_PER_CANDIDATE
+    )
+    return max(MIN_COST, n * per_sample + filter_rows(n, draws) * per_candidate)
 
 
 def score_cost(body_bytes: int, kind: str) -> int:

@@ -217,9 +217,12 @@ def make_model(
 
 
 def corrupt(folder: Path, file: str = "generator.onnx") -> None:
-    """Append a byte: the size and sha256 no longer match the card."""
-    with open(Path(folder) / file, "ab") as f:
-        f.write(b"\0")
+    """Flip one byte inside the file: its size still matches the card, so the sha256 is the check
+    that must catch it (appending a byte only ever tripped the size check)."""
+    path = Path(folder) / file
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def install(source: Path, folder: Path) -> None:

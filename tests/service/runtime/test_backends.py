@@ -59,7 +59,7 @@ def test_openvino_refuses_a_tampered_graph_like_onnxruntime(tmp_path):
     make_model(tmp_path, "good")
     engine = Engine(tmp_path, device="cpu", default_model="good", backend=backends.OPENVINO)
     assert list(engine.models) == ["good"]
-    assert "the card says" in engine.unavailable["broken"]
+    assert "sha256 does not match the card" in engine.unavailable["broken"]
 
 
 def test_auto_times_both_and_says_why(models_dir):

@@ -21,9 +21,20 @@ def engine(service_models_dir: Path) -> Engine:
 def test_every_good_folder_loads_and_the_corrupted_one_is_unavailable(engine):
     assert sorted(engine.models) == ["faulty", "tiny-cond", "tiny-digits", "tiny-ring"]
     reason = engine.unavailable["broken"]
-    assert reason.startswith("broken/generator.onnx: is ") and "the card says" in reason  # relative path
+    assert reason == "broken/generator.onnx: sha256 does not match the card (modified or corrupted)"  # relative path
     with pytest.raises(ModelUnavailable, match="'broken' is unavailable: .*generator.onnx"):
         engine.get("broken")
+
+
+def test_a_graph_of_another_size_is_refused_by_its_size_before_its_sha256(tmp_path):
+    """corrupt() keeps the size (the sha256 check is the one it tests); a file that grew is caught
+    by the cheaper size check first, naming both sizes."""
+    folder = make_model(tmp_path, "grown")
+    with open(folder / "generator.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(EngineError) as refused:
+        Engine(tmp_path, device="cpu", default_model="grown", intra_op_threads=1)
+    assert "grown/generator.onnx" in str(refused.value) and "bytes, the card says" in str(refused.value)
 
 
 def test_unknown_model_lists_the_models_there(engine):

@@ -1,0 +1,124 @@
+"""Admission's charge of a request against what the request really holds at its peak.
+
+The charge is a formula (core/requests.py sample_charge and interpolate_charge, the format table's
+bytes per value); these tests measure the peak instead of reading the formula: tracemalloc over
+the whole request in a worker thread (latents, every rejection round of a filter, the samples, the
+encoded answer), on the shipped mnist model, at every format, filtered and not. And a filtered
+request that would fit only if charged as an unfiltered one must wait, then be refused.
+"""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from tests.service.support import DEFAULT
+
+REPO = Path(__file__).resolve().parents[3]
+FACTOR = 20  # GANSERVE_MAX_DRAWS_FACTOR's default: a filter draws at most n x this
+
+
+@pytest.fixture(scope="module")
+def mnist(app):  # app: the test settings before any server module is imported
+    from service.runtime.engine import Engine
+
+    engine = Engine(REPO / "models", device="cpu", default_model="mnist", only="mnist")
+    yield engine
+    engine.executor.shutdown(wait=False)
+
+
+def peak_bytes(work) -> int:
+    """Peak bytes Python and numpy allocate while `work` runs, above what was held before."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        result = work()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - before
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"format": "npy"},
+        {"format": "json", "scores": True},
+        {"format": "png"},
+        {"format": "npy", "dtype": "uint8"},
+        {"format": "npy", "truncation": 0.5},
+        {"format": "npy", "min_realness": 0.5},  # most of G's samples score lower: many rounds
+        {"format": "npy", "drs": True},
+        {"format": "json", "drs": True, "scores": True},
+        {"format": "png", "min_realness": 0.3},
+    ],
+    ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()),
+)
+def test_a_sample_requests_charge_covers_what_it_holds_at_its_peak(mnist, fields):
+    from service.core import requests
+    from service.core.schemas import SampleRequest
+    from service.http import handlers
+
+    req = SampleRequest.model_construct(n=1024, seed=3, **fields)  # past the test settings' max n
+    model = mnist.get("mnist")
+    charge = requests.sample_charge(model, req, FACTOR)
+    handlers.sample(mnist, req, FACTOR)  # warm: the first run of a shape plans in onnxruntime
+    peak = peak_bytes(lambda: handlers.sample(mnist, req, FACTOR).body)
+    assert peak <= charge, f"{fields}: peaked at {peak / 1e6:.1f} MB, charged {charge / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("fmt", ["npy", "json", "png"])
+def test_an_interpolate_requests_charge_covers_what_it_holds_at_its_peak(mnist, fmt):
+    from service.core import requests
+    from service.core.schemas import InterpolateRequest
+    from service.http import handlers
+
+    req = InterpolateRequest.model_construct(seeds=[1, 2], steps=1024, format=fmt, truncation=1.0)
+    charge = requests.interpolate_charge(mnist.get("mnist"), req)
+    handlers.interpolate(mnist, req)
+    peak = peak_bytes(lambda: handlers.interpolate(mnist, req).body)
+    assert peak <= charge, f"{fmt}: peaked at {peak / 1e6:.1f} MB, charged {charge / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("filter_", [{"min_realness": 0.0}, {"drs": True}])
+def test_a_filtered_request_that_fits_only_unfiltered_waits_then_is_refused(client, monkeypatch, filter_):
+    """Room for the request unfiltered but not for its rejection rounds: it waits for the budget,
+    then gets a 503 with Retry-After; the same request unfiltered is served."""
+    from service.core import requests
+    from service.core.schemas import SampleRequest
+    from service.runtime import admission
+    from service.service import ROUTES
+
+    body = {"n": 200, "seed": 1, "format": "npy"}
+    model = ROUTES.state.engine.get(DEFAULT)
+    plain = requests.sample_charge(model, SampleRequest(**body), FACTOR)
+    filtered = requests.sample_charge(model, SampleRequest(**body, **filter_), FACTOR)
+    assert filtered > plain
+    held = filtered  # another request in flight
+    adm = admission.Admission(budget=held + (plain + filtered) // 2, queue=8, wait_s=0.3, metrics=False)
+    monkeypatch.setattr(admission, "_instance", adm)
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold():
+        with adm.admit_sync(held):
+            entered.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(5)
+        refused = client.post("/sample", json={**body, **filter_})
+        served = client.post("/sample", json=body)
+    finally:
+        leave.set()
+        holder.join()
+    assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
+    assert refused.json()["error"].startswith("server: ")
+    assert served.status_code == 200, served.text
+    assert (adm.in_flight, adm.in_flight_bytes) == (0, 0)

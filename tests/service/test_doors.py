@@ -1,0 +1,310 @@
+"""Every door, the same answer: each way into the service returns what the reference
+(tests/service/reference.py: the card, the seed's latents and onnxruntime, nothing else) says a
+request must return, bit for bit on the same engine.
+
+Doors: /sample on the event loop (batched, and inline for a lone client), /sample in a worker
+thread (forced), /interpolate, /v2 infer, json, npy and png answers, whole and streamed; over a
+real server, ganserve's Python client, BentoML's own client and the dataset generator's HTTP
+source; and the dataset generator from a local folder. Hypothesis draws the requests (a fixed
+derandomized profile in CI, a longer one with HYPOTHESIS_PROFILE=dev); a failure prints the request
+as a curl command line.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tests.service.reference import Expected, Reference, curl
+from tests.service.support import COND, DEFAULT, TOKEN
+
+RING = "tiny-ring"
+MODELS = (DEFAULT, RING, COND)  # an image MLP, a vector MLP, a conditional pair
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+DOOR_SETTINGS = settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def refs(service_models_dir) -> dict[str, Reference]:
+    return {name: Reference(service_models_dir / name) for name in MODELS}
+
+
+def request_bodies(ref_name: str, refs: dict[str, Reference]) -> st.SearchStrategy[dict]:
+    card = refs[ref_name].card
+    image = card.sample.kind == "image"
+    formats = ["json", "npy", "png"] if image else ["json", "npy"]
+    n = st.integers(1, 24)
+
+    @st.composite
+    def body(draw) -> dict:
+        out = {"model": ref_name, "format": draw(st.sampled_from(formats))}
+        size = draw(n)
+        if draw(st.booleans()):
+            out["seed"] = draw(st.integers(0, 2**64 - 1))
+            out["n"] = size
+            if draw(st.booleans()):  # both sides of the loop's keep-probability threshold
+                out["truncation"] = draw(st.sampled_from([0.3, 0.6, 1.0, 2.0]))
+        else:
+            rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+            out["latents"] = rng.standard_normal((size, card.latent.dim)).astype(np.float32).tolist()
+        if card.condition is not None and (draw(st.booleans()) or "latents" in out):
+            k = card.condition.classes
+            out["labels"] = draw(
+                st.one_of(
+                    st.integers(0, k - 1),
+                    st.just("balanced"),
+                    st.lists(st.integers(0, k - 1), min_size=size, max_size=size),
+                )
+            )
+        if out["format"] == "json":
+            out["scores"] = draw(st.booleans())
+        if out["format"] != "png" and image:
+            out["dtype"] = draw(st.sampled_from(["float32", "uint8"]))
+        if out["format"] == "png" and draw(st.booleans()):
+            out["nrow"] = draw(st.integers(1, 6))
+        return out
+
+    return body()
+
+
+def answer_of(ref: Reference, body: dict, r: httpx.Response) -> Expected:
+    """The samples, logits and labels an answer carries, in the reference's terms."""
+    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{curl('/sample', body)}"
+    fmt = body.get("format", "json")
+    if fmt == "json":
+        got = r.json()
+        dtype = np.uint8 if got["dtype"] == "uint8" else np.float32
+        logits = np.asarray(got["logit"], np.float32) if "logit" in got else None
+        labels = np.asarray(got["labels"], np.int64) if "labels" in got else None
+        return Expected(np.asarray(got["samples"], dtype), logits, labels)
+    labels = r.headers.get("x-labels")
+    labels = np.array([int(v) for v in labels.split(",")], np.int64) if labels else None
+    if fmt == "npy":
+        return Expected(np.load(io.BytesIO(r.content), allow_pickle=False), None, labels)
+    pixels = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB" if ref.card.sample.shape[0] == 3 else "L"))
+    pixels = pixels if pixels.ndim == 3 else pixels[..., None]
+    n, nrow = int(r.headers["x-shape"].split(",")[0]), body.get("nrow")
+    if body.get("labels") == "balanced" and nrow is None:  # one row per class (assert_balanced_grid)
+        k = ref.card.condition.classes
+        nrow = max(int(np.bincount(labels, minlength=k).max()), 1)
+        n = k * nrow
+    return Expected(ref.grid_tiles(pixels, n, nrow), None, labels)
+
+
+def assert_same(
+    ref: Reference, body: dict, got: Expected, want: Expected, path: str = "/sample", door: str = ""
+) -> None:
+    where = f"door {door}: {curl(path, body)}"
+    fmt, dtype = body.get("format", "json"), body.get("dtype", "float32")
+    if fmt == "png" and body.get("labels") == "balanced" and body.get("nrow") is None:
+        return assert_balanced_grid(ref, got, want, where)
+    expected = ref.uint8(want.samples) if fmt == "png" or dtype == "uint8" else want.samples
+    assert got.samples.shape == expected.shape, where
+    assert np.array_equal(got.samples, expected), f"samples differ from the reference; {where}"
+    if want.logits is not None:
+        assert np.array_equal(got.logits, want.logits), f"logits differ from the reference; {where}"
+    if want.labels is not None:
+        assert np.array_equal(got.labels, want.labels), f"labels differ from the reference; {where}"
+
+
+def assert_balanced_grid(ref: Reference, got: Expected, want: Expected, where: str) -> None:
+    """A "balanced" png grid without nrow lays class k's samples in row k, in their order, short
+    rows padded with blank tiles (docs/API.md)."""
+    k = ref.card.condition.classes
+    per_row = max(int(np.bincount(want.labels, minlength=k).max()), 1)
+    blank = ref.uint8(np.full(ref.card.sample.shape, ref.card.sample.value_range[0], np.float32))
+    tiles = [blank] * (k * per_row)
+    for c in range(k):
+        for j, tile in enumerate(ref.uint8(want.samples[want.labels == c])):
+            tiles[c * per_row + j] = tile
+    assert np.array_equal(got.samples, np.stack(tiles)), f"grid differs from the reference; {where}"
+
+
+@contextmanager
+def path_forced(kind: str):
+    """`loop`: small requests on the event loop, batched; `inline`: a lone client's graph runs on the
+    loop; `thread`: every request in a worker thread (as large and filtered ones go)."""
+    from service.core import requests
+    from service.http import routes
+    from service.runtime.batching import SoleClient
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(routes, "SOLE_CLIENT", SoleClient(quiet_s=0.0 if kind == "inline" else math.inf))
+        if kind == "thread":
+            mp.setattr(requests, "LOOP_MAX_VALUES", 0)
+        yield
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("kind", ["loop", "inline", "thread"])
+def test_sample_on_every_path_is_the_reference(client, refs, model, kind):
+    @DOOR_SETTINGS
+    @given(body=request_bodies(model, refs))
+    def check(body):
+        want = refs[model].sample(body)
+        with path_forced(kind):
+            r = client.post("/sample", json=body)
+            if kind == "inline":  # the first request of a new client is batched; the next is alone
+                r = client.post("/sample", json=body)
+        assert_same(refs[model], body, answer_of(refs[model], body, r), want, door=f"/sample {kind}")
+
+    check()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_interpolate_is_the_reference(client, refs, model):
+    card = refs[model].card
+
+    @DOOR_SETTINGS
+    @given(
+        seeds=st.lists(st.integers(0, 2**64 - 1), min_size=2, max_size=2),
+        steps=st.integers(2, 12),
+        method=st.sampled_from(["slerp", "lerp"]),
+        truncation=st.one_of(st.none(), st.sampled_from([0.3, 0.6, 1.0, 2.0])),
+        fmt=st.sampled_from(["json", "npy", "png"] if card.sample.kind == "image" else ["json", "npy"]),
+        label=st.one_of(st.none(), st.integers(0, (card.condition.classes - 1) if card.condition else 0)),
+    )
+    def check(seeds, steps, method, truncation, fmt, label):
+        body = {"model": model, "seeds": seeds, "steps": steps, "method": method, "format": fmt}
+        if truncation is not None:
+            body["truncation"] = truncation
+        if label is not None and card.condition is not None:
+            body["labels"] = label
+        if fmt == "json":
+            body["scores"] = True
+        want = refs[model].interpolate(body)
+        got = answer_of(refs[model], body, client.post("/interpolate", json=body))
+        assert_same(refs[model], body, got, want, path="/interpolate", door="/interpolate")
+
+    check()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_v2_infer_is_the_reference(client, refs, model):
+    ref = refs[model]
+
+    @DOOR_SETTINGS
+    @given(seed=st.integers(0, 2**64 - 1), n=st.integers(1, 16), truncation=st.one_of(st.none(), st.just(0.6)))
+    def check(seed, n, truncation):
+        z = ref.latents(seed, n, truncation)
+        c = ref.classes(None, n, seed)
+        inputs = [{"name": "z", "shape": list(z.shape), "datatype": "FP32", "data": z.reshape(-1).tolist()}]
+        if c is not None:
+            inputs.append({"name": ref.card.condition.input, "shape": [n], "datatype": "INT64", "data": c.tolist()})
+        r = client.post(f"/v2/models/{model}.generator/infer", json={"inputs": inputs})
+        assert r.status_code == 200, r.text
+        out = r.json()["outputs"][0]
+        got = np.asarray(out["data"], np.float32).reshape(out["shape"])
+        assert np.array_equal(got, ref.generate(z, c)), f"/v2 infer differs for seed {seed}, n {n}"
+
+    check()
+
+
+def test_streamed_json_is_the_reference(client, refs, monkeypatch):
+    """A json answer large enough to stream (forced small here) holds the reference's samples."""
+    from service.http import handlers
+
+    monkeypatch.setattr(handlers, "STREAM_MIN_VALUES", 0)
+    body = {"model": DEFAULT, "n": 40, "seed": 11, "truncation": 1.0, "scores": True}
+    with path_forced("thread"):  # only a worker thread's answer streams
+        r = client.post("/sample", json=body)
+    assert "content-length" not in r.headers  # chunked: it streamed
+    assert_same(refs[DEFAULT], body, answer_of(refs[DEFAULT], body, r), refs[DEFAULT].sample(body), door="stream")
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/interpolate", {"seeds": [1, 2], "dtype": "uint8"}, "dtype"),
+        ("/interpolate", {"seeds": [1, 2], "drs": True}, "drs"),
+        ("/interpolate", {"seeds": [1, 2], "min_realness": 0.5}, "min_realness"),
+        ("/sample", {"model": RING, "format": "png"}, "format"),
+        ("/sample", {"model": RING, "dtype": "uint8"}, "dtype"),
+        ("/sample", {"latents": [[0.0] * 8], "truncation": 1.0}, "truncation"),
+        ("/interpolate", {"latents": [[0.0] * 8, [1.0] * 8], "truncation": 1.0}, "truncation"),
+        ("/sample", {"format": "npy", "scores": True}, "scores"),
+        ("/sample", {"model": RING, "labels": 1}, "labels"),
+    ],
+)
+def test_options_a_door_does_not_support_are_refused_naming_them(client, path, body, field):
+    r = client.post(path, json=body)
+    assert r.status_code == 400 and r.json()["error"].startswith(f"{field}"), f"{r.text}\n{curl(path, body)}"
+
+
+# --- over a real server -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_python_client_and_bentomls_client_are_the_reference(real_server, refs):
+    import bentoml
+
+    from service.client import Client
+
+    cases = [
+        {"model": DEFAULT, "n": 5, "seed": 3, "truncation": 0.6},
+        {"model": DEFAULT, "n": 9, "seed": 2**63, "truncation": 2.0, "dtype": "uint8"},
+        {"model": COND, "n": 6, "seed": 8, "labels": "balanced"},
+        {"model": RING, "n": 4, "seed": 12, "truncation": 1.0},
+    ]
+    with Client(real_server, token=TOKEN) as ours, bentoml.SyncHTTPClient(real_server, token=TOKEN) as theirs:
+        for body in cases:
+            ref, want = refs[body["model"]], refs[body["model"]].sample(body)
+            fields = {k: v for k, v in body.items() if k not in ("model", "n", "seed", "truncation")}
+            got = ours.sample(
+                body["n"], model=body["model"], seed=body["seed"], truncation=body.get("truncation"), **fields
+            )
+            expected = ref.uint8(want.samples) if body.get("dtype") == "uint8" else want.samples
+            assert np.array_equal(got.samples, expected), f"Python client; {curl('/sample', body, real_server)}"
+            raw = theirs.sample(**{**body, "format": "npy"})
+            assert np.array_equal(np.load(io.BytesIO(raw), allow_pickle=False), expected), (
+                f"BentoML's client; {curl('/sample', body, real_server)}"
+            )
+
+
+def dataset_reference(ref: Reference, samples: int, shard_size: int, block_size: int, seed: int, truncation):
+    """The rows of a dataset from its definition (docs/DATASETS.md): shard i's seed is
+    SeedSequence(seed, spawn_key=(i,)), block b's is the same of the shard's seed, and each block is one
+    /sample request (n = its size, seed = its seed)."""
+
+    def child(s: int, i: int) -> int:
+        return int(np.random.SeedSequence(s, spawn_key=(i,)).generate_state(1, np.uint64)[0])
+
+    shards = []
+    for i in range(math.ceil(samples / shard_size)):
+        want, rows = min(shard_size, samples - i * shard_size), []
+        for b, start in enumerate(range(0, want, block_size)):
+            body = {"seed": child(child(seed, i), b), "n": min(block_size, want - start), "truncation": truncation}
+            rows.append(ref.sample(body).samples)
+        shards.append(np.concatenate(rows))
+    return shards
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["local", "http"])
+def test_dataset_shards_are_the_reference(where, real_server, refs, service_models_dir, tmp_path, capsys):
+    from tests.service.datasets.support import manifest, run_generate
+
+    spec = ["--samples", 23, "--shard-size", 10, "--block-size", 4, "--seed", 77, "--truncation", 0.6]
+    source = (
+        ["--model-dir", service_models_dir / DEFAULT, "--threads", 1]
+        if where == "local"
+        else ["--url", real_server, "--model", DEFAULT, "--token", TOKEN]
+    )
+    code, printed = run_generate(capsys, *source, "--out", tmp_path / "d", *spec)
+    assert code == 0, printed
+    m = manifest(tmp_path / "d")
+    want = dataset_reference(refs[DEFAULT], 23, 10, 4, 77, 0.6)
+    got = [np.load(tmp_path / "d" / s["data"]["file"], allow_pickle=False) for s in m["shards"]]
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert np.array_equal(g, w), f"{where} shard {i} differs from the reference (truncation 0.6)"
