@@ -26,7 +26,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.servers import Server, server_env
+from tests.servers import Server, running, server_env
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -110,9 +110,7 @@ def test_a_worker_under_a_hard_memory_limit_is_never_killed_and_refuses_with_503
             "BENTOML_DO_NOT_TRACK": "true",
         }
     )
-    server = Server("memory-limit", env, tmp_path / "server.log", command="bentoml")
-    try:
-        server.wait_ready()
+    with running("memory-limit", env, tmp_path, command="bentoml") as server:
         worker = _worker(server)
         watchdog = Watchdog(worker.pid, LIMIT_MB)
         watchdog.start()
@@ -144,8 +142,6 @@ def test_a_worker_under_a_hard_memory_limit_is_never_killed_and_refuses_with_503
         # After the load the budget is all free again.
         with httpx.Client(base_url=server.url, timeout=30) as http:
             assert http.post("/sample", json={"n": 4096, "format": "json"}).status_code == 200
-    finally:
-        server.stop()
 
 
 def _gauges(url: str) -> dict:
