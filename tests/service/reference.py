@@ -79,17 +79,25 @@ class Reference:
     # --- whole answers ---
 
     def sample(self, body: dict) -> Expected:
-        """An unfiltered /sample request (filters draw by D, checked apart)."""
+        """A /sample request, unfiltered or with a filter whose answer needs no draw by D: explicit
+        latents under `min_realness` keep those that pass, in order, and draw none in their place
+        (docs/API.md); `min_realness` 0 with a seed and no truncation keeps the seed's first n. DRS and other
+        thresholds on a seed draw by D's answers, which the service's own tests check."""
+        threshold = body.get("min_realness")
         if body.get("latents") is not None:
             z = np.asarray(body["latents"], np.float32)
             seed = None
         else:
             seed, n = body["seed"], body.get("n") or DEFAULT_N
+            assert threshold in (None, 0.0), "a seed's filtered draws are not the reference's"
             z = self.latents(seed, n, body.get("truncation"))
         c = self.classes(body.get("labels"), len(z), seed)
         x = self.generate(z, c)
-        logits = self.logits(x, c) if body.get("scores") else None
-        return Expected(x, logits, c)
+        logits = self.logits(x, c) if body.get("scores") or threshold is not None else None
+        if threshold is not None:
+            keep = realness(logits) >= threshold
+            x, logits, c = x[keep], logits[keep], None if c is None else c[keep]
+        return Expected(x, logits if body.get("scores") else None, c)
 
     def interpolate(self, body: dict) -> Expected:
         seeds_ = body["seeds"]
@@ -117,6 +125,11 @@ class Reference:
             y, x = GRID_PADDING + r * (h + GRID_PADDING), GRID_PADDING + col * (w + GRID_PADDING)
             out.append(pixels[y : y + h, x : x + w].transpose(2, 0, 1))
         return np.stack(out)
+
+
+def realness(logits: np.ndarray) -> np.ndarray:
+    """D's realness, sigmoid of its logit (docs/API.md), as float32."""
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

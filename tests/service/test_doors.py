@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -68,6 +69,11 @@ def request_bodies(ref_name: str, refs: dict[str, Reference]) -> st.SearchStrate
             )
         if out["format"] == "json":
             out["scores"] = draw(st.booleans())
+        # A filter the reference can follow: a threshold on explicit latents, or 0 on a seed's
+        # untruncated draws (a filter draws its candidates in rounds of 2n or more, and a truncated
+        # draw's redraws depend on the round's size, so its first n are not the unfiltered ones).
+        if out["format"] != "png" and "truncation" not in out and draw(st.integers(0, 3)) == 0:
+            out["min_realness"] = 0.0 if "seed" in out else draw(st.floats(0.0, 1.0))
         if out["format"] != "png" and image:
             out["dtype"] = draw(st.sampled_from(["float32", "uint8"]))
         if out["format"] == "png" and draw(st.booleans()):
@@ -86,7 +92,7 @@ def answer_of(ref: Reference, body: dict, r: httpx.Response) -> Expected:
         dtype = np.uint8 if got["dtype"] == "uint8" else np.float32
         logits = np.asarray(got["logit"], np.float32) if "logit" in got else None
         labels = np.asarray(got["labels"], np.int64) if "labels" in got else None
-        return Expected(np.asarray(got["samples"], dtype), logits, labels)
+        return Expected(np.asarray(got["samples"], dtype).reshape(got["shape"]), logits, labels)
     labels = r.headers.get("x-labels")
     labels = np.array([int(v) for v in labels.split(",")], np.int64) if labels else None
     if fmt == "npy":
@@ -308,3 +314,52 @@ def test_dataset_shards_are_the_reference(where, real_server, refs, service_mode
     assert len(got) == len(want)
     for i, (g, w) in enumerate(zip(got, want)):
         assert np.array_equal(g, w), f"{where} shard {i} differs from the reference (truncation 0.6)"
+
+
+# --- the shipped model kinds: the paper's MLP, its conditional form, a DCGAN on RGB, a vector GAN ---
+
+SHIPPED = ("mnist", "mnist-cond", "patches", "ring8")
+
+
+@pytest.fixture(scope="module")
+def shipped(app):  # app: the test settings before the request schemas are imported
+    from service.runtime.engine import Engine
+
+    repo = Path(__file__).resolve().parents[2] / "models"
+    engine = Engine(repo, device="cpu", default_model="mnist")
+    yield engine, {name: Reference(repo / name) for name in SHIPPED}
+    engine.executor.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_every_shipped_model_kind_answers_the_reference_on_the_loop_and_in_a_thread(shipped, model):
+    """The same handlers the routes call, on the shipped folders (a (100, 1, 1) DCGAN latent, RGB
+    grids, ten classes), outside HTTP: the event loop's path and the worker thread's."""
+    import asyncio
+
+    from service.core.schemas import InterpolateRequest, SampleRequest
+    from service.http import handlers
+
+    engine, refs = shipped
+    ref = refs[model]
+
+    @DOOR_SETTINGS
+    @given(body=request_bodies(model, refs), steps=st.integers(2, 6))
+    def check(body, steps):
+        body = {k: v for k, v in body.items() if k != "model"} | {"model": model}
+        want = ref.sample(body)
+        req = SampleRequest.model_validate(body)
+        for door, answer in (
+            ("loop", asyncio.run(handlers.sample_async(engine, req, 20))),
+            ("thread", handlers.sample(engine, req, 20)),
+        ):
+            got = answer_of(ref, body, httpx.Response(200, content=answer.body, headers=answer.headers))
+            assert_same(ref, body, got, want, door=f"{door} ({model})")
+        if "seed" in body:
+            walk = {"model": model, "seeds": [body["seed"], body["seed"] ^ 1], "steps": steps, "format": "npy"}
+            walk |= {k: body[k] for k in ("truncation",) if k in body}
+            answer = handlers.interpolate(engine, InterpolateRequest.model_validate(walk))
+            got = answer_of(ref, walk, httpx.Response(200, content=answer.body, headers=answer.headers))
+            assert_same(ref, walk, got, ref.interpolate(walk), path="/interpolate", door=f"interpolate ({model})")
+
+    check()
