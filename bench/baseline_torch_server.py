@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from training.config import resolve
 from training.networks import build_generator
+from training.presets import resolve
 
 
 def build_app(preset: str) -> Starlette:

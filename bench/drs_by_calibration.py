@@ -30,7 +30,8 @@ from filters import _draw, _Measure
 from models.card import load_model_folder
 from service.core.sampling import Filter
 from service.runtime.engine import Engine
-from training.calibrate import REALNESS_SAMPLES, REALNESS_SEED, CalibrationConfig, calibrate_model
+from training.calibrate import CalibrationConfig, calibrate_model
+from training.calibration_sets import REALNESS_SAMPLES, REALNESS_SEED
 from training.evaluation import calibration as cal
 from training.evaluation.samplers import onnx_sampler
 from training.onnx_io import cpu_session, run_batched

@@ -26,9 +26,9 @@ def ensure_stand_ins(models_dir: Path, names: dict[str, str] = DEFAULT_MODELS, p
         return models_dir
     import torch  # only when something is exported: the harness itself needs no torch
 
-    from training.config import resolve
     from training.export import export_model
     from training.networks import build_discriminator, build_generator
+    from training.presets import resolve
 
     torch.set_num_threads(1)  # small graphs: threads would fight on two busy cores
     for name, preset in missing.items():

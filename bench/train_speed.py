@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from training.checkpoint import load_run
-from training.config import resolve
 from training.data import load_dataset
 from training.networks import build_discriminator, build_generator, sample_latent
+from training.presets import resolve
 from training.trainer import train
 
 WARMUP = 20

@@ -49,8 +49,8 @@ TINY_STEPS = 20
 
 
 def _train_and_export(name: str, spec: dict, runs: Path, models: Path) -> Path:
-    from training.config import resolve
     from training.export import export_run
+    from training.presets import resolve
     from training.trainer import train
 
     config = resolve(spec["preset"], spec["overrides"])

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.card import ModelCard, load_model_folder, write_card
-from training.calibrate import CalibrationError, realness_set
+from training.calibration_sets import realness_set
 from training.evaluation import calibration as cal
 from training.evaluation.samplers import onnx_sampler
 from training.onnx_io import cpu_session, run_batched
+from training.served_d import CalibrationError
 
 
 def retarget(folder: Path | str, target_acceptance: float) -> tuple[float, float]:

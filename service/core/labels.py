@@ -17,7 +17,7 @@ import numpy as np
 
 from service.core import latents
 from service.core.problems import RequestError
-from service.runtime.engine import LoadedModel
+from service.runtime.model import LoadedModel
 
 FIELD = "labels"
 BALANCED = "balanced"

@@ -20,7 +20,8 @@ from service.core import encoding, formats, labels, latents, sampling, versions
 from service.core.problems import RequestError
 from service.core.schemas import DEFAULT_N, InterpolateRequest, SampleRequest
 from service.runtime import admission
-from service.runtime.engine import Engine, LoadedModel, NoDiscriminator
+from service.runtime.engine import Engine
+from service.runtime.model import LoadedModel, NoDiscriminator
 
 R = TypeVar("R")
 

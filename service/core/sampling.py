@@ -1,5 +1,5 @@
 """What the endpoints compute, on a loaded model: samples (optionally filtered by D), paths
-between latents, and realness scores. No HTTP here; engine.LoadedModel does the graph runs."""
+between latents, and realness scores. No HTTP here; runtime/model.py LoadedModel does the graph runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from service.core import latents
-from service.runtime.engine import LoadedModel
+from service.runtime.model import LoadedModel
 
 DRS_EPSILON = 1e-6  # Azadi et al. (2019), eq. 8: keeps log(1 - exp(.)) finite at the max logit
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from service.runtime.engine import Engine, LoadedModel
+from service.runtime.engine import Engine
+from service.runtime.model import LoadedModel
 
 
 class VersionGone(LookupError):

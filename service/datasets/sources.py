@@ -20,7 +20,8 @@ from models.card import CARD_FILE, ModelCard
 from service.client import Client, ClientError
 from service.core import labels, sampling
 from service.datasets.plan import DatasetSpec
-from service.runtime.engine import Engine, EngineError, LoadedModel
+from service.runtime.engine import Engine, EngineError
+from service.runtime.model import LoadedModel
 from service.runtime.providers import DeviceError
 
 

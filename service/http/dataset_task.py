@@ -43,7 +43,8 @@ from service.datasets.plan import (
 )
 from service.datasets.sources import LocalSource, SourceError
 from service.runtime import admission
-from service.runtime.engine import Engine, LoadedModel
+from service.runtime.engine import Engine
+from service.runtime.model import LoadedModel
 from service.settings import Settings
 
 log = logging.getLogger("ganserve.datasets")

@@ -24,7 +24,8 @@ from service.core.encoding import DecodeError
 from service.core.problems import RequestError
 from service.core.versions import UnknownVersion, VersionGone
 from service.runtime.admission import Overloaded
-from service.runtime.engine import InferenceError, ModelUnavailable, NoDiscriminator, UnknownModel
+from service.runtime.engine import ModelUnavailable, UnknownModel
+from service.runtime.model import InferenceError, NoDiscriminator
 
 log = logging.getLogger("ganserve.errors")
 
@@ -32,7 +33,8 @@ log = logging.getLogger("ganserve.errors")
 @dataclass(frozen=True)
 class Status:
     """How one kind of failure is answered: REST's status and the field it names, and /v2's
-    status. None: the exception carries its own (`status`, `field`)."""
+    status. OWN: the exception's own `status` (and `field`); None: that door has no answer for it
+    (an unexpected 500)."""
 
     rest: Optional[int]
     v2: Optional[int]
@@ -40,12 +42,14 @@ class Status:
     v2_differs_because: str = ""
 
 
+OWN = -1  # the status the exception carries (a RequestError's check chose it)
+
 # Checked in order, so a subclass comes before its base. Where /v2 answers differently, the reason
 # is beside the row: the V2 protocol names models and their versions in the path, and its clients
 # (tritonclient) read 404 as "no such model here".
 STATUSES: tuple[tuple[type[BaseException], Status], ...] = (
     (Overloaded, Status(503, 503, "server")),  # with Retry-After, the admission queue's wait
-    (RequestError, Status(None, None, None)),  # the check that refused it says the field and status
+    (RequestError, Status(OWN, OWN, None)),  # the check that refused it says the field and status
     (DecodeError, Status(400, 400, None)),  # a body that is not the array it claims (field: the one read)
     (ValidationError, Status(400, 400, None)),  # pydantic's, every problem listed with its field
     (UnknownModel, Status(404, 404, "model")),
@@ -97,9 +101,9 @@ def status_of(e: BaseException, protocol: Literal["rest", "v2"] = "rest") -> tup
         if not isinstance(e, kind):
             continue
         code = status.rest if protocol == "rest" else status.v2
-        if code is None and status.rest is None and status.v2 is not None:
-            break  # a V2-only row: REST treats it as unexpected
-        code = code if code is not None else getattr(e, "status", 500)
+        if code is None:
+            break  # a row of the other door only
+        code = e.status if code == OWN else code
         field = status.field or getattr(e, "field", None) or "body"
         message = getattr(e, "problem", None) or str(e)
         if isinstance(e, InferenceError):

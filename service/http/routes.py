@@ -48,7 +48,8 @@ from service.http.errors import to_response
 from service.http.v2 import routes as v2_routes
 from service.runtime import admission
 from service.runtime.batching import SoleClient
-from service.runtime.engine import Engine, LoadedModel, NoDiscriminator
+from service.runtime.engine import Engine
+from service.runtime.model import LoadedModel, NoDiscriminator
 from service.settings import get_settings
 
 T = TypeVar("T", bound=BaseModel)

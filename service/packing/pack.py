@@ -38,7 +38,8 @@ from models.card import (
 from service.core import encoding, latents
 from service.packing.declare import Declarations, PackError, reconcile
 from service.packing.onnx_header import HeaderError, read_versions
-from service.runtime.engine import Engine, EngineError, LoadedModel, observed_signature
+from service.runtime.engine import Engine, EngineError
+from service.runtime.model import LoadedModel, observed_signature
 
 PREVIEW_FILE = "samples.png"
 PREVIEW_IMAGES = 64  # an 8 x 8 grid, as export writes

@@ -115,6 +115,10 @@ class Reference:
         scaled = (x.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
         return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
+    def balanced_rows(self, labels: np.ndarray) -> int:
+        """A "balanced" grid without nrow lays class k's samples in row k: tiles per row (docs/API.md)."""
+        return max(int(np.bincount(labels, minlength=self.card.condition.classes).max()), 1)
+
     def grid_tiles(self, pixels: np.ndarray, n: int, nrow: Optional[int]) -> np.ndarray:
         """The n tiles of a decoded png grid (H', W', C) as (n, C, h, w) uint8."""
         _, h, w = self.card.sample.shape

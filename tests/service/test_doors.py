@@ -101,9 +101,8 @@ def answer_of(ref: Reference, body: dict, r: httpx.Response) -> Expected:
     pixels = pixels if pixels.ndim == 3 else pixels[..., None]
     n, nrow = int(r.headers["x-shape"].split(",")[0]), body.get("nrow")
     if body.get("labels") == "balanced" and nrow is None:  # one row per class (assert_balanced_grid)
-        k = ref.card.condition.classes
-        nrow = max(int(np.bincount(labels, minlength=k).max()), 1)
-        n = k * nrow
+        nrow = ref.balanced_rows(labels)
+        n = ref.card.condition.classes * nrow
     return Expected(ref.grid_tiles(pixels, n, nrow), None, labels)
 
 
@@ -126,8 +125,7 @@ def assert_same(
 def assert_balanced_grid(ref: Reference, got: Expected, want: Expected, where: str) -> None:
     """A "balanced" png grid without nrow lays class k's samples in row k, in their order, short
     rows padded with blank tiles (docs/API.md)."""
-    k = ref.card.condition.classes
-    per_row = max(int(np.bincount(want.labels, minlength=k).max()), 1)
+    k, per_row = ref.card.condition.classes, ref.balanced_rows(want.labels)
     blank = ref.uint8(np.full(ref.card.sample.shape, ref.card.sample.value_range[0], np.float32))
     tiles = [blank] * (k * per_row)
     for c in range(k):
@@ -363,3 +361,36 @@ def test_every_shipped_model_kind_answers_the_reference_on_the_loop_and_in_a_thr
             assert_same(ref, walk, got, ref.interpolate(walk), path="/interpolate", door=f"interpolate ({model})")
 
     check()
+
+
+# OpenVINO runs the same graphs with other kernels: its samples agree within float tolerance, not to
+# the bit (docs/DESIGN.md, "Two CPU engines"): samples within test_backends.py's tolerance, D's logits
+# (sums over more terms) within 1e-3.
+OPENVINO_RTOL, OPENVINO_ATOL = 1e-4, 1e-5
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_the_openvino_engine_answers_the_reference_within_tolerance(shipped, model):
+    from service.core.schemas import SampleRequest
+    from service.http import handlers
+    from service.runtime import backends
+    from service.runtime.engine import Engine
+
+    if not backends.openvino_available():
+        pytest.skip("the OpenVINO runtime is not installed (the dev extra installs it)")
+    _, refs = shipped
+    engine = Engine(Path(__file__).resolve().parents[2] / "models", device="cpu", only=model, backend="openvino")
+    try:
+        for body in ({"seed": 5, "n": 6}, {"seed": 2**63, "n": 3, "truncation": 1.0, "scores": True}):
+            body = {"model": model, "format": "json", **body}
+            want = refs[model].sample(body)
+            answer = handlers.sample(engine, SampleRequest.model_validate(body), 20)
+            got = answer_of(refs[model], body, httpx.Response(200, content=answer.body, headers=answer.headers))
+            where = curl("/sample", body) + " (GANSERVE_BACKEND=openvino)"
+            np.testing.assert_allclose(got.samples, want.samples, rtol=OPENVINO_RTOL, atol=OPENVINO_ATOL, err_msg=where)
+            if want.logits is not None:
+                np.testing.assert_allclose(got.logits, want.logits, rtol=1e-3, atol=1e-3, err_msg=where)
+            if want.labels is not None:
+                assert np.array_equal(got.labels, want.labels), where
+    finally:
+        engine.executor.shutdown(wait=False)

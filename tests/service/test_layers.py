@@ -167,9 +167,10 @@ def test_the_clients_media_type_is_the_tables():
     assert client.NPY_MEDIA_TYPE == formats.NPY_MEDIA_TYPE
 
 
-def test_the_engine_names_no_backend():
-    engine = (REPO / "service" / "runtime" / "engine.py").read_text().lower()
-    assert "openvino" not in engine and "backends.onnxruntime" not in engine
+@pytest.mark.parametrize("module", ["engine.py", "model.py"])
+def test_the_engine_names_no_backend(module):
+    source = (REPO / "service" / "runtime" / module).read_text().lower()
+    assert "openvino" not in source and "backends.onnxruntime" not in source
 
 
 def test_the_backend_setting_and_the_clis_name_every_backend():

@@ -163,8 +163,8 @@ def test_a_dcgan_d_is_calibrated_with_the_shift_its_bias_free_convolution_cannot
     served graph reproduces the calibrated D."""
     import onnx
 
-    from training.config import resolve
     from training.export import export_run
+    from training.presets import resolve
     from training.trainer import train
 
     run = train(
@@ -213,7 +213,7 @@ def test_a_calibration_from_a_fresh_d_is_reproducible(tiny_model_copy, tmp_path)
 
 
 def test_the_training_ratio_is_kept_beside_the_calibrated_d_and_drs_takes_it(tiny_model_copy):
-    from training.calibrate import realness_set
+    from training.calibration_sets import realness_set
     from training.evaluation.samplers import onnx_sampler
 
     folder = tiny_model_copy("tiny-ring")

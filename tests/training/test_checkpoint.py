@@ -17,7 +17,7 @@ from training.checkpoint import (
     load_run,
     split_optimizer,
 )
-from training.config import resolve
+from training.presets import resolve
 from training.trainer import train
 
 TINY = ["network.g_hidden=[16]", "network.d_hidden=[8]", "batch_size=16"]

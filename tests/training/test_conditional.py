@@ -12,11 +12,12 @@ from safetensors.torch import load_file
 
 from models.card import load_model_folder
 from training.checkpoint import latest_checkpoint, load_run
-from training.config import ConfigError, resolve
+from training.config import ConfigError
 from training.data import dataset_info, load_dataset
 from training.export import export_run
 from training.networks import LatentConfig, NetworkConfig, build_discriminator, build_generator
 from training.onnx_io import cpu_session
+from training.presets import resolve
 from training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

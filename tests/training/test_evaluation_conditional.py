@@ -10,12 +10,12 @@ import pytest
 
 from models.card import read_card
 from training.__main__ import main
-from training.config import resolve
 from training.data import load_dataset
 from training.evaluation import conditional as cond
 from training.evaluation.classifier import load_classifier
 from training.evaluation.samplers import balanced_labels, onnx_sampler
 from training.export import export_run
+from training.presets import resolve
 from training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

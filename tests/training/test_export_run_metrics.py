@@ -9,8 +9,8 @@ import pytest
 
 from models.card import load_model_folder
 from training.__main__ import main as cli
-from training.config import resolve
 from training.export import ExportError, export_run
+from training.presets import resolve
 from training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

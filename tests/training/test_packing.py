@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from models.card import load_model_folder
 from training.checkpoint import latest_checkpoint
-from training.config import ConfigError, resolve
+from training.config import ConfigError
 from training.export import export_model, pack_note
 from training.networks import (
     LatentConfig,
@@ -23,6 +23,7 @@ from training.networks import (
     build_generator,
     sample_latent,
 )
+from training.presets import resolve
 from training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from training.__main__ import main
-from training.config import PRESETS, TrainConfig, resolve
+from training.config import TrainConfig
+from training.presets import PRESETS, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 from tests.training.test_data import write_pngs, write_tiny_mnist
 from training.checkpoint import latest_checkpoint, load_run
-from training.config import resolve
 from training.data import load_dataset
 from training.networks import sample_latent
+from training.presets import resolve
 from training.trainer import Context, Hooks, TrainingError, default_hooks, init_g_bias_from_data, train
 
 # Tiny networks per preset: the point is that every dataset flows through the whole loop.

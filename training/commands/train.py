@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.config import PRESETS
+    from training.presets import PRESETS
 
     parser.add_argument(
         "--preset", required=True, choices=sorted(PRESETS), metavar="NAME", help=f"one of: {', '.join(PRESETS)}"
@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here so `python -m training --help` stays quick.
     from training.checkpoint import CheckpointError
-    from training.config import ConfigError, resolve
+    from training.config import ConfigError
     from training.data import DataError
+    from training.presets import resolve
 
     try:
         config = resolve(args.preset, args.overrides)

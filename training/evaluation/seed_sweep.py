@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from training.checkpoint import load_run
-    from training.config import ConfigError, resolve
+    from training.config import ConfigError
     from training.evaluation.run_metrics import evaluate
     from training.evaluation.samplers import run_sampler
+    from training.presets import resolve
     from training.trainer import train
 
     torch.set_num_threads(args.threads)

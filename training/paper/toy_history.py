@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from training.checkpoint import checkpoint_dirs, load_checkpoint, load_weights
-from training.config import TrainConfig, resolve
+from training.config import TrainConfig
 from training.data.toy import TOY1D_MEAN, TOY1D_STD, toy1d_density
 from training.evaluation.density1d import jsd, kde
 from training.networks import build_discriminator, build_generator, sample_latent
+from training.presets import resolve
 
 KEEP_ALL = "keep_checkpoints=1000"
 GRID = np.linspace(TOY1D_MEAN - 8 * TOY1D_STD, TOY1D_MEAN + 8 * TOY1D_STD, 1601)

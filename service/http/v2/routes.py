@@ -20,8 +20,9 @@ from service.http import context, errors
 from service.http.context import engine_of
 from service.http.openapi import server_version
 from service.http.v2.tensors import DATATYPES, TensorMeta, V2Error, decompressed, encode_response, parse_request
-from service.runtime.engine import LoadedModel, UnknownModel, model_folders
+from service.runtime.engine import UnknownModel, model_folders
 from service.runtime.metrics import count_samples
+from service.runtime.model import LoadedModel
 from service.settings import get_settings
 
 # The graphs served as V2 models; a card's ratio.onnx (the D trained with G, for DRS) is /sample's filter, not a model.

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.runtime.engine import Engine, EngineError, InferenceError, ModelUnavailable, UnknownModel
+from service.runtime.engine import Engine, EngineError, ModelUnavailable, UnknownModel
+from service.runtime.model import InferenceError
 from service.runtime.providers import CPU, DeviceError
 from tests.service.model_factory import corrupt, make_model
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from service.core import latents
-from service.runtime.engine import Engine, NoDiscriminator
+from service.runtime.engine import Engine
+from service.runtime.model import NoDiscriminator
 from tests.service.model_factory import make_model
 
 
