@@ -50,10 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from starlette.concurrency import run_in_threadpool
 
-from service.core import formats
+from service.core import requests
 from service.core.schemas import SampleRequest
 from service.http import handlers
-from service.runtime import admission, memory
+from service.runtime import memory
 from service.runtime.engine import Engine
 
 
@@ -233,9 +233,7 @@ def main() -> int:
                         ).stdout
                         got = json.loads(out.strip().splitlines()[-1])
                         answer, peak, rss = got["answer"], got["traced"], got["rss"]
-                        charged = admission.sample_cost(
-                            n, model.card.latent.dim, model.card.sample.size, formats.get(fmt).peak_bytes_per_value
-                        )
+                        charged = requests.charge(model.card, n, fmt)
                         name = f"n={n} {fmt}{' +scores' if scores else ''} {way if fmt == 'json' else ''} {how}"
                         print(
                             f"{name:<34}{answer / 1e6:>10.2f}{peak / 1e6:>10.2f}{peak / answer:>9.2f}"

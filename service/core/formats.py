@@ -28,6 +28,10 @@ class OutputFormat:
     # (runtime/admission.py). Measured with tracemalloc by bench/request_memory.py, rounded up,
     # since the estimate must not undercount (docs/PERFORMANCE.md#memory-per-request).
     peak_bytes_per_value: int
+    # What the format costs whatever n: png's deflate state (zlib's window and hash chains, ~256 KiB,
+    # allocated per compression), json's and npy's encoders' own buffers. Measured at n = 1
+    # (tests/service/runtime/test_admission_charges.py), rounded up.
+    fixed_peak_bytes: int
     image_only: bool  # only an image model's samples can be encoded (pixels, not vectors)
     grid: bool  # one image of all samples: `nrow` applies
     fields_in_body: bool  # the answer's fields (seed, shape, realness...) in the body, else as X- headers
@@ -44,11 +48,17 @@ FORMATS: dict[str, OutputFormat] = {
         # n = 4096 json requests ran at once where one did, and a worker under the memory-limit test
         # passed its bound once (RSS grows faster than the bytes charged, and the graphs' activations
         # are not charged). The stream's lower peak is headroom instead.
-        OutputFormat("json", JSON_MEDIA_TYPE, 20, image_only=False, grid=False, fields_in_body=True, encoder="json"),
+        OutputFormat(
+            "json", JSON_MEDIA_TYPE, 20, 32 * 1024, image_only=False, grid=False, fields_in_body=True, encoder="json"
+        ),
         # npy: the samples and the answer's copy of them.
-        OutputFormat("npy", NPY_MEDIA_TYPE, 10, image_only=False, grid=False, fields_in_body=False, encoder="npy"),
+        OutputFormat(
+            "npy", NPY_MEDIA_TYPE, 10, 16 * 1024, image_only=False, grid=False, fields_in_body=False, encoder="npy"
+        ),
         # png: the samples, 8-bit tiles, the canvas and its scanlines.
-        OutputFormat("png", PNG_MEDIA_TYPE, 10, image_only=True, grid=True, fields_in_body=False, encoder="png_grid"),
+        OutputFormat(
+            "png", PNG_MEDIA_TYPE, 10, 384 * 1024, image_only=True, grid=True, fields_in_body=False, encoder="png_grid"
+        ),
     )
 }
 NAMES: tuple[str, ...] = tuple(FORMATS)

@@ -61,24 +61,25 @@ class Answer:
     dtype: str = "float32"
 
 
+def charge(card, n: int, fmt: str, draws: int = 1) -> int:
+    """Admission's charge of n samples of a model answered in `fmt` (the format table's figures),
+    drawn through a filter's rounds when `draws` > 1: every route's and the dataset blocks'."""
+    spec = formats.get(fmt)
+    return admission.sample_cost(
+        n, card.latent.dim, card.sample.size, spec.peak_bytes_per_value, draws, spec.fixed_peak_bytes
+    )
+
+
 def sample_charge(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> int:
     """Admission's charge of a /sample request: a filtered one (min_realness, drs) may draw up to
     n x max_draws_factor candidates, and holds its rejection rounds' blocks as it goes."""
     n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
     filtered = req.min_realness is not None or req.drs
-    return admission.sample_cost(
-        n,
-        model.card.latent.dim,
-        model.card.sample.size,
-        formats.get(req.format).peak_bytes_per_value,
-        max_draws_factor if filtered else 1,
-    )
+    return charge(model.card, n, req.format, max_draws_factor if filtered else 1)
 
 
 def interpolate_charge(model: LoadedModel, req: InterpolateRequest) -> int:
-    return admission.sample_cost(
-        req.steps, model.card.latent.dim, model.card.sample.size, formats.get(req.format).peak_bytes_per_value
-    )
+    return charge(model.card, req.steps, req.format)
 
 
 def _explicit_latents(model: LoadedModel, rows, field: str) -> np.ndarray:

@@ -75,13 +75,11 @@ class LocalSource:
     def block(self, seed: int, n: int, spec: DatasetSpec, classes: Optional[np.ndarray] = None) -> Block:
         if self.admission is None:
             return self._block(seed, n, spec, classes)
-        from service.core import formats
-        from service.runtime.admission import Overloaded, sample_cost
+        from service.core.requests import charge
+        from service.runtime.admission import Overloaded
 
-        draws = self.max_draws_factor if spec.filter.active else 1
-        cost = sample_cost(
-            n, self.card.latent.dim, self.card.sample.size, formats.get("npy").peak_bytes_per_value, draws
-        )
+        # A block is the /sample request it stands for, answered as npy.
+        cost = charge(self.card, n, "npy", self.max_draws_factor if spec.filter.active else 1)
         while True:
             try:
                 with self.admission.admit_sync(cost):

@@ -30,8 +30,11 @@ LATENT_BYTES_PER_VALUE = 8  # float32 latents, plus their float64 draw where tru
 MIN_COST = 16 * 1024  # a request's own objects (scope, body, response) whatever its size
 TRIM_WORTHY_COST = 4 * 1024 * 1024  # a request this large leaves heap worth trimming (memory.py)
 # /score: the body is decoded to float32 samples; JSON goes through Python floats (~32 bytes per
-# value for ~10 bytes of text), a PNG inflates ~10x to float32.
-SCORE_BYTES_PER_BODY_BYTE = {"json": 6, "npy": 3, "png": 16}
+# value for ~10 bytes of text), a PNG inflates ~10x to float32; an npy body is held with its array
+# and the micro-batcher's copy of it. Plus what decoding costs whatever the size (a PNG's inflate
+# window and PIL's decoder). Measured in tests/service/runtime/test_admission_charges.py.
+SCORE_BYTES_PER_BODY_BYTE = {"json": 6, "npy": 4, "png": 16}
+SCORE_FIXED_BYTES = {"json": 32 * 1024, "npy": 32 * 1024, "png": 128 * 1024}
 
 
 # A filter's round holds, per candidate, its float64 draw and float32 latent (12 bytes a latent
@@ -50,20 +53,23 @@ def filter_rows(n: int, draws: int) -> int:
     return 0 if draws <= 1 else n * max(2, draws - 2)
 
 
-def sample_cost(n: int, latent_dim: int, sample_values: int, bytes_per_value: int, draws: int = 1) -> int:
-    """Estimated peak bytes of a request for n samples whose format peaks at `bytes_per_value`;
-    `draws` > 1: a filter that may draw up to n x draws candidates, charged for its largest round."""
+def sample_cost(
+    n: int, latent_dim: int, sample_values: int, bytes_per_value: int, draws: int = 1, fixed_bytes: int = 0
+) -> int:
+    """Estimated peak bytes of a request for n samples whose format peaks at `bytes_per_value` a
+    sample value plus `fixed_bytes` whatever n; `draws` > 1: a filter that may draw up to n x draws
+    candidates, charged for its largest round."""
     per_sample = LATENT_BYTES_PER_VALUE * latent_dim + bytes_per_value * sample_values
     per_candidate = (
         ROUND_BYTES_PER_LATENT_VALUE * latent_dim
         + ROUND_BYTES_PER_SAMPLE_VALUE * sample_values
         + ROUND_BYTES_PER_CANDIDATE
     )
-    return max(MIN_COST, n * per_sample + filter_rows(n, draws) * per_candidate)
+    return max(MIN_COST, fixed_bytes + n * per_sample + filter_rows(n, draws) * per_candidate)
 
 
 def score_cost(body_bytes: int, kind: str) -> int:
-    return max(MIN_COST, body_bytes * SCORE_BYTES_PER_BODY_BYTE.get(kind, 16))
+    return max(MIN_COST, SCORE_FIXED_BYTES.get(kind, 128 * 1024) + body_bytes * SCORE_BYTES_PER_BODY_BYTE.get(kind, 16))
 
 
 class Overloaded(RuntimeError):

@@ -49,7 +49,8 @@ def test_admission_charges_each_format_by_the_tables_figure(app, name):
 
     model = ROUTES.state.engine.get(DEFAULT)
     n, dim, size = 200, model.card.latent.dim, model.card.sample.size
-    want = admission.sample_cost(n, dim, size, formats.get(name).peak_bytes_per_value)
+    spec = formats.get(name)
+    want = admission.sample_cost(n, dim, size, spec.peak_bytes_per_value, fixed_bytes=spec.fixed_peak_bytes)
     assert requests.sample_charge(model, SampleRequest(n=n, format=name), 20) == want
     assert requests.interpolate_charge(model, InterpolateRequest(steps=n, format=name)) == want
 

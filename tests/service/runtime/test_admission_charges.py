@@ -9,6 +9,8 @@ request that would fit only if charged as an unfiltered one must wait, then be r
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import tracemalloc
 from pathlib import Path
@@ -73,6 +75,21 @@ def test_a_sample_requests_charge_covers_what_it_holds_at_its_peak(mnist, fields
 
 
 @pytest.mark.parametrize("fmt", ["npy", "json", "png"])
+def test_a_one_sample_requests_charge_covers_its_formats_fixed_cost(mnist, fmt):
+    """At n = 1 the per-value figures are nothing: what the encoder needs whatever n (png's deflate
+    state) is what the charge must cover."""
+    from service.core import requests
+    from service.core.schemas import SampleRequest
+    from service.http import handlers
+
+    req = SampleRequest(n=1, seed=3, format=fmt)
+    charge = requests.sample_charge(mnist.get("mnist"), req, FACTOR)
+    handlers.sample(mnist, req, FACTOR)
+    peak = peak_bytes(lambda: handlers.sample(mnist, req, FACTOR).body)
+    assert peak <= charge, f"{fmt}: peaked at {peak / 1e3:.0f} kB, charged {charge / 1e3:.0f} kB"
+
+
+@pytest.mark.parametrize("fmt", ["npy", "json", "png"])
 def test_an_interpolate_requests_charge_covers_what_it_holds_at_its_peak(mnist, fmt):
     from service.core import requests
     from service.core.schemas import InterpolateRequest
@@ -122,3 +139,71 @@ def test_a_filtered_request_that_fits_only_unfiltered_waits_then_is_refused(clie
     assert refused.json()["error"].startswith("server: ")
     assert served.status_code == 200, served.text
     assert (adm.in_flight, adm.in_flight_bytes) == (0, 0)
+
+
+@pytest.mark.parametrize("kind, n", [("npy", None), ("npy", 1), ("json", None), ("json", 1), ("png", 1)])
+def test_a_score_requests_charge_covers_what_it_holds_at_its_peak(mnist, kind, n):
+    """POST /score is charged by its body's size and kind (admission.score_cost): measured over the
+    route itself (parsing, the samples as float32, D's run, the answer) on a small app of its own."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from service.core.schemas import MAX_N
+    from service.http import routes
+    from service.runtime import admission
+
+    app = Starlette(routes=[Route("/score", routes.score, methods=["POST"])])
+    app.state.engine = mnist
+    x = np.random.default_rng(0).random((n or MAX_N, 1, 28, 28), dtype=np.float32)
+    if kind == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, x, allow_pickle=False)
+        body, content_type = buffer.getvalue(), "application/x-npy"
+    elif kind == "json":
+        body, content_type = json.dumps({"model": "mnist", "samples": x.tolist()}).encode(), "application/json"
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray((x[0, 0] * 255).astype(np.uint8)).save(buffer, format="PNG")
+        body, content_type = buffer.getvalue(), "image/png"
+    charge = admission.score_cost(len(body), kind)
+
+    def post() -> int:
+        """The route called as the server calls it, the body handed over as received (no client in
+        this process to count): returns the status sent."""
+        sent = {}
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.setdefault("status", message.get("status"))
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/score",
+            "raw_path": b"/score",
+            "root_path": "",
+            "query_string": b"model=mnist",
+            "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
+        loop.run_until_complete(app(scope, receive, send))
+        return sent["status"]
+
+    loop = asyncio.new_event_loop()  # made before the measurement: the loop is the worker's, not the request's
+    try:
+        assert post() == 200  # warm
+        peak = peak_bytes(post)
+    finally:
+        loop.close()
+    assert peak <= charge, f"{kind}: peaked at {peak / 1e6:.2f} MB, charged {charge / 1e6:.2f} MB"
