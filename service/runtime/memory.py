@@ -4,8 +4,12 @@ After a burst of large answers (tens of MB each: json at n = 4096), glibc keeps 
 for reuse: its mmap threshold rises to the largest block freed so far, so later big buffers come
 from the heap, and the heap's free pages stay in RSS. A worker that grew in a burst stayed that
 large when idle (issue #20). `python -m service serve` and the image also set MALLOC_ARENA_MAX=2
-(fewer per-thread heaps to fragment) and a fixed MALLOC_MMAP_THRESHOLD_ (big buffers mmapped, so
-freed at once); measured in bench/memory_soak.py (docs/PERFORMANCE.md#memory-after-burst).
+(fewer per-thread heaps to fragment) and fixed thresholds: buffers up to 32 MiB come from the heap
+and stay there while the worker is busy (MALLOC_TRIM_THRESHOLD_ of 1 GiB: no trimming on free).
+A graph run's activations (4.9 MB a layer for n = 1024 of the paper's G, 20 MB at n = 4096) were
+mmapped under the old 4 MiB threshold, so every run faulted in fresh zeroed pages: 7% of a worker's
+CPU at n = 1024 (docs/PERFORMANCE.md#finding-allocator-reuse). What the heap holds goes back here,
+once idle; measured in bench/memory_soak.py (docs/PERFORMANCE.md#memory-after-burst).
 
 `Trimmer.idle()` is called when admission control's work in flight drops to none; once the worker
 has stayed idle for TRIM_AFTER_S, one malloc_trim(0) hands the free heap pages back to the OS (a
@@ -24,7 +28,7 @@ from typing import Optional
 log = logging.getLogger("ganserve.memory")
 TRIM_AFTER_S = 1.0
 # The environment `python -m service serve` and the image give the server (docs/PERFORMANCE.md#memory-after-burst).
-ALLOCATOR_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "33554432"}
+ALLOCATOR_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 
 
 def _malloc_trim() -> Optional[Callable[[int], int]]:
