@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     # lines), and at n = 1 those spans were a large share of a request's CPU
     # (docs/PERFORMANCE.md#finding-tracing-spans).
     tracing: bool = False
+    # > 0: unfiltered npy answers of at least twice this many samples are computed and sent in blocks
+    # of this many rows, the graph running the next block while one is sent (core/streaming.py).
+    # 0 (the default): computed whole, then sent. On the CPU hosts measured, blocks of 256 gained
+    # nothing at n = 1024 (0.95x req/s at c = 1, 0.91x at c = 8: four runs cost more than one);
+    # where the transfer is long beside the graph (a GPU) or memory is tight, they may pay
+    # (docs/PERFORMANCE.md#finding-block-stream).
+    stream_block_rows: int = Field(default=0, ge=0, le=1_000_000)
     # Rejection sampling (min_realness, drs) stops after drawing this many times n samples.
     max_draws_factor: int = Field(default=20, ge=1, le=1000)
     # Admission control (runtime/admission.py): the estimated peak bytes of the requests a worker

@@ -126,11 +126,27 @@ def npy_bytes(array: np.ndarray) -> bytes:
     docs/PERFORMANCE.md#finding-event-loop-route).
     One copy of the data: joined straight from the array's buffer (`header + array.tobytes()`
     made two, 3.0x the answer at its peak with the samples, now 2.0x; bench/request_memory.py)."""
-    descr = "|u1" if array.dtype == np.uint8 else "<f4"
-    array = np.ascontiguousarray(array, dtype=descr)
+    descr = _npy_descr(array)
+    return b"".join((_npy_header(array.shape, descr), npy_rows(array)))
+
+
+def _npy_descr(array: np.ndarray) -> str:
+    return "|u1" if array.dtype == np.uint8 else "<f4"
+
+
+def npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """The .npy header of an array of `shape` in `dtype` ("float32" or "uint8"): what precedes
+    its rows in a body sent block by block (core/streaming.py)."""
+    return _npy_header(tuple(shape), "|u1" if dtype == "uint8" else "<f4")
+
+
+def npy_rows(array: np.ndarray) -> memoryview:
+    """The array's values as .npy stores them after the header (float32, uint8 kept), as a view
+    of its own buffer: no copy when it is already contiguous float32 or uint8 (G's output is)."""
+    array = np.ascontiguousarray(array, dtype=_npy_descr(array))
     # reshape(-1): a flat view casts for any shape, an empty answer's (0, ...) included (a
     # filter that kept nothing), which memoryview refuses to cast as it is.
-    return b"".join((_npy_header(array.shape, descr), memoryview(array.reshape(-1)).cast("B")))
+    return memoryview(array.reshape(-1)).cast("B")
 
 
 @functools.lru_cache(maxsize=1024)

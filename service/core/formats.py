@@ -36,6 +36,9 @@ class OutputFormat:
     grid: bool  # one image of all samples: `nrow` applies
     fields_in_body: bool  # the answer's fields (seed, shape, realness...) in the body, else as X- headers
     encoder: str  # the function of http/handlers.py ENCODERS that writes the body
+    # The body is the samples' rows in order after a header of known size: a large answer is
+    # computed and sent block by block (core/streaming.py), its Content-Length known up front.
+    block_stream: bool = False
 
 
 FORMATS: dict[str, OutputFormat] = {
@@ -53,7 +56,15 @@ FORMATS: dict[str, OutputFormat] = {
         ),
         # npy: the samples and the answer's copy of them.
         OutputFormat(
-            "npy", NPY_MEDIA_TYPE, 10, 16 * 1024, image_only=False, grid=False, fields_in_body=False, encoder="npy"
+            "npy",
+            NPY_MEDIA_TYPE,
+            10,
+            16 * 1024,
+            image_only=False,
+            grid=False,
+            fields_in_body=False,
+            encoder="npy",
+            block_stream=True,
         ),
         # png: the samples, 8-bit tiles, the canvas and its scanlines.
         OutputFormat(

@@ -9,14 +9,14 @@ with the answer's fields. `http/handlers.py` renders an Answer as json, npy or p
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
 import anyio.to_thread
 import numpy as np
 
-from service.core import encoding, formats, labels, latents, sampling, versions
+from service.core import encoding, formats, labels, latents, sampling, streaming, versions
 from service.core.problems import RequestError
 from service.core.schemas import DEFAULT_N, InterpolateRequest, SampleRequest
 from service.runtime import admission
@@ -59,6 +59,14 @@ class Answer:
     classes: Optional[np.ndarray] = None
     by_class: bool = False
     dtype: str = "float32"
+    # A streamed answer (core/streaming.py): `samples` is its first block, these are the rest,
+    # and `n` its number of samples in all.
+    more_blocks: Optional[AsyncIterator[np.ndarray]] = None
+    n: Optional[int] = None
+
+    @property
+    def count(self) -> int:
+        return len(self.samples) if self.n is None else self.n
 
 
 def charge(card, n: int, fmt: str, draws: int = 1) -> int:
@@ -232,6 +240,8 @@ async def sample_async(
         req.truncation is not None
         and latents.keep_probability(model.card.latent, req.truncation) < LOOP_MIN_KEEP_PROBABILITY
     )
+    if streaming.streams(req.format, n, keep.active):
+        return render(await _streamed(model, req, keep, n), False)
     if keep.active or values > LOOP_MAX_VALUES or slow_draw:
         return await anyio.to_thread.run_sync(lambda: render(sample(engine, req, max_draws_factor), True))
     if req.latents is not None:
@@ -247,6 +257,24 @@ async def sample_async(
         x = await model.generate_async(z, c)
         logits = await model.logits_async(x, c) if req.scores else None
     return render(answer_of(model, req, sampling.Batch(x, logits, len(z), c), seed, keep, n), False)
+
+
+async def _streamed(model: LoadedModel, req: SampleRequest, keep: sampling.Filter, n: int) -> Answer:
+    """A large unfiltered request as a streamed Answer (core/streaming.py): its latents drawn at
+    once in a worker thread (the same draw as served whole), its first block computed."""
+    if req.latents is not None:
+        z, seed = await anyio.to_thread.run_sync(_given_latents, model, req), None
+    else:
+        seed = _seed(req)
+        z = await anyio.to_thread.run_sync(
+            lambda: latents.draw(latents.generator(seed), model.card.latent, n, req.truncation)
+        )
+    c = _classes(model, req, n, seed)
+    rest = streaming.blocks(model, z, c, streaming.block_rows())
+    first = await anext(rest)
+    answer = answer_of(model, req, sampling.Batch(first, None, n, c), seed, keep, n)
+    answer.more_blocks, answer.n = rest, n
+    return answer
 
 
 def interpolate(engine: Engine, req: InterpolateRequest) -> Answer:

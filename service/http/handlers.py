@@ -8,7 +8,8 @@ X-Drs-Gamma); ENCODERS holds the function that writes each format's body.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Union
 
 import numpy as np
@@ -72,8 +73,8 @@ def respond(answer: Answer, stream: bool = False) -> Response:
     (chunked, no Content-Length), its text made as it is sent; the caller must keep what it holds
     for the request (its admission) until the body has been sent."""
     model, x, spec = answer.model, answer.samples, formats.get(answer.format)
-    count_samples(model.name, len(x))
-    meta = {"model": model.name, "version": model.card.version, **answer.meta, "shape": list(x.shape)}
+    count_samples(model.name, answer.count)
+    meta = {"model": model.name, "version": model.card.version, **answer.meta, "shape": [answer.count, *x.shape[1:]]}
     if not spec.grid:  # a grid is 8-bit pixels whatever the dtype
         if answer.dtype == "uint8":
             x = encoding.to_uint8(x, model.card.sample.value_range)
@@ -88,10 +89,29 @@ def respond(answer: Answer, stream: bool = False) -> Response:
         headers["X-Model-Version"] = model.card.version
         if answer.classes is not None:
             headers[labels.HEADER] = labels.header_value(answer.classes)
+    if answer.more_blocks is not None:
+        return _block_stream(answer, x, spec.media_type, headers)
     body = ENCODERS[spec.encoder](answer, x, meta, stream)
     if not isinstance(body, bytes):
         return StreamingResponse(body, media_type=spec.media_type, headers=headers)
     return Response(body, media_type=spec.media_type, headers=headers)
+
+
+def _block_stream(answer: Answer, first: np.ndarray, media_type: str, headers: dict) -> Response:
+    """A streamed answer (core/streaming.py) as one .npy body: its header, then each block's rows
+    from the block's own buffer as it comes. The size is known up front, so the body goes with a
+    Content-Length (no chunked encoding) and a client can tell an answer cut short."""
+    header = encoding.npy_header((answer.count, *first.shape[1:]), answer.dtype)
+    size = len(header) + answer.count * math.prod(first.shape[1:]) * (1 if answer.dtype == "uint8" else 4)
+    value_range = answer.model.card.sample.value_range
+
+    async def body() -> AsyncIterator[Union[bytes, memoryview]]:
+        yield header
+        yield encoding.npy_rows(first)  # already in the answer's dtype (respond)
+        async for block in answer.more_blocks:
+            yield encoding.npy_rows(encoding.to_uint8(block, value_range) if answer.dtype == "uint8" else block)
+
+    return StreamingResponse(body(), media_type=media_type, headers={**headers, "Content-Length": str(size)})
 
 
 def _header_value(v) -> str:

@@ -34,6 +34,9 @@ def service_env(models_dir: Path, root: Path) -> dict[str, str]:
         "GANSERVE_MAX_BODY_BYTES": str(MAX_BODY),
         "GANSERVE_API_TOKEN": TOKEN,
         "GANSERVE_THREADS": "4",
+        # npy answers of 64 samples and more stream in blocks (core/streaming.py; off by default),
+        # so that the tests' small n (MAX_N) exercise the streamed path too.
+        "GANSERVE_STREAM_BLOCK_ROWS": "32",
         "BENTOML_HOME": str(root / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
         # BentoML's /metrics reads Prometheus' multiprocess files; `bentoml serve` sets this itself.
