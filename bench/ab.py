@@ -41,6 +41,7 @@ LOADS = {  # name: (body, connections)
     "n=64 npy c=8": ({"n": 64, "format": "npy"}, 8),
     "n=1024 npy c=1": ({"n": 1024, "format": "npy"}, 1),
     "n=1024 npy c=4": ({"n": 1024, "format": "npy"}, 4),
+    "n=1024 npy c=8": ({"n": 1024, "format": "npy"}, 8),
     "n=1024 json c=4": ({"n": 1024, "format": "json"}, 4),
     "n=1024 png c=4": ({"n": 1024, "format": "png"}, 4),
     # uint8 pixels instead of float32 (ganserve only: the baseline has no `dtype`).

@@ -24,6 +24,7 @@ from figures import (  # noqa: F401 (limit_table, best_limits, layout_counts, se
     raw_limits,
     served_layout,
 )
+from peer_figures import peers_markdown, targets_29
 from targets import _status, ahead_of_baseline, soak_growth, targets, targets_18  # noqa: F401
 
 
@@ -158,8 +159,16 @@ def print_batching(f: dict) -> None:
         )
 
 
+def checked_targets(f: dict) -> list[tuple[str, list]]:
+    """Every issue's targets on the run's figures, newest issue first."""
+    return [("issue 29", targets_29(f)), ("issue 18", targets_18(f)), ("issue 7", targets(f))]
+
+
 def print_summary(f: dict) -> None:
-    for title, checked in (("issue 18", targets_18(f)), ("issue 7", targets(f))):
+    peers = peers_markdown(f)
+    if peers:
+        print("\n" + "\n".join(peers))
+    for title, checked in checked_targets(f):
         print(f"\ntargets ({title})")
         for name, met, why in checked:
             print(f"  [{ {True: 'met ', False: 'MISS', None: ' -- '}[met] }] {name}: {why}")
@@ -305,7 +314,10 @@ def markdown(f: dict) -> str:
     workers = {k: v for k, v in (f.get("memory_peak_mb") or {}).items() if k.startswith("worker")}
     if workers:
         lines.append(f"Peak RSS per worker: {', '.join(f'{k} {v:,.0f} MB' for k, v in sorted(workers.items()))}.")
-    for title, checked in (("issue 18", targets_18(f)), ("issue 7", targets(f))):
+    peers = peers_markdown(f)
+    if peers:
+        lines += ["", *peers]
+    for title, checked in checked_targets(f):
         lines += ["", f"Targets ({title}):", ""]
         lines += _md_table(
             ["target", "status", "figures"],

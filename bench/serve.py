@@ -121,6 +121,13 @@ def parse_args() -> argparse.Namespace:
         help="only the micro-batching probe: on vs off at n=1 npy c=64 (with --quick: no threads sweep)",
     )
     p.add_argument("--rounds", type=int, default=3, help="rounds of the micro-batching probe")
+    p.add_argument(
+        "--peers",
+        nargs="*",
+        metavar="PEER",
+        help="also run ganserve against the peer servers of bench/peers/ (set up by bench/peers/setup.sh): "
+        "these, or every one set up when none is named; 2 rounds in alternating order",
+    )
     return p.parse_args()
 
 
@@ -190,6 +197,25 @@ def start_servers(args: argparse.Namespace, models_dir: Path | None) -> list[Ser
     return servers
 
 
+def peers_run(args: argparse.Namespace, models_dir: Path) -> dict:
+    """ganserve and the peers (bench/peers/run.py) at the peers' points, one server at a time, two
+    rounds in alternating order, twice --seconds a point (a peer at n = 1024 may take seconds a
+    request: MLServer's JSON)."""
+    from peer_figures import POINTS
+    from peers.run import PEERS, run_peers
+
+    names = args.peers or [name for name, p in PEERS.items() if p.script is not None and p.ready()]
+    names = ["ganserve", *(name for name in names if name != "ganserve")]
+    missing = [name for name, p in PEERS.items() if p.script is not None and name not in names]
+    if missing:
+        print(f"peers not set up, not run: {', '.join(missing)} (bench/peers/setup.sh)", flush=True)
+    model = models_dir / args.model / "generator.onnx"
+    with tqdm(total=2 * len(names) * len(POINTS), desc="peers", unit="point") as bar:
+        rows = run_peers(names, list(POINTS), 2 * args.seconds, 2, SCRATCH / "peers", model, bar)
+    setup = {name: {"version": PEERS[name].version, "batching": PEERS[name].batching} for name in names}
+    return {"rows": rows, "setup": setup, "not_run": missing}
+
+
 def run(args: argparse.Namespace, figures: dict) -> None:
     models_dir = None if args.url else models_dir_for(args)
     print(f"models: {models_dir or args.url}; logs: {SCRATCH}", flush=True)
@@ -249,6 +275,8 @@ def run(args: argparse.Namespace, figures: dict) -> None:
     finally:
         for s in servers:
             s.stop()
+    if models_dir and args.peers is not None:
+        figures["peers"] = peers_run(args, models_dir)
     if models_dir and not args.quick:
         figures["batching"] = batching_variants(models_dir, SCRATCH, args.model, args.seconds, args.rounds)
     if models_dir and not args.raw_json:
