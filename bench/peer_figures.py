@@ -55,7 +55,7 @@ def peers_markdown(f: dict) -> list[str]:
     names = list(dict.fromkeys(p for p, _, _ in points)) + [p for p in peer_failures(f) if p not in {*points}]
     if not names:
         return []
-    header = ["server", *(f"n = {n}, c = {c}: samples/s (rounds) | cpu ms/req" for n, c in POINTS)]
+    header = ["server", *(f"n = {n}, c = {c}: samples/s (rounds) \\| cpu ms/req" for n, c in POINTS)]
     rows = []
     for name in sorted(names, key=lambda p: (p != US, p)):
         cells = []
