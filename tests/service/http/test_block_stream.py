@@ -5,9 +5,7 @@ rows (tests/service/support.py), so every npy test of that size takes this path 
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 
 import httpx
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 
 from service.runtime import admission
 from service.runtime.admission import Admission
+from tests.service.http.asgi import post_to_routes
 from tests.service.reference import Reference
 from tests.service.support import COND, DEFAULT, TOKEN
 
@@ -77,46 +76,6 @@ def test_explicit_latents_stream_too_and_other_requests_never_do(client):
     assert not streaming.streams("png", 100, filtered=False)  # a grid needs every sample
 
 
-def _route_messages(path: str, body: dict, send_hook=None) -> list[dict]:
-    """The app's routes run on their own, every message they send kept (a hook may raise to play
-    a client that went away)."""
-    from service.service import ROUTES
-
-    payload, sent, messages = json.dumps(body).encode(), False, []
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-        await asyncio.Event().wait()
-
-    async def send(message):
-        messages.append(message)
-        if send_hook is not None:
-            send_hook(message, messages)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 3000),
-    }
-    try:
-        asyncio.run(ROUTES(scope, receive, send))
-    except OSError:
-        pass
-    return messages
-
-
 @pytest.fixture
 def watched_admission(app, monkeypatch):
     adm = Admission(budget=1 << 30, queue=8, wait_s=1.0, metrics=False)
@@ -131,7 +90,7 @@ def test_one_message_per_block_and_admission_is_held_until_the_last(client, watc
         if message["type"] == "http.response.body":
             held.append((message.get("more_body", False), watched_admission.in_flight))
 
-    messages = _route_messages("/sample", {"model": DEFAULT, "n": 100, "seed": 1, "format": "npy"}, hook)
+    messages = post_to_routes("/sample", {"model": DEFAULT, "n": 100, "seed": 1, "format": "npy"}, hook)
     bodies = [m for m in messages if m["type"] == "http.response.body"]
     # the .npy header, 4 blocks (32, 32, 32, 4 rows), the end of the body
     assert [len(m["body"]) for m in bodies[1:-1]] == [32 * 64 * 4] * 3 + [4 * 64 * 4]
@@ -145,7 +104,7 @@ def test_a_client_that_leaves_mid_stream_gives_its_admission_back(client, watche
         if message["type"] == "http.response.body" and len(messages) == 3:  # start, header, block 1
             raise OSError("the client went away")
 
-    messages = _route_messages(
+    messages = post_to_routes(
         "/sample", {"model": DEFAULT, "n": 200, "seed": 1, "format": "npy"}, leave_after_the_first_block
     )
     assert len(messages) == 3

@@ -21,6 +21,7 @@ from service.core import encoding
 from service.runtime import admission
 from service.runtime.admission import Admission
 from tests.servers import running, server_env
+from tests.service.http.asgi import post_to_routes
 from tests.service.support import COND, DEFAULT
 
 RING = "tiny-ring"
@@ -212,39 +213,13 @@ def test_the_routes_stream_through_every_middleware_and_hold_admission_until_the
     assert (large_is_small.in_flight, large_is_small.in_flight_bytes) == (0, 0)
 
     # The route itself, its messages watched: the budget is held while any block is on its way.
-    held, payload = [], json.dumps(body).encode()
+    held = []
 
-    async def scenario():
-        sent = False
+    def watch(message, messages):
+        if message["type"] == "http.response.body":
+            held.append((message.get("more_body", False), large_is_small.in_flight, len(message["body"])))
 
-        async def receive():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": payload, "more_body": False}
-            await asyncio.Event().wait()
-
-        async def send(message):
-            if message["type"] == "http.response.body":
-                held.append((message.get("more_body", False), large_is_small.in_flight, len(message["body"])))
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 80),
-        }
-        await ROUTES(scope, receive, send)
-
-    asyncio.run(scenario())
+    post_to_routes(path, body, watch)
     assert len(held) >= 4 and all(more and flight == 1 for more, flight, _ in held[:-1]), held
     assert held[-1][0] is False
     assert (large_is_small.in_flight, large_is_small.in_flight_bytes) == (0, 0)  # released once sent
