@@ -24,23 +24,18 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
-from training.config import OptimConfig, TrainConfig
+from training.checkpoint import latest_checkpoint
+from training.config import TrainConfig
 from training.data import load_dataset
-from training.grid import save_grid
+from training.epoch_grid import write_epoch_grid
+from training.errors import TrainingError
 from training.losses import d_loss, g_loss, r1_penalty
 from training.networks import build_discriminator, build_generator, sample_latent
+from training.optim import make_optimizer, schedule
+from training.resume import restore_run, save_run
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-# Keys of the config that may change when a run is resumed (they do not change what was trained).
-# g_ema_decay changes only the running average of G's weights that ships, never G, D or the game;
-# a resumed run with a new decay averages on from the average it saved.
-RESUMABLE_CHANGES = {"epochs", "keep_checkpoints", "device", "g_ema_decay"}
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (diverged, or its folder holds a different run)."""
 
 
 @dataclass
@@ -76,22 +71,6 @@ def default_hooks() -> Hooks:
     return Hooks(on_start=[init_g_bias_from_data])
 
 
-def _optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
-    if cfg.kind == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
-
-
-def _schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, updates: int, epoch: int) -> None:
-    """Set lr and momentum for the next update: lr / decay^updates (floored), momentum ramped by epoch."""
-    lr = max(cfg.lr / cfg.lr_decay**updates, cfg.min_lr) if cfg.lr_decay != 1.0 else cfg.lr
-    for group in opt.param_groups:
-        group["lr"] = lr
-        if cfg.kind == "sgd" and cfg.final_momentum is not None and cfg.momentum_epochs > 0:
-            t = min(epoch / cfg.momentum_epochs, 1.0)
-            group["momentum"] = cfg.momentum + (cfg.final_momentum - cfg.momentum) * t
-
-
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,17 +79,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _check_same_run(saved: TrainConfig, config: TrainConfig, out_dir: Path) -> None:
-    a, b = saved.to_dict(), config.to_dict()
-    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
-    if differ:
-        raise TrainingError(
-            f"{out_dir}: holds a run with a different config ({', '.join(differ)} differ); "
-            "use a new --out, or the same settings to resume"
-        )
-
-
-class _Run:
+class TrainingRun:
     """The state of one training run and its Algorithm 1 step."""
 
     def __init__(self, config: TrainConfig, out_dir: Path, hooks: Hooks):
@@ -131,8 +100,8 @@ class _Run:
         self.G = build_generator(config.network).to(self.device)
         self.D = build_discriminator(config.network).to(self.device)
         self.G_ema: Optional[torch.nn.Module] = None  # made by start() or restore(), if the config asks
-        self.opt_d = _optimizer(config.d_optim, self.D.parameters())
-        self.opt_g = _optimizer(config.g_optim, self.G.parameters())
+        self.opt_d = make_optimizer(config.d_optim, self.D.parameters())
+        self.opt_g = make_optimizer(config.g_optim, self.G.parameters())
         self.data_gen = torch.Generator().manual_seed(config.seed + 1)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 2)
         self.perm: Optional[torch.Tensor] = None  # this epoch's order of the training set
@@ -162,55 +131,6 @@ class _Run:
     def context(self) -> Context:
         return Context(self.config, self.G, self.D, self.data, self.out_dir, self.device, self.step, self.epoch)
 
-    # ---- checkpoints ----
-    def save(self) -> Path:
-        loop = {"pos": self.pos, "sums": self.sums, "has_perm": self.perm is not None}
-        tensors = {
-            "data_gen": self.data_gen.get_state(),
-            "noise_gen": self.noise_gen.get_state(),
-            "torch_cpu": torch.get_rng_state(),
-        }
-        if self.perm is not None:
-            tensors["perm"] = self.perm
-        if self.device.type == "cuda":
-            tensors["torch_cuda"] = torch.cuda.get_rng_state(self.device)
-        return save_checkpoint(
-            self.out_dir,
-            config=self.config,
-            generator=self.G,
-            discriminator=self.D,
-            optim_d=self.opt_d,
-            optim_g=self.opt_g,
-            step=self.step,
-            epoch=self.epoch,
-            wall_time_s=self.wall,
-            loop=loop,
-            loop_tensors=tensors,
-            generator_ema=self.G_ema,
-        )
-
-    def restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
-        _check_same_run(ckpt.config, self.config, self.out_dir)
-        load_weights(self.G, ckpt.generator, path / "generator.safetensors")
-        load_weights(self.D, ckpt.discriminator, path / "discriminator.safetensors")
-        self.start_ema()
-        if self.G_ema is not None:
-            if ckpt.generator_ema is None:
-                raise TrainingError(f"{path}: no generator_ema.safetensors, but the config averages G's weights")
-            load_weights(self.G_ema, ckpt.generator_ema, path / "generator_ema.safetensors")
-        self.opt_d.load_state_dict(ckpt.optim_d)
-        self.opt_g.load_state_dict(ckpt.optim_g)
-        self.step, self.epoch, self.wall = ckpt.step, ckpt.epoch, ckpt.wall_time_s
-        self.pos, self.sums = ckpt.loop["pos"], ckpt.loop["sums"]
-        t = ckpt.loop_tensors
-        self.perm = t["perm"] if ckpt.loop["has_perm"] else None
-        self.data_gen.set_state(t["data_gen"])
-        self.noise_gen.set_state(t["noise_gen"])
-        torch.set_rng_state(t["torch_cpu"])
-        if self.device.type == "cuda" and "torch_cuda" in t:
-            torch.cuda.set_rng_state(t["torch_cuda"], self.device)
-
     # ---- Algorithm 1 ----
     def next_batch(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(x, y): m training samples and, for a conditional run, their classes."""
@@ -238,11 +158,11 @@ class _Run:
         cfg = self.config
         for i in range(cfg.d_steps):
             # (1) D: maximize log D(x) + log(1 - D(G(z)))
-            _schedule(self.opt_d, cfg.d_optim, self.step * cfg.d_steps + i, self.epoch)
+            schedule(self.opt_d, cfg.d_optim, self.step * cfg.d_steps + i, self.epoch)
             x, y = self.next_batch()
             z, c = self.noise()
             with torch.no_grad():
-                fake = self._g(self.G, z, c)  # (m, *sample_shape)
+                fake = self.g(self.G, z, c)  # (m, *sample_shape)
             x.requires_grad_(cfg.d_r1_gamma > 0)  # R1 differentiates D's logit w.r.t. the real batch
             # With network.d_pack = p > 1, D packs each run of p consecutive samples: the real batch is
             # a random draw and the fakes come from independent z, so every pack holds p independent
@@ -261,9 +181,9 @@ class _Run:
             s["loss_d"] += loss.item()
             s["d_updates"] += 1
         # (2) G: maximize log D(G(z))   (or minimize log(1 - D(G(z))) with g_loss=minimax)
-        _schedule(self.opt_g, cfg.g_optim, self.step, self.epoch)
+        schedule(self.opt_g, cfg.g_optim, self.step, self.epoch)
         z, c = self.noise()
-        loss = g_loss(self._d(self._g(self.G, z, c), c), cfg.g_loss)
+        loss = g_loss(self._d(self.g(self.G, z, c), c), cfg.g_loss)
         self._finite(loss, "G")
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()  # D's grads from this pass are cleared before D's next update
@@ -277,7 +197,7 @@ class _Run:
             self.perm = None
 
     # Unconditional networks keep their one-argument call (the same graph as before conditioning existed).
-    def _g(self, net: torch.nn.Module, z: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+    def g(self, net: torch.nn.Module, z: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
         return net(z) if c is None else net(z, c)
 
     def _d(self, x: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
@@ -312,51 +232,13 @@ class _Run:
         }
         with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        self.write_grid(partial)
+        write_epoch_grid(self, partial)
         if partial:
             return row
         self.sums = self._zero_sums()
         for hook in self.hooks.on_epoch_end:
             hook(self.context(), row)
         return row
-
-    @torch.no_grad()
-    def write_grid(self, partial: bool = False) -> Path:
-        # The same z every epoch (its own generator, so training's randomness is untouched).
-        z_gen = torch.Generator().manual_seed(self.config.seed + 3)
-        # A plot of vectors needs many points to show a density; a grid of images does not.
-        n = self.config.grid_samples
-        if len(self.config.network.sample_shape) != 3:
-            n = max(n, 2000)
-        ncol = None
-        c = None
-        if self.classes:
-            if len(self.config.network.sample_shape) == 3:  # one row per class
-                ncol = max(1, self.config.grid_samples // self.classes)
-                n = ncol * self.classes
-                c = torch.arange(self.classes).repeat_interleave(ncol)  # (n,) 0,0,..,1,1,..
-            else:
-                c = torch.arange(n) % self.classes  # (n,) balanced
-            c = c.to(self.device)
-        z = sample_latent(self.config.network.latent, n, z_gen).to(self.device)
-        net = self.G_ema if self.G_ema is not None else self.G  # what export will ship
-        was_training = net.training
-        net.eval()
-        samples = self._g(net, z, c).cpu().numpy()
-        net.train(was_training)
-        (self.out_dir / "grids").mkdir(exist_ok=True)
-        name = f"step-{self.step:08d}.png" if partial else f"epoch-{self.epoch:04d}.png"
-        ref = self.data[:2000].cpu().numpy() if samples.ndim == 2 else None
-        rng = self.config.network.value_range or (0.0, 1.0)
-        return save_grid(
-            samples,
-            self.out_dir / "grids" / name,
-            rng,
-            ref,
-            title=f"{self.config.preset}, epoch {self.epoch}, step {self.step}",
-            ncol=ncol,
-            labels=c.cpu().numpy() if c is not None else None,
-        )
 
 
 def train(
@@ -371,10 +253,10 @@ def train(
     resumed run with max_steps=2N stops at step 2N). Resumes from out_dir's latest checkpoint."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(config, out_dir, hooks or default_hooks())
+    run = TrainingRun(config, out_dir, hooks or default_hooks())
     ckpt = latest_checkpoint(out_dir)
     if ckpt is not None:
-        run.restore(ckpt)
+        restore_run(run, ckpt)
     else:
         for hook in run.hooks.on_start:
             hook(run.context())
@@ -405,7 +287,7 @@ def train(
             while run.pending_epochs and run.epoch < config.epochs:
                 run.pending_epochs -= 1
                 row = run.end_epoch()
-                run.save()
+                save_run(run)
                 dirty = False
                 bar.set_description(f"{config.preset} epoch {run.epoch + 1}")
                 bar.set_postfix(d_real=f"{row['d_real']:.2f}", d_fake=f"{row['d_fake']:.2f}")
@@ -414,5 +296,5 @@ def train(
         bar.close()
     if dirty:  # stopped mid-epoch (max_steps): record what was seen and keep the work
         run.end_epoch(partial=True)
-        run.save()
+        save_run(run)
     return out_dir
