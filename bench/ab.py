@@ -28,7 +28,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from load import require_wrk, settle  # noqa: E402
 from probes import measured  # noqa: E402
-from servers import Server, free_port, spawn, start_baseline, wait_ready  # noqa: E402
+from servers import Server, bentoml_serve_command, free_port, spawn, start_baseline, wait_ready  # noqa: E402
 
 LOADS = {  # name: (body, connections)
     "n=1 json c=1": ({"n": 1, "format": "json"}, 1),
@@ -55,19 +55,7 @@ LOADS = {  # name: (body, connections)
 
 def start(checkout: Path, models_dir: Path, name: str, log_dir: Path, extra_env: dict[str, str]) -> Server:
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "service.service:GanServe",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--working-dir",
-        str(checkout.resolve()),
-    ]
+    command = bentoml_serve_command(port, checkout)
     env = {
         **os.environ,
         "GANSERVE_MODELS_DIR": str(models_dir.resolve()),

@@ -24,7 +24,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from load import run_wrk, settle  # noqa: E402
 from request_memory import host  # noqa: E402
-from servers import REPO, MemorySampler, free_port, spawn, wait_ready  # noqa: E402
+from servers import REPO, MemorySampler, bentoml_serve_command, free_port, spawn, wait_ready  # noqa: E402
 
 from service.runtime.memory import ALLOCATOR_ENV  # noqa: E402
 
@@ -59,19 +59,7 @@ def start(models_dir: Path, log_dir: Path, allocator: dict, settings: dict):
             **settings,
         }
     )
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "service.service:GanServe",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--working-dir",
-        str(REPO),
-    ]
+    command = bentoml_serve_command(port)
     server = spawn("soak", command, env, port, log_dir)
     wait_ready(server, "/readyz", 240)
     return server

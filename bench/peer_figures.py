@@ -50,9 +50,9 @@ def _best_peer(points: dict, n: int, c: int, key: str) -> tuple[str, float] | No
 def peers_markdown(f: dict) -> list[str]:
     """The peers table: per server and point, samples/s of each round (median first) and the
     server's CPU ms per request; then ganserve over the best peer at each point."""
-    points = peer_points(f)
+    points, failed = peer_points(f), peer_failures(f)
     setup = (f.get("peers") or {}).get("setup") or {}
-    names = list(dict.fromkeys(p for p, _, _ in points)) + [p for p in peer_failures(f) if p not in {*points}]
+    names = list(dict.fromkeys([*(p for p, _, _ in points), *failed]))  # a peer that failed one round: once
     if not names:
         return []
     header = ["server", *(f"n = {n}, c = {c}: samples/s (rounds) \\| cpu ms/req" for n, c in POINTS)]
@@ -62,9 +62,7 @@ def peers_markdown(f: dict) -> list[str]:
         for n, c in POINTS:
             v = points.get((name, n, c))
             if v is None:
-                cells.append(
-                    f"failed: {peer_failures(f).get(name, 'not run')[:120]}" if name in peer_failures(f) else "-"
-                )
+                cells.append(f"failed: {failed[name][:120]}" if name in failed else "-")
                 continue
             rounds = " / ".join(_fmt(x) for x in v["rounds"])
             cells.append(f"{_fmt(v['samples_per_s'])} ({rounds}) \\| {_fmt(v['cpu_ms'], '.2f')}")

@@ -101,6 +101,25 @@ def spawn(name: str, command: list[str], env: dict[str, str], port: int, log_dir
     return Server(name, f"http://127.0.0.1:{port}", process, log)
 
 
+def bentoml_serve_command(port: int, checkout: Path = REPO) -> list[str]:
+    """Plain `bentoml serve` of a checkout's service on 127.0.0.1: the settings, allocator
+    environment and layout are the caller's to give (`start_ganserve` runs what `python -m service
+    serve` runs instead)."""
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service.service:GanServe",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--working-dir",
+        str(checkout.resolve()),
+    ]
+
+
 def start_ganserve(
     models_dir: Path, log_dir: Path, extra_env: dict[str, str], name: str = "ganserve", timeout_s: float = 240
 ) -> Server:

@@ -246,3 +246,13 @@ def test_the_peers_table_and_the_not_measured_targets(with_peers, figures):
     del with_peers["peers"], with_peers["floors"]
     checked = {name: met for name, met, _ in report.targets_29(with_peers)}
     assert [checked[k] for k in list(checked)[2:]] == [None, None, None, None]
+
+
+def test_a_peer_that_failed_one_round_and_ran_the_other_has_one_row(with_peers):
+    with_peers["peers"]["rows"].append(_peer("rayserve", 1, 64, 2, 250, 7.0))
+    md = report.markdown(with_peers)
+    rows = [line for line in md.splitlines() if line.startswith("| rayserve ")]
+    # its round-1 failure names the points it has no figures for
+    assert rows == [
+        "| rayserve | 250 (250) \\| 7.00 | failed: ServerError: not ready | failed: ServerError: not ready |"
+    ]
