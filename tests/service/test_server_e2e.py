@@ -37,16 +37,33 @@ from tests.service.support import DEFAULT, TOKEN, server_env_8_threads
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TIMEOUT_S = 2  # the request timeout under test: far above what any other request here takes
-SLOW_TRIPS = 4_000_000  # a generator run of ~5 s on a quiet core (more on busy ones): over TIMEOUT_S, and a slow load
+# `slow`'s generator must outlast TIMEOUT_S on every host: 4M trips of its Loop took ~5 s on the first
+# hosts here and 1.8 s on an AVX-512 EPYC, so the trips are scaled to ~5 s on this one (slow_trips),
+# never fewer than this.
+SLOW_TRIPS = 4_000_000
+SLOW_RUN_S = 5.0
 SLOWISH_TRIPS = 100_000  # ~0.5 s per generator run: a dataset task of a few seconds
 READY_MODELS = {"faulty", "slow", "slowish", "tiny-cond", "tiny-digits", "tiny-ring"}
+
+
+def slow_trips(scratch, probe_trips: int = 200_000) -> int:
+    """Loop trips for a `slow` generator run of about SLOW_RUN_S on this host (at least SLOW_TRIPS),
+    from the time of one run of a probe model of `probe_trips`."""
+    import onnxruntime as ort
+
+    make_model(scratch, "probe", slow_loop=probe_trips)
+    session = ort.InferenceSession(str(scratch / "probe" / "generator.onnx"), providers=["CPUExecutionProvider"])
+    z = np.zeros((1, *session.get_inputs()[0].shape[1:]), np.float32)
+    began = time.perf_counter()
+    session.run(None, {session.get_inputs()[0].name: z})
+    return max(SLOW_TRIPS, int(probe_trips * SLOW_RUN_S / (time.perf_counter() - began)))
 
 
 @pytest.fixture(scope="module")
 def models_dir(service_models_dir, tmp_path_factory):
     models = tmp_path_factory.mktemp("e2e") / "models"
     shutil.copytree(service_models_dir, models)
-    make_model(models, "slow", slow_loop=SLOW_TRIPS)
+    make_model(models, "slow", slow_loop=slow_trips(tmp_path_factory.mktemp("e2e-probe")))
     make_model(models, "slowish", slow_loop=SLOWISH_TRIPS, seed=1)
     return models
 
