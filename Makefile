@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 3000
 
-.PHONY: setup serve test lint format train-default clean
+.PHONY: setup system-packages serve test lint format train-default clean
 
 setup: $(VENV)/.installed
 
@@ -17,7 +17,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 serve: setup
 	$(PY) -m service serve --port $(PORT)
 
-test: setup
+# The Debian packages the tests drive or read (nginx, chromium, the emoji font, ...), when missing.
+system-packages:
+	.ci/system-packages
+
+test: setup system-packages
 	$(PY) -m pytest
 
 # ruff (configured in pyproject.toml): lint and formatting are checked over the whole tree.

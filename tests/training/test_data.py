@@ -14,7 +14,7 @@ from training.data import DATASETS, DataError, dataset_info, load_dataset
 from training.data.idx import FILES
 from training.data.toy import TOY1D_MEAN, TOY1D_STD, mixture_modes, mixture_sigma, toy1d_density
 
-BUILTIN = ("toy1d", "ring8", "grid25", "digits", "mnist5k", "patches")
+BUILTIN = ("toy1d", "ring8", "grid25", "digits", "mnist5k", "patches", "emoji")
 
 
 @pytest.mark.parametrize("name", BUILTIN)

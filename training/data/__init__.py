@@ -50,7 +50,7 @@ class _Family:
 
 def _registry() -> dict[str, _Family]:
     # Imported lazily so `import training.data` stays cheap (mlxtend, sklearn, PIL load on use).
-    from training.data import folder, idx, patches, small, toy
+    from training.data import emoji, folder, idx, patches, small, toy
 
     return {
         "toy1d": _Family({}, toy.toy1d_info, toy.load_toy1d),
@@ -61,10 +61,11 @@ def _registry() -> dict[str, _Family]:
         "mnist": _Family(idx.OPTIONS, idx.mnist_info, idx.load_mnist),
         "folder": _Family(folder.OPTIONS, folder.folder_info, folder.load_folder),
         "patches": _Family(patches.OPTIONS, patches.patches_info, patches.load_patches),
+        "emoji": _Family(emoji.OPTIONS, emoji.emoji_info, emoji.load_emoji),
     }
 
 
-DATASETS: tuple[str, ...] = ("toy1d", "ring8", "grid25", "digits", "mnist5k", "mnist", "folder", "patches")
+DATASETS: tuple[str, ...] = ("toy1d", "ring8", "grid25", "digits", "mnist5k", "mnist", "folder", "patches", "emoji")
 
 
 def _family(name: str) -> _Family:
