@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from training import augment
 from training.losses import G_LOSSES, GLoss
 from training.networks import NetworkConfig
 
@@ -58,6 +59,12 @@ class TrainConfig:
     conditional: bool = False
     # R1 gradient penalty weight on real data (0 = the paper's plain objective). See losses.r1_penalty.
     d_r1_gamma: float = 0.0
+    # Lazy regularisation (Karras et al. 2020): R1 on every d_r1_every-th D update, weighted by
+    # d_r1_every, which costs ~1/d_r1_every of the double backward and trains the same.
+    d_r1_every: int = 1
+    # Augmentation for small data (training/augment.py): "color,translation,cutout" for every image
+    # D sees (DiffAugment), "xflip" for the real images only; "" = none.
+    augment: str = ""
     # Keep an exponential moving average of G's weights (Yazici et al. 2019) and ship it; 0 = off.
     # Averaging cancels the oscillation of G around the equilibrium that shows as speckled samples.
     g_ema_decay: float = 0.0
@@ -71,10 +78,14 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "d_steps", "epochs", "grid_samples", "keep_checkpoints"):
+        for name in ("batch_size", "d_steps", "epochs", "grid_samples", "keep_checkpoints", "d_r1_every"):
             check_field(getattr(self, name) >= 1, name, "must be >= 1")
         check_field(self.d_r1_gamma >= 0, "d_r1_gamma", "must be >= 0")
         check_field(0 <= self.g_ema_decay < 1, "g_ema_decay", "must be in [0, 1)")
+        try:
+            augment.parse(self.augment)
+        except ValueError as e:
+            raise ConfigError(f"augment: {e}") from None
         check_field(self.g_loss in G_LOSSES, "g_loss", f"must be one of {', '.join(G_LOSSES)}")
         # D's packs are formed inside each minibatch of real (and of fake) samples.
         check_field(

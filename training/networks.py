@@ -9,6 +9,8 @@ Families:
   G: z -> ReLU layers -> sigmoid / tanh / linear.  D: maxout layers (pieces > 1) or LeakyReLU
   layers (pieces == 1), dropout on the input and the hidden layers -> one logit.
 - `dcgan`: Radford et al. (2016) convolutional pair for 32x32 or 64x64 images, 1 or 3 channels.
+- `style`: a style-based G (mapping z [, c] -> w, synthesis ws -> image; StyleGAN2) and its
+  residual D, for square images whose side is a power of 2 (training/style/).
 
 Conditional pairs p(x | c) (the paper's section 7; `classes` > 0): G and D take an int64 class index
 c (N,) as a second input. G sees c as Mirza & Osindero (2014) do, one-hot joined to z. D sees it
@@ -46,7 +48,7 @@ class LatentConfig:
 class NetworkConfig:
     """Both networks of one GAN. `sample_shape` is one sample: [C, H, W] for images, [d] for vectors."""
 
-    family: Literal["mlp", "dcgan"] = "mlp"
+    family: Literal["mlp", "dcgan", "style"] = "mlp"
     sample_shape: tuple[int, ...] = (1, 28, 28)
     latent: LatentConfig = field(default_factory=LatentConfig)
     output: Activation = "sigmoid"
@@ -71,8 +73,24 @@ class NetworkConfig:
     # D takes c (see the module docstring). G always takes c one-hot beside z.
     classes: int = 0
     d_condition: Literal["concat", "projection"] = "concat"
+    # style: the width of w, the mapping MLP's depth, G's channels per resolution from 4x4 up, D's
+    # from 4x4 up, the share of training samples whose styles mix two z, D's minibatch-std group.
+    w_dim: int = 256
+    mapping_layers: int = 4
+    style_channels: tuple[int, ...] = (256, 256, 128, 64)
+    style_d_channels: tuple[int, ...] = (256, 256, 128, 64)
+    style_mixing: float = 0.9
+    mbstd_group: int = 4
 
     def __post_init__(self) -> None:
+        if self.family == "style":
+            side = self.sample_shape[-1]
+            if len(self.sample_shape) != 3 or self.sample_shape[1] != side or side not in (8, 16, 32, 64, 128):
+                raise ValueError("style: sample_shape must be [C, S, S] with S in 8, 16, 32, 64, 128")
+            if not 0.0 <= self.style_mixing <= 1.0:
+                raise ValueError("style_mixing must be in [0, 1]")
+            if self.d_pack != 1:
+                raise ValueError("d_pack: the style D has minibatch standard deviation instead")
         if self.family == "dcgan":
             if len(self.sample_shape) != 3 or self.sample_shape[1:] not in ((32, 32), (64, 64)):
                 raise ValueError("dcgan: sample_shape must be [C, 32, 32] or [C, 64, 64]")
@@ -352,8 +370,16 @@ class PerSampleDiscriminator(nn.Module):
 
 
 def build_generator(cfg: NetworkConfig) -> nn.Module:
+    if cfg.family == "style":
+        from training.style.generator import StyleGenerator
+
+        return StyleGenerator(cfg)
     return {"mlp": MLPGenerator, "dcgan": DCGANGenerator}[cfg.family](cfg)
 
 
 def build_discriminator(cfg: NetworkConfig) -> nn.Module:
+    if cfg.family == "style":
+        from training.style.discriminator import ResidualDiscriminator
+
+        return ResidualDiscriminator(cfg)
     return {"mlp": MLPDiscriminator, "dcgan": DCGANDiscriminator}[cfg.family](cfg)

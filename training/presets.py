@@ -50,6 +50,7 @@ def _dcgan(shape: tuple[int, ...], width: int) -> NetworkConfig:
 
 
 _ADAM_DCGAN = OptimConfig("adam", lr=2e-4, betas=(0.5, 0.999))
+_ADAM_STYLE = OptimConfig("adam", lr=2.5e-3, betas=(0.0, 0.99))
 _ADAM_TOY = OptimConfig("adam", lr=1e-3, betas=(0.5, 0.999))
 _ADAM_TOY_DECAY = OptimConfig("adam", lr=1e-3, betas=(0.5, 0.999), lr_decay=1.001, min_lr=1e-5)
 # goodfeli/adversarial mnist.yaml: SGD, lr 0.1 / 1.000004 per update (floor 1e-6), momentum 0.5 -> 0.7
@@ -239,6 +240,36 @@ PRESETS: dict[str, TrainConfig] = {
         d_optim=_ADAM_DCGAN,
         g_optim=_ADAM_DCGAN,
         epochs=9,
+    ),
+    # The style-based model (training/style/): StyleGAN2's G and residual D on the emoji data set,
+    # 32x32 RGB, conditional on the Unicode group. Small-data recipe: DiffAugment on all D sees and
+    # mirrored reals, R1 (lazy, every 16th D update), an EMA of G (half-life ~10k images, as in
+    # StyleGAN2-ADA), Adam with beta1 0. Measured here: ~0.75 s a step of 32 on 2 CPU cores, so its
+    # 600 epochs (~55k steps) run for many hours, resumably, across sessions (docs/RESULTS.md).
+    "emoji-style": TrainConfig(
+        preset="emoji-style",
+        dataset="emoji",
+        dataset_options={"size": 32},
+        conditional=True,
+        network=NetworkConfig(
+            family="style",
+            sample_shape=(3, 32, 32),
+            latent=LatentConfig(256, "normal"),
+            output="sigmoid",
+            w_dim=256,
+            mapping_layers=2,
+            style_channels=(256, 128, 64, 32),
+            style_d_channels=(256, 128, 64, 32),
+        ),
+        batch_size=32,
+        d_optim=_ADAM_STYLE,
+        g_optim=_ADAM_STYLE,
+        d_r1_gamma=0.02,
+        d_r1_every=16,
+        augment="color,translation,cutout,xflip",
+        g_ema_decay=0.998,
+        epochs=600,
+        grid_samples=72,
     ),
 }
 

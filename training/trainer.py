@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from training import augment
 from training.checkpoint import latest_checkpoint
 from training.config import TrainConfig
 from training.data import load_dataset
@@ -108,6 +109,7 @@ class TrainingRun:
         self.pos, self.step, self.epoch, self.wall = 0, 0, 0, 0.0
         self.sums = self._zero_sums()
         self.pending_epochs = 0  # passes completed inside the current step
+        self.augment = augment.parse(config.augment)
 
     @staticmethod
     def _zero_sums() -> dict:
@@ -160,17 +162,19 @@ class TrainingRun:
             # (1) D: maximize log D(x) + log(1 - D(G(z)))
             schedule(self.opt_d, cfg.d_optim, self.step * cfg.d_steps + i, self.epoch)
             x, y = self.next_batch()
+            x = augment.augment_reals(x, self.augment)
             z, c = self.noise()
             with torch.no_grad():
                 fake = self.g(self.G, z, c)  # (m, *sample_shape)
-            x.requires_grad_(cfg.d_r1_gamma > 0)  # R1 differentiates D's logit w.r.t. the real batch
+            r1 = cfg.d_r1_gamma > 0 and (self.step * cfg.d_steps + i) % cfg.d_r1_every == 0
+            x.requires_grad_(r1)  # R1 differentiates D's logit w.r.t. the real batch
             # With network.d_pack = p > 1, D packs each run of p consecutive samples: the real batch is
             # a random draw and the fakes come from independent z, so every pack holds p independent
             # samples of one kind. Logits are then (m / p, 1).
             real_logit, fake_logit = self._d(x, y), self._d(fake, c)  # (m, 1) each
             loss = d_loss(real_logit, fake_logit)
-            if cfg.d_r1_gamma > 0:
-                loss = loss + cfg.d_r1_gamma * r1_penalty(real_logit, x)
+            if r1:
+                loss = loss + cfg.d_r1_gamma * cfg.d_r1_every * r1_penalty(real_logit, x)
             self._finite(loss, "D")
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
@@ -201,6 +205,7 @@ class TrainingRun:
         return net(z) if c is None else net(z, c)
 
     def _d(self, x: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        x = augment.diff_augment(x, self.augment)  # what D sees of every image, real or fake, in training
         return self.D(x) if c is None else self.D(x, c)
 
     def _finite(self, loss: torch.Tensor, net: str) -> None:
