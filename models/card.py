@@ -31,6 +31,7 @@ from .card_parts import (  # noqa: F401  (re-exported: callers import the card's
     Sample,
     Source,
     SourceFile,
+    Style,
     TensorSpec,
     TrainingInfo,
     _Strict,
@@ -40,13 +41,25 @@ CARD_FILE = "model.json"
 # Version 2 (conditional models, optional discriminator and training record, packed models);
 # cards of version 1 are still read unchanged, with version 1's stricter rules.
 SCHEMA_VERSION = 2
+# Version 3: a style-based model (mapping.onnx and synthesis.onnx in place of generator.onnx, and
+# the `style` section). Only style-based cards are version 3; a single-graph card stays version 2.
+STYLE_SCHEMA_VERSION = 3
 # Roles of the graphs in a model folder, and the file each must be stored in.
 # `ratio` (optional, beside a calibrated discriminator): the D trained with G, kept as it was
 # exported, whose logit DRS rejects by (Realness.drs_ratio "training"); realness stays the
 # calibrated D's. A file of its own, not a second output of discriminator.onnx: onnxruntime runs
 # every node of a graph whatever outputs a run asks for, so a two-output D made every realness
 # request pay for both D's (docs/PERFORMANCE.md#finding-ratio-onnx).
-GRAPH_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx", "ratio": "ratio.onnx"}
+GRAPH_FILES = {
+    "generator": "generator.onnx",
+    "mapping": "mapping.onnx",
+    "synthesis": "synthesis.onnx",
+    "discriminator": "discriminator.onnx",
+    "ratio": "ratio.onnx",
+}
+# What draws samples: one generator graph, or a style-based model's mapping then synthesis.
+SINGLE_GRAPH_ROLES = ("generator",)
+STYLE_ROLES = ("mapping", "synthesis")
 # The dtypes a graph input or output may have: float32 tensors, and int64 class indices.
 DTYPES = ("float32", "int64")
 # A model's name is its folder's name and appears in URLs: lowercase, digits, '-' and '_'.
@@ -63,30 +76,30 @@ class CardError(ValueError):
 
 
 class ModelCard(_Strict):
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     name: str = Field(pattern=NAME_PATTERN)
     description: str
     dataset: str
     latent: Latent
     sample: Sample
-    files: dict[Literal["generator", "discriminator", "ratio"], FileEntry]
+    files: dict[Literal["generator", "mapping", "synthesis", "discriminator", "ratio"], FileEntry]
     onnx: OnnxInfo
     realness: Optional[Realness] = None  # present exactly when there is a discriminator
     training: Optional[TrainingInfo] = None  # a trained model's record ...
     source: Optional[Source] = None  # ... or a packed model's origin (version 2)
     condition: Optional[Condition] = None  # a conditional model's classes (version 2)
+    style: Optional[Style] = None  # a style-based model's w space (version 3)
     metrics: dict[str, Metric] = Field(default_factory=dict)
     created_at: datetime
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
-        if "generator" not in self.files:
-            raise ValueError("files: missing the generator entry")
+        self._check_generator_roles()
         for role, entry in self.files.items():
             if entry.name != GRAPH_FILES[role]:
                 raise ValueError(f"files.{role}: must be named {GRAPH_FILES[role]}")
         has_d = "discriminator" in self.files
-        for role in ("discriminator", "ratio"):
+        for role in GRAPH_FILES:
             if (role in self.files) != (getattr(self.onnx, role) is not None):
                 raise ValueError(f"onnx.{role}: must be given exactly when files has a {role}")
         if has_d != (self.realness is not None):
@@ -117,6 +130,32 @@ class ModelCard(_Strict):
             raise ValueError("onnx.ratio: must take the discriminator's inputs (names and dtypes)")
         return self
 
+    def _check_generator_roles(self) -> None:
+        """A single-graph model has generator.onnx; a style-based one (version 3, `style`) has
+        mapping.onnx and synthesis.onnx instead, whose shapes the style section states."""
+        if (self.schema_version == STYLE_SCHEMA_VERSION) != (self.style is not None):
+            raise ValueError(f"style: given exactly when schema_version is {STYLE_SCHEMA_VERSION}")
+        want, other = (STYLE_ROLES, SINGLE_GRAPH_ROLES) if self.style is not None else (SINGLE_GRAPH_ROLES, STYLE_ROLES)
+        for role in want:
+            if role not in self.files:
+                raise ValueError(f"files: missing the {role} entry")
+        for role in other:
+            if role in self.files:
+                kind = "a style-based" if self.style is not None else "a single-graph"
+                raise ValueError(f"files.{role}: {kind} model has no {GRAPH_FILES[role]}")
+        if self.style is None:
+            return
+        w = self.onnx.mapping.outputs[0].shape if self.onnx.mapping else []
+        if len(w) != 2 or w[1] != self.style.w_dim:
+            raise ValueError(f"onnx.mapping: its output must be [batch, {self.style.w_dim}] (style.w_dim), got {w}")
+        synthesis = self.onnx.synthesis
+        ws = synthesis.inputs[0].shape if synthesis else []
+        if len(synthesis.inputs) != 1 or len(ws) != 3 or list(ws[1:]) != [self.style.num_ws, self.style.w_dim]:
+            raise ValueError(
+                f"onnx.synthesis: takes one input ws [batch, {self.style.num_ws}, {self.style.w_dim}] "
+                f"(style.num_ws, style.w_dim), got {[t.shape for t in synthesis.inputs]}"
+            )
+
     def _check_condition_inputs(self) -> None:
         """Each graph's inputs are what the card's latent / sample and condition imply."""
         for role in GRAPH_FILES:
@@ -126,6 +165,8 @@ class ModelCard(_Strict):
             if sig.inputs[0].dtype != "float32" or any(o.dtype != "float32" for o in sig.outputs):
                 raise ValueError(f"onnx.{role}: its first input and its outputs must be float32")
             extra = sig.inputs[1:]
+            if role == "synthesis":  # draws from ws alone: the class, if any, is in w already
+                continue
             if self.condition is None:
                 if extra:
                     raise ValueError(f"onnx.{role}: inputs beyond the first need a condition section")
@@ -135,9 +176,27 @@ class ModelCard(_Strict):
                 )
 
     @property
+    def generator_sha256(self) -> str:
+        """What fixes the samples: the generator's sha256; for a style-based model, the sha256 of
+        its mapping's, synthesis's and w_avg's digests together."""
+        if self.style is None:
+            return self.files["generator"].sha256
+        parts = (self.files["mapping"].sha256, self.files["synthesis"].sha256, self.style.w_avg.sha256)
+        return hashlib.sha256(":".join(parts).encode("ascii")).hexdigest()
+
+    @property
     def version(self) -> str:
-        """A short content version: the first 12 hex digits of the generator's sha256."""
-        return self.files["generator"].sha256[:12]
+        """A short content version: the first 12 hex digits of generator_sha256."""
+        return self.generator_sha256[:12]
+
+    @property
+    def is_style(self) -> bool:
+        return self.style is not None
+
+    @property
+    def sampling_roles(self) -> tuple[str, ...]:
+        """The graphs that draw a sample from z, in order."""
+        return STYLE_ROLES if self.style is not None else SINGLE_GRAPH_ROLES
 
     @property
     def drs_role(self) -> Optional[str]:
@@ -153,7 +212,7 @@ class ModelCard(_Strict):
 
     @property
     def roles(self) -> list[str]:
-        """The graphs this model has, generator first."""
+        """The graphs this model has, the sampling graphs (generator, or mapping and synthesis) first."""
         return [r for r in GRAPH_FILES if r in self.files]
 
     def expected_signature(self, role: str) -> GraphSignature:
@@ -204,8 +263,10 @@ def _unset_optional_parts(card: ModelCard) -> dict:
     """The card's optional parts that are not set, to leave out of the file: so a version 1 card
     written back is still one that older readers (which forbid unknown keys such as `condition`)
     accept. Only these: a null inside the training config is data and stays."""
-    exclude: dict = {k: True for k in ("realness", "training", "source", "condition") if getattr(card, k) is None}
-    unset_graphs = {role for role in ("discriminator", "ratio") if getattr(card.onnx, role) is None}
+    exclude: dict = {
+        k: True for k in ("realness", "training", "source", "condition", "style") if getattr(card, k) is None
+    }
+    unset_graphs = {role for role in GRAPH_FILES if getattr(card.onnx, role) is None}
     if unset_graphs:
         exclude["onnx"] = unset_graphs
     if card.latent.shape is None:
@@ -230,20 +291,25 @@ def write_card(folder: Path | str, card: ModelCard) -> Path:
 
 
 def verify_files(folder: Path | str, card: ModelCard) -> dict[str, Path]:
-    """Check each graph file's size and sha256 against the card; return role -> path."""
+    """Check each graph file's size and sha256 against the card (and a style-based model's
+    w_avg.npy); return graph role -> path."""
     folder = Path(folder)
-    paths = {}
-    for role, entry in card.files.items():
-        path = folder / entry.name
-        if not path.is_file():
-            raise CardError(path, "missing")
-        size = path.stat().st_size
-        if size != entry.bytes:
-            raise CardError(path, f"is {size} bytes, the card says {entry.bytes}")
-        if sha256_of(path) != entry.sha256:
-            raise CardError(path, "sha256 does not match the card (modified or corrupted)")
-        paths[role] = path
+    paths = {role: _verified(folder, entry) for role, entry in card.files.items()}
+    if card.style is not None:
+        _verified(folder, card.style.w_avg)
     return paths
+
+
+def _verified(folder: Path, entry: FileEntry) -> Path:
+    path = folder / entry.name
+    if not path.is_file():
+        raise CardError(path, "missing")
+    size = path.stat().st_size
+    if size != entry.bytes:
+        raise CardError(path, f"is {size} bytes, the card says {entry.bytes}")
+    if sha256_of(path) != entry.sha256:
+        raise CardError(path, "sha256 does not match the card (modified or corrupted)")
+    return path
 
 
 def check_signature(path: Path | str, expected: GraphSignature, observed: GraphSignature) -> None:

@@ -98,9 +98,28 @@ class GraphSignature(_Strict):
 class OnnxInfo(_Strict):
     opset: int = Field(ge=7)
     ir_version: int = Field(ge=3)
-    generator: GraphSignature
+    generator: Optional[GraphSignature] = None  # None only for a style-based model (version 3)
+    mapping: Optional[GraphSignature] = None  # a style-based model's z [, c] -> w (version 3)
+    synthesis: Optional[GraphSignature] = None  # ... and its ws -> x (version 3)
     discriminator: Optional[GraphSignature] = None  # None: a generator-only model (version 2)
     ratio: Optional[GraphSignature] = None  # ratio.onnx, the D trained with G kept for DRS (version 2)
+
+
+class Style(_Strict):
+    """A style-based generator (StyleGAN2/3 and ours, version 3): mapping.onnx takes z [, c] to w
+    [batch, w_dim]; synthesis.onnx draws from ws [batch, num_ws, w_dim], one w per layer. w_avg,
+    the mean of the mapping's outputs (float32 [w_dim], an .npy file beside the graphs), is where
+    truncation pulls w: w' = w_avg + psi (w - w_avg)."""
+
+    w_dim: int = Field(ge=1, le=65536)
+    num_ws: int = Field(ge=1, le=1024)
+    w_avg: FileEntry
+
+    @model_validator(mode="after")
+    def _w_avg_name(self) -> Style:
+        if self.w_avg.name != "w_avg.npy":
+            raise ValueError("w_avg: must be named w_avg.npy")
+        return self
 
 
 class Condition(_Strict):

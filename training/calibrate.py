@@ -202,7 +202,7 @@ def calibrate_model(
     if target != folder and target.exists():
         raise CalibrationError(f"{target}: already exists (calibrate in place, or name a new folder)")
     net_cfg = TrainConfig.from_dict(card.training.config).network
-    g_sha = card.files["generator"].sha256
+    g_sha = card.generator_sha256
     sample = onnx_sampler(folder, card, threads=1)
 
     # A second calibration continues from the first one's D (a Platt fit folded into the last layer is

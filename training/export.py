@@ -91,12 +91,12 @@ def _check_target(name: str, out_dir: Path, force: bool) -> Path:
     return target
 
 
-def _inputs(first: str, value: np.ndarray, c: np.ndarray | None) -> dict[str, np.ndarray]:
+def graph_feeds(first: str, value: np.ndarray, c: np.ndarray | None) -> dict[str, np.ndarray]:
     """A graph's feed: z or x, and a conditional graph's int64 class input `c`."""
     return {first: value} if c is None else {first: value, "c": c}
 
 
-def _args(value: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+def graph_args(value: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     return (value,) if c is None else (value, c)
 
 
@@ -104,7 +104,7 @@ def export_discriminator(D: nn.Module, x: torch.Tensor, c: torch.Tensor | None =
     """D's graph, x -> logit, or x, c -> logit for a conditional D (c: int64 (batch,) classes), the
     batch axis dynamic; `x` (and `c`) are an example batch of >= 2. Shared with calibration, so a
     re-exported D has the signature export gave it."""
-    return export_graph(D, _args(x, c), ("x", "c") if c is not None else "x", "logit")
+    return export_graph(D, graph_args(x, c), ("x", "c") if c is not None else "x", "logit")
 
 
 def _check_parity(G: nn.Module, D: nn.Module, g_session, d_session, cfg: NetworkConfig, seed: int) -> dict:
@@ -116,11 +116,11 @@ def _check_parity(G: nn.Module, D: nn.Module, g_session, d_session, cfg: Network
         z = sample_latent(cfg.latent, batch, rng)  # (batch, z_dim)
         c = torch.randint(cfg.classes, (batch,), generator=rng) if cfg.conditional else None  # (batch,) int64
         with torch.no_grad():
-            x = G(*_args(z, c))  # (batch, *sample_shape)
-            logit = D(*_args(x, c))  # (batch, 1)
+            x = G(*graph_args(z, c))  # (batch, *sample_shape)
+            logit = D(*graph_args(x, c))  # (batch, 1)
         c_np = None if c is None else c.numpy()
-        x_ort = g_session.run(None, _inputs("z", z.numpy(), c_np))[0]
-        logit_ort = d_session.run(None, _inputs("x", x.numpy(), c_np))[0]
+        x_ort = g_session.run(None, graph_feeds("z", z.numpy(), c_np))[0]
+        logit_ort = d_session.run(None, graph_feeds("x", x.numpy(), c_np))[0]
         for role, ours, theirs, tol in (
             ("generator", x, x_ort, G_TOLERANCE),
             ("discriminator", logit, logit_ort, D_TOLERANCE),
@@ -138,7 +138,7 @@ def _check_parity(G: nn.Module, D: nn.Module, g_session, d_session, cfg: Network
     return worst
 
 
-def _sample_spec(cfg: NetworkConfig, x: np.ndarray) -> Sample:
+def sample_spec(cfg: NetworkConfig, x: np.ndarray) -> Sample:
     shape = list(cfg.sample_shape)
     kind = "image" if len(shape) == 3 and shape[0] in (1, 3) else "vector"
     value_range = cfg.value_range
@@ -166,13 +166,13 @@ def _sample_and_score(
     xs, logits = [], []
     for i in tqdm(range(0, len(z), REALNESS_CHUNK), desc="realness", unit="chunk", leave=False, disable=not progress):
         part = None if c is None else c[i : i + REALNESS_CHUNK]
-        x = g_session.run(None, _inputs("z", z[i : i + REALNESS_CHUNK], part))[0]  # (chunk, *sample_shape)
+        x = g_session.run(None, graph_feeds("z", z[i : i + REALNESS_CHUNK], part))[0]  # (chunk, *sample_shape)
         xs.append(x)
-        logits.append(d_session.run(None, _inputs("x", x, part))[0])  # (chunk, 1)
+        logits.append(d_session.run(None, graph_feeds("x", x, part))[0])  # (chunk, 1)
     return np.concatenate(xs), np.concatenate(logits)
 
 
-def _preview_order(n: int, classes: int, per_class: int) -> np.ndarray:
+def preview_order(n: int, classes: int, per_class: int) -> np.ndarray:
     """Indices into samples whose class is i % classes, giving `per_class` of class 0, then of class 1, ..."""
     return np.array([k + classes * j for k in range(classes) for j in range(per_class)])
 
@@ -187,9 +187,9 @@ def _build_folder(
     z = sample_latent(cfg.latent, 2, torch.Generator().manual_seed(seed))  # (2, z_dim)
     c = torch.tensor([0, 1]) if cfg.conditional else None  # (2,) int64: the class input of a conditional pair
     with torch.no_grad():
-        x = G(*_args(z, c))  # (2, *sample_shape)
+        x = G(*graph_args(z, c))  # (2, *sample_shape)
     inputs = ("z", "c") if c is not None else "z"
-    g_proto = export_graph(G, _args(z, c), inputs, "x")
+    g_proto = export_graph(G, graph_args(z, c), inputs, "x")
     steps.update()
     d_proto = export_discriminator(D, x, c)
     steps.update()
@@ -211,11 +211,11 @@ def _build_folder(
     x_all, logits = _sample_and_score(sessions["generator"], sessions["discriminator"], z_all, c_all, progress)
     if not (np.isfinite(x_all).all() and np.isfinite(logits).all()):
         raise OnnxExportError(f"{g_path.name}: G's samples or D's logits are not finite; the run diverged")
-    sample = _sample_spec(cfg, x_all)
+    sample = sample_spec(cfg, x_all)
     if sample.kind == "image" and cfg.conditional:  # one row per class
         per = PREVIEW_PER_CLASS
         save_image_grid(
-            x_all[_preview_order(len(x_all), cfg.classes, per)], folder / PREVIEW_FILE, sample.value_range, ncol=per
+            x_all[preview_order(len(x_all), cfg.classes, per)], folder / PREVIEW_FILE, sample.value_range, ncol=per
         )
     elif sample.kind == "image":
         save_image_grid(x_all[:PREVIEW_IMAGES], folder / PREVIEW_FILE, sample.value_range)
@@ -300,8 +300,11 @@ def export_model(
     staging = out_dir / f".{name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
+        build = _build_folder
+        if config.family == "style":
+            from training.style.export import build_style_folder as build
         with tqdm(total=5, desc=f"export {name}", unit="step", disable=not progress) as steps:
-            _build_folder(
+            build(
                 staging,
                 config,
                 G,

@@ -2,6 +2,7 @@
 
     python -m service pack --generator G.onnx [--discriminator D.onnx] --name NAME \
         --value-range -1,1 [--latent-shape 100,1,1] [--classes 10] [--out models]
+    python -m service pack --mapping M.onnx --synthesis S.onnx --w-avg w_avg.npy [--discriminator D.onnx] ...
 
 Needs only the serving install (onnxruntime; no torch, no onnx package). What the graphs say
 (input and output names, shapes, dtypes) is read from them; what they cannot say is declared, and
@@ -22,7 +23,17 @@ EXIT_USAGE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--generator", type=Path, required=True, metavar="G.onnx", help="the generator graph")
+    parser.add_argument("--generator", type=Path, metavar="G.onnx", help="the generator graph (z [, c] -> x)")
+    parser.add_argument(
+        "--mapping", type=Path, metavar="M.onnx", help="a style-based generator's mapping (z [, c] -> w [batch, w_dim])"
+    )
+    parser.add_argument(
+        "--synthesis",
+        type=Path,
+        metavar="S.onnx",
+        help="... its synthesis (ws [batch, num_ws, w_dim] -> x, noise fixed)",
+    )
+    parser.add_argument("--w-avg", type=Path, metavar="w_avg.npy", help="... and its mean w, float32 [w_dim]")
     parser.add_argument(
         "--discriminator",
         type=Path,
@@ -58,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if args.source_record is not None:
             source = Source.model_validate(json.loads(args.source_record.read_text(encoding="utf-8")))
         folder = pack(
-            Graphs(args.generator, args.discriminator),
+            Graphs(args.generator, args.discriminator, args.mapping, args.synthesis, args.w_avg),
             decl,
             args.out,
             force=args.force,

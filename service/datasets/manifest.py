@@ -37,9 +37,14 @@ class _Strict(BaseModel):
 class ModelRef(_Strict):
     name: str
     version: str
+    # What fixes the samples: generator.onnx's sha256; for a style-based model, the card's digest of
+    # its mapping, synthesis and w_avg (ModelCard.generator_sha256), whose own digests follow.
     generator_sha256: str
     discriminator_sha256: Optional[str] = None  # None: a generator-only model
     ratio_sha256: Optional[str] = None  # ratio.onnx, the D that drs rejects by, where the card keeps one apart
+    mapping_sha256: Optional[str] = None  # a style-based model's graphs and w_avg.npy
+    synthesis_sha256: Optional[str] = None
+    w_avg_sha256: Optional[str] = None
 
 
 class SampleInfo(_Strict):
@@ -114,9 +119,12 @@ def model_ref(card: ModelCard) -> ModelRef:
     return ModelRef(
         name=card.name,
         version=card.version,
-        generator_sha256=card.files["generator"].sha256,
+        generator_sha256=card.generator_sha256,
         discriminator_sha256=card.files["discriminator"].sha256 if card.has_discriminator else None,
         ratio_sha256=card.files["ratio"].sha256 if "ratio" in card.files else None,
+        mapping_sha256=card.files["mapping"].sha256 if card.is_style else None,
+        synthesis_sha256=card.files["synthesis"].sha256 if card.is_style else None,
+        w_avg_sha256=card.style.w_avg.sha256 if card.is_style else None,
     )
 
 

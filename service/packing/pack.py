@@ -23,6 +23,8 @@ from models.card import (
     CARD_FILE,
     GRAPH_FILES,
     NAME_PATTERN,
+    SCHEMA_VERSION,
+    STYLE_SCHEMA_VERSION,
     CardError,
     GraphSignature,
     ModelCard,
@@ -30,6 +32,7 @@ from models.card import (
     Realness,
     Source,
     SourceFile,
+    Style,
     file_entry,
     now_utc,
     sha256_of,
@@ -38,6 +41,7 @@ from models.card import (
 from service.core import encoding, latents
 from service.packing.declare import Declarations, PackError, reconcile
 from service.packing.onnx_header import HeaderError, read_versions
+from service.packing.style import W_AVG_FILE, style_of
 from service.runtime.engine import Engine, EngineError
 from service.runtime.model import LoadedModel, observed_signature
 
@@ -53,8 +57,37 @@ RANGE_MAX_OUTSIDE = 0.01  # fraction of values beyond the slack
 
 @dataclass(frozen=True)
 class Graphs:
-    generator: Path
+    """A single-graph generator, or a style-based one's mapping, synthesis and w_avg.npy; and an
+    optional discriminator."""
+
+    generator: Optional[Path] = None
     discriminator: Optional[Path] = None
+    mapping: Optional[Path] = None
+    synthesis: Optional[Path] = None
+    w_avg: Optional[Path] = None
+
+    @property
+    def is_style(self) -> bool:
+        return self.mapping is not None or self.synthesis is not None or self.w_avg is not None
+
+    def paths(self) -> dict[str, Path]:
+        """Graph role -> the file given, after checking that one kind of generator is given whole."""
+        if self.is_style:
+            if self.generator is not None:
+                raise PackError("--generator", "give a generator, or --mapping and --synthesis, not both")
+            for flag, value in (("--mapping", self.mapping), ("--synthesis", self.synthesis), ("--w-avg", self.w_avg)):
+                if value is None:
+                    raise PackError(flag, "required for a style-based model (--mapping, --synthesis and --w-avg)")
+            roles = {"mapping": self.mapping, "synthesis": self.synthesis}
+        else:
+            if self.generator is None:
+                raise PackError(
+                    "--generator", "required (or --mapping, --synthesis and --w-avg for a style-based model)"
+                )
+            roles = {"generator": self.generator}
+        if self.discriminator is not None:
+            roles["discriminator"] = self.discriminator
+        return roles
 
 
 def _read_signature(path: Path, flag: str) -> GraphSignature:
@@ -76,7 +109,7 @@ def _read_signature(path: Path, flag: str) -> GraphSignature:
 
 def _source(graphs: Graphs, decl: Declarations) -> Source:
     files = {}
-    for role in ("generator", "discriminator"):
+    for role in ("generator", "mapping", "synthesis", "w_avg", "discriminator"):
         path = getattr(graphs, role)
         if path is not None:
             files[role] = SourceFile(path=str(path.resolve()), sha256=sha256_of(path), bytes=path.stat().st_size)
@@ -150,7 +183,7 @@ def _verified(folder: Path) -> LoadedModel:
     try:
         engine = Engine.from_folder(folder, device="cpu")
     except EngineError as e:
-        raise PackError("--generator", str(e)) from None
+        raise PackError("--synthesis" if (folder / W_AVG_FILE).exists() else "--generator", str(e)) from None
     engine.executor.shutdown(wait=False)  # nothing here runs through its threads
     return engine.models[folder.name]
 
@@ -190,11 +223,16 @@ def pack(
     """Write `out_dir/<name>/` from the graphs and declarations; return it. PackError on refusal."""
     out_dir = Path(out_dir)
     target = check_target(decl.name, out_dir, force)
-    paths = {"generator": graphs.generator}
-    if graphs.discriminator is not None:
-        paths["discriminator"] = graphs.discriminator
+    paths = graphs.paths()
     signatures = {role: _read_signature(path, f"--{role}") for role, path in paths.items()}
-    shape = reconcile(decl, signatures["generator"], signatures.get("discriminator"))
+    style_info = None
+    if graphs.is_style:
+        style_info, w_avg = style_of(signatures["mapping"], signatures["synthesis"], graphs.w_avg)
+        # z [, c] -> x as one generator would take and give them: what reconcile checks.
+        composed = GraphSignature(inputs=signatures["mapping"].inputs, outputs=signatures["synthesis"].outputs)
+        shape = reconcile(decl, composed, signatures.get("discriminator"))
+    else:
+        shape = reconcile(decl, signatures["generator"], signatures.get("discriminator"))
     opset, ir_version = _versions(paths)
     source = source or _source(graphs, decl)
 
@@ -207,9 +245,15 @@ def pack(
             shutil.copyfile(path, folder / GRAPH_FILES[role])
         files = {role: file_entry(folder / GRAPH_FILES[role]) for role in paths}
         has_d = "discriminator" in paths
+        style = None
+        if style_info is not None:
+            np.save(folder / W_AVG_FILE, w_avg, allow_pickle=False)
+            style = Style(**style_info, w_avg=file_entry(folder / W_AVG_FILE))
 
         def card(realness: Optional[Realness]) -> ModelCard:
             return ModelCard(
+                schema_version=STYLE_SCHEMA_VERSION if style is not None else SCHEMA_VERSION,
+                style=style,
                 name=decl.name,
                 description=decl.description,
                 dataset=decl.dataset,
@@ -239,7 +283,8 @@ def pack(
         _verified(folder)  # the final folder, as the service will load it
         _move_into_place(folder, target)
     except CardError as e:
-        raise PackError("--generator", str(e).replace(str(folder), str(target))) from None
+        flag = "--synthesis" if graphs.is_style else "--generator"
+        raise PackError(flag, str(e).replace(str(folder), str(target))) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -18,6 +18,7 @@ from models.card import CARD_FILE, CardError, ModelCard, check_signature, load_m
 from service.runtime import backends
 from service.runtime.model import InferenceError, LoadedModel, observed_signature, probe_latents
 from service.runtime.providers import CPU, choose_providers
+from service.runtime.w_avg import read_w_avg
 
 log = logging.getLogger("ganserve.engine")
 
@@ -126,12 +127,12 @@ class Engine:
         card, paths = load_model_folder(folder)
         if self.providers is None:  # the first verified graph probes the device for all models
             self.providers, self.provider_note = choose_providers(
-                self.device, paths["generator"], self.intra_op_threads
+                self.device, paths[card.sampling_roles[-1]], self.intra_op_threads
             )
             log.info("execution providers %s (%s)", self.providers, self.provider_note)
         choice = self._choose_backend(card, paths)
         sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()}
-        provider = sessions["generator"].get_providers()[0]
+        provider = sessions[card.sampling_roles[-1]].get_providers()[0]
         model = LoadedModel(
             card=card,
             folder=folder,
@@ -142,6 +143,7 @@ class Engine:
             gather_s=self.gather_s,
             backend=choice.backend,
             backend_reason=choice.reason,
+            w_avg=read_w_avg(folder, card) if card.style is not None else None,
         )
         try:
             model.warm_up()
@@ -169,6 +171,8 @@ class Engine:
             return backends.choose(self.backend, {self.backend: None}, lambda n: {})
         if self.providers != [CPU]:  # a GPU: whatever was asked, the backends that run on it
             return backends.Choice(candidates[0], f"{candidates[0]}: the only backend for CUDA", {})
+        if card.style is not None:  # the probe times one graph; a style-based run is two
+            return backends.Choice(candidates[0], f"{candidates[0]}: the default, for a style-based model", {})
         if len(candidates) == 1:
             return backends.choose("auto", {candidates[0]: None}, lambda n: {})
         sessions = {b: self._open(b, card, "generator", paths["generator"]) for b in candidates}

@@ -98,6 +98,8 @@ class LoadedModel:
     gather_s: float = 0.0  # the event loop's batchers gather for this long under load (batching.py)
     backend: str = backends.DEFAULT  # the engine running the graphs (backends.py), and why
     backend_reason: str = ""
+    # A style-based model's w_avg (w_dim,) float32, checked against the card (engine.py); else None.
+    w_avg: np.ndarray | None = None
     # Whether a lone client's small request may run this model's graphs on the event loop
     # (handlers.sample_async): only a model whose one-sample runs took at most INLINE_MAX_RUN_S
     # at warm-up. A slow graph on the loop would stall every other request and the request
@@ -136,20 +138,35 @@ class LoadedModel:
     def conditional(self) -> bool:
         return self.card.condition is not None
 
+    @property
+    def is_style(self) -> bool:
+        return self.card.style is not None
+
+    def _per_sample(self, role: str) -> list[int]:
+        if role in ("generator", "mapping"):
+            return self.card.latent.graph_shape
+        if role == "synthesis":
+            return [self.card.style.num_ws, self.card.style.w_dim]
+        return self.card.sample.shape
+
     def _feeds(self, role: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's inputs for a batch of rows: z reshaped to the card's latent shape (DCGAN's
-        [dim, 1, 1]); for a conditional model, the class column split off as int64."""
+        [dim, 1, 1]), ws to [num_ws, w_dim]; for a conditional model's graphs that take the class
+        (all but synthesis), the class column split off as int64."""
         sig = self.card.expected_signature(role)
-        per_sample = self.card.latent.graph_shape if role == "generator" else self.card.sample.shape
         feeds = {}
-        if self.card.condition is not None:
+        if self.card.condition is not None and role != "synthesis":
             feeds[self.card.condition.input] = batch[:, -1].astype(np.int64)
             batch = batch[:, :-1]
-        feeds[sig.inputs[0].name] = np.ascontiguousarray(batch.reshape(len(batch), *per_sample))
+        feeds[sig.inputs[0].name] = np.ascontiguousarray(batch.reshape(len(batch), *self._per_sample(role)))
         return feeds
 
     def _run(self, role: str, batch: np.ndarray) -> np.ndarray:
-        """The first output of the role's graph for `batch`."""
+        """The first output of the role's graph for `batch`. "generator" of a style-based model is
+        its mapping, w broadcast to every layer, then its synthesis: one run, one batcher."""
+        if role == "generator" and self.is_style:
+            w = self._run("mapping", batch)  # (n, w_dim)
+            return self._run("synthesis", self.broadcast(w).reshape(len(w), -1))
         session = self.sessions.get(role)
         if session is None:
             raise NoDiscriminator(self.name)
@@ -216,6 +233,21 @@ class LoadedModel:
         self._need_discriminator()
         return (await self.discriminator_async(_with_classes(x, self._classes(len(x), c)))).reshape(len(x))
 
+    # ---- w space (style-based models): run in the caller's thread, outside the batchers ----
+
+    def broadcast(self, w: np.ndarray) -> np.ndarray:
+        """(n, w_dim) -> (n, num_ws, w_dim): the same w for every layer."""
+        return np.broadcast_to(w[:, None], (len(w), self.card.style.num_ws, w.shape[1]))
+
+    def map_w(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """(n, z_dim) [, (n,) classes] -> w (n, w_dim) through mapping.onnx."""
+        return self._run("mapping", _with_classes(z, self._classes(len(z), c)))
+
+    def synthesize(self, ws: np.ndarray) -> np.ndarray:
+        """ws (n, num_ws, w_dim) -> (n, *sample_shape) through synthesis.onnx."""
+        out = self._run("synthesis", _graph_input(ws).reshape(len(ws), -1))
+        return out.reshape(len(ws), *self.card.sample.shape)
+
     def _need_discriminator(self) -> None:
         if not self.has_discriminator:
             raise NoDiscriminator(self.name)
@@ -229,10 +261,10 @@ class LoadedModel:
         want = (2, *self.card.sample.shape)
         if x.shape != want:
             raise CardError(
-                self.folder / "generator.onnx",
+                self.folder / self.card.files[self.card.sampling_roles[-1]].name,
                 f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}",
             )
-        for role in self.card.roles[1:]:  # the discriminator and its ratio, where the card has them
+        for role in self.card.roles[len(self.card.sampling_roles) :]:  # the discriminator and its ratio, where given
             logit = self._run(role, _with_classes(x, c))
             if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
                 raise CardError(

@@ -62,7 +62,7 @@ def onnx_sampler(folder: Path, card: ModelCard, threads: int = 0) -> callable:
     small graphs called often on busy cores, where a pool of spinning threads fights the others."""
     from training.onnx_io import cpu_session
 
-    session = cpu_session(Path(folder) / card.files["generator"].name, threads)
+    sessions = [cpu_session(Path(folder) / card.files[role].name, threads) for role in card.sampling_roles]
     lat = card.latent
     classes = card.condition.classes if card.condition else 0
 
@@ -76,10 +76,16 @@ def onnx_sampler(folder: Path, card: ModelCard, threads: int = 0) -> callable:
         z = z.astype(np.float32)
         parts = []
         for i in range(0, n, BATCH):
-            feed = {"z": z[i : i + BATCH]}
-            if c is not None:
-                feed[card.condition.input] = c[i : i + BATCH]
-            parts.append(session.run(None, feed)[0])
+            ci = None if c is None else c[i : i + BATCH]
+            if card.is_style:  # mapping, w on every layer, synthesis: as the service composes them
+                from training.style.compose import run_style
+
+                parts.append(run_style(*sessions, z[i : i + BATCH], ci, card.style.num_ws))
+                continue
+            feed = {card.onnx.generator.inputs[0].name: z[i : i + BATCH].reshape(-1, *lat.graph_shape)}
+            if ci is not None:
+                feed[card.condition.input] = ci
+            parts.append(sessions[0].run(None, feed)[0])
         return np.concatenate(parts)  # (n, *shape)
 
     sample.classes = classes
