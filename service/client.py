@@ -61,6 +61,7 @@ class Samples:
     drawn: Optional[int] = None  # with a filter: latents drawn, and ...
     accepted: Optional[int] = None  # ... samples kept
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    w: Optional[np.ndarray] = None  # a style-based model's ws (k, num_ws, w_dim), with return_w
 
 
 @dataclass(frozen=True)
@@ -154,10 +155,18 @@ class Client:
         drs: bool = False,
         drs_gamma: Optional[float] = None,
         version: Optional[str] = None,
+        truncation_psi: Optional[float] = None,
+        truncation_cutoff: Optional[int] = None,
+        mix: Optional[tuple[int, int]] = None,
+        w: Optional[Any] = None,
+        return_w: bool = False,
         **fields: Any,
     ) -> Samples:
         """POST /sample as .npy. `version` pins the model's version (409 when it is no longer
-        served); `fields`: any further field of the request body, sent as given."""
+        served); `fields`: any further field of the request body, sent as given. A style-based
+        model's w space (docs/API.md): `truncation_psi` (and `truncation_cutoff`), `mix` as
+        (seed, from_layer), `w` in place of a seed, and `return_w` (then the answer comes as JSON
+        and `Samples.w` holds the ws)."""
         if latents is not None:
             latents = np.asarray(latents, dtype=np.float64).tolist()
         body = {
@@ -170,10 +179,34 @@ class Client:
             "drs": drs or None,
             "drs_gamma": drs_gamma if drs else None,
             "version": version,
+            "truncation_psi": truncation_psi,
+            "truncation_cutoff": truncation_cutoff,
+            "mix": {"seed": mix[0], "from_layer": mix[1]} if mix is not None else None,
+            "w": np.asarray(w, dtype=np.float64).tolist() if w is not None else None,
             **fields,
             "format": "npy",
         }
+        if return_w:
+            body |= {"format": "json", "return_w": True}
+            return self._json_samples(self.request("POST", "/sample", json=_present(body)))
         return self._samples(self.request("POST", "/sample", json=_present(body)))
+
+    def _json_samples(self, response: httpx.Response) -> Samples:
+        """A JSON answer (return_w) as Samples, the ws beside the samples."""
+        try:
+            got = response.json()
+            x = np.asarray(got["samples"], np.float32).reshape(got["shape"])
+        except (ValueError, KeyError) as e:
+            raise ClientError(f"{response.url}: the answer is not a JSON sample answer ({e})") from None
+        return Samples(
+            samples=x,
+            model=got.get("model", ""),
+            version=got.get("version", ""),
+            seed=got.get("seed"),
+            labels=[str(v) for v in got["labels"]] if "labels" in got else None,
+            w=np.asarray(got["w"], np.float32) if "w" in got else None,
+            headers=dict(response.headers),
+        )
 
     def interpolate(
         self,
@@ -181,13 +214,16 @@ class Client:
         seeds: Optional[Sequence[int]] = None,
         latents: Optional[Any] = None,
         steps: int = 8,
-        method: str = "slerp",
+        method: Optional[str] = None,
         model: Optional[str] = None,
         truncation: Optional[float] = None,
         version: Optional[str] = None,
+        truncation_psi: Optional[float] = None,
         **fields: Any,
     ) -> Samples:
-        """POST /interpolate as .npy: `steps` samples between two seeds or two latents."""
+        """POST /interpolate as .npy: `steps` samples between two seeds or two latents. `method`:
+        the server's default when None (slerp in z; a style-based model lerps in w, with
+        `truncation_psi`)."""
         body = {
             "model": model,
             "seeds": list(seeds) if seeds is not None else None,
@@ -195,6 +231,7 @@ class Client:
             "steps": steps,
             "method": method,
             "truncation": truncation,
+            "truncation_psi": truncation_psi,
             "version": version,
             **fields,
             "format": "npy",

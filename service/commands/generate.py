@@ -112,6 +112,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "proportions like 3:1,7:3 or 0,1,2 (equal) by index or name",
     )
     parser.add_argument("--truncation", type=float, help="redraw latent coordinates with |z| beyond this")
+    parser.add_argument(
+        "--truncation-psi",
+        type=float,
+        help="a style-based model: truncation in w, w_avg + psi (w - w_avg), as /sample's truncation_psi",
+    )
     parser.add_argument("--min-realness", type=float, help="keep only samples with realness >= this (0..1)")
     parser.add_argument("--drs", action="store_true", help="discriminator rejection sampling (Azadi et al. 2019)")
     parser.add_argument(
@@ -180,6 +185,7 @@ def _spec(
             shard_size=args.shard_size,
             block_size=args.block_size,
             truncation=args.truncation,
+            truncation_psi=args.truncation_psi,
             filter={
                 "min_realness": args.min_realness,
                 "drs": args.drs,
@@ -314,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
         spec = _spec(
             args,
             card.name,
-            card.files["generator"].sha256,
+            card.generator_sha256,
             source.max_draws_factor if _filtered(args) else 1,
             class_spec(args.classes, card.condition),
             card_drs_gamma(card),
@@ -325,6 +331,10 @@ def run(args: argparse.Namespace) -> int:
                 f"--realness/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "
                 "to filter or label by"
             )
+        if spec.truncation_psi is not None and not card.is_style:
+            raise UsageError(f"--truncation-psi: model {card.name!r} is a single-graph generator (use --truncation)")
+        if spec.truncation is not None and card.is_style:
+            raise UsageError(f"--truncation: model {card.name!r} is style-based: truncate in w with --truncation-psi")
         if (spec.dtype == "uint8" or spec.format == "png" or spec.encoding == "png") and card.sample.kind != "image":
             raise UsageError(f"--format/--dtype: {card.name} makes {card.sample.kind}s; only images go to uint8 or png")
         shards = _selection(args, spec)

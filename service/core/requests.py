@@ -16,7 +16,7 @@ from typing import Optional, TypeVar
 import anyio.to_thread
 import numpy as np
 
-from service.core import encoding, formats, labels, latents, sampling, streaming, versions
+from service.core import encoding, formats, labels, latents, sampling, streaming, style, versions
 from service.core.problems import RequestError
 from service.core.schemas import DEFAULT_N, InterpolateRequest, SampleRequest
 from service.runtime import admission
@@ -63,6 +63,8 @@ class Answer:
     # and `n` its number of samples in all.
     more_blocks: Optional[AsyncIterator[np.ndarray]] = None
     n: Optional[int] = None
+    # A style-based model's ws (k, num_ws, w_dim) that drew the samples, where return_w asked for them.
+    w: Optional[np.ndarray] = None
 
     @property
     def count(self) -> int:
@@ -78,10 +80,18 @@ def charge(card, n: int, fmt: str, draws: int = 1) -> int:
     )
 
 
+def requested_n(req: SampleRequest) -> int:
+    """How many samples a /sample request asks for: one per latent or w row, else n."""
+    for given in (req.latents, req.w):
+        if given is not None:
+            return len(given)
+    return req.n or DEFAULT_N
+
+
 def sample_charge(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> int:
     """Admission's charge of a /sample request: a filtered one (min_realness, drs) may draw up to
     n x max_draws_factor candidates, and holds its rejection rounds' blocks as it goes."""
-    n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
+    n = requested_n(req)
     filtered = req.min_realness is not None or req.drs
     return charge(model.card, n, req.format, max_draws_factor if filtered else 1)
 
@@ -147,6 +157,7 @@ def checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.F
     and its filter resolved against the card."""
     model = versions.pinned(engine, req.model, req.version)
     _check_format(model, req.format, req.nrow, req.scores, req.dtype)
+    style.check(model, req, formats.SCORE_FORMAT)
     _truncation(model, req.truncation)
     if req.latents is not None:
         if req.seed is not None:
@@ -155,7 +166,9 @@ def checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.F
             raise RequestError("truncation", "applies to drawn latents only, not to explicit ones")
     keep = sampling.Filter(req.min_realness, req.drs, req.drs_gamma)
     _check_realness(model, req.scores, keep)
-    _check_size(model, len(req.latents) if req.latents is not None else (req.n or DEFAULT_N))
+    if req.w is not None and req.n is not None and req.n != len(req.w):
+        raise RequestError("n", f"must equal the number of w rows ({len(req.w)}) or be left out")
+    _check_size(model, requested_n(req))
     return model, keep.resolved(model)
 
 
@@ -207,6 +220,8 @@ def _classes(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int]
 def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Answer:
     """POST /sample in a worker thread (any request)."""
     model, keep = checked(engine, req)
+    if style.asked(req) is not None:
+        return _sample_w(model, req, keep)
     if req.latents is not None:
         z = _given_latents(model, req)
         batch = sampling.generate(
@@ -223,6 +238,19 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Answer:
     return answer_of(model, req, batch, seed, keep, len(req.latents) if req.latents is not None else n)
 
 
+def _sample_w(model: LoadedModel, req: SampleRequest, keep: sampling.Filter) -> Answer:
+    """A style-based model's request in w space (core/style.py): never filtered (style.check)."""
+    z = _given_latents(model, req) if req.latents is not None else None
+    seed = _seed(req) if req.latents is None and req.w is None else None
+    n = requested_n(req)
+    x, ws, c, meta = style.draw(model, req, n, seed, z)
+    logits = model.logits(x, c) if req.scores else None
+    answer = answer_of(model, req, sampling.Batch(x, logits, len(x), c), seed, keep, n)
+    answer.meta.update(meta)
+    answer.w = ws if req.return_w else None
+    return answer
+
+
 async def sample_async(
     engine: Engine, req: SampleRequest, max_draws_factor: int, render: Callable[[Answer, bool], R], alone: bool = False
 ) -> R:
@@ -234,7 +262,9 @@ async def sample_async(
     request of up to INLINE_MAX_N samples runs its graphs right here too, without the batcher's
     thread hand-offs."""
     model, keep = checked(engine, req)
-    n = len(req.latents) if req.latents is not None else (req.n or DEFAULT_N)
+    if style.asked(req) is not None:  # two graph runs with numpy between: a worker thread's work
+        return await anyio.to_thread.run_sync(lambda: render(sample(engine, req, max_draws_factor), True))
+    n = requested_n(req)
     values = n * (model.card.latent.dim + math.prod(model.card.sample.shape))
     slow_draw = (
         req.truncation is not None
@@ -284,6 +314,7 @@ def interpolate(engine: Engine, req: InterpolateRequest) -> Answer:
     _check_realness(model, req.scores)
     _check_size(model, req.steps, "steps")
     _truncation(model, req.truncation)
+    style.check_walk(model, req)
     if req.seeds is not None and req.latents is not None:
         raise RequestError("seeds", "give two seeds or two latents, not both")
     if req.latents is not None:
@@ -294,9 +325,16 @@ def interpolate(engine: Engine, req: InterpolateRequest) -> Answer:
     else:
         seeds = req.seeds or (latents.random_seed(), latents.random_seed())
         a, b = (sampling.one_latent(model, s, req.truncation) for s in seeds)
-    z = sampling.path(a, b, req.steps, req.method)  # (steps, z_dim)
-    batch = sampling.generate(model, z, with_logits=req.scores, c=_walk_classes(model, req, seeds))
-    meta = {"seeds": list(seeds) if seeds else None, "method": req.method}
+    c = _walk_classes(model, req, seeds)
+    meta = {"seeds": list(seeds) if seeds else None}
+    if model.is_style:  # the walk is in w, where style-based models are smooth
+        x, walk_meta = style.walk(model, a, b, req, c)
+        logits = model.logits(x, c) if req.scores else None
+        return Answer(model, x, logits, req.format, req.nrow, meta | walk_meta, c)
+    method = req.method or "slerp"
+    z = sampling.path(a, b, req.steps, method)  # (steps, z_dim)
+    batch = sampling.generate(model, z, with_logits=req.scores, c=c)
+    meta["method"] = method
     return Answer(model, batch.samples, batch.logits, req.format, req.nrow, meta, batch.labels)
 
 

@@ -69,6 +69,42 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# ---- w space: style-based models only (core/style.py) ----
+Psi = Optional[
+    Annotated[
+        float,
+        Ge(-1),
+        Le(2),
+        AllowInfNan(False),
+        Field(description="style-based models: truncation in w, w' = w_avg + psi (w - w_avg); 1 = none, 0 = w_avg"),
+    ]
+]
+Cutoff = Optional[
+    Annotated[
+        int, Ge(1), Le(1024), Field(description="truncation_psi applies to the first this many layers (default: all)")
+    ]
+]
+
+
+class Mix(_Request):
+    """Style mixing: the layers from `from_layer` on take the styles of the seed `seed`'s samples."""
+
+    seed: Seed
+    from_layer: Annotated[int, Ge(0), Le(1023)]
+
+
+WRows = Optional[
+    Annotated[
+        list[Any],
+        Field(
+            min_length=1,
+            max_length=MAX_N,
+            description="style-based models: w in place of latents, n rows of w_dim, or of num_ws x w_dim (one w per layer)",
+        ),
+    ]
+]
+
+
 class SampleRequest(_Request):
     model: ModelName = None
     version: Version = None
@@ -94,6 +130,11 @@ class SampleRequest(_Request):
         description="DRS acceptance shift, higher is stricter; default: the model card's realness.drs_gamma (else 0)",
     )
     labels: Labels = Field(None, description=LABELS_HELP)
+    truncation_psi: Psi = None
+    truncation_cutoff: Cutoff = None
+    mix: Optional[Mix] = Field(None, description="style-based models: the styles of a second seed from a layer on")
+    return_w: bool = Field(False, description="style-based models, json: add the ws (n, num_ws, w_dim) of each sample")
+    w: WRows = None
 
 
 class InterpolateRequest(_Request):
@@ -108,8 +149,11 @@ class InterpolateRequest(_Request):
         None, description="the two ends as latents, each z_dim long"
     )
     steps: Annotated[int, Ge(2), Le(MAX_N)] = 8
-    method: Literal["slerp", "lerp"] = "slerp"
+    method: Optional[Literal["slerp", "lerp"]] = Field(
+        None, description="slerp in z (the default), or lerp; a style-based model walks in w (default lerp)"
+    )
     truncation: Truncation = None
+    truncation_psi: Psi = None
     format: Format = "json"
     nrow: Nrow = None
     scores: bool = False

@@ -96,6 +96,8 @@ class DatasetSpec(BaseModel):
     shard_size: int = Field(ge=1, le=MAX_SHARD_SIZE)
     block_size: int = Field(ge=1, le=MAX_BLOCK_SIZE)
     truncation: Optional[float] = Field(None, gt=0, le=100)
+    # A style-based model's truncation in w (each block is /sample with this truncation_psi).
+    truncation_psi: Optional[float] = Field(None, ge=-1, le=2)
     filter: FilterSpec = FilterSpec()
     # With a filter, a block stops after n x this many draws (GANSERVE_MAX_DRAWS_FACTOR of the
     # server or local settings that made it): it decides how many rows a block keeps, so it is
@@ -124,6 +126,8 @@ class DatasetSpec(BaseModel):
                 f"{self.samples} samples in shards of {self.shard_size} make {self.num_shards} "
                 f"shards, more than {MAX_SHARDS}: use larger shards"
             )
+        if self.truncation_psi is not None and (self.filter.active or self.truncation is not None):
+            raise ValueError("truncation_psi: not with truncation (in z) or a filter, as /sample refuses them")
         if self.max_draws_factor is not None and not self.filter.active:
             raise ValueError("max_draws_factor applies to filtered datasets only (min_realness or drs)")
         if self.format == "png" and self.dtype != "uint8":

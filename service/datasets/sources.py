@@ -98,10 +98,29 @@ class LocalSource:
             else None
         )
         c = None if plan is None else plan.classes
+        if spec.truncation_psi is not None:  # a style-based model's block in w (core/style.py)
+            return self._w_block(seed, n, spec, c)
         got = sampling.from_seed(
             self.model, n, seed, spec.truncation, spec.realness, keep, n * self.max_draws_factor, c
         )
         return Block(got.samples, got.logits if spec.realness else None, got.drawn, got.labels)
+
+    def _w_block(self, seed: int, n: int, spec: DatasetSpec, c: Optional[np.ndarray]) -> Block:
+        """The /sample request with truncation_psi, as the endpoint computes it (style.draw)."""
+        from service.core import style
+        from service.core.schemas import SampleRequest
+
+        # Built unvalidated: a block may hold more rows than a request's max n; the spec was checked.
+        req = SampleRequest.model_construct(
+            model=self.card.name,
+            n=n,
+            seed=seed,
+            truncation_psi=spec.truncation_psi,
+            labels=None if c is None else [int(v) for v in c],
+        )
+        x, _, labels_, _ = style.draw(self.model, req, n, seed, None)
+        logits = self.model.logits(x, labels_) if spec.realness else None
+        return Block(x, logits, n, labels_)
 
     def close(self) -> None:
         pass  # nothing to release: the sessions go with their engine (the server's task shares its own)
@@ -221,6 +240,7 @@ class HttpSource:
                 model=self.card.name,
                 seed=seed,
                 truncation=spec.truncation,
+                truncation_psi=spec.truncation_psi,
                 min_realness=f.min_realness,
                 drs=f.drs,
                 drs_gamma=f.drs_gamma,

@@ -74,6 +74,9 @@ class DatasetRequest(BaseModel):
         ),
     )
     truncation: Optional[Annotated[float, Field(gt=0, le=100)]] = None
+    truncation_psi: Optional[Annotated[float, Field(ge=-1, le=2)]] = Field(
+        None, description="a style-based model: truncation in w, as /sample's truncation_psi"
+    )
     min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = None
     drs: bool = False
     drs_gamma: Optional[Annotated[float, Ge(-50), Le(50)]] = Field(
@@ -114,12 +117,13 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
     try:
         spec = DatasetSpec(
             model=model.name,
-            model_version=model.card.files["generator"].sha256,
+            model_version=model.card.generator_sha256,
             base_seed=req.seed,
             samples=req.samples,
             shard_size=req.shard_size,
             block_size=req.block_size,
             truncation=req.truncation,
+            truncation_psi=req.truncation_psi,
             filter={
                 "min_realness": req.min_realness,
                 "drs": req.drs,
@@ -144,6 +148,10 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
             "realness" if spec.realness and not spec.filter.active else ("drs" if spec.filter.drs else "min_realness")
         )
         raise RequestError(field, f"model {model.name!r} has no discriminator, so no realness to filter or label by")
+    if spec.truncation_psi is not None and not model.is_style:
+        raise RequestError("truncation_psi", f"model {model.name!r} is a single-graph generator (use truncation)")
+    if spec.truncation is not None and model.is_style:
+        raise RequestError("truncation", f"model {model.name!r} is style-based: truncate in w with truncation_psi")
     if spec.dtype == "uint8" and model.card.sample.kind != "image":
         raise RequestError("format", f"{model.name} makes {model.card.sample.kind}s; only images go to uint8 or png")
     folder = settings.output_dir / req.name

@@ -40,6 +40,8 @@ def _json(answer: Answer, x: np.ndarray, meta: dict, stream: bool) -> Body:
     if answer.logits is not None:
         body["realness"] = sampling.realness(answer.logits)
         body["logit"] = answer.logits.astype(np.float32)
+    if answer.w is not None:
+        body["w"] = np.ascontiguousarray(answer.w, dtype=np.float32)
     if stream and x.size > STREAM_MIN_VALUES:
         return encoding.json_chunks(body, "samples")
     return encoding.json_bytes(body)

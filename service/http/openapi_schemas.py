@@ -104,6 +104,16 @@ MODELS_RESPONSE = {
                         "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
                         "description": "a conditional model's class names, by index (null: unconditional)",
                     },
+                    "style": {
+                        "anyOf": [
+                            {
+                                "type": "object",
+                                "properties": {"w_dim": {"type": "integer"}, "num_ws": {"type": "integer"}},
+                            },
+                            {"type": "null"},
+                        ],
+                        "description": "a style-based model's w space (truncation_psi, mix, w); null: a single graph",
+                    },
                     "card": {"$ref": REF.format(model="ModelCard")},
                     "reason": {"type": "string", "description": "why the model is unavailable"},
                     "refused": {
@@ -140,6 +150,21 @@ ANSWERED = {
     "logit": {"type": "array", "items": {"type": "number"}, "description": "with `scores`: D's logit per sample"},
     "labels": LABELS,
 }
+# A style-based model's w-space answer fields (core/style.py).
+W_SPACE = {
+    "truncation_psi": {"type": "number", "description": "style-based models: the psi applied in w"},
+    "truncation_cutoff": {"type": "integer", "description": "style-based models: the layers psi applied to"},
+}
+SAMPLE_W_SPACE = {
+    **W_SPACE,
+    "mix_seed": {**SEED, "description": "style-based models: the seed whose styles were mixed in"},
+    "mix_from_layer": {"type": "integer", "description": "style-based models: the first layer of the mixed styles"},
+    "w": {
+        "type": "array",
+        "items": {},
+        "description": "with return_w (style-based models): the ws that drew each sample, (n, num_ws, w_dim)",
+    },
+}
 SAMPLE_RESPONSE = {
     "type": "object",
     "title": "SampleResponse",
@@ -160,6 +185,7 @@ SAMPLE_RESPONSE = {
             "type": "number",
             "description": "with drs: the gamma used (the request's, else the model card's realness.drs_gamma, else 0)",
         },
+        **SAMPLE_W_SPACE,
     },
 }
 INTERPOLATE_RESPONSE = {
@@ -174,6 +200,8 @@ INTERPOLATE_RESPONSE = {
             "description": "the two seeds (null with explicit latents)",
         },
         "method": {"type": "string", "enum": ["slerp", "lerp"]},
+        "space": {"type": "string", "enum": ["w"], "description": "style-based models: the walk is in w"},
+        **W_SPACE,
     },
 }
 STRING_HEADER = {"schema": {"type": "string"}}
@@ -202,9 +230,18 @@ SAMPLE_HEADERS = {
         "description": "with a filter: true when the draw bound ran out before n passed",
     },
     "X-Drs-Gamma": {"schema": {"type": "string"}, "description": "with drs: the gamma used"},
+    "X-Truncation-Psi": {"schema": {"type": "string"}, "description": "style-based models: the psi applied"},
+    "X-Truncation-Cutoff": {
+        "schema": {"type": "string"},
+        "description": "style-based models: the layers it applied to",
+    },
+    "X-Mix-Seed": {"schema": {"type": "string"}, "description": "style-based models: the seed mixed in"},
+    "X-Mix-From-Layer": {"schema": {"type": "string"}, "description": "style-based models: its first layer"},
 }
 INTERPOLATE_HEADERS = {
     **COMMON_HEADERS,
     "X-Seeds": {"schema": {"type": "string"}, "description": "comma-separated"},
     "X-Method": STRING_HEADER,
+    "X-Space": {"schema": {"type": "string"}, "description": "style-based models: w"},
+    "X-Truncation-Psi": {"schema": {"type": "string"}, "description": "style-based models: the psi applied"},
 }

@@ -1,7 +1,8 @@
 """Fixtures for the service's tests: a models dir, the in-process app, and its test client.
 
-The models dir holds the really trained `tiny-digits` and `tiny-ring` (tests/conftest.py) plus two
-folders made with onnx.helper (model_factory.py) for the faults the service must survive:
+The models dir holds the really trained `tiny-digits` and `tiny-ring` (tests/conftest.py), the
+style-based `tiny-style` packed from a network written in the tests (tests/style_factory.py), plus
+two folders made with onnx.helper (model_factory.py) for the faults the service must survive:
 `faulty` (its generator fails inside onnxruntime for odd batch sizes) and `broken` (its generator
 file no longer matches the card's sha256).
 
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.service.model_factory import corrupt, make_model
-from tests.service.support import COND, MAX_N, THIRD_PARTY_WARNINGS, TOKEN, real_server_env, service_env
+from tests.service.support import COND, MAX_N, STYLE, THIRD_PARTY_WARNINGS, TOKEN, real_server_env, service_env
+from tests.style_factory import pack_into
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,6 +39,7 @@ def service_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathF
     make_model(models, "faulty", z_dim=3, fail_on_odd_batch=True)
     corrupt(make_model(models, "broken"))
     make_model(models, COND, classes=3)  # a conditional pair p(x | c): classes class0, class1, class2
+    pack_into(models, STYLE, tmp_path_factory.mktemp("foreign-style"))  # mapping + synthesis, conditional
     return models
 
 

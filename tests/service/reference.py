@@ -33,6 +33,10 @@ class Expected:
     samples: np.ndarray  # (n, *shape) float32
     logits: Optional[np.ndarray]  # (n,) float32, D's logit of each sample
     labels: Optional[np.ndarray]  # (n,) int64 for a conditional model
+    w: Optional[np.ndarray] = None  # (n, num_ws, w_dim): a style-based model's ws, with return_w
+
+
+W_SPACE_FIELDS = ("truncation_psi", "truncation_cutoff", "mix", "return_w", "w")
 
 
 class Reference:
@@ -42,9 +46,11 @@ class Reference:
         self.card = ModelCard.model_validate_json((folder / CARD_FILE).read_text())
         self.sessions = {
             role: ort.InferenceSession(str(folder / f"{role}.onnx"), providers=["CPUExecutionProvider"])
-            for role in ("generator", "discriminator")
+            for role in ("generator", "mapping", "synthesis", "discriminator")
             if (folder / f"{role}.onnx").is_file()
         }
+        self.style = self.card.style
+        self.w_avg = np.load(folder / "w_avg.npy", allow_pickle=False) if self.style else None
 
     # --- the request's parts, from their definitions ---
 
@@ -64,11 +70,62 @@ class Reference:
         return np.full(n, cond.index(labels), np.int64)
 
     def generate(self, z: np.ndarray, c: Optional[np.ndarray]) -> np.ndarray:
+        if self.style is not None:  # docs/API.md: w = mapping(z [, c]) on every layer, then synthesis
+            return self.synthesize(self.broadcast(self.map(z, c)))
         session = self.sessions["generator"]
         feeds = {self.card.onnx.generator.inputs[0].name: z.reshape(len(z), *self.card.latent.graph_shape)}
         if c is not None:
             feeds[self.card.condition.input] = c
         return session.run(None, feeds)[0]
+
+    # --- w space (style-based models) ---
+
+    def map(self, z: np.ndarray, c: Optional[np.ndarray]) -> np.ndarray:
+        feeds = {self.card.onnx.mapping.inputs[0].name: z}
+        if c is not None:
+            feeds[self.card.condition.input] = c
+        return self.sessions["mapping"].run(None, feeds)[0]
+
+    def broadcast(self, w: np.ndarray) -> np.ndarray:
+        return np.repeat(w[:, None], self.style.num_ws, axis=1)
+
+    def synthesize(self, ws: np.ndarray) -> np.ndarray:
+        return self.sessions["synthesis"].run(None, {self.card.onnx.synthesis.inputs[0].name: ws})[0]
+
+    def seed_ws(self, seed: int, n: int, labels) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        c = self.classes(labels, n, seed)
+        return self.broadcast(self.map(self.latents(seed, n), c)), c
+
+    def truncate(self, ws: np.ndarray, psi: Optional[float], cutoff: Optional[int]) -> np.ndarray:
+        """docs/API.md: w' = w_avg + psi (w - w_avg) on the first `cutoff` layers (all by default), float32."""
+        if psi is None:
+            return ws
+        k = cutoff or self.style.num_ws
+        ws = ws.copy()
+        ws[:, :k] = self.w_avg[None, None] + psi * (ws[:, :k] - self.w_avg[None, None])
+        return ws
+
+    def sample_w(self, body: dict) -> Expected:
+        """A /sample request with w-space fields: ws from w, the latents or the seed; the mix seed's
+        ws from `from_layer` on; then truncation; then synthesis."""
+        labels = body.get("labels")
+        if body.get("w") is not None:
+            ws = np.asarray(body["w"], np.float32)
+            ws = self.broadcast(ws) if ws.ndim == 2 else ws
+            c = self.classes(labels, len(ws), None) if labels is not None else None
+        elif body.get("latents") is not None:
+            z = np.asarray(body["latents"], np.float32)
+            c = self.classes(labels, len(z), None)
+            ws = self.broadcast(self.map(z, c))
+        else:
+            ws, c = self.seed_ws(body["seed"], body.get("n") or DEFAULT_N, labels)
+        if body.get("mix") is not None:
+            k = body["mix"]["from_layer"]
+            ws[:, k:] = self.seed_ws(body["mix"]["seed"], len(ws), labels)[0][:, k:]
+        ws = self.truncate(ws, body.get("truncation_psi"), body.get("truncation_cutoff"))
+        x = self.synthesize(ws)
+        logits = self.logits(x, c) if body.get("scores") else None
+        return Expected(x, logits, c, ws if body.get("return_w") else None)
 
     def logits(self, x: np.ndarray, c: Optional[np.ndarray]) -> np.ndarray:
         feeds = {self.card.onnx.discriminator.inputs[0].name: x}
@@ -83,6 +140,8 @@ class Reference:
         latents under `min_realness` keep those that pass, in order, and draw none in their place
         (docs/API.md); `min_realness` 0 with a seed and no truncation keeps the seed's first n. DRS and other
         thresholds on a seed draw by D's answers, which the service's own tests check."""
+        if any(body.get(f) is not None and body.get(f) is not False for f in W_SPACE_FIELDS):  # psi 0.0 counts
+            return self.sample_w(body)
         threshold = body.get("min_realness")
         if body.get("latents") is not None:
             z = np.asarray(body["latents"], np.float32)
@@ -103,9 +162,14 @@ class Reference:
         seeds_ = body["seeds"]
         a, b = (self.latents(s, 1, body.get("truncation"))[0] for s in seeds_)
         t = np.linspace(0.0, 1.0, body.get("steps", 8))
-        z = slerp(a, b, t) if body.get("method", "slerp") == "slerp" else lerp(a, b, t)
         c = self.classes(body.get("labels"), 1, seeds_[0])
-        c = None if c is None else np.full(len(z), c[0], np.int64)
+        c = None if c is None else np.full(len(t), c[0], np.int64)
+        if self.style is not None:  # docs/API.md: a style-based model walks in w, lerp by default
+            w_a, w_b = self.map(np.stack([a, b]), None if c is None else c[:2])
+            w = slerp(w_a, w_b, t) if body.get("method") == "slerp" else lerp(w_a, w_b, t)
+            x = self.synthesize(self.truncate(self.broadcast(w), body.get("truncation_psi"), None))
+            return Expected(x, self.logits(x, c) if body.get("scores") else None, c)
+        z = slerp(a, b, t) if body.get("method", "slerp") == "slerp" else lerp(a, b, t)
         x = self.generate(z, c)
         return Expected(x, self.logits(x, c) if body.get("scores") else None, c)
 

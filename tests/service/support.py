@@ -19,6 +19,7 @@ MAX_N = 256  # small limits keep the limit tests cheap
 MAX_BODY = 1 << 20
 DEFAULT = "tiny-digits"
 COND = "tiny-cond"
+STYLE = "tiny-style"  # a style-based network written in the tests (tests/style_factory.py), packed
 
 
 def service_env(models_dir: Path, root: Path) -> dict[str, str]:

@@ -142,3 +142,19 @@ def test_stop_cuts_a_wait_short(stub):
         with pytest.raises(ClientError, match="giving up"):
             gan.models()
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.slow
+def test_the_client_speaks_a_style_based_models_w_space(real_server):
+    from tests.service.support import STYLE
+
+    with Client(real_server, token=TOKEN) as gan, httpx.Client(base_url=real_server, headers=AUTH, timeout=30) as http:
+        got = gan.sample(3, model=STYLE, seed=4, truncation_psi=0.6, mix=(8, 1), return_w=True)
+        body = {"model": STYLE, "n": 3, "seed": 4, "truncation_psi": 0.6, "mix": {"seed": 8, "from_layer": 1}}
+        want = http.post("/sample", json=body | {"return_w": True}).json()
+        np.testing.assert_array_equal(got.samples, np.asarray(want["samples"], np.float32))
+        np.testing.assert_array_equal(got.w, np.asarray(want["w"], np.float32))
+        again = gan.sample(model=STYLE, w=got.w)  # npy, from the ws given back
+        np.testing.assert_array_equal(again.samples, got.samples)
+        walk = gan.interpolate(model=STYLE, seeds=(1, 2), steps=4, truncation_psi=0.5, labels=0)
+        assert walk.samples.shape == (4, 3, 8, 8) and walk.headers["x-space"] == "w"

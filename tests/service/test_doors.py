@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.service.reference import Expected, Reference, curl
-from tests.service.support import COND, DEFAULT, TOKEN
+from tests.service.support import COND, DEFAULT, STYLE, TOKEN
 
 RING = "tiny-ring"
-MODELS = (DEFAULT, RING, COND)  # an image MLP, a vector MLP, a conditional pair
+MODELS = (DEFAULT, RING, COND, STYLE)  # an image MLP, a vector MLP, a conditional pair, a style-based G
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DOOR_SETTINGS = settings(
     deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
@@ -52,6 +52,8 @@ def request_bodies(ref_name: str, refs: dict[str, Reference]) -> st.SearchStrate
     def body(draw) -> dict:
         out = {"model": ref_name, "format": draw(st.sampled_from(formats))}
         size = draw(n)
+        if card.style is not None:
+            return draw(style_body(out, size))
         if draw(st.booleans()):
             out["seed"] = draw(st.integers(0, 2**64 - 1))
             out["n"] = size
@@ -82,6 +84,35 @@ def request_bodies(ref_name: str, refs: dict[str, Reference]) -> st.SearchStrate
             out["nrow"] = draw(st.integers(1, 6))
         return out
 
+    @st.composite
+    def style_body(draw, out: dict, size: int) -> dict:
+        """A style-based model's request: seed, latents or w, and the w-space fields (docs/API.md)."""
+        style, k = card.style, card.condition.classes if card.condition else 0
+        source = draw(st.sampled_from(["seed", "latents", "w"]))
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        if source == "seed":
+            out |= {"seed": draw(st.integers(0, 2**64 - 1)), "n": size}
+        elif source == "latents":
+            out["latents"] = rng.standard_normal((size, card.latent.dim)).astype(np.float32).tolist()
+        else:
+            per_layer = draw(st.booleans())
+            shape = (size, style.num_ws, style.w_dim) if per_layer else (size, style.w_dim)
+            out["w"] = rng.standard_normal(shape).astype(np.float32).tolist()
+        if k and (source != "seed" or draw(st.booleans())):
+            out["labels"] = draw(
+                st.one_of(st.integers(0, k - 1), st.lists(st.integers(0, k - 1), min_size=size, max_size=size))
+            )
+        if draw(st.booleans()):
+            out["truncation_psi"] = draw(st.sampled_from([0.0, 0.5, 0.7, 1.0, 1.5]))
+            if draw(st.booleans()):
+                out["truncation_cutoff"] = draw(st.integers(1, style.num_ws))
+        if draw(st.booleans()):
+            out["mix"] = {"seed": draw(st.integers(0, 2**64 - 1)), "from_layer": draw(st.integers(0, style.num_ws - 1))}
+        if out["format"] == "json":
+            out["scores"] = draw(st.booleans())
+            out["return_w"] = draw(st.booleans())
+        return out
+
     return body()
 
 
@@ -94,7 +125,8 @@ def answer_of(ref: Reference, body: dict, r: httpx.Response) -> Expected:
         dtype = np.uint8 if got["dtype"] == "uint8" else np.float32
         logits = np.asarray(got["logit"], np.float32) if "logit" in got else None
         labels = np.asarray(got["labels"], np.int64) if "labels" in got else None
-        return Expected(np.asarray(got["samples"], dtype).reshape(got["shape"]), logits, labels)
+        w = np.asarray(got["w"], np.float32) if "w" in got else None
+        return Expected(np.asarray(got["samples"], dtype).reshape(got["shape"]), logits, labels, w)
     labels = r.headers.get("x-labels")
     if labels is not None:  # present and empty: a conditional model's answer that kept no sample
         labels = np.array([int(v) for v in labels.split(",") if v], np.int64)
@@ -123,6 +155,8 @@ def assert_same(
         assert np.array_equal(got.logits, want.logits), f"logits differ from the reference; {where}"
     if want.labels is not None:
         assert np.array_equal(got.labels, want.labels), f"labels differ from the reference; {where}"
+    if want.w is not None:
+        assert got.w is not None and np.array_equal(got.w, want.w), f"w differs from the reference; {where}"
 
 
 def assert_balanced_grid(ref: Reference, got: Expected, want: Expected, where: str) -> None:
@@ -183,8 +217,8 @@ def test_interpolate_is_the_reference(client, refs, model):
     )
     def check(seeds, steps, method, truncation, fmt, label):
         body = {"model": model, "seeds": seeds, "steps": steps, "method": method, "format": fmt}
-        if truncation is not None:
-            body["truncation"] = truncation
+        if truncation is not None:  # a style-based model truncates in w: psi from the same draw
+            body["truncation_psi" if card.style else "truncation"] = truncation / 2 if card.style else truncation
         if label is not None and card.condition is not None:
             body["labels"] = label
         if fmt == "json":
@@ -203,16 +237,28 @@ def test_v2_infer_is_the_reference(client, refs, model):
     @DOOR_SETTINGS
     @given(seed=st.integers(0, 2**64 - 1), n=st.integers(1, 16), truncation=st.one_of(st.none(), st.just(0.6)))
     def check(seed, n, truncation):
-        z = ref.latents(seed, n, truncation)
+        z = ref.latents(seed, n, truncation)  # v2 takes latents: a z truncated for any model
         c = ref.classes(None, n, seed)
         inputs = [{"name": "z", "shape": list(z.shape), "datatype": "FP32", "data": z.reshape(-1).tolist()}]
         if c is not None:
             inputs.append({"name": ref.card.condition.input, "shape": [n], "datatype": "INT64", "data": c.tolist()})
-        r = client.post(f"/v2/models/{model}.generator/infer", json={"inputs": inputs})
+        if ref.style is not None:  # mapping, then synthesis on w broadcast to every layer (docs/API.md)
+            w = infer(f"{model}.mapping", inputs)
+            ws = ref.broadcast(w)
+            name = ref.card.onnx.synthesis.inputs[0].name
+            got = infer(
+                f"{model}.synthesis",
+                [{"name": name, "shape": list(ws.shape), "datatype": "FP32", "data": ws.reshape(-1).tolist()}],
+            )
+        else:
+            got = infer(f"{model}.generator", inputs)
+        assert np.array_equal(got, ref.generate(z, c)), f"/v2 infer differs for seed {seed}, n {n}"
+
+    def infer(name: str, inputs: list) -> np.ndarray:
+        r = client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
         assert r.status_code == 200, r.text
         out = r.json()["outputs"][0]
-        got = np.asarray(out["data"], np.float32).reshape(out["shape"])
-        assert np.array_equal(got, ref.generate(z, c)), f"/v2 infer differs for seed {seed}, n {n}"
+        return np.asarray(out["data"], np.float32).reshape(out["shape"])
 
     check()
 
@@ -278,10 +324,12 @@ def test_the_python_client_and_bentomls_client_are_the_reference(real_server, re
             )
 
 
-def dataset_reference(ref: Reference, samples: int, shard_size: int, block_size: int, seed: int, truncation):
+def dataset_reference(
+    ref: Reference, samples: int, shard_size: int, block_size: int, seed: int, truncation, field: str = "truncation"
+):
     """The rows of a dataset from its definition (docs/DATASETS.md): shard i's seed is
     SeedSequence(seed, spawn_key=(i,)), block b's is the same of the shard's seed, and each block is one
-    /sample request (n = its size, seed = its seed)."""
+    /sample request (n = its size, seed = its seed, and the truncation `field`)."""
 
     def child(s: int, i: int) -> int:
         return int(np.random.SeedSequence(s, spawn_key=(i,)).generate_state(1, np.uint64)[0])
@@ -290,7 +338,7 @@ def dataset_reference(ref: Reference, samples: int, shard_size: int, block_size:
     for i in range(math.ceil(samples / shard_size)):
         want, rows = min(shard_size, samples - i * shard_size), []
         for b, start in enumerate(range(0, want, block_size)):
-            body = {"seed": child(child(seed, i), b), "n": min(block_size, want - start), "truncation": truncation}
+            body = {"seed": child(child(seed, i), b), "n": min(block_size, want - start), field: truncation}
             rows.append(ref.sample(body).samples)
         shards.append(np.concatenate(rows))
     return shards
@@ -315,6 +363,23 @@ def test_dataset_shards_are_the_reference(where, real_server, refs, service_mode
     assert len(got) == len(want)
     for i, (g, w) in enumerate(zip(got, want)):
         assert np.array_equal(g, w), f"{where} shard {i} differs from the reference (truncation 0.6)"
+
+
+def test_a_style_based_models_dataset_in_w_is_the_reference(refs, service_models_dir, tmp_path, capsys):
+    """--truncation-psi: every block is /sample with that truncation_psi, from a local folder."""
+    from tests.service.datasets.support import manifest, run_generate
+
+    spec = ["--samples", 11, "--shard-size", 6, "--block-size", 4, "--seed", 5, "--truncation-psi", 0.7]
+    code, printed = run_generate(
+        capsys, "--model-dir", service_models_dir / STYLE, "--threads", 1, "--out", tmp_path / "d", *spec
+    )
+    assert code == 0, printed
+    m = manifest(tmp_path / "d")
+    want = dataset_reference(refs[STYLE], 11, 6, 4, 5, 0.7, field="truncation_psi")
+    got = [np.load(tmp_path / "d" / s["data"]["file"], allow_pickle=False) for s in m["shards"]]
+    assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want))
+    refused = run_generate(capsys, "--model-dir", service_models_dir / DEFAULT, "--out", tmp_path / "e", *spec)
+    assert refused[0] == 2 and "--truncation-psi" in refused[1]
 
 
 # --- the shipped model kinds: the paper's MLP, its conditional form, a DCGAN on RGB, a vector GAN ---

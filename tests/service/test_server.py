@@ -58,6 +58,7 @@ def test_one_request_per_format(server):
             "tiny-cond",
             "tiny-digits",
             "tiny-ring",
+            "tiny-style",
         }
         bad = http.post("/sample", json={"n": 0})
         assert bad.status_code == 400 and bad.json()["error"].startswith("n: ")

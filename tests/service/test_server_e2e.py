@@ -43,7 +43,7 @@ TIMEOUT_S = 2  # the request timeout under test: far above what any other reques
 SLOW_TRIPS = 4_000_000
 SLOW_RUN_S = 5.0
 SLOWISH_TRIPS = 100_000  # ~0.5 s per generator run: a dataset task of a few seconds
-READY_MODELS = {"faulty", "slow", "slowish", "tiny-cond", "tiny-digits", "tiny-ring"}
+READY_MODELS = {"faulty", "slow", "slowish", "tiny-cond", "tiny-digits", "tiny-ring", "tiny-style"}
 
 
 def slow_trips(scratch, probe_trips: int = 200_000) -> int:

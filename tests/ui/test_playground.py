@@ -26,6 +26,7 @@ from PIL import Image
 
 from tests.servers import REPO, running, server_env
 from tests.service.model_factory import make_model
+from tests.style_factory import pack_into
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -57,6 +58,7 @@ def server(tmp_path_factory):
         shutil.copytree(REPO / "models" / name, models / name)
     make_model(models, "cond", classes=3, seed=1)  # conditional, 1x8x8
     make_model(models, "gonly", discriminator=False, seed=2)  # generator only, 1x8x8
+    pack_into(models, "style", root / "style-graphs")  # style-based, conditional, 3x8x8 (tests/style_factory.py)
     env = server_env(
         {
             "GANSERVE_MODELS_DIR": str(models),
@@ -383,4 +385,46 @@ def test_a_person_explores_every_model_and_feature(server, browser, api, tmp_pat
     assert w.problems == [], w.problems
     assert w.foreign_requests() == [], w.foreign_requests()
     assert any(u.endswith("/sample") for u in w.requests) and any(u.endswith("/score?model=mnist") for u in w.requests)
+    w.context.close()
+
+
+def test_a_style_based_model_gets_a_psi_slider_and_a_mixing_grid(server, browser, api):
+    w = Watched(browser, server.url)
+    page = w.page
+    sign_in(page, server.url, TOKEN)
+    settled(page, 0)
+    act(page, lambda: page.select_option("#model", "style"))
+    assert page.is_visible("#psi-row") and page.is_hidden("#z-truncation-row") and page.is_visible("#mixing")
+    assert "w_dim 16, 3 layers" in page.inner_text("#card")
+    base = {"model": "style", "n": 16, "seed": 42, "labels": 0, "format": "png"}
+    plain = assert_same_pixels(page, "#grid", api, "/sample", base)
+
+    # psi 0: every tile is w_avg's image; the grid is the API's for truncation_psi 0.
+    act(page, lambda: page.fill("#psi", "0"))
+    assert page.inner_text("#psi-value") == "0.00"
+    flat = assert_same_pixels(page, "#grid", api, "/sample", base | {"truncation_psi": 0.0})
+    tiles = [flat[2 + r * 10 : 10 + r * 10, 2 + c * 10 : 10 + c * 10] for r in range(4) for c in range(4)]
+    assert all(np.array_equal(t, tiles[0]) for t in tiles) and not np.array_equal(plain, flat)
+    act(page, lambda: page.fill("#psi", "1"))
+
+    # The mixing grid: 2 rows x 3 columns of mixes, each tile the API's answer for its cell.
+    page.fill("#mix-rows", "1,2")
+    page.fill("#mix-cols", "4,5,6")
+    page.fill("#mix-layer", "1")
+    act(page, lambda: page.click("#mix-go"))
+    bodies = page.eval_on_selector_all("#mix-grid img.mix-tile", "els => els.map(e => e.dataset.body)")
+    assert len(bodies) == 3 + 2 * 4  # the column seeds, then per row: its seed and its 3 mixes
+    for i, body in enumerate(bodies):
+        # CSS for the page's own querySelector: the hidden corner is the grid's first <img>
+        assert_same_pixels(page, f"#mix-grid img:nth-of-type({i + 2})", api, "/sample", json.loads(body))
+    cell = json.loads(bodies[4])
+    assert cell == {
+        "model": "style",
+        "n": 1,
+        "format": "png",
+        "labels": 0,
+        "seed": 1,
+        "mix": {"seed": 4, "from_layer": 1},
+    }
+    assert w.problems == [] and w.foreign_requests() == []
     w.context.close()

@@ -25,8 +25,9 @@ from service.runtime.metrics import count_samples
 from service.runtime.model import LoadedModel
 from service.settings import get_settings
 
-# The graphs served as V2 models; a card's ratio.onnx (the D trained with G, for DRS) is /sample's filter, not a model.
-ROLES = ("generator", "discriminator")
+# The graphs served as V2 models (a style-based model's mapping and synthesis in place of a
+# generator); a card's ratio.onnx (the D trained with G, for DRS) is /sample's filter, not a model.
+ROLES = ("generator", "mapping", "synthesis", "discriminator")
 PLATFORM = "onnxruntime_onnx"  # Triton's name for what runs the graphs
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
@@ -58,7 +59,8 @@ def _resolve(request: Request) -> tuple[LoadedModel, str]:
         known = ", ".join(v2_name(m, r) for m, lm in sorted(engine.models.items()) for r in lm.card.roles if r in ROLES)
         raise V2Error(f"unknown model {name!r}; models here: {known or 'none'}", 404) from None
     if role not in model.card.roles:
-        raise V2Error(f"unknown model {name!r}: {base} has no discriminator (a generator-only model)", 404)
+        why = "a generator-only model" if role == "discriminator" else f"it has {', '.join(model.card.sampling_roles)}"
+        raise V2Error(f"unknown model {name!r}: {base} has no {role} ({why})", 404)
     return model, role
 
 
@@ -149,10 +151,15 @@ async def _run(
     """The graph through the engine's micro-batchers, as /sample and /score run it."""
     first = arrays[inputs[0].name]
     n = len(first)
-    c = arrays[model.card.condition.input] if model.card.condition is not None else None
+    c = arrays.get(model.card.condition.input) if model.card.condition is not None else None
     try:
         if role == "generator":
             out = await model.generate_async(first.reshape(n, model.card.latent.dim), c)  # (n, *sample_shape)
+            count_samples(model.name, n)
+        elif role == "mapping":  # a style-based model's graphs, run apart as their callers compose them
+            out = await run_in_threadpool(model.map_w, first.reshape(n, model.card.latent.dim), c)  # (n, w_dim)
+        elif role == "synthesis":
+            out = await run_in_threadpool(model.synthesize, first)  # (n, *sample_shape)
             count_samples(model.name, n)
         else:
             out = (await model.logits_async(first, c)).reshape(n, 1)  # (n, 1) logits, as the graph gives them

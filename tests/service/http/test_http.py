@@ -361,7 +361,7 @@ def test_models_lists_cards_providers_and_the_unavailable_one_with_its_reason(cl
     # The test settings' max n and body limit (conftest.py), and the default draw bound.
     assert body["limits"] == {"max_n": MAX_N, "max_draws_factor": 20, "max_body_bytes": MAX_BODY}
     by_name = {m["name"]: m for m in body["models"]}
-    assert set(by_name) == {"broken", "faulty", "tiny-cond", "tiny-digits", "tiny-ring"}
+    assert set(by_name) == {"broken", "faulty", "tiny-cond", "tiny-digits", "tiny-ring", "tiny-style"}
     ready = by_name[DEFAULT]
     assert ready["status"] == "ready" and ready["provider"] == "CPUExecutionProvider"
     assert (

@@ -20,7 +20,7 @@ def engine(service_models_dir: Path) -> Engine:
 
 
 def test_every_good_folder_loads_and_the_corrupted_one_is_unavailable(engine):
-    assert sorted(engine.models) == ["faulty", "tiny-cond", "tiny-digits", "tiny-ring"]
+    assert sorted(engine.models) == ["faulty", "tiny-cond", "tiny-digits", "tiny-ring", "tiny-style"]
     reason = engine.unavailable["broken"]
     assert reason == "broken/generator.onnx: sha256 does not match the card (modified or corrupted)"  # relative path
     with pytest.raises(ModelUnavailable, match="'broken' is unavailable: .*generator.onnx"):

@@ -44,6 +44,7 @@ function busy(on) {
 const card = () => state.model.card;
 const hasD = () => card().realness != null; // present exactly when there is a discriminator
 const isImage = () => card().sample.kind === "image";
+const isStyle = () => card().style != null; // a style-based model: mapping + synthesis, a w space
 const takes = (field) => state.config.sample_fields.includes(field);
 // The class picker's value as the API takes it: an index, "balanced", or undefined (drawn from the seed).
 function chosenLabels() {
@@ -60,7 +61,10 @@ function intValue(id, lo, hi) {
 
 function sampleBody(format) {
   const body = { model: state.model.name, n: intValue("n", 1, state.config.max_n), seed: intValue("seed", 0, Number.MAX_SAFE_INTEGER), format };
-  if ($("truncate").checked) body.truncation = Number($("truncation").value);
+  if (isStyle()) {
+    const psi = Number($("psi").value);
+    if (psi !== 1) body.truncation_psi = psi; // 1 is no truncation: the plain request
+  } else if ($("truncate").checked) body.truncation = Number($("truncation").value);
   const labels = chosenLabels();
   if (labels !== undefined) body.labels = labels;
   if (hasD()) {
@@ -226,6 +230,7 @@ async function walk() {
     // A conditional model walks within one class (the graphs take the class as an integer).
     const labels = chosenLabels();
     if (typeof labels === "number" && state.config.interpolate_fields.includes("labels")) body.labels = labels;
+    if (isStyle() && Number($("psi").value) !== 1) body.truncation_psi = Number($("psi").value); // the walk is in w
     if (isImage()) {
       body.nrow = body.steps;
       const blob = await (await postJson("/interpolate", body)).blob();
@@ -279,6 +284,50 @@ function animate(strip, steps) {
     if (state.anim) { clearInterval(state.anim); state.anim = null; $("anim-play").textContent = "Play"; }
     else { state.anim = setInterval(frame, 160); $("anim-play").textContent = "Pause"; }
   };
+}
+
+// --- style mixing (style-based models) ----------------------------------------------------------
+
+function seedList(id) {
+  const seeds = $(id).value.split(",").map((s) => s.trim()).filter((s) => s !== "").map(Number);
+  if (!seeds.length || seeds.length > 8 || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
+    throw new ApiError(`${id}: one to eight whole numbers >= 0, comma-separated`);
+  }
+  return seeds;
+}
+
+// One /sample per cell: seed `row` with `mix: {seed: col, from_layer}`; the first row and column
+// are the seeds' own images. Every tile is an answer of the API, as curl would get it.
+async function mixGrid() {
+  busy(true);
+  try {
+    const rows = seedList("mix-rows"), cols = seedList("mix-cols");
+    const layer = intValue("mix-layer", 0, card().style.num_ws - 1);
+    const base = { model: state.model.name, n: 1, format: "png" };
+    const labels = chosenLabels();
+    if (typeof labels === "number") base.labels = labels;
+    if (Number($("psi").value) !== 1) base.truncation_psi = Number($("psi").value);
+    const cells = [null, ...cols.map((c) => ({ ...base, seed: c }))];
+    for (const r of rows) {
+      cells.push({ ...base, seed: r }, ...cols.map((c) => ({ ...base, seed: r, mix: { seed: c, from_layer: layer } })));
+    }
+    const urls = await Promise.all(cells.map(async (body) => body && URL.createObjectURL(await (await postJson("/sample", body)).blob())));
+    const grid = $("mix-grid");
+    grid.replaceChildren();
+    grid.style.gridTemplateColumns = `repeat(${cols.length + 1}, auto)`;
+    urls.forEach((url, i) => {
+      const img = document.createElement("img");
+      if (url) { img.src = url; img.dataset.body = JSON.stringify(cells[i]); img.alt = `mix ${i}`; }
+      img.className = url ? "mix-tile" : "mix-corner";
+      grid.append(img);
+    });
+    await Promise.all([...grid.querySelectorAll("img.mix-tile")].map((img) => img.decode()));
+    showError("");
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    busy(false);
+  }
 }
 
 // --- scoring uploaded images ---------------------------------------------------------------------
@@ -369,6 +418,7 @@ function showCard() {
     ["latent", `${c.latent.dim} ${c.latent.distribution}`],
   ];
   if (c.condition) rows.push(["classes", c.condition.names.join(", ")]);
+  if (c.style) rows.push(["w space", `w_dim ${c.style.w_dim}, ${c.style.num_ws} layers (mapping + synthesis)`]);
   if (!hasD()) rows.push(["discriminator", "none (generator only)"]);
   if (c.training) rows.push(["made by", `training preset ${c.training.preset}, ${c.training.steps} steps`]);
   else if (c.source) rows.push(["made by", `packed from ${c.source.kind} (${c.source.tool})`]);
@@ -400,6 +450,13 @@ function adaptControls() {
                            new Option("drawn from the seed", ""));
     select.value = "0";
   }
+  // A style-based model truncates in w (psi) and mixes styles; a single graph truncates in z.
+  $("z-truncation-row").hidden = isStyle();
+  $("psi-row").hidden = !isStyle();
+  $("mixing").hidden = !(isStyle() && isImage());
+  $("mix-grid").replaceChildren();
+  if (isStyle()) $("mix-layer").max = String(c.style.num_ws - 1);
+  $("walk-method").value = isStyle() ? "lerp" : "slerp"; // style-based models are smooth in w along lines
   $("dl-png").hidden = !isImage();
   $("score-section").hidden = !(hasD() && isImage() && (!c.condition || canLabel));
   $("score-hint").textContent = isImage() ? `PNG images of ${c.sample.shape[2]}x${c.sample.shape[1]} pixels: D's realness of each.` : "";
@@ -432,6 +489,8 @@ async function start() {
     chooseModel(select.value);
     select.addEventListener("change", () => { chooseModel(select.value); render(); });
     for (const id of ["seed", "n", "truncation", "min-realness"]) $(id).addEventListener("input", schedule);
+    $("psi").addEventListener("input", () => { $("psi-value").textContent = Number($("psi").value).toFixed(2); schedule(); });
+    $("mix-go").addEventListener("click", mixGrid);
     for (const id of ["truncate", "label", "scores", "use-min", "drs"]) $(id).addEventListener("change", render);
     $("new-seed").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 2 ** 31)); render(); });
     $("walk-go").addEventListener("click", walk);
