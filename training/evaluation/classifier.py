@@ -1,4 +1,5 @@
-"""A small digit classifier, trained by the project, whose features and predictions measure G.
+"""A small image classifier, trained by the project, whose features and predictions measure G:
+digits by their class, RGB images (emoji by their Unicode group) by its features.
 
 Trained deterministically (fixed seed, fixed order, deterministic kernels) on a dataset's training
 split, saved as safetensors under training/evaluation/weights/<dataset>.safetensors together with
@@ -29,12 +30,13 @@ CLASSES = 10
 
 
 class DigitNet(nn.Module):
-    """Two conv blocks and a 64-unit feature layer; works for 28x28 and 8x8 digits alike."""
+    """Two conv blocks and a 64-unit feature layer; works for 28x28 and 8x8 digits alike, and for
+    RGB images (the emoji's groups) with `channels` 3 and their `classes`."""
 
-    def __init__(self, height: int, width: int):
+    def __init__(self, height: int, width: int, channels: int = 1, classes: int = CLASSES):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
+            nn.Conv2d(channels, 16, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),  # (N, 16, H/2, W/2)
             nn.Conv2d(16, 32, 3, padding=1),
@@ -43,11 +45,11 @@ class DigitNet(nn.Module):
         )
         flat = 32 * (height // 4) * (width // 4)
         self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(flat, FEATURES), nn.ReLU())
-        self.head = nn.Linear(FEATURES, CLASSES)
+        self.head = nn.Linear(FEATURES, classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(self.conv(x))  # (N, 64)
-        return f, self.head(f)  # features, logits (N, 10)
+        return f, self.head(f)  # features, logits (N, classes)
 
 
 @dataclass
@@ -63,11 +65,11 @@ class Classifier:
         if tuple(x.shape[1:]) != self.sample_shape:
             raise ValueError(f"classifier expects samples of shape {self.sample_shape}, got {tuple(x.shape[1:])}")
         lo, hi = self.value_range
-        return torch.from_numpy(np.clip((x - lo) / (hi - lo), 0.0, 1.0))  # (N, 1, H, W) in [0, 1]
+        return torch.from_numpy(np.clip((x - lo) / (hi - lo), 0.0, 1.0))  # (N, C, H, W) in [0, 1]
 
     @torch.no_grad()
     def features_and_probs(self, x: np.ndarray, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """Penultimate features (N, 64) and class probabilities (N, 10)."""
+        """Penultimate features (N, 64) and class probabilities (N, classes)."""
         self.net.eval()
         t = self._prepare(x)
         feats, probs = [], []
@@ -105,9 +107,10 @@ def train_classifier(
 def _train(x, y, value_range, *, epochs: int, seed: int, progress: bool, max_batches: int | None = None) -> Classifier:
     torch.manual_seed(seed)  # initial weights and dropout masks
     shape = tuple(int(d) for d in np.asarray(x).shape[1:])
-    if len(shape) != 3 or shape[0] != 1:
-        raise ValueError(f"classifier: need single-channel images (N, 1, H, W), got {shape}")
-    net = DigitNet(shape[1], shape[2])
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ValueError(f"classifier: need images (N, 1 or 3, H, W), got {shape}")
+    classes = max(int(np.max(y)) + 1, CLASSES if shape[0] == 1 else 2)
+    net = DigitNet(shape[1], shape[2], shape[0], classes)
     clf = Classifier(net, shape, value_range, accuracy=float("nan"), meta={})
     xt, yt = clf._prepare(x), torch.as_tensor(np.asarray(y), dtype=torch.long)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -137,7 +140,13 @@ def weights_path(dataset: str) -> Path:
 
 
 def save_classifier(clf: Classifier, path: Path) -> None:
-    meta = dict(clf.meta, sample_shape=list(clf.sample_shape), value_range=list(clf.value_range), accuracy=clf.accuracy)
+    meta = dict(
+        clf.meta,
+        sample_shape=list(clf.sample_shape),
+        value_range=list(clf.value_range),
+        accuracy=clf.accuracy,
+        classes=clf.net.head.out_features,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(
@@ -159,7 +168,7 @@ def load_classifier(dataset: str, path: Path | None = None) -> Classifier:
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])
     shape = tuple(meta["sample_shape"])
-    net = DigitNet(shape[1], shape[2])
+    net = DigitNet(shape[1], shape[2], shape[0], meta.get("classes", CLASSES))  # files before RGB: 10 digits
     net.load_state_dict(load_file(str(path)))
     net.eval()
     return Classifier(net, shape, tuple(meta["value_range"]), float(meta["accuracy"]), meta)
@@ -190,7 +199,7 @@ def build(dataset: str, *, epochs: int = 15, seed: int = 0) -> Classifier:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="train and save the evaluation classifier of a dataset")
-    parser.add_argument("dataset", help="a labelled digit dataset, e.g. mnist5k or digits")
+    parser.add_argument("dataset", help="a labelled image dataset, e.g. mnist5k, digits or emoji")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

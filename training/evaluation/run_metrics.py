@@ -277,8 +277,15 @@ def evaluate(
         raise ValueError(f"dataset: no metrics defined for vector dataset {dataset!r}")
     if info.sample_shape[0] == 3:
         # Colour images: SWD needs no pretrained network; a pixel-space Parzen estimate in 3,072
-        # dimensions says little (Theis et al. 2016) and takes long, so it is not computed.
-        return swd_metrics(dataset, options, sample, n_samples)
+        # dimensions says little (Theis et al. 2016) and takes long, so it is not computed. Where
+        # the project trained a feature network on the dataset, FD, precision / recall and
+        # density / coverage in its feature space too.
+        from training.evaluation.feature_metrics import FEATURE_NET_FOR, feature_metrics
+
+        out = swd_metrics(dataset, options, sample, n_samples)
+        if dataset in FEATURE_NET_FOR:
+            out.update(feature_metrics(dataset, options, sample, n_samples))
+        return out
     out = parzen_metrics(dataset, options, sample, n_samples or PARZEN_SAMPLES, progress)
     if dataset in CLASSIFIER_FOR:
         out.update(digit_quality_metrics(dataset, options, sample, n_samples or DIGIT_SAMPLES))
