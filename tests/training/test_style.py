@@ -152,3 +152,16 @@ def test_a_tiny_run_resumes_exactly_and_exports_a_servable_style_folder(tiny_con
         want = a.generator(torch.from_numpy(z), torch.from_numpy(c)).numpy()
     np.testing.assert_allclose(model.generate(z, c), want, atol=1e-5)
     engine.executor.shutdown(wait=False)
+
+    # The figures of docs/RESULTS.md: psi 0's row is w_avg's image in every column; mixing from
+    # layer 0 gives each column seed's own image in its column.
+    from training.style.figures import StyleFolder, main, mixing, psi_sweep
+
+    style = StyleFolder(folder)
+    sweep = psi_sweep(style, [1, 2, 3], psis=(0.0, 1.0))
+    assert np.array_equal(sweep[0], sweep[1]) and np.array_equal(sweep[1], sweep[2])
+    assert not np.array_equal(sweep[3], sweep[4])
+    tiles = mixing(style, [5, 6], [7, 8], from_layer=0)  # blank, 7, 8, then per row: own, 7, 8
+    assert np.array_equal(tiles[4], tiles[1]) and np.array_equal(tiles[5], tiles[2])
+    assert main([str(folder), "--out", str(tmp_path / "figures"), "--from-layer", "2"]) == 0
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"psi_sweep.png", "mixing.png", "grid_zoom.png"}
