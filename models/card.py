@@ -56,7 +56,13 @@ GRAPH_FILES = {
     "synthesis": "synthesis.onnx",
     "discriminator": "discriminator.onnx",
     "ratio": "ratio.onnx",
+    # Optional, any model: E, trained after G with G frozen to map a sample back to its latent
+    # (the paper's section 7, "learned approximate inference"): x [, c] -> z, or w for a
+    # style-based model. python -m training encoder adds it; POST /invert runs it.
+    "encoder": "encoder.onnx",
 }
+# The graphs that judge or invert samples, after the sampling graphs (ModelCard.roles' order).
+AUXILIARY_ROLES = ("discriminator", "ratio", "encoder")
 # What draws samples: one generator graph, or a style-based model's mapping then synthesis.
 SINGLE_GRAPH_ROLES = ("generator",)
 STYLE_ROLES = ("mapping", "synthesis")
@@ -82,7 +88,7 @@ class ModelCard(_Strict):
     dataset: str
     latent: Latent
     sample: Sample
-    files: dict[Literal["generator", "mapping", "synthesis", "discriminator", "ratio"], FileEntry]
+    files: dict[Literal["generator", "mapping", "synthesis", "discriminator", "ratio", "encoder"], FileEntry]
     onnx: OnnxInfo
     realness: Optional[Realness] = None  # present exactly when there is a discriminator
     training: Optional[TrainingInfo] = None  # a trained model's record ...
@@ -167,6 +173,8 @@ class ModelCard(_Strict):
             extra = sig.inputs[1:]
             if role == "synthesis":  # draws from ws alone: the class, if any, is in w already
                 continue
+            if role == "encoder":
+                self._check_encoder(sig)
             if self.condition is None:
                 if extra:
                     raise ValueError(f"onnx.{role}: inputs beyond the first need a condition section")
@@ -174,6 +182,18 @@ class ModelCard(_Strict):
                 raise ValueError(
                     f"onnx.{role}: a conditional graph takes {self.condition.input!r} int64 [batch] as its second input"
                 )
+
+    def _check_encoder(self, sig: GraphSignature) -> None:
+        """E's output is the latent the model samples from: z [batch, dim], or w [batch, w_dim]."""
+        want = self.style.w_dim if self.style is not None else self.latent.dim
+        out = sig.outputs[0].shape
+        if len(out) != 2 or out[1] != want:
+            space = "w_dim" if self.style is not None else "latent.dim"
+            raise ValueError(f"onnx.encoder: its output must be [batch, {want}] ({space}), got {out}")
+
+    @property
+    def has_encoder(self) -> bool:
+        return "encoder" in self.files
 
     @property
     def generator_sha256(self) -> str:

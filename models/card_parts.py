@@ -101,6 +101,7 @@ class OnnxInfo(_Strict):
     generator: Optional[GraphSignature] = None  # None only for a style-based model (version 3)
     mapping: Optional[GraphSignature] = None  # a style-based model's z [, c] -> w (version 3)
     synthesis: Optional[GraphSignature] = None  # ... and its ws -> x (version 3)
+    encoder: Optional[GraphSignature] = None  # x [, c] -> z (w for a style-based model): learned inference
     discriminator: Optional[GraphSignature] = None  # None: a generator-only model (version 2)
     ratio: Optional[GraphSignature] = None  # ratio.onnx, the D trained with G kept for DRS (version 2)
 

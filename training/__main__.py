@@ -15,6 +15,7 @@ COMMANDS = {
     "evaluate": "measure a run or an exported model and record the metrics on its card",
     "calibrate": "train an exported model's D on with G frozen, for serving (realness, DRS)",
     "pack": "make a servable model folder from a generator trained elsewhere (torch module or ONNX)",
+    "encoder": "train an encoder E (x -> z) for a model folder, G frozen, and add encoder.onnx to it",
 }
 
 
