@@ -238,6 +238,30 @@ class Client:
         }
         return self._samples(self.request("POST", "/interpolate", json=_present(body)))
 
+    def invert(
+        self,
+        samples: np.ndarray,
+        model: Optional[str] = None,
+        labels: Optional[Any] = None,
+        refine: int = 0,
+        seed: Optional[int] = None,
+        version: Optional[str] = None,
+    ) -> dict:
+        """POST /invert as JSON: E's latents (z, or w), G's reconstructions and the error of each;
+        `refine` candidates per image of the server's search around E's guess (docs/API.md)."""
+        body = {
+            "model": model,
+            "version": version,
+            "samples": np.asarray(samples, dtype=np.float64).tolist(),
+            "labels": labels,
+            "refine": refine or None,
+            "seed": seed,
+        }
+        got = self.request("POST", "/invert", json=_present(body)).json()
+        for key in ("latents", "reconstructions", "error"):
+            got[key] = np.asarray(got[key], np.float32)
+        return got
+
     def score(
         self,
         samples: np.ndarray,

@@ -176,3 +176,27 @@ class ScoreRequest(_Request):
         description="a conditional model's class of each sample, for D(x | c): one class, a "
         'list of n, or "balanced" (required for a conditional model)',
     )
+
+
+MAX_REFINE = 256
+
+
+class InvertRequest(_Request):
+    """The JSON form of /invert (the .npy and PNG forms send the images as the body and these
+    fields as query parameters)."""
+
+    model: ModelName = None
+    version: Version = None
+    samples: list[Any] = Field(description="n images (or samples), each of the model's sample shape (nested lists)")
+    labels: Labels = Field(
+        None,
+        description='a conditional model\'s class of each image (required for one): one, a list of n, or "balanced"',
+    )
+    format: Format = Field("json", description="json: latents, errors and reconstructions; npy or png: reconstructions")
+    refine: Annotated[int, Ge(0), Le(MAX_REFINE)] = Field(
+        0, description="candidates per image of a batched random search through G around E's guess (0: E alone)"
+    )
+    seed: Optional[Seed] = Field(
+        None, description="the refine search's seed (default 0): the same request, the same answer"
+    )
+    scores: bool = Field(False, description="json: D's realness of each reconstruction")

@@ -25,7 +25,7 @@ from service.core.problems import RequestError
 from service.core.versions import UnknownVersion, VersionGone
 from service.runtime.admission import Overloaded
 from service.runtime.engine import ModelUnavailable, UnknownModel
-from service.runtime.model import InferenceError, NoDiscriminator
+from service.runtime.model import InferenceError, NoDiscriminator, NoEncoder
 
 log = logging.getLogger("ganserve.errors")
 
@@ -65,6 +65,15 @@ STATUSES: tuple[tuple[type[BaseException], Status], ...] = (
                 "REST: realness asked of a generator-only model is a bad request naming `model`; V2: the "
                 "discriminator is a model of its own (`<name>.discriminator`), and it does not exist"
             ),
+        ),
+    ),
+    (
+        NoEncoder,
+        Status(
+            400,
+            404,
+            "model",
+            v2_differs_because="REST: /invert of a model without an encoder names `model`; V2: `<name>.encoder` is absent",
         ),
     ),
     (

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from models.card import ModelCard
 from service.core import formats
 from service.core.encoding import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
-from service.core.schemas import ScoreRequest
+from service.core.schemas import InvertRequest, ScoreRequest
 from service.http.middleware import BODY_METHODS, OPEN_PATHS
 from service.http.openapi_schemas import (
     BINARY,
@@ -25,6 +25,7 @@ from service.http.openapi_schemas import (
     ERROR,
     INTERPOLATE_HEADERS,
     INTERPOLATE_RESPONSE,
+    INVERT_RESPONSE,
     MODELS_RESPONSE,
     REF,
     SAMPLE_HEADERS,
@@ -151,6 +152,45 @@ def extra_paths() -> dict:
     }
 
 
+def _invert_path() -> dict:
+    """POST /invert: /score's body forms and query parameters, and its own."""
+    score = extra_paths()["/score"]["post"]
+    params = score["parameters"] + [
+        {"name": name, "in": "query", "required": False, "schema": schema, "description": what}
+        for name, schema, what in (
+            ("format", {"type": "string", "enum": list(formats.NAMES)}, "npy and png bodies: the answer's format"),
+            ("refine", {"type": "integer", "minimum": 0, "maximum": 256}, "candidates per image of the search"),
+            ("seed", {"type": "integer", "minimum": 0}, "the search's seed"),
+            ("scores", {"type": "boolean"}, "json: D's realness of each reconstruction"),
+        )
+    ]
+    content = dict(score["requestBody"]["content"])
+    content["application/json"] = {"schema": {"$ref": REF.format(model="InvertRequest")}}
+    return {
+        "post": {
+            "operationId": "ganserve__invert",
+            "tags": ["Service APIs"],
+            "summary": "Images back into latent space: E's latents, G's reconstructions",
+            "description": "For a model with an encoder: E's latent (z, or w for a style-based model) of each "
+            "image, G's reconstruction and the error of each; `refine` searches through G around E's guess.",
+            "parameters": params,
+            "requestBody": {"required": True, "content": content},
+            "responses": {
+                "200": {
+                    "description": "json: latents, errors and reconstructions; npy / png: the reconstructions",
+                    "headers": {"X-Error": {"schema": {"type": "string"}, "description": "npy and png: each error"}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF.format(model="InvertResponse")}},
+                        NPY_MEDIA_TYPE: {"schema": BINARY},
+                        PNG_MEDIA_TYPE: {"schema": BINARY},
+                    },
+                },
+                **_errors(400, 401, 404, 409, 413, 415, 500, 503),
+            },
+        }
+    }
+
+
 def _add_errors(operation: dict, *statuses: int | None) -> None:
     """Document these refusals on an operation, keeping any it already documents (None: skipped)."""
     responses = operation.setdefault("responses", {})
@@ -184,8 +224,9 @@ def _schemas() -> dict:
         "ModelsResponse": MODELS_RESPONSE,
         "SampleResponse": SAMPLE_RESPONSE,
         "InterpolateResponse": INTERPOLATE_RESPONSE,
+        "InvertResponse": INVERT_RESPONSE,
     }
-    for model, mode in ((ScoreRequest, "validation"), (ModelCard, "serialization")):
+    for model, mode in ((ScoreRequest, "validation"), (InvertRequest, "validation"), (ModelCard, "serialization")):
         schema = model.model_json_schema(ref_template=REF, mode=mode)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -226,6 +267,7 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
     # 2020-12: "type": "null", const, prefixItems); Swagger UI reads 3.1.
     spec["openapi"] = "3.1.0"
     spec.setdefault("paths", {}).update(extra_paths())
+    spec["paths"]["/invert"] = _invert_path()
     spec["paths"].update(v2_openapi.paths())
     for path, schema, headers in (
         ("/sample", "SampleResponse", SAMPLE_HEADERS),

@@ -204,6 +204,36 @@ INTERPOLATE_RESPONSE = {
         **W_SPACE,
     },
 }
+INVERT_RESPONSE = {
+    "type": "object",
+    "title": "InvertResponse",
+    "additionalProperties": False,
+    "required": ["model", "version", "space", "n", "latents", "error", "reconstructions"],
+    "properties": {
+        "model": {"type": "string"},
+        "version": {"type": "string"},
+        "space": {
+            "type": "string",
+            "enum": ["z", "w"],
+            "description": "what the latents are: z, or a style-based model's w",
+        },
+        "n": {"type": "integer"},
+        "latents": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "error": {"type": "array", "items": {"type": "number"}, "description": "mean squared error per value of each"},
+        "reconstructions": {"type": "array", "items": {}, "description": "G's sample of each latent"},
+        "labels": LABELS,
+        "refine": {
+            "type": "object",
+            "description": "with refine: candidates drawn per image and the error of E's guess alone",
+            "properties": {
+                "candidates": {"type": "integer"},
+                "error_of_encoder": {"type": "array", "items": {"type": "number"}},
+            },
+        },
+        "realness": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}},
+        "logit": {"type": "array", "items": {"type": "number"}},
+    },
+}
 STRING_HEADER = {"schema": {"type": "string"}}
 # npy and png answers carry the JSON answer's fields as headers (handlers.respond).
 COMMON_HEADERS = {

@@ -33,6 +33,14 @@ ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 RATIO = "ratio"
 
 
+class NoEncoder(LookupError):
+    """The model has no encoder.onnx: POST /invert is not available for it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"model {name!r} has no encoder: /invert needs one (python -m training encoder models/{name})")
+
+
 class InferenceError(RuntimeError):
     """onnxruntime failed while running a graph (a fault of the model or the runtime, not the caller)."""
 
@@ -142,7 +150,13 @@ class LoadedModel:
     def is_style(self) -> bool:
         return self.card.style is not None
 
+    @property
+    def has_encoder(self) -> bool:
+        return "encoder" in self.sessions
+
     def _per_sample(self, role: str) -> list[int]:
+        if role == "encoder":
+            return self.card.sample.shape
         if role in ("generator", "mapping"):
             return self.card.latent.graph_shape
         if role == "synthesis":
@@ -248,6 +262,19 @@ class LoadedModel:
         out = self._run("synthesis", _graph_input(ws).reshape(len(ws), -1))
         return out.reshape(len(ws), *self.card.sample.shape)
 
+    def encode(self, x: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """(n, *sample_shape) [, (n,) classes] -> E's latent (n, z_dim), or w (n, w_dim) for a
+        style-based model, through encoder.onnx (learned inference)."""
+        if not self.has_encoder:
+            raise NoEncoder(self.name)
+        return self._run("encoder", _with_classes(x, self._classes(len(x), c)))
+
+    def draw_latent(self, latent: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """G's samples of latents in E's space: z through the generator, w through synthesis."""
+        if self.is_style:
+            return self.synthesize(self.broadcast(latent))
+        return self.generate(latent, c)
+
     def _need_discriminator(self) -> None:
         if not self.has_discriminator:
             raise NoDiscriminator(self.name)
@@ -264,7 +291,15 @@ class LoadedModel:
                 self.folder / self.card.files[self.card.sampling_roles[-1]].name,
                 f"returns shape {list(x.shape)} for 2 latents, the card implies {list(want)}",
             )
-        for role in self.card.roles[len(self.card.sampling_roles) :]:  # the discriminator and its ratio, where given
+        if self.has_encoder:
+            latent = self._run("encoder", _with_classes(x, c))
+            want_dim = self.card.style.w_dim if self.is_style else self.card.latent.dim
+            if latent.shape != (2, want_dim):
+                raise CardError(
+                    self.folder / "encoder.onnx",
+                    f"returns shape {list(latent.shape)} for 2 samples, expected [2, {want_dim}]",
+                )
+        for role in [r for r in self.card.roles if r in ("discriminator", RATIO)]:  # D and its ratio, where given
             logit = self._run(role, _with_classes(x, c))
             if logit.shape not in ((2, 1), (2,)):  # [batch] too: packed graphs made elsewhere often squeeze it
                 raise CardError(

@@ -40,7 +40,21 @@ def service_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathF
     corrupt(make_model(models, "broken"))
     make_model(models, COND, classes=3)  # a conditional pair p(x | c): classes class0, class1, class2
     pack_into(models, STYLE, tmp_path_factory.mktemp("foreign-style"))  # mapping + synthesis, conditional
+    for name in (COND, STYLE):  # learned inference for /invert: E in z, and in w
+        add_tiny_encoder(models / name)
     return models
+
+
+def add_tiny_encoder(folder: Path) -> None:
+    """A real encoder.onnx, trained briefly on the folder's own (G(z), z) pairs (python -m training encoder)."""
+    from tests.conftest import single_threaded_torch
+    from training.encoder.export import add_encoder
+    from training.encoder.pairs import FolderGraphs
+    from training.encoder.train import train_encoder
+
+    with single_threaded_torch():
+        E, stats, held = train_encoder(FolderGraphs(folder, threads=1), steps=300, pool=2000, progress=False)
+    add_encoder(folder, E, stats, held)
 
 
 @pytest.fixture(scope="session")

@@ -158,3 +158,17 @@ def test_the_client_speaks_a_style_based_models_w_space(real_server):
         np.testing.assert_array_equal(again.samples, got.samples)
         walk = gan.interpolate(model=STYLE, seeds=(1, 2), steps=4, truncation_psi=0.5, labels=0)
         assert walk.samples.shape == (4, 3, 8, 8) and walk.headers["x-space"] == "w"
+
+
+@pytest.mark.slow
+def test_the_client_inverts_what_the_api_inverts(real_server):
+    from tests.service.support import COND
+
+    with Client(real_server, token=TOKEN) as gan, httpx.Client(base_url=real_server, headers=AUTH, timeout=30) as http:
+        x = gan.sample(3, model=COND, seed=2, labels=1).samples
+        got = gan.invert(x, model=COND, labels=1, refine=16, seed=3)
+        want = http.post(
+            "/invert", json={"model": COND, "samples": x.tolist(), "labels": 1, "refine": 16, "seed": 3}
+        ).json()
+        np.testing.assert_array_equal(got["reconstructions"], np.asarray(want["reconstructions"], np.float32))
+        assert got["latents"].shape == (3, len(want["latents"][0])) and got["space"] == "z"

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", type=int, default=0, help="a conditional model's class for every image")
     args = p.parse_args(argv)
     model = StyleFolder(args.folder)
-    ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
+    ints = lambda text: [int(v) for v in text.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     vr = tuple(model.card.sample.value_range)
     seeds = ints(args.seeds)

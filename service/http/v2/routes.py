@@ -27,7 +27,7 @@ from service.settings import get_settings
 
 # The graphs served as V2 models (a style-based model's mapping and synthesis in place of a
 # generator); a card's ratio.onnx (the D trained with G, for DRS) is /sample's filter, not a model.
-ROLES = ("generator", "mapping", "synthesis", "discriminator")
+ROLES = ("generator", "mapping", "synthesis", "discriminator", "encoder")
 PLATFORM = "onnxruntime_onnx"  # Triton's name for what runs the graphs
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
@@ -161,6 +161,8 @@ async def _run(
         elif role == "synthesis":
             out = await run_in_threadpool(model.synthesize, first)  # (n, *sample_shape)
             count_samples(model.name, n)
+        elif role == "encoder":  # learned inference: x [, c] -> z (or w)
+            out = await run_in_threadpool(model.encode, first, c)
         else:
             out = (await model.logits_async(first, c)).reshape(n, 1)  # (n, 1) logits, as the graph gives them
     except ValueError as e:  # class indices out of range (engine._classes)

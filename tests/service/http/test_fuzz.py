@@ -30,7 +30,7 @@ EXAMPLES = 40
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
 )
-API_ROUTES = ("/sample", "/interpolate", "/score", "/models")
+API_ROUTES = ("/sample", "/interpolate", "/score", "/invert", "/models")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def _send(client, case):
 @pytest.mark.parametrize(
     ("path", "mode"),
     [
-        *((path, mode) for path in API_ROUTES[:3] for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)),
+        *((path, mode) for path in API_ROUTES[:4] for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)),
         ("/models", GenerationMode.POSITIVE),  # it takes no input, so there is nothing to make invalid
     ],
     ids=lambda v: (

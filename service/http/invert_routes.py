@@ -1,0 +1,107 @@
+"""POST /invert: images in (JSON, .npy, PNG, or PNG files), E's latents and G's reconstructions
+out (core/inversion.py). A model without an encoder is a 400 naming `model`; a wrong shape or a
+bad image, one naming the field. json answers the latents, errors and reconstructions; npy and
+png answer the reconstructions, with the errors in the X-Error header."""
+
+from __future__ import annotations
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.core import encoding, formats, inversion, labels, sampling, versions
+from service.core.problems import RequestError
+from service.core.schemas import MAX_REFINE, InvertRequest
+from service.http.admitted import admitted
+from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
+from service.http.context import engine_of
+from service.http.errors import to_response
+from service.runtime import admission
+from service.runtime.model import LoadedModel, NoDiscriminator, NoEncoder
+
+
+def _pick(engine, name, version, png: bool) -> LoadedModel:
+    model = versions.pinned(engine, name, version)
+    if not model.has_encoder:
+        raise NoEncoder(model.name)
+    return images_only(model) if png else model
+
+
+def _query_int(request: Request, name: str, default: int, hi: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise RequestError(name, f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= hi:
+        raise RequestError(name, f"must be in 0..{hi}, got {value}")
+    return value
+
+
+async def invert(request: Request) -> Response:
+    try:
+        engine_of(request)
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        kind = "json" if media_type in JSON_TYPES else "npy" if media_type in NPY_TYPES else "png"
+        # The work is E, then (1 + refine) runs of G per image: charged like a score of the body
+        # plus a sample request of its reconstructions.
+        cost = admission.score_cost(len(await request.body()), kind)
+        return await admitted(cost, lambda: _invert(request))
+    except Exception as e:
+        return to_response(e)
+
+
+async def _invert(request: Request) -> Response:
+    try:
+        model, x, wanted, req = await samples_in(request, InvertRequest, _pick)
+        q = request.query_params
+        fmt = req.format if req is not None else q.get("format", "json")
+        if fmt not in formats.NAMES:
+            raise RequestError("format", f"must be one of {', '.join(formats.NAMES)}, got {fmt!r}")
+        if fmt == "png" and model.card.sample.kind != "image":
+            raise RequestError("format", f"png needs an image model; {model.name} makes {model.card.sample.kind}s")
+        refine = req.refine if req is not None else _query_int(request, "refine", 0, MAX_REFINE)
+        seed = (req.seed if req is not None else None) or _query_int(request, "seed", 0, 2**63 - 1)
+        scores = req.scores if req is not None else q.get("scores") in ("1", "true")
+        if scores and fmt != "json":
+            raise RequestError("scores", "only with format json")
+        if scores and not model.has_discriminator:
+            raise NoDiscriminator(model.name)
+        c = labels.for_scoring(model, wanted, len(x))  # a conditional model's class of each image
+        done = await run_in_threadpool(inversion.invert, model, x, c, refine, seed)
+        logits = await run_in_threadpool(model.logits, done.reconstructions, c) if scores else None
+    except Exception as e:
+        return to_response(e)
+    return _answer(model, done, c, fmt, logits)
+
+
+def _answer(model: LoadedModel, done: inversion.Inverted, c, fmt: str, logits) -> Response:
+    meta = {"model": model.name, "version": model.card.version, "space": "w" if model.is_style else "z"}
+    headers = {
+        "X-Model": model.name,
+        "X-Model-Version": model.card.version,
+        "X-Error": ",".join(f"{e:.6g}" for e in done.errors),
+    }
+    if fmt == "npy":
+        return Response(encoding.npy_bytes(done.reconstructions), media_type=encoding.NPY_MEDIA_TYPE, headers=headers)
+    if fmt == "png":
+        grid = encoding.png_grid(done.reconstructions, tuple(model.card.sample.value_range), None)
+        return Response(grid, media_type=encoding.PNG_MEDIA_TYPE, headers=headers)
+    body = {
+        **meta,
+        "n": len(done.errors),
+        "latents": done.latents.astype(np.float32),
+        "error": done.errors.astype(np.float32),
+        "reconstructions": done.reconstructions,
+    }
+    if done.candidates:
+        body["refine"] = {"candidates": done.candidates, "error_of_encoder": done.errors_of_e.astype(np.float32)}
+    if c is not None:
+        body["labels"] = c
+    if logits is not None:
+        body["realness"] = sampling.realness(logits)
+        body["logit"] = logits.astype(np.float32)
+    return Response(encoding.json_bytes(body), media_type="application/json")
