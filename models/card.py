@@ -61,6 +61,7 @@ GRAPH_FILES = {
     # style-based model. python -m training encoder adds it; POST /invert runs it.
     "encoder": "encoder.onnx",
 }
+DIRECTIONS_FILE = "directions.json"
 # The graphs that judge or invert samples, after the sampling graphs (ModelCard.roles' order).
 AUXILIARY_ROLES = ("discriminator", "ratio", "encoder")
 # What draws samples: one generator graph, or a style-based model's mapping then synthesis.
@@ -95,6 +96,9 @@ class ModelCard(_Strict):
     source: Optional[Source] = None  # ... or a packed model's origin (version 2)
     condition: Optional[Condition] = None  # a conditional model's classes (version 2)
     style: Optional[Style] = None  # a style-based model's w space (version 3)
+    # Editing directions in the latent space (python -m training directions): directions.json beside
+    # the graphs, checksummed like them (DIRECTIONS_FILE; the service reads it, /sample's `edit`).
+    directions: Optional[FileEntry] = None
     metrics: dict[str, Metric] = Field(default_factory=dict)
     created_at: datetime
 
@@ -124,6 +128,8 @@ class ModelCard(_Strict):
         elif self.training is None and self.source is None:
             raise ValueError("training or source: a card says how its model was made")
         self._check_condition_inputs()
+        if self.directions is not None and self.directions.name != DIRECTIONS_FILE:
+            raise ValueError(f"directions: must be named {DIRECTIONS_FILE}")
         has_ratio = "ratio" in self.files
         if has_ratio != (has_d and self.realness.drs_ratio == "training"):
             raise ValueError(
@@ -284,7 +290,9 @@ def _unset_optional_parts(card: ModelCard) -> dict:
     written back is still one that older readers (which forbid unknown keys such as `condition`)
     accept. Only these: a null inside the training config is data and stays."""
     exclude: dict = {
-        k: True for k in ("realness", "training", "source", "condition", "style") if getattr(card, k) is None
+        k: True
+        for k in ("realness", "training", "source", "condition", "style", "directions")
+        if getattr(card, k) is None
     }
     unset_graphs = {role for role in GRAPH_FILES if getattr(card.onnx, role) is None}
     if unset_graphs:
@@ -317,6 +325,8 @@ def verify_files(folder: Path | str, card: ModelCard) -> dict[str, Path]:
     paths = {role: _verified(folder, entry) for role, entry in card.files.items()}
     if card.style is not None:
         _verified(folder, card.style.w_avg)
+    if card.directions is not None:
+        _verified(folder, card.directions)
     return paths
 
 
