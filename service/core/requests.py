@@ -16,7 +16,7 @@ from typing import Optional, TypeVar
 import anyio.to_thread
 import numpy as np
 
-from service.core import encoding, formats, labels, latents, sampling, streaming, style, versions
+from service.core import edits, encoding, formats, labels, latents, sampling, streaming, style, versions
 from service.core.problems import RequestError
 from service.core.schemas import DEFAULT_N, InterpolateRequest, SampleRequest
 from service.runtime import admission
@@ -158,6 +158,7 @@ def checked(engine: Engine, req: SampleRequest) -> tuple[LoadedModel, sampling.F
     model = versions.pinned(engine, req.model, req.version)
     _check_format(model, req.format, req.nrow, req.scores, req.dtype)
     style.check(model, req, formats.SCORE_FORMAT)
+    edits.check(model, req)
     _truncation(model, req.truncation)
     if req.latents is not None:
         if req.seed is not None:
@@ -220,8 +221,10 @@ def _classes(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int]
 def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Answer:
     """POST /sample in a worker thread (any request)."""
     model, keep = checked(engine, req)
-    if style.asked(req) is not None:
+    if model.is_style and style.asked(req, style.W_PATH_FIELDS) is not None:
         return _sample_w(model, req, keep)
+    if req.edit:
+        return _sample_edited(model, req, keep)
     if req.latents is not None:
         z = _given_latents(model, req)
         batch = sampling.generate(
@@ -236,6 +239,21 @@ def sample(engine: Engine, req: SampleRequest, max_draws_factor: int) -> Answer:
         c = _classes(model, req, n, seed)
         batch = sampling.from_seed(model, n, seed, req.truncation, req.scores, keep, n * max_draws_factor, c)
     return answer_of(model, req, batch, seed, keep, len(req.latents) if req.latents is not None else n)
+
+
+def _sample_edited(model: LoadedModel, req: SampleRequest, keep: sampling.Filter) -> Answer:
+    """A single-graph model's request with `edit`: its latents (given, or the seed's, truncated as
+    asked) moved along the directions, then drawn (core/edits.py); never filtered (edits.check)."""
+    if req.latents is not None:
+        z, seed = _given_latents(model, req), None
+    else:
+        seed = _seed(req)
+        z = latents.draw(latents.generator(seed), model.card.latent, req.n or DEFAULT_N, req.truncation)
+    c = _classes(model, req, len(z), seed)
+    batch = sampling.generate(model, edits.apply_z(model, req, z), with_logits=req.scores, c=c)
+    answer = answer_of(model, req, batch, seed, keep, len(z))
+    answer.meta["edit"] = edits.described(req)
+    return answer
 
 
 def _sample_w(model: LoadedModel, req: SampleRequest, keep: sampling.Filter) -> Answer:
@@ -262,7 +280,7 @@ async def sample_async(
     request of up to INLINE_MAX_N samples runs its graphs right here too, without the batcher's
     thread hand-offs."""
     model, keep = checked(engine, req)
-    if style.asked(req) is not None:  # two graph runs with numpy between: a worker thread's work
+    if style.asked(req) is not None or req.edit:  # graph runs with numpy between: a worker thread's work
         return await anyio.to_thread.run_sync(lambda: render(sample(engine, req, max_draws_factor), True))
     n = requested_n(req)
     values = n * (model.card.latent.dim + math.prod(model.card.sample.shape))

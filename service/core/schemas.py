@@ -93,6 +93,24 @@ class Mix(_Request):
     from_layer: Annotated[int, Ge(0), Le(1023)]
 
 
+class Edit(_Request):
+    """A move along one of the model's editing directions (GET /models lists them)."""
+
+    direction: Annotated[str, Field(min_length=1, max_length=64)]
+    amount: Annotated[float, Ge(-100), Le(100), AllowInfNan(False)]
+
+
+Edits = Optional[
+    Annotated[
+        list[Edit],
+        Field(
+            min_length=1,
+            max_length=32,
+            description="moves along the model's editing directions, added to each latent (z, or w): "
+            "latent + sum(amount x direction), directions unit length",
+        ),
+    ]
+]
 WRows = Optional[
     Annotated[
         list[Any],
@@ -135,6 +153,7 @@ class SampleRequest(_Request):
     mix: Optional[Mix] = Field(None, description="style-based models: the styles of a second seed from a layer on")
     return_w: bool = Field(False, description="style-based models, json: add the ws (n, num_ws, w_dim) of each sample")
     w: WRows = None
+    edit: Edits = None
 
 
 class InterpolateRequest(_Request):

@@ -19,11 +19,13 @@ from service.core.schemas import InterpolateRequest, SampleRequest
 from service.runtime.model import LoadedModel
 
 FIELDS = ("truncation_psi", "truncation_cutoff", "mix", "return_w", "w")
+# What sends a style-based model's request down the w path (edit applies in w there).
+W_PATH_FIELDS = (*FIELDS, "edit")
 
 
-def asked(req: SampleRequest) -> Optional[str]:
+def asked(req: SampleRequest, names: tuple[str, ...] = FIELDS) -> Optional[str]:
     """The first w-space field the request sets, or None."""
-    for name in FIELDS:
+    for name in names:
         value = getattr(req, name)
         if value is not None and value is not False:
             return name
@@ -105,6 +107,11 @@ def draw(model: LoadedModel, req: SampleRequest, n: int, seed: Optional[int], z:
         ws = model.broadcast(model.map_w(z, c)).copy()
     else:
         ws, c = _ws_of_seed(model, req, seed, n)
+    if req.edit:  # moves in w, on every layer, before mixing and truncation
+        from service.core import edits
+
+        ws = ws + edits.offset(model, req)[None, None]
+        meta["edit"] = edits.described(req)
     if req.mix is not None:
         mixed, _ = _ws_of_seed(model, req, req.mix.seed, len(ws))
         ws[:, req.mix.from_layer :] = mixed[:, req.mix.from_layer :]

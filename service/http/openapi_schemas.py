@@ -104,6 +104,15 @@ MODELS_RESPONSE = {
                         "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
                         "description": "a conditional model's class names, by index (null: unconditional)",
                     },
+                    "directions": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "the model's editing directions (/sample's edit), by name",
+                    },
+                    "encoder": {
+                        "type": "boolean",
+                        "description": "whether POST /invert can run (the model has an encoder)",
+                    },
                     "style": {
                         "anyOf": [
                             {
@@ -186,6 +195,11 @@ SAMPLE_RESPONSE = {
             "description": "with drs: the gamma used (the request's, else the model card's realness.drs_gamma, else 0)",
         },
         **SAMPLE_W_SPACE,
+        "edit": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "with edit: direction:amount of each move",
+        },
     },
 }
 INTERPOLATE_RESPONSE = {
@@ -267,6 +281,7 @@ SAMPLE_HEADERS = {
     },
     "X-Mix-Seed": {"schema": {"type": "string"}, "description": "style-based models: the seed mixed in"},
     "X-Mix-From-Layer": {"schema": {"type": "string"}, "description": "style-based models: its first layer"},
+    "X-Edit": {"schema": {"type": "string"}, "description": "with edit: direction:amount of each move"},
 }
 INTERPOLATE_HEADERS = {
     **COMMON_HEADERS,

@@ -74,6 +74,8 @@ async def models(request: Request) -> Response:
             "classes": m.card.condition.names if m.card.condition else None,  # a conditional model's labels
             # A style-based model's w space: truncation_psi, mix, return_w and w apply to it.
             "style": {"w_dim": m.card.style.w_dim, "num_ws": m.card.style.num_ws} if m.card.style else None,
+            "directions": list(m.directions),  # /sample's `edit` moves along these (directions.json)
+            "encoder": m.has_encoder,  # POST /invert needs one
             "card": m.card.model_dump(mode="json"),
             **({"refused": refused[name]} if name in refused else {}),
         }

@@ -18,7 +18,7 @@ from models.card import CARD_FILE, CardError, ModelCard, check_signature, load_m
 from service.runtime import backends
 from service.runtime.model import InferenceError, LoadedModel, observed_signature, probe_latents
 from service.runtime.providers import CPU, choose_providers
-from service.runtime.w_avg import read_w_avg
+from service.runtime.w_avg import read_directions, read_w_avg
 
 log = logging.getLogger("ganserve.engine")
 
@@ -144,6 +144,7 @@ class Engine:
             backend=choice.backend,
             backend_reason=choice.reason,
             w_avg=read_w_avg(folder, card) if card.style is not None else None,
+            directions=read_directions(folder, card) if card.directions is not None else {},
         )
         try:
             model.warm_up()

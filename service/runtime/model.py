@@ -108,6 +108,8 @@ class LoadedModel:
     backend_reason: str = ""
     # A style-based model's w_avg (w_dim,) float32, checked against the card (engine.py); else None.
     w_avg: np.ndarray | None = None
+    # Editing directions by name, unit vectors in z (or w), from directions.json (engine.py); {} without.
+    directions: dict = field(default_factory=dict)
     # Whether a lone client's small request may run this model's graphs on the event loop
     # (handlers.sample_async): only a model whose one-sample runs took at most INLINE_MAX_RUN_S
     # at warm-up. A slow graph on the loop would stall every other request and the request

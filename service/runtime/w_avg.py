@@ -1,8 +1,10 @@
-"""A style-based model's w_avg.npy: float32 [w_dim], finite. Read without pickles (an .npy of a
-plain dtype), checked against the card, so truncation never pulls towards a wrong point."""
+"""The vectors beside a model's graphs, read without pickles and checked against the card: a
+style-based model's w_avg.npy (float32 [w_dim], where truncation pulls w) and any model's
+directions.json (named unit vectors in its latent space, for /sample's `edit`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +29,26 @@ def load_w_avg(path: Path, w_dim: int | None = None) -> np.ndarray:
 
 def read_w_avg(folder: Path, card: ModelCard) -> np.ndarray:
     return load_w_avg(Path(folder) / card.style.w_avg.name, card.style.w_dim)
+
+
+def read_directions(folder: Path, card: ModelCard) -> dict[str, np.ndarray]:
+    """name -> unit vector (dim,) float32; CardError naming directions.json when it does not fit."""
+    path = Path(folder) / card.directions.name
+    space, dim = ("w", card.style.w_dim) if card.style is not None else ("z", card.latent.dim)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["space"] != space:
+            raise ValueError(f"space is {data['space']!r}, the model's latent is {space!r}")
+        out = {}
+        for i, entry in enumerate(data["directions"]):
+            v = np.asarray(entry["vector"], dtype=np.float32)
+            if v.shape != (dim,) or not np.isfinite(v).all() or not 0.99 < float(np.linalg.norm(v)) < 1.01:
+                raise ValueError(f"directions[{i}] ({entry.get('name')!r}) is not a unit vector of {dim} finite values")
+            if entry["name"] in out:
+                raise ValueError(f"directions[{i}]: the name {entry['name']!r} is used twice")
+            out[str(entry["name"])] = v
+    except FileNotFoundError:
+        raise CardError(path, "missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CardError(path, f"not a directions file of this model ({e})") from None
+    return out

@@ -40,9 +40,19 @@ def service_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathF
     corrupt(make_model(models, "broken"))
     make_model(models, COND, classes=3)  # a conditional pair p(x | c): classes class0, class1, class2
     pack_into(models, STYLE, tmp_path_factory.mktemp("foreign-style"))  # mapping + synthesis, conditional
-    for name in (COND, STYLE):  # learned inference for /invert: E in z, and in w
+    for name in (COND, STYLE):  # learned inference for /invert: E in z, and in w; editing directions
         add_tiny_encoder(models / name)
+        add_directions(models / name)
     return models
+
+
+def add_directions(folder: Path) -> None:
+    """directions.json as python -m training directions writes it (principal directions here)."""
+    from training.directions.find import find
+    from training.directions.store import write_directions
+    from training.encoder.pairs import FolderGraphs
+
+    write_directions(folder, find(FolderGraphs(folder, threads=1), samples=600, k=4))
 
 
 def add_tiny_encoder(folder: Path) -> None:
