@@ -160,13 +160,15 @@ class Client:
         mix: Optional[tuple[int, int]] = None,
         w: Optional[Any] = None,
         return_w: bool = False,
+        edit: Optional[Sequence[tuple[str, float]]] = None,
         **fields: Any,
     ) -> Samples:
         """POST /sample as .npy. `version` pins the model's version (409 when it is no longer
         served); `fields`: any further field of the request body, sent as given. A style-based
         model's w space (docs/API.md): `truncation_psi` (and `truncation_cutoff`), `mix` as
         (seed, from_layer), `w` in place of a seed, and `return_w` (then the answer comes as JSON
-        and `Samples.w` holds the ws)."""
+        and `Samples.w` holds the ws). `edit`: (direction, amount) moves along the model's editing
+        directions (GET /models lists them)."""
         if latents is not None:
             latents = np.asarray(latents, dtype=np.float64).tolist()
         body = {
@@ -183,6 +185,7 @@ class Client:
             "truncation_cutoff": truncation_cutoff,
             "mix": {"seed": mix[0], "from_layer": mix[1]} if mix is not None else None,
             "w": np.asarray(w, dtype=np.float64).tolist() if w is not None else None,
+            "edit": [{"direction": d, "amount": float(a)} for d, a in edit] if edit else None,
             **fields,
             "format": "npy",
         }

@@ -113,6 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--truncation", type=float, help="redraw latent coordinates with |z| beyond this")
     parser.add_argument(
+        "--edit",
+        metavar="DIR:AMOUNT,...",
+        help="move every latent along the model's editing directions, e.g. class:7:2.5,pc0:-1 (as /sample's edit)",
+    )
+    parser.add_argument(
         "--truncation-psi",
         type=float,
         help="a style-based model: truncation in w, w_avg + psi (w - w_avg), as /sample's truncation_psi",
@@ -186,6 +191,7 @@ def _spec(
             block_size=args.block_size,
             truncation=args.truncation,
             truncation_psi=args.truncation_psi,
+            edit=_edits(args.edit),
             filter={
                 "min_realness": args.min_realness,
                 "drs": args.drs,
@@ -331,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--realness/--min-realness/--drs: model {card.name!r} has no discriminator, so no realness "
                 "to filter or label by"
             )
+        if spec.edit:
+            _check_edit(spec.edit, source)
         if spec.truncation_psi is not None and not card.is_style:
             raise UsageError(f"--truncation-psi: model {card.name!r} is a single-graph generator (use --truncation)")
         if spec.truncation is not None and card.is_style:
@@ -399,3 +407,30 @@ def _job(args: argparse.Namespace, source: Source, spec: DatasetSpec, store: Sto
         raise
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:  # ray.init's ways of failing
         raise UsageError(f"--ray: cannot run on Ray at {args.ray}: {type(e).__name__}: {e}") from None
+
+
+def _edits(text: str | None) -> list[tuple[str, float]] | None:
+    """`class:7:2.5,pc0:-1` -> [("class:7", 2.5), ("pc0", -1.0)]: the amount after the last colon."""
+    if not text:
+        return None
+    out = []
+    for item in text.split(","):
+        name, sep, amount = item.strip().rpartition(":")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = None
+        if not sep or not name or value is None or not -100 <= value <= 100:
+            raise UsageError(f"--edit: {item!r} is not DIRECTION:AMOUNT with an amount in -100..100")
+        out.append((name, value))
+    return out
+
+
+def _check_edit(moves: list[tuple[str, float]], source) -> None:
+    """Every direction must be one the model has (its directions.json, or GET /models over HTTP)."""
+    known = getattr(source, "directions", None)
+    if known is None:
+        return  # a source that cannot list them: the server refuses an unknown one, naming it
+    for name, _ in moves:
+        if name not in known:
+            raise UsageError(f"--edit: {name!r} is not a direction of the model ({', '.join(known) or 'none'})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from service.core.problems import RequestError
-from service.core.schemas import SampleRequest
+from service.core.schemas import InterpolateRequest, SampleRequest
 from service.runtime.model import LoadedModel
 
 
@@ -52,3 +52,25 @@ def apply_z(model: LoadedModel, req: SampleRequest, z: np.ndarray) -> np.ndarray
 def described(req: SampleRequest) -> list[str]:
     """The answer's record of the edit, "direction:amount" each (the JSON field and the X-Edit header)."""
     return [f"{move.direction}:{move.amount:g}" for move in req.edit]
+
+
+def walk_along(model: LoadedModel, req: InterpolateRequest, z: np.ndarray, c) -> tuple[np.ndarray, dict]:
+    """`steps` samples of z (a seed's first latent; its w for a style-based model, psi applied)
+    moved by amounts evenly from amounts[0] to amounts[1] along the direction: (samples, meta)."""
+    name = req.along.direction
+    if name not in model.directions:
+        known = ", ".join(model.directions) or "none"
+        raise RequestError("along.direction", f"{name!r} is not a direction of {model.name} ({known})")
+    t = np.linspace(req.along.amounts[0], req.along.amounts[1], req.steps).astype(np.float32)[:, None]
+    meta = {"along": name, "amounts": list(req.along.amounts)}
+    if model.is_style:
+        w = model.map_w(z[None], None if c is None else c[:1]) + t * model.directions[name][None]  # (steps, w_dim)
+        if req.truncation_psi is not None:
+            w = model.w_avg[None] + req.truncation_psi * (w - model.w_avg[None])
+            meta["truncation_psi"] = req.truncation_psi
+        return model.synthesize(model.broadcast(w)), meta
+    moved = z[None] + t * model.directions[name][None]
+    lat = model.card.latent
+    if lat.distribution == "uniform":
+        moved = np.clip(moved, lat.low, lat.high)
+    return model.generate(moved.astype(np.float32), c), meta

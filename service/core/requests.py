@@ -333,6 +333,8 @@ def interpolate(engine: Engine, req: InterpolateRequest) -> Answer:
     _check_size(model, req.steps, "steps")
     _truncation(model, req.truncation)
     style.check_walk(model, req)
+    if req.along is not None or req.seed is not None:
+        return _walk_along(model, req)
     if req.seeds is not None and req.latents is not None:
         raise RequestError("seeds", "give two seeds or two latents, not both")
     if req.latents is not None:
@@ -354,6 +356,21 @@ def interpolate(engine: Engine, req: InterpolateRequest) -> Answer:
     batch = sampling.generate(model, z, with_logits=req.scores, c=c)
     meta["method"] = method
     return Answer(model, batch.samples, batch.logits, req.format, req.nrow, meta, batch.labels)
+
+
+def _walk_along(model: LoadedModel, req: InterpolateRequest) -> Answer:
+    """/interpolate with `along`: the first latent of `seed` (z, or its w) moved by each amount of
+    the walk along the direction (core/edits.py), drawn by G."""
+    if req.along is None:
+        raise RequestError("seed", "a walk from one seed goes `along` a direction; between two seeds give `seeds`")
+    if req.seeds is not None or req.latents is not None:
+        field = "seeds" if req.seeds is not None else "latents"
+        raise RequestError(field, "a walk `along` a direction starts from one `seed`, not two ends")
+    seed = req.seed if req.seed is not None else latents.random_seed()
+    c = _walk_classes(model, req, [seed])
+    x, meta = edits.walk_along(model, req, sampling.one_latent(model, seed, req.truncation), c)
+    logits = model.logits(x, c) if req.scores else None
+    return Answer(model, x, logits, req.format, req.nrow, {"seed": seed} | meta, c)
 
 
 def _walk_classes(model: LoadedModel, req: InterpolateRequest, seeds) -> Optional[np.ndarray]:

@@ -156,6 +156,13 @@ class SampleRequest(_Request):
     edit: Edits = None
 
 
+class Along(_Request):
+    """A walk along one editing direction: from amounts[0] to amounts[1] units of it."""
+
+    direction: Annotated[str, Field(min_length=1, max_length=64)]
+    amounts: Annotated[list[Annotated[float, Ge(-100), Le(100), AllowInfNan(False)]], Field(min_length=2, max_length=2)]
+
+
 class InterpolateRequest(_Request):
     model: ModelName = None
     version: Version = None
@@ -173,6 +180,10 @@ class InterpolateRequest(_Request):
     )
     truncation: Truncation = None
     truncation_psi: Psi = None
+    along: Optional[Along] = Field(
+        None, description="walk from one seed's latent along an editing direction (give `seed`, not `seeds`)"
+    )
+    seed: Optional[Seed] = Field(None, description="with `along`: the seed whose first latent the walk starts from")
     format: Format = "json"
     nrow: Nrow = None
     scores: bool = False

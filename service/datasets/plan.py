@@ -98,6 +98,8 @@ class DatasetSpec(BaseModel):
     truncation: Optional[float] = Field(None, gt=0, le=100)
     # A style-based model's truncation in w (each block is /sample with this truncation_psi).
     truncation_psi: Optional[float] = Field(None, ge=-1, le=2)
+    # Moves along the model's editing directions (/sample's edit): (direction, amount) pairs.
+    edit: Optional[list[tuple[str, float]]] = None
     filter: FilterSpec = FilterSpec()
     # With a filter, a block stops after n x this many draws (GANSERVE_MAX_DRAWS_FACTOR of the
     # server or local settings that made it): it decides how many rows a block keeps, so it is
@@ -126,6 +128,8 @@ class DatasetSpec(BaseModel):
                 f"{self.samples} samples in shards of {self.shard_size} make {self.num_shards} "
                 f"shards, more than {MAX_SHARDS}: use larger shards"
             )
+        if self.edit is not None and self.filter.active:
+            raise ValueError("edit: not with a filter, as /sample refuses it")
         if self.truncation_psi is not None and (self.filter.active or self.truncation is not None):
             raise ValueError("truncation_psi: not with truncation (in z) or a filter, as /sample refuses them")
         if self.max_draws_factor is not None and not self.filter.active:

@@ -69,6 +69,7 @@ class LocalSource:
         self.max_n = None  # in process: no request to bound
         self.description = description or f"local model {model.name} ({model.provider})"
         self.engine = engine_name(model.backend, model.provider)
+        self.directions = list(model.directions)  # /sample's edit moves along these
         self.stop = threading.Event()
         self.admission = admission
 
@@ -98,27 +99,33 @@ class LocalSource:
             else None
         )
         c = None if plan is None else plan.classes
-        if spec.truncation_psi is not None:  # a style-based model's block in w (core/style.py)
-            return self._w_block(seed, n, spec, c)
+        if spec.truncation_psi is not None or spec.edit:  # in w (core/style.py), or edited (core/edits.py)
+            return self._request_block(seed, n, spec, c)
         got = sampling.from_seed(
             self.model, n, seed, spec.truncation, spec.realness, keep, n * self.max_draws_factor, c
         )
         return Block(got.samples, got.logits if spec.realness else None, got.drawn, got.labels)
 
-    def _w_block(self, seed: int, n: int, spec: DatasetSpec, c: Optional[np.ndarray]) -> Block:
-        """The /sample request with truncation_psi, as the endpoint computes it (style.draw)."""
-        from service.core import style
-        from service.core.schemas import SampleRequest
+    def _request_block(self, seed: int, n: int, spec: DatasetSpec, c: Optional[np.ndarray]) -> Block:
+        """The /sample request with truncation_psi or edit, as the endpoint computes it."""
+        from service.core import edits, latents, style
+        from service.core.schemas import Edit, SampleRequest
 
         # Built unvalidated: a block may hold more rows than a request's max n; the spec was checked.
         req = SampleRequest.model_construct(
             model=self.card.name,
             n=n,
             seed=seed,
+            truncation=spec.truncation,
             truncation_psi=spec.truncation_psi,
             labels=None if c is None else [int(v) for v in c],
+            edit=[Edit(direction=d, amount=a) for d, a in spec.edit] if spec.edit else None,
         )
-        x, _, labels_, _ = style.draw(self.model, req, n, seed, None)
+        if self.model.is_style:
+            x, _, labels_, _ = style.draw(self.model, req, n, seed, None)
+        else:
+            z = latents.draw(latents.generator(seed), self.card.latent, n, spec.truncation)
+            x, labels_ = self.model.generate(edits.apply_z(self.model, req, z), c), c
         logits = self.model.logits(x, labels_) if spec.realness else None
         return Block(x, logits, n, labels_)
 
@@ -176,6 +183,7 @@ class HttpSource:
         self.urls, self.stop = self.client.urls, self.client.stop
         self.limits: dict[str, ServerLimits] = {}  # per replica, read with its /models
         self.engines: dict[str, str] = {}  # per replica, as its /models reports the model's backend
+        self.directions: list[str] | None = None  # the model's editing directions, as /models lists them
         try:
             self.card = self._agree_on_model(model)
         except BaseException:
@@ -212,6 +220,7 @@ class HttpSource:
                 raise SourceError(f"{url}: /models sent an unreadable card for {wanted!r} ({e})") from None
             self.limits[url] = _limits(url, listing)
             self.engines[url] = engine_name(entry.get("backend", "unknown"), entry.get("provider", "unknown"))
+            self.directions = entry.get("directions")  # /sample's edit: what the server lists, if it does
         versions = {url: c.version for url, c in cards.items()}
         if len(set(versions.values())) > 1:
             raise SourceError(f"replicas serve different versions of the model: {versions}")
@@ -241,6 +250,7 @@ class HttpSource:
                 seed=seed,
                 truncation=spec.truncation,
                 truncation_psi=spec.truncation_psi,
+                edit=spec.edit,
                 min_realness=f.min_realness,
                 drs=f.drs,
                 drs_gamma=f.drs_gamma,

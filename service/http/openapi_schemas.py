@@ -206,7 +206,7 @@ INTERPOLATE_RESPONSE = {
     "type": "object",
     "title": "InterpolateResponse",
     "additionalProperties": False,
-    "required": ["model", "version", "method", "shape", "samples"],
+    "required": ["model", "version", "shape", "samples"],
     "properties": {
         **ANSWERED,
         "seeds": {
@@ -215,6 +215,13 @@ INTERPOLATE_RESPONSE = {
         },
         "method": {"type": "string", "enum": ["slerp", "lerp"]},
         "space": {"type": "string", "enum": ["w"], "description": "style-based models: the walk is in w"},
+        "seed": {**SEED, "description": "with along: the seed the walk starts from"},
+        "along": {"type": "string", "description": "with along: the direction walked"},
+        "amounts": {
+            "type": "array",
+            "items": {"type": "number"},
+            "description": "with along: its first and last amount",
+        },
         **W_SPACE,
     },
 }
@@ -288,5 +295,8 @@ INTERPOLATE_HEADERS = {
     "X-Seeds": {"schema": {"type": "string"}, "description": "comma-separated"},
     "X-Method": STRING_HEADER,
     "X-Space": {"schema": {"type": "string"}, "description": "style-based models: w"},
+    "X-Seed": {"schema": {"type": "string"}, "description": "with along: the seed the walk starts from"},
+    "X-Along": {"schema": {"type": "string"}, "description": "with along: the direction walked"},
+    "X-Amounts": {"schema": {"type": "string"}, "description": "with along: its first and last amount"},
     "X-Truncation-Psi": {"schema": {"type": "string"}, "description": "style-based models: the psi applied"},
 }

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.model_extras import add_directions, add_tiny_encoder
 from tests.service.model_factory import corrupt, make_model
 from tests.service.support import COND, MAX_N, STYLE, THIRD_PARTY_WARNINGS, TOKEN, real_server_env, service_env
 from tests.style_factory import pack_into
@@ -44,27 +45,6 @@ def service_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathF
         add_tiny_encoder(models / name)
         add_directions(models / name)
     return models
-
-
-def add_directions(folder: Path) -> None:
-    """directions.json as python -m training directions writes it (principal directions here)."""
-    from training.directions.find import find
-    from training.directions.store import write_directions
-    from training.encoder.pairs import FolderGraphs
-
-    write_directions(folder, find(FolderGraphs(folder, threads=1), samples=600, k=4))
-
-
-def add_tiny_encoder(folder: Path) -> None:
-    """A real encoder.onnx, trained briefly on the folder's own (G(z), z) pairs (python -m training encoder)."""
-    from tests.conftest import single_threaded_torch
-    from training.encoder.export import add_encoder
-    from training.encoder.pairs import FolderGraphs
-    from training.encoder.train import train_encoder
-
-    with single_threaded_torch():
-        E, stats, held = train_encoder(FolderGraphs(folder, threads=1), steps=300, pool=2000, progress=False)
-    add_encoder(folder, E, stats, held)
 
 
 @pytest.fixture(scope="session")

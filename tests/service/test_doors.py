@@ -472,3 +472,46 @@ def test_the_openvino_engine_answers_the_reference_within_tolerance(shipped, mod
                 assert np.array_equal(got.labels, want.labels), where
     finally:
         engine.executor.shutdown(wait=False)
+
+
+def test_an_edited_dataset_is_its_edited_sample_blocks(client, service_models_dir, tmp_path, capsys):
+    """--edit: every block is /sample with that edit (here over the in-process API for the blocks),
+    from a local folder; an unknown direction is refused before anything is written."""
+    from tests.service.datasets.support import manifest, run_generate
+
+    spec = ["--samples", 9, "--shard-size", 9, "--block-size", 4, "--seed", 3, "--edit", "pc1:1.5,pc0:-0.5"]
+    code, printed = run_generate(
+        capsys, "--model-dir", service_models_dir / COND, "--threads", 1, "--out", tmp_path / "d", *spec
+    )
+    assert code == 0, printed
+    m = manifest(tmp_path / "d")
+    got = np.load(tmp_path / "d" / m["shards"][0]["data"]["file"], allow_pickle=False)
+    labels = (
+        np.load(tmp_path / "d" / m["shards"][0]["labels"]["file"], allow_pickle=False)
+        if "labels" in m["shards"][0]
+        else None
+    )
+
+    def child(s: int, i: int) -> int:
+        return int(np.random.SeedSequence(s, spawn_key=(i,)).generate_state(1, np.uint64)[0])
+
+    rows = []
+    for b, start in enumerate(range(0, 9, 4)):
+        n = min(4, 9 - start)
+        body = {
+            "model": COND,
+            "n": n,
+            "seed": child(child(3, 0), b),
+            "format": "npy",
+            "edit": [{"direction": "pc1", "amount": 1.5}, {"direction": "pc0", "amount": -0.5}],
+        }
+        if labels is not None:
+            body["labels"] = labels[start : start + n].tolist()
+        r = client.post("/sample", json=body)
+        assert r.status_code == 200, r.text
+        rows.append(np.load(io.BytesIO(r.content), allow_pickle=False))
+    assert np.array_equal(got, np.concatenate(rows))
+    refused = run_generate(
+        capsys, "--model-dir", service_models_dir / COND, "--out", tmp_path / "e", "--samples", 4, "--edit", "nope:1"
+    )
+    assert refused[0] == 2 and "--edit: 'nope'" in refused[1]

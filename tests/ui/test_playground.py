@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.model_extras import add_directions, add_tiny_encoder
 from tests.servers import REPO, running, server_env
 from tests.service.model_factory import make_model
 from tests.style_factory import pack_into
@@ -59,6 +60,8 @@ def server(tmp_path_factory):
     make_model(models, "cond", classes=3, seed=1)  # conditional, 1x8x8
     make_model(models, "gonly", discriminator=False, seed=2)  # generator only, 1x8x8
     pack_into(models, "style", root / "style-graphs")  # style-based, conditional, 3x8x8 (tests/style_factory.py)
+    add_tiny_encoder(models / "style")  # /invert ...
+    add_directions(models / "style")  # ... and /sample's edit
     env = server_env(
         {
             "GANSERVE_MODELS_DIR": str(models),
@@ -426,5 +429,41 @@ def test_a_style_based_model_gets_a_psi_slider_and_a_mixing_grid(server, browser
         "seed": 1,
         "mix": {"seed": 4, "from_layer": 1},
     }
+    assert w.problems == [] and w.foreign_requests() == []
+    w.context.close()
+
+
+def test_a_person_edits_along_a_direction_and_inverts_an_image(server, browser, api, tmp_path):
+    w = Watched(browser, server.url)
+    page = w.page
+    sign_in(page, server.url, TOKEN)
+    settled(page, 0)
+    act(page, lambda: page.select_option("#model", "style"))
+    assert page.is_visible("#edit-row") and page.is_visible("#invert-section")
+    assert page.eval_on_selector_all("#direction option", "els => els.map(e => e.value)") == [
+        "pc0",
+        "pc1",
+        "pc2",
+        "pc3",
+    ]
+    base = {"model": "style", "n": 16, "seed": 42, "labels": 0, "format": "png"}
+    act(page, lambda: page.select_option("#direction", "pc1"))
+    act(page, lambda: page.fill("#amount", "2.5"))
+    assert page.inner_text("#amount-value") == "2.5"
+    edited = assert_same_pixels(page, "#grid", api, "/sample", base | {"edit": [{"direction": "pc1", "amount": 2.5}]})
+    assert not np.array_equal(edited, answered(api, "/sample", base))
+
+    # Invert an image of G's own: the reconstruction shown is /invert's answer for the same upload.
+    x = np.asarray(api.post("/sample", json={"model": "style", "n": 1, "seed": 3, "labels": 0}).json()["samples"][0])
+    png = tmp_path / "mine.png"
+    Image.fromarray(np.clip((x.transpose(1, 2, 0) + 1) * 127.5, 0, 255).round().astype(np.uint8)).save(png)
+    act(page, lambda: page.set_input_files("#invert-upload", str(png)))
+    query = page.get_attribute("#invert-recon", "data-query")
+    assert query == "model=style&format=png&refine=32&labels=0"
+    want = api.post(f"/invert?{query}", files=[("file", ("mine.png", png.read_bytes(), "image/png"))])
+    assert want.status_code == 200, want.text
+    got = shown(page, "#invert-recon")
+    assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(want.content)).convert("RGBA")))
+    assert "mean squared error" in page.inner_text("#invert-note")
     assert w.problems == [] and w.foreign_requests() == []
     w.context.close()

@@ -72,3 +72,33 @@ def test_bad_edits_are_refused_naming_the_field(client, body, field):
     r = client.post("/sample", json=body)
     assert r.status_code == 400, r.text
     assert r.json()["error"].startswith(field), r.text
+
+
+@pytest.mark.parametrize("model", [COND, STYLE])
+def test_a_walk_along_a_direction_passes_through_the_seeds_own_sample(client, service_models_dir, model):
+    r = client.post(
+        "/interpolate",
+        json={"model": model, "seed": 21, "along": {"direction": "pc0", "amounts": [-2, 2]}, "steps": 5, "labels": 1},
+    )
+    assert r.status_code == 200, r.text
+    walk = r.json()
+    assert walk["seed"] == 21 and walk["along"] == "pc0" and walk["amounts"] == [-2, 2]
+    own = post(client, model=model, n=1, seed=21, labels=1)["samples"][0]
+    np.testing.assert_allclose(np.asarray(walk["samples"][2]), np.asarray(own), atol=1e-6)  # amount 0
+    ends = np.asarray(walk["samples"])
+    assert not np.allclose(ends[0], ends[4])
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"model": COND, "seeds": [1, 2], "along": {"direction": "pc0", "amounts": [0, 1]}}, "seeds"),
+        ({"model": COND, "seed": 3}, "seed"),
+        ({"model": COND, "seed": 3, "along": {"direction": "nope", "amounts": [0, 1]}}, "along.direction"),
+        ({"model": COND, "seed": 3, "along": {"direction": "pc0", "amounts": [0]}}, "along"),
+    ],
+)
+def test_bad_walks_along_are_refused_naming_the_field(client, body, field):
+    r = client.post("/interpolate", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(field), r.text

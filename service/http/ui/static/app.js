@@ -67,6 +67,8 @@ function sampleBody(format) {
   } else if ($("truncate").checked) body.truncation = Number($("truncation").value);
   const labels = chosenLabels();
   if (labels !== undefined) body.labels = labels;
+  const amount = Number($("amount").value);
+  if ((state.model.directions || []).length && amount !== 0) body.edit = [{ direction: $("direction").value, amount }];
   if (hasD()) {
     if ($("use-min").checked) body.min_realness = Number($("min-realness").value);
     if ($("drs").checked) body.drs = true;
@@ -330,6 +332,34 @@ async function mixGrid() {
   }
 }
 
+// --- inverting an uploaded image (models with an encoder) ------------------------------------------
+
+async function invertUpload() {
+  const file = $("invert-upload").files[0];
+  if (!file) return;
+  busy(true);
+  try {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    let query = `model=${encodeURIComponent(state.model.name)}&format=png&refine=32`;
+    const labels = chosenLabels(); // a conditional model inverts under the picked class
+    if (typeof labels === "number") query += `&labels=${labels}`;
+    const response = await call(`/invert?${query}`, { method: "POST", body: form });
+    const url = URL.createObjectURL(await response.blob());
+    await loaded($("invert-recon"), url);
+    $("invert-original").src = URL.createObjectURL(file);
+    $("invert-original").hidden = false;
+    $("invert-recon").hidden = false;
+    $("invert-recon").dataset.query = query;
+    $("invert-note").textContent = `mean squared error ${Number(response.headers.get("X-Error")).toFixed(5)} (E, then 32 candidates of the search)`;
+    showError("");
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    busy(false);
+  }
+}
+
 // --- scoring uploaded images ---------------------------------------------------------------------
 
 async function scoreUploads() {
@@ -457,6 +487,15 @@ function adaptControls() {
   $("mix-grid").replaceChildren();
   if (isStyle()) $("mix-layer").max = String(c.style.num_ws - 1);
   $("walk-method").value = isStyle() ? "lerp" : "slerp"; // style-based models are smooth in w along lines
+  // Editing directions (directions.json) and inversion (encoder.onnx), where the model has them.
+  const dirs = state.model.directions || [];
+  $("edit-row").hidden = !dirs.length;
+  $("direction").replaceChildren(...dirs.map((d) => new Option(d, d)));
+  $("amount").value = "0";
+  $("amount-value").textContent = "0";
+  $("invert-section").hidden = !(state.model.encoder && isImage() && (!c.condition || takes("labels")));
+  for (const id of ["invert-original", "invert-recon"]) $(id).hidden = true;
+  $("invert-note").textContent = "";
   $("dl-png").hidden = !isImage();
   $("score-section").hidden = !(hasD() && isImage() && (!c.condition || canLabel));
   $("score-hint").textContent = isImage() ? `PNG images of ${c.sample.shape[2]}x${c.sample.shape[1]} pixels: D's realness of each.` : "";
@@ -491,6 +530,9 @@ async function start() {
     for (const id of ["seed", "n", "truncation", "min-realness"]) $(id).addEventListener("input", schedule);
     $("psi").addEventListener("input", () => { $("psi-value").textContent = Number($("psi").value).toFixed(2); schedule(); });
     $("mix-go").addEventListener("click", mixGrid);
+    $("amount").addEventListener("input", () => { $("amount-value").textContent = $("amount").value; schedule(); });
+    $("direction").addEventListener("change", render);
+    $("invert-upload").addEventListener("change", invertUpload);
     for (const id of ["truncate", "label", "scores", "use-min", "drs"]) $(id).addEventListener("change", render);
     $("new-seed").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 2 ** 31)); render(); });
     $("walk-go").addEventListener("click", walk);
