@@ -8,7 +8,7 @@ drawn by G in one batch; a candidate replaces the best when its error is lower. 
 candidates step at every scale from LARGEST_STEP down to SMALLEST_STEP (log-spaced), since how far
 E's guess is from the optimum is not known: near it only the small steps help, far from it the
 large ones. The steps are in units of the latent's spread (1 for N(0, 1) and for the paper's
-U(-sqrt 3, sqrt 3); for w, the standard deviation of E's own guesses, at least 0.1).
+U(-sqrt 3, sqrt 3); for w, the standard deviation of E's guess for that image, at least 0.1).
 Its draws come from the request's seed, so a request gives the same answer every time.
 """
 
@@ -23,6 +23,9 @@ from service.core import latents
 from service.runtime.model import LoadedModel
 
 ROUND = 16
+# At most this many candidates go through G at once: images are searched in chunks of
+# MAX_BATCH // ROUND, so a request's peak memory stays that of a /sample of MAX_BATCH, whatever n.
+MAX_BATCH = 4096
 LARGEST_STEP = 0.5
 SMALLEST_STEP = 0.002
 
@@ -49,17 +52,36 @@ def _clipped(model: LoadedModel, z: np.ndarray) -> np.ndarray:
 
 
 def invert(model: LoadedModel, x: np.ndarray, c: Optional[np.ndarray], refine: int = 0, seed: int = 0) -> Inverted:
+    """E's guess of each image, and the search's improvement on it where `refine` asks for one."""
+    if not refine:
+        return _invert(model, x, c, 0, seed)
+    step = max(1, MAX_BATCH // ROUND)
+    parts = [
+        _invert(model, x[i : i + step], None if c is None else c[i : i + step], refine, (seed + i) % (latents.MAX_SEED + 1))
+        for i in range(0, len(x), step)
+    ]
+    return Inverted(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("latents", "reconstructions", "errors", "errors_of_e")
+        ),
+        refine,
+    )
+
+
+def _invert(model: LoadedModel, x: np.ndarray, c: Optional[np.ndarray], refine: int, seed: int) -> Inverted:
     guess = _clipped(model, model.encode(x, c))
     recon = model.draw_latent(guess, c)
     err = mse(recon, x)
     best, best_x, best_err = guess.copy(), recon.copy(), err.copy()
     if refine:
         rng = latents.generator(seed, stream=4)
-        spread = max(float(guess.std()), 0.1) if model.is_style else 1.0
+        # Per image, so a chunk's answer does not depend on the other images in it.
+        spread = np.maximum(guess.std(axis=1), 0.1)[:, None, None] if model.is_style else 1.0
         left, n = refine, len(x)
         while left:
             k = min(ROUND, left)
-            steps = spread * np.geomspace(LARGEST_STEP, SMALLEST_STEP, k)[None, :, None]  # (1, k, 1)
+            steps = spread * np.geomspace(LARGEST_STEP, SMALLEST_STEP, k)[None, :, None]  # (n or 1, k, 1)
             cand = best[:, None] + steps * rng.standard_normal((n, k, best.shape[1]))  # (n, k, dim)
             cand = _clipped(model, cand.reshape(n * k, -1).astype(np.float32))
             cc = None if c is None else np.repeat(c, k)

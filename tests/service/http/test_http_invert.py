@@ -125,3 +125,18 @@ def test_v2_serves_the_encoder_as_a_graph(client):
     latent = json.loads(client.get("/models").text)  # the uniform bounds /invert clips to
     card = next(m["card"] for m in latent["models"] if m["name"] == COND)
     np.testing.assert_allclose(np.clip(got, card["latent"]["low"], card["latent"]["high"]), raw["latents"], atol=1e-6)
+
+
+def test_the_search_runs_in_bounded_batches_with_the_same_answers(client, monkeypatch):
+    """Images are searched in chunks (inversion.MAX_BATCH candidates at once): a small bound gives
+    the answer of chunks seeded seed, seed + chunk start; the largest seed wraps, never a 500."""
+    from service.core import inversion
+
+    x = sample(client, STYLE, 3, seed=2)
+    body = {"model": STYLE, "samples": x.tolist(), "labels": 0, "refine": 16, "seed": 2**64 - 1}
+    whole = invert(client, **body)
+    monkeypatch.setattr(inversion, "MAX_BATCH", 16)  # one image per chunk
+    chunked = invert(client, **body)
+    assert chunked["refine"] == whole["refine"] and len(chunked["error"]) == 3
+    assert chunked["error"][0] == whole["error"][0]  # the first chunk is seeded as the whole was
+    assert all(e <= f + 1e-9 for e, f in zip(chunked["error"], chunked["refine"]["error_of_encoder"]))
