@@ -46,6 +46,15 @@ def test_class_directions_move_the_classifiers_decision(tmp_path):
             )
         assert shares[0] < shares[1] < shares[2] and shares[2] > 0.6, (k, shares)
 
+    # The figure of docs/RESULTS.md: its middle column is the seed's own sample in every row.
+    from training.directions.figures import direction_grid
+    from training.directions.figures import main as figure
+
+    tiles = direction_grid(folder, ["pc0", "class:7"], np.linspace(-2, 2, 5), seed=1)
+    assert tiles.shape == (10, 1, 28, 28) and np.array_equal(tiles[2], tiles[7])
+    assert figure([str(folder), "--out", str(tmp_path / "d.png"), "--directions", "pc0,class:3"]) == 0
+    assert (tmp_path / "d.png").stat().st_size > 0
+
 
 def test_bad_options_are_named(tmp_path, capsys):
     assert main(["directions", str(tmp_path), "--principal", "0"]) == 2
