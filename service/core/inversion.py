@@ -57,7 +57,9 @@ def invert(model: LoadedModel, x: np.ndarray, c: Optional[np.ndarray], refine: i
         return _invert(model, x, c, 0, seed)
     step = max(1, MAX_BATCH // ROUND)
     parts = [
-        _invert(model, x[i : i + step], None if c is None else c[i : i + step], refine, (seed + i) % (latents.MAX_SEED + 1))
+        _invert(
+            model, x[i : i + step], None if c is None else c[i : i + step], refine, (seed + i) % (latents.MAX_SEED + 1)
+        )
         for i in range(0, len(x), step)
     ]
     return Inverted(
