@@ -62,8 +62,6 @@ GRAPH_FILES = {
     "encoder": "encoder.onnx",
 }
 DIRECTIONS_FILE = "directions.json"
-# The graphs that judge or invert samples, after the sampling graphs (ModelCard.roles' order).
-AUXILIARY_ROLES = ("discriminator", "ratio", "encoder")
 # What draws samples: one generator graph, or a style-based model's mapping then synthesis.
 SINGLE_GRAPH_ROLES = ("generator",)
 STYLE_ROLES = ("mapping", "synthesis")

@@ -68,7 +68,7 @@ from training.calibration_sets import (
 from training.config import TrainConfig
 from training.evaluation import calibration as cal
 from training.evaluation.samplers import balanced_labels, onnx_sampler
-from training.export import export_discriminator
+from training.export_parts import export_discriminator
 from training.networks import PerSampleDiscriminator
 from training.onnx_io import OnnxExportError, cpu_session, run_batched, save_graph, session_signature, signature_of
 from training.served_d import (

@@ -13,7 +13,8 @@ import torch
 from models.card import load_model_folder, read_card, sha256_of
 from training.calibrate import CalibrationConfig, calibrate_model
 from training.evaluation.samplers import balanced_labels, onnx_sampler
-from training.export import export_discriminator, export_run
+from training.export import export_run
+from training.export_parts import export_discriminator
 from training.networks import LatentConfig, NetworkConfig, build_discriminator
 from training.onnx_io import cpu_session, run_batched
 from training.presets import resolve

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from models.card import ModelCard, load_model_folder
+from models.card import load_model_folder
 from training.onnx_io import cpu_session
 
 CHUNK = 500
@@ -72,7 +72,3 @@ class FolderGraphs:
             [self.latent_of(z[i : i + CHUNK], None if c is None else c[i : i + CHUNK]) for i in range(0, n, CHUNK)]
         )
         return Pairs(self.draw_from_latent(latent, c), latent.astype(np.float32), c)
-
-
-def card_of(folder: Path | str) -> ModelCard:
-    return load_model_folder(folder)[0]

@@ -25,6 +25,7 @@ from models.card import (
     verify_files,
     write_card,
 )
+from training import export_parts as base
 from training.grid import save_image_grid
 from training.networks import sample_latent
 from training.onnx_io import (
@@ -68,11 +69,9 @@ class Synthesis(nn.Module):
 def _check_style_parity(G, sessions: dict, cfg, seed: int, tolerances: tuple[float, float]) -> None:
     """The composed graphs against torch's G, and synthesis alone on ws that differ per layer
     (what truncation and mixing feed it), at every parity batch size."""
-    from training.export import PARITY_BATCHES
-
     g_tol, _ = tolerances
     rng = torch.Generator().manual_seed(seed)
-    for batch in PARITY_BATCHES:
+    for batch in base.PARITY_BATCHES:
         z = sample_latent(cfg.latent, batch, rng)
         c = torch.randint(cfg.classes, (batch,), generator=rng) if cfg.conditional else None
         ws = torch.randn(batch, G.num_ws, G.w_dim, generator=rng)
@@ -98,8 +97,6 @@ def build_style_folder(
     folder, cfg, G, D, *, name, description, dataset, training, steps, progress, metrics, class_names
 ) -> None:
     """training/export.py's _build_folder for a style-based G."""
-    from training import export as base
-
     seed = training.seed
     paths = {role: folder / GRAPH_FILES[role] for role in ("mapping", "synthesis", "discriminator")}
     z = sample_latent(cfg.latent, 2, torch.Generator().manual_seed(seed))  # (2, z_dim)
