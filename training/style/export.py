@@ -42,6 +42,10 @@ from training.style.compose import run_style
 
 W_AVG_FILE = "w_avg.npy"
 W_TOLERANCE = 1e-4  # max abs difference of w (the mapping's outputs are O(1) to O(10))
+# Of the images: a trained synthesis stacks 8 modulated convolutions whose float32 sums onnxruntime
+# orders differently from torch; the emoji run at step 3,800 differs by 1.6e-5 at batch 256. 1e-4
+# is still 40 times below one 8-bit level (1/255), so no served PNG can differ.
+X_TOLERANCE = 1e-4
 
 
 class Mapping(nn.Module):
@@ -66,10 +70,10 @@ class Synthesis(nn.Module):
         return self.G.draw(ws)
 
 
-def _check_style_parity(G, sessions: dict, cfg, seed: int, tolerances: tuple[float, float]) -> None:
+def _check_style_parity(G, sessions: dict, cfg, seed: int) -> None:
     """The composed graphs against torch's G, and synthesis alone on ws that differ per layer
     (what truncation and mixing feed it), at every parity batch size."""
-    g_tol, _ = tolerances
+    g_tol = X_TOLERANCE
     rng = torch.Generator().manual_seed(seed)
     for batch in base.PARITY_BATCHES:
         z = sample_latent(cfg.latent, batch, rng)
@@ -120,7 +124,7 @@ def build_style_folder(
         check_signature(path, signatures[role], session_signature(sessions[role]))
     w_avg = G.mapping.w_avg.detach().numpy().astype(np.float32)  # (w_dim,)
     np.save(folder / W_AVG_FILE, w_avg, allow_pickle=False)
-    _check_style_parity(G, sessions, cfg, seed, (base.G_TOLERANCE, base.D_TOLERANCE))
+    _check_style_parity(G, sessions, cfg, seed)
     steps.update()
 
     z_all = sample_latent(cfg.latent, base.REALNESS_SAMPLES, torch.Generator().manual_seed(seed + 1)).numpy()
