@@ -16,6 +16,7 @@ COMMANDS = {
     "calibrate": "train an exported model's D on with G frozen, for serving (realness, DRS)",
     "pack": "make a servable model folder from a generator trained elsewhere (torch module or ONNX)",
     "encoder": "train an encoder E (x -> z) for a model folder, G frozen, and add encoder.onnx to it",
+    "project": "optimise the latents of images through G in torch, from E's guess (the slow, exact inversion)",
     "directions": "find editing directions in a model folder's latent space and add directions.json to it",
 }
 

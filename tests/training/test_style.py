@@ -165,3 +165,55 @@ def test_a_tiny_run_resumes_exactly_and_exports_a_servable_style_folder(tiny_con
     assert np.array_equal(tiles[4], tiles[1]) and np.array_equal(tiles[5], tiles[2])
     assert main([str(folder), "--out", str(tmp_path / "figures"), "--from-layer", "2"]) == 0
     assert {p.name for p in (tmp_path / "figures").iterdir()} == {"psi_sweep.png", "mixing.png", "grid_zoom.png"}
+
+
+def test_our_style_export_runs_in_torch_and_takes_an_encoder_and_projection(tiny_config, tmp_path):
+    """The trained style-based graphs through training/graph_torch agree with the torch G they came
+    from; E then learns w from pairs and from real emoji through G, and projection runs in w."""
+    import json
+
+    from training.__main__ import main
+    from training.checkpoint import load_run
+    from training.export import export_run
+    from training.folder_generator import FolderGenerator
+    from training.trainer import train
+
+    train(tiny_config, tmp_path / "run", max_steps=2, progress=False)
+    folder = export_run(tmp_path / "run", name="tiny-emoji", out_dir=tmp_path / "models", progress=False)
+    G = load_run(tmp_path / "run").generator.eval()
+    z, c = torch.randn(4, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3])
+    ours = FolderGenerator(folder)
+    with torch.no_grad():
+        w = G.mapping(z, c)
+        torch.testing.assert_close(ours.latent_of(z, c), w, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours(w), G.draw(w[:, None].repeat(1, G.num_ws, 1)), atol=1e-5, rtol=0)
+
+    args = ["encoder", str(folder), "--steps", "20", "--pool", "200", "--batch", "16", "--real-steps", "4", "--quiet"]
+    assert main(args) == 0
+    card = json.loads((folder / "model.json").read_text())
+    assert card["onnx"]["encoder"]["outputs"][0]["shape"] == ["batch", 16]  # w
+    assert "pairs_only" in card["metrics"]["encoder_real_reconstruction_mse"]["details"]
+
+    held = load_dataset("emoji", "test", size=8, sequences=True)
+    np.save(tmp_path / "held.npy", held.x.numpy()[:2])
+    out = tmp_path / "projected"
+    assert (
+        main(
+            [
+                "project",
+                str(folder),
+                str(tmp_path / "held.npy"),
+                "--out",
+                str(out),
+                "--steps",
+                "5",
+                "--class",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    record = json.loads((out / "projection.json").read_text())
+    assert record["space"] == "w" and record["started_from"] == "encoder"
+    assert all(i["pixel_mse"] <= i["pixel_mse_start"] + 1e-6 for i in record["images"])

@@ -32,7 +32,9 @@ class EncoderError(ValueError):
     """An encoder that cannot be added; the message names the file or option."""
 
 
-def add_encoder(folder: Path | str, E, stats: EncoderStats, held: Pairs, *, force: bool = False) -> Path:
+def add_encoder(
+    folder: Path | str, E, stats: EncoderStats, held: Pairs, *, force: bool = False, real_metrics: dict | None = None
+) -> Path:
     folder = Path(folder)
     card, _ = load_model_folder(folder)
     if card.has_encoder and not force:
@@ -52,7 +54,7 @@ def add_encoder(folder: Path | str, E, stats: EncoderStats, held: Pairs, *, forc
         partial.unlink(missing_ok=True)
     files = {**card.files, "encoder": file_entry(folder / GRAPH_FILES["encoder"])}
     onnx = card.onnx.model_copy(update={"encoder": signature_of(proto)})
-    metrics = {**card.metrics, **encoder_metrics(stats)}
+    metrics = {**card.metrics, **encoder_metrics(stats), **(real_metrics or {})}
     updated = ModelCard.model_validate(
         {
             **card.model_dump(),
@@ -96,3 +98,35 @@ def encoder_metrics(stats: EncoderStats) -> dict[str, Metric]:
             details={"unrelated_samples_mse": stats.unrelated_mse},
         ),
     }
+
+
+def real_image_metrics(judge, pairs_only, tuned, real_steps: int) -> dict[str, Metric]:
+    """The inversion of held-out real images (valid + test), E after pairs alone and after the
+    real-image phase, each beside the nearest training image measured the same way."""
+    ref = judge.reference
+    held = f"{len(judge.held.x)} held-out real images of {judge.card.dataset} (valid + test, never trained on)"
+    how = f"G(E(x)) through the folder's graphs (uniform z clipped to its box) for {held}"
+    stage = f"E after {real_steps} steps on real training images through G (pairs_only: before them)"
+    out = {
+        "encoder_real_reconstruction_mse": Metric(
+            value=tuned.pixel_mse,
+            method=f"mean squared pixel error of {how}; {stage}",
+            details={"pairs_only": pairs_only.pixel_mse, "nearest_train_image": ref.pixel_mse},
+        )
+    }
+    if tuned.feature_distance is not None:
+        out["encoder_real_feature_distance"] = Metric(
+            value=tuned.feature_distance,
+            method=(
+                f"mean squared distance per feature between x and G(E(x)) in the 64-d features of the project's "
+                f"{ref.feature_net} classifier, {how}; {stage}"
+            ),
+            details={"pairs_only": pairs_only.feature_distance, "nearest_train_image": ref.feature_distance},
+        )
+    if tuned.class_kept is not None:
+        out["encoder_real_class_kept"] = Metric(
+            value=tuned.class_kept,
+            method=f"share of G(E(x)) the project's {ref.feature_net} classifier calls by x's label, {how}; {stage}",
+            details={"pairs_only": pairs_only.class_kept, "classifier_on_real": ref.classifier_accuracy},
+        )
+    return out

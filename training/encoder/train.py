@@ -1,9 +1,16 @@
-"""Train E on (G(z), z) pairs from a model folder, G frozen, and measure it on pairs it never saw.
+"""Train E on (G(z), z) pairs from a model folder, G frozen, then on real images through G, and
+measure it on pairs and images it never saw.
 
 The pairs are drawn once (a pool; G's samples cost more than E's step for the larger models) and E
 regresses the latent by mean squared error with Adam. Measured on 1,000 fresh pairs: the latent
 error of E(G(z)) against z, and the reconstruction error of G(E(G(z))) against G(z), each beside a
 scale that gives it meaning (the latent's variance; the error between two unrelated samples of G).
+
+Pairs alone teach E only G's own samples; a real image is never exactly one of them. So a second
+phase (`tune_on_real`) adds the reconstruction error of real training images, G(E(x)) against x,
+with G run in torch from the folder's ONNX graphs (training/folder_generator.py) so the gradient
+reaches E. The pair loss stays in every step, each term divided by its scale, so E keeps
+predicting latents G was trained on instead of drifting to any latent that draws the image.
 """
 
 from __future__ import annotations
@@ -65,6 +72,46 @@ def train_encoder(
     return E, stats, held
 
 
+def tune_on_real(
+    E: Encoder,
+    graphs: FolderGraphs,
+    G,
+    real,
+    *,
+    steps: int,
+    batch: int = 64,
+    pool: int = 20_000,
+    seed: int = 0,
+    lr: float = 3e-4,
+    progress: bool = True,
+) -> Encoder:
+    """E after `steps` minibatches of pair loss + real-image reconstruction loss (G frozen, in torch)."""
+    torch.manual_seed(seed + 2)
+    data = graphs.pairs(pool, seed)
+    latent_scale = float(np.mean(data.latent.var(axis=0))) or 1.0
+    pixel_scale = float(np.mean((data.x - np.roll(data.x, 1, axis=0)) ** 2)) or 1.0
+    px, py = torch.from_numpy(data.x), torch.from_numpy(data.latent)
+    pc = torch.from_numpy(data.c) if data.c is not None else None
+    rx = torch.from_numpy(real.x)
+    rc = torch.from_numpy(real.c) if real.c is not None else None
+    opt = torch.optim.Adam(E.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed + 3)
+    E.train()
+    for _ in tqdm(range(steps), desc="encoder on real images", unit="step", disable=not progress):
+        i = torch.randint(len(px), (batch,), generator=order)
+        j = torch.randint(len(rx), (batch,), generator=order)
+        pair = torch.nn.functional.mse_loss(E(px[i], None if pc is None else pc[i]), py[i])
+        cj = None if rc is None else rc[j]
+        back = G(G.clamp(E(rx[j], cj)), cj)
+        recon = torch.nn.functional.mse_loss(back, rx[j])
+        loss = pair / latent_scale + recon / pixel_scale
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    E.eval()
+    return E
+
+
 @torch.no_grad()
 def encode(E: Encoder, x: np.ndarray, c) -> np.ndarray:
     return E(torch.from_numpy(x), None if c is None else torch.from_numpy(c)).numpy()
@@ -83,3 +130,13 @@ def measure(graphs: FolderGraphs, E: Encoder, held: Pairs, steps: int, pool: int
         pool=pool,
         space="w" if graphs.card.style is not None else "z",
     )
+
+
+def reconstruct(graphs: FolderGraphs, E: Encoder, x: np.ndarray, c) -> np.ndarray:
+    """G(E(x)) through the folder's ONNX graphs, E's latent clipped to the box for uniform z (as
+    POST /invert does)."""
+    guess = encode(E, x, c).astype(np.float32)
+    lat = graphs.card.latent
+    if graphs.card.style is None and lat.distribution == "uniform":
+        guess = np.clip(guess, lat.low, lat.high).astype(np.float32)
+    return graphs.draw_from_latent(guess, c)
