@@ -29,6 +29,7 @@ from service.core.encoding import json_bytes
 from service.core.latents import MAX_SEED
 from service.core.problems import RequestError
 from service.core.sampling import card_drs_gamma
+from service.core.schemas import Edits
 from service.datasets import control, limits
 from service.datasets import manifest as mf
 from service.datasets.job import Interrupted, Job
@@ -77,6 +78,9 @@ class DatasetRequest(BaseModel):
     truncation_psi: Optional[Annotated[float, Field(ge=-1, le=2)]] = Field(
         None, description="a style-based model: truncation in w, as /sample's truncation_psi"
     )
+    edit: Edits = Field(
+        None, description="moves along the model's editing directions, as /sample's edit: an edited dataset"
+    )
     min_realness: Optional[Annotated[float, Ge(0), Le(1)]] = None
     drs: bool = False
     drs_gamma: Optional[Annotated[float, Ge(-50), Le(50)]] = Field(
@@ -91,6 +95,18 @@ def _classes(policy: Optional[str], model) -> Optional[dict]:
         return class_spec(policy, model.card.condition)
     except PlanError as e:
         raise RequestError("classes", str(e).removeprefix("--classes: ")) from None
+
+
+def _check_edit(model: LoadedModel, req: DatasetRequest) -> None:
+    """The directions exist, and no filter is asked beside them (as /sample's edit checks them)."""
+    if req.edit and (req.min_realness is not None or req.drs):
+        raise RequestError("drs" if req.drs else "min_realness", "filters do not yet combine with edit")
+    for i, move in enumerate(req.edit or []):
+        if move.direction not in model.directions:
+            known = ", ".join(model.directions) or "none: python -m training directions adds them"
+            raise RequestError(
+                f"edit.{i}.direction", f"{move.direction!r} is not a direction of {model.name} ({known})"
+            )
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,7 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
             403,
         )
     model = engine.get(req.model)
+    _check_edit(model, req)
     try:
         spec = DatasetSpec(
             model=model.name,
@@ -124,6 +141,7 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
             block_size=req.block_size,
             truncation=req.truncation,
             truncation_psi=req.truncation_psi,
+            edit=[(move.direction, move.amount) for move in req.edit] if req.edit else None,
             filter={
                 "min_realness": req.min_realness,
                 "drs": req.drs,

@@ -229,3 +229,34 @@ def test_the_dataset_task_writes_into_the_servers_folder_and_answers_the_manifes
         # Nothing else written: the server's own control folders (.jobs: its job slots) aside.
         assert sorted(p.name for p in datasets.iterdir() if not p.name.startswith(".")) == ["digits-100"]
         assert sorted(p.name for p in datasets.iterdir() if p.name.startswith(".")) == [".jobs"]
+
+
+def test_an_edited_dataset_task_is_the_local_edited_dataset(server, service_models_dir, tmp_path):
+    """`edit` on the HTTP task: the same rows as `generate --edit` from the folder; an unknown
+    direction and a filter beside an edit fail the task with a 400 naming the field, unwritten."""
+    from service.__main__ import main
+
+    out = tmp_path / "local"
+    args = ["generate", "--quiet", *local(service_models_dir, "tiny-cond"), "--out", str(out)]
+    assert main([*args, "--samples", "10", "--shard-size", "6", "--block-size", "4", "--edit", "pc0:2,pc1:-1"]) == 0
+    base, datasets = server
+    body = {
+        "name": "edited",
+        "model": "tiny-cond",
+        "samples": 10,
+        "shard_size": 6,
+        "block_size": 4,
+        "edit": [{"direction": "pc0", "amount": 2}, {"direction": "pc1", "amount": -1}],
+    }
+    with httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
+        status, result = run_task(http, body)
+        assert status == "completed", result.text
+        assert result.json()["spec"]["edit"] == [["pc0", 2.0], ["pc1", -1.0]]
+        assert files(datasets / "edited") == files(out)
+        status, result = run_task(http, {**body, "name": "e2", "edit": [{"direction": "nope", "amount": 1}]})
+        assert (status, result.status_code) == ("failed", 400)
+        assert result.json()["error"].startswith("edit.0.direction: 'nope' is not a direction of tiny-cond")
+        status, result = run_task(http, {**body, "name": "e3", "min_realness": 0.2})
+        assert (status, result.status_code) == ("failed", 400)
+        assert result.json()["error"] == "min_realness: filters do not yet combine with edit"
+    assert not (datasets / "e2").exists() and not (datasets / "e3").exists()
