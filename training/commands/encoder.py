@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from training.data import DataError
     from training.encoder.export import EncoderError, add_encoder
     from training.encoder.pairs import FolderGraphs
-    from training.encoder.train import train_encoder
+    from training.encoder.train import measure, train_encoder
     from training.graph_torch import GraphOpError
     from training.onnx_io import OnnxExportError
 
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             graphs, steps=args.steps, batch=args.batch, pool=args.pool, seed=args.seed, progress=not args.quiet
         )
         real_metrics = _on_real_images(args, graphs, E) if args.real_steps else {}
+        if real_metrics:  # E changed: its pair figures are measured again, on the same held-out pairs
+            stats = measure(graphs, E, held, args.steps, args.pool, args.real_steps)
         path = add_encoder(args.folder, E, stats, held, force=args.force, real_metrics=real_metrics)
     except (CardError, DataError, EncoderError, GraphOpError, OnnxExportError, OSError, ValueError) as e:
         print(f"encoder: error: {e}", file=sys.stderr)

@@ -83,8 +83,9 @@ def _check_parity(E, path: Path, held: Pairs, card: ModelCard) -> None:
 
 def encoder_metrics(stats: EncoderStats) -> dict[str, Metric]:
     how = (
-        f"E trained {stats.steps} steps on {stats.pool} pairs (G(z), {stats.space}) of this folder's graphs, G frozen; "
-        f"measured on 1,000 held-out pairs through torch"
+        f"E trained {stats.steps} steps on {stats.pool} pairs (G(z), {stats.space}) of this folder's graphs, G frozen"
+        + (f", then {stats.real_steps} steps with real training images through G" if stats.real_steps else "")
+        + "; measured on 1,000 held-out pairs through torch"
     )
     return {
         "encoder_latent_mse": Metric(

@@ -125,6 +125,20 @@ class Judge:
             feature_net=self.name,
         )
 
+    def first(self, m: int) -> Judge:
+        """This judge over the first m held-out images only (for a way run on fewer, like projection)."""
+        part = Judge.__new__(Judge)
+        part.card, part.name, part.clf, part.reference = self.card, self.name, self.clf, self.reference
+        part.held = RealImages(
+            self.held.x[:m],
+            None if self.held.c is None else self.held.c[:m],
+            None if self.held.labels is None else self.held.labels[:m],
+        )
+        part.labels = None if self.labels is None else self.labels[:m]
+        part.held_feats = None if self.held_feats is None else self.held_feats[:m]
+        part.held_probs = None if self.held_probs is None else self.held_probs[:m]
+        return part
+
     def _features(self, x: np.ndarray):
         if self.clf is None:
             return None, None

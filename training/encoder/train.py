@@ -36,6 +36,7 @@ class EncoderStats:
     steps: int
     pool: int
     space: str  # "z" or "w"
+    real_steps: int = 0  # minibatches on real images through G after the pairs (tune_on_real)
 
 
 def train_encoder(
@@ -117,7 +118,7 @@ def encode(E: Encoder, x: np.ndarray, c) -> np.ndarray:
     return E(torch.from_numpy(x), None if c is None else torch.from_numpy(c)).numpy()
 
 
-def measure(graphs: FolderGraphs, E: Encoder, held: Pairs, steps: int, pool: int) -> EncoderStats:
+def measure(graphs: FolderGraphs, E: Encoder, held: Pairs, steps: int, pool: int, real_steps: int = 0) -> EncoderStats:
     guess = encode(E, held.x, held.c)
     back = graphs.draw_from_latent(guess.astype(np.float32), held.c)
     unrelated = float(np.mean((held.x - np.roll(held.x, 1, axis=0)) ** 2))
@@ -129,6 +130,7 @@ def measure(graphs: FolderGraphs, E: Encoder, held: Pairs, steps: int, pool: int
         steps=steps,
         pool=pool,
         space="w" if graphs.card.style is not None else "z",
+        real_steps=real_steps,
     )
 
 
