@@ -4,6 +4,9 @@
   control.check_room: the server's job limit), refused with its 403, 422 or 409 right there, so a client
   learns at once why and nothing is written; a submit that passes goes on, unchanged, to
   BentoML's task route (and the task checks everything again as it starts).
+- `POST /generate_dataset` (the task run synchronously) and `/submit`: a form body (BentoML takes
+  forms as well as JSON) that cannot be parsed, a multipart one without its boundary say, is a 400
+  naming the body here; BentoML's own form parser would answer it with a 500.
 - `PUT /generate_dataset/cancel?task_id=...`: BentoML's own answers "not supported in local
   development server" and lets the job run on. Here: the job stops after its current block
   (control.py), and BentoML's task store says `canceled` (it would say `failed` or `completed`
@@ -54,11 +57,56 @@ class _HandOn:
         await self.app(scope, replay, send)
 
 
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def _form_problem(request: Request, body: bytes) -> Optional[RequestError]:
+    """A form body Starlette cannot parse, as a 400 naming the body (None for JSON and sound forms)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in FORM_TYPES:
+        return None
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
+    from starlette.formparsers import MultiPartException
+
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=16, max_fields=64)
+    except MultiPartException as e:
+        return RequestError("body", f"malformed form ({e.message})")
+    except HTTPException as e:
+        return RequestError("body", f"malformed form ({e.detail})", e.status_code)
+    if any(isinstance(v, UploadFile) for _, v in form.multi_items()):
+        return RequestError("body", "the dataset task takes fields, not files")
+    return None
+
+
+async def run_now(request: Request) -> Response:
+    """POST /generate_dataset: a malformed form refused here, anything else on to BentoML's route."""
+    body = await request.body()
+    next_app = request.scope.get("ganserve.next_app")
+    if next_app is None:
+        return to_response(RequestError("server", "the task route is not available here", 503))
+    problem = await _form_problem(request, body)
+    return to_response(problem) if problem is not None else _HandOn(next_app, body)
+
+
 async def submit(request: Request) -> Response:
     body = await request.body()
     next_app = request.scope.get("ganserve.next_app")
     if next_app is None:
         return to_response(RequestError("server", "the task route is not available here", 503))
+    problem = await _form_problem(request, body)
+    if problem is not None:
+        return to_response(problem)
     engine = engine_of(request, required=False)  # before the models load, BentoML's task answers
     try:
         req = task.DatasetRequest.model_validate_json(body)

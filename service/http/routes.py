@@ -197,6 +197,7 @@ def build_app() -> Starlette:
             Route("/invert", invert_routes.invert, methods=["POST"]),
             Route("/docs.json", docs, methods=["GET"]),
             *v2_routes.routes(),  # the Open Inference Protocol (service/v2)
+            Route("/generate_dataset", dataset_routes.run_now, methods=["POST"]),
             Route("/generate_dataset/submit", dataset_routes.submit, methods=["POST"]),
             Route(dataset_routes.CANCEL_PATH, dataset_routes.cancel, methods=["PUT"]),
         ]

@@ -160,6 +160,43 @@ def test_no_5xx_from_any_score_body(client, content_type, body, model, labels):
     assert r.status_code == 200 or r.json()["error"]
 
 
+@FUZZ_SETTINGS
+@given(
+    path=st.sampled_from(["/generate_dataset", "/generate_dataset/submit"]),
+    content_type=st.sampled_from(
+        [
+            "multipart/form-data",  # no boundary: BentoML's own form parser answered 500
+            "multipart/form-data; boundary=xyz",
+            "application/x-www-form-urlencoded",
+            "application/json",
+            "text/plain",
+            "",
+        ]
+    ),
+    body=st.binary(max_size=128)
+    | st.sampled_from([b"--xyz\r\nContent-Disposition: form-data\r\n\r\n", b"name=&samples=x", b"{}", b"[]"]),
+)
+def test_the_task_routes_answer_bad_bodies_with_a_4xx(real_server, path, content_type, body):
+    """BentoML's task routes, BentoML's own parsing included, never answer bad input with a 5xx
+    (the sync route runs the task at once; submit's task fails with the same status). A real
+    server: BentoML's task store needs its lifespan and worker, which the in-process client lacks."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {TOKEN}"} | ({"content-type": content_type} if content_type else {})
+    with httpx.Client(base_url=real_server, timeout=30) as http:
+        r = http.post(path, content=body, headers=headers)
+        if path.endswith("/submit") and r.status_code == 200:  # queued: the task's own answer counts
+            task_id = r.json()["task_id"]
+            for _ in range(200):
+                status = http.get("/generate_dataset/status", params={"task_id": task_id}, headers=headers)
+                if status.json()["status"] != "in_progress":
+                    break
+                __import__("time").sleep(0.05)
+            r = http.get("/generate_dataset/get", params={"task_id": task_id}, headers=headers)
+    assert 400 <= r.status_code < 500, (path, content_type, body, r.status_code, r.text)
+    assert r.json()["error"]
+
+
 # --- the floor: valid requests must succeed ----------------------------------------------------
 
 VALID_MODELS = (DEFAULT, "tiny-ring")  # an image model and a vector model, both really trained
