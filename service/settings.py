@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Optional bearer token for the API routes; /livez, /readyz and /metrics stay open.
     api_token: Optional[SecretStr] = None
+    # A shared cache in front (nginx's, a CDN) whose cache key includes the Authorization header:
+    # then fixed, pinned /sample answers are `public` even behind a token (http/caching.py);
+    # otherwise they are `private`, so no shared cache hands one caller's answer to another.
+    shared_cache_keys_token: bool = False
     # Worker processes; unset: chosen for the host (`layout`), as are the graph threads of each.
     workers: Optional[int] = Field(default=None, ge=1, le=64)
     # Graph (intra-op) threads per worker; unset: twice the worker's share of the cores, at most

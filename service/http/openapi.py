@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from models.card import ModelCard
 from service.core import formats
 from service.core.encoding import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
-from service.core.schemas import InvertRequest, ScoreRequest
+from service.core.schemas import InvertRequest, SampleRequest, ScoreRequest
 from service.http.middleware import BODY_METHODS, OPEN_PATHS
 from service.http.openapi_schemas import (
     BINARY,
@@ -198,6 +198,62 @@ def _add_errors(operation: dict, *statuses: int | None) -> None:
         responses.setdefault(status, answer)
 
 
+# GET /sample's query: the scalar fields of SampleRequest (http/routes.py); arrays go in POST.
+GET_SAMPLE_FIELDS = (
+    "model",
+    "version",
+    "n",
+    "seed",
+    "truncation",
+    "format",
+    "dtype",
+    "nrow",
+    "scores",
+    "min_realness",
+    "drs",
+    "drs_gamma",
+    "labels",
+    "truncation_psi",
+    "truncation_cutoff",
+    "return_w",
+)
+
+
+def _sample_get(post: dict) -> dict:
+    """GET /sample: POST /sample's scalar fields as query parameters, cacheable (http/caching.py)."""
+    props = SampleRequest.model_json_schema()["properties"]
+    parameters = []
+    for name in GET_SAMPLE_FIELDS:
+        schema = dict(props[name])
+        if name == "labels":  # one class, a policy, or a comma-separated list in a query
+            schema = {"type": "string", "maxLength": 4000}  # URLs past ~8 KB are refused by proxies
+        parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
+    parameters.append(
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 1000},
+            "description": "the ETag of an earlier answer: 304 when it still is the answer",
+        }
+    )
+    return {
+        "operationId": "ganserve__sample_get",
+        "tags": post.get("tags", ["Service APIs"]),
+        "summary": "Samples of a seed, as a cacheable GET",
+        "description": (
+            "POST /sample's scalar fields as query parameters (latents, w, edit and mix need POST). An answer "
+            "with fixed latents (a seed) carries a strong ETag and a Cache-Control; If-None-Match with that "
+            "ETag answers 304 before anything runs."
+        ),
+        "parameters": parameters,
+        "responses": {
+            "304": {"description": "Not modified: the answer is the one whose ETag was sent"},
+            **_errors(400, 404),
+        },
+    }
+
+
 def _samples_answer(schema: str, headers: dict) -> dict:
     """What /sample and /interpolate answer: BentoML documents an empty JSON schema only."""
     # One entry per answer format, from the format table (core/formats.py): a format whose fields
@@ -268,15 +324,18 @@ def complete(bentoml_spec: dict, token_required: bool = False) -> dict:
     spec["openapi"] = "3.1.0"
     spec.setdefault("paths", {}).update(extra_paths())
     spec["paths"]["/invert"] = _invert_path()
+    if "post" in spec["paths"].get("/sample", {}):
+        spec["paths"]["/sample"]["get"] = _sample_get(spec["paths"]["/sample"]["post"])
     spec["paths"].update(v2_openapi.paths())
     for path, schema, headers in (
         ("/sample", "SampleResponse", SAMPLE_HEADERS),
         ("/interpolate", "InterpolateResponse", INTERPOLATE_HEADERS),
     ):
-        if "post" in spec["paths"].get(path, {}):
-            operation = spec["paths"][path]["post"]
-            operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
-            _add_errors(operation, 422 if path == "/sample" else None, 409, 503)
+        for method in ("post", "get"):
+            if method in spec["paths"].get(path, {}):
+                operation = spec["paths"][path][method]
+                operation.setdefault("responses", {})["200"] = _samples_answer(schema, headers)
+                _add_errors(operation, 422 if path == "/sample" else None, 409, 503)
     for path, method in (
         ("/generate_dataset", "post"),
         ("/generate_dataset/get", "get"),

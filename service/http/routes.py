@@ -38,7 +38,7 @@ from starlette.routing import Route
 from service.core import encoding, labels, requests, sampling, versions
 from service.core.problems import RequestError
 from service.core.schemas import InterpolateRequest, SampleRequest, ScoreRequest
-from service.http import context, dataset_routes, handlers, invert_routes, openapi
+from service.http import caching, context, dataset_routes, handlers, invert_routes, openapi
 from service.http.admitted import admitted
 from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
 from service.http.context import engine_of
@@ -102,13 +102,60 @@ async def _parsed(schema: type[T], body: bytes) -> T:
 async def sample(request: Request) -> Response:
     """The same body and answers as the BentoML API declared in service.py."""
     try:
-        req = await _parsed(SampleRequest, await request.body())
-        alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
-        engine, factor = engine_of(request), get_settings().max_draws_factor
-        cost = requests.sample_charge(engine.get(req.model), req, factor)
-        return await admitted(cost, lambda: handlers.sample_async(engine, req, factor, alone))
+        return await _sample(request, await _parsed(SampleRequest, await request.body()), revalidate=False)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
+
+
+async def sample_get(request: Request) -> Response:
+    """GET /sample?seed=..&n=..: the cacheable door (http/caching.py), scalar fields only."""
+    try:
+        return await _sample(request, _query_request(request), revalidate=True)
+    except Exception as e:
+        return to_response(e)
+
+
+# Fields a query string cannot carry: arrays and objects go in POST /sample's JSON body.
+_BODY_ONLY = ("latents", "w", "edit", "mix")
+
+
+def _query_request(request: Request) -> SampleRequest:
+    fields: dict = {}
+    for key, value in request.query_params.multi_items():
+        if key in _BODY_ONLY:
+            raise RequestError(key, "an array or object: send it in POST /sample's JSON body")
+        if key in fields:
+            raise RequestError(key, "given twice")
+        fields[key] = value
+    if "labels" in fields:  # "3", "class1", "balanced", or a list "0,1,1"
+        parts = [p.strip() for p in fields["labels"].split(",")]
+        items = [int(p) if p.isdigit() else p for p in parts]
+        fields["labels"] = items if len(items) > 1 else items[0]
+    return SampleRequest.model_validate(fields)
+
+
+async def _sample(request: Request, req: SampleRequest, revalidate: bool) -> Response:
+    """/sample with its cache headers; a GET whose If-None-Match names the answer's ETag gets 304
+    before anything runs."""
+    alone = SOLE_CLIENT.alone(request.scope.get("client"), time.monotonic())
+    settings = get_settings()
+    engine, factor = engine_of(request), settings.max_draws_factor
+    model = versions.pinned(engine, req.model, req.version)
+    tag = caching.etag(model, req, factor)
+    headers = {"Cache-Control": caching.cache_control(req, settings.token_required, settings.shared_cache_keys_token)}
+    if tag is not None:
+        headers["ETag"] = tag
+    if revalidate and caching.matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    cost = requests.sample_charge(model, req, factor)
+
+    async def answer() -> Response:
+        response = await handlers.sample_async(engine, req, factor, alone)
+        if response.status_code == 200:
+            response.headers.update(headers)
+        return response
+
+    return await admitted(cost, answer)
 
 
 async def interpolate(request: Request) -> Response:
@@ -191,6 +238,7 @@ def build_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/sample", sample, methods=["POST"]),
+            Route("/sample", sample_get, methods=["GET"]),
             Route("/interpolate", interpolate, methods=["POST"]),
             Route("/models", models, methods=["GET"]),
             Route("/score", score, methods=["POST"]),

@@ -3,7 +3,7 @@
 request must return, bit for bit on the same engine.
 
 Doors: /sample on the event loop (batched, and inline for a lone client), /sample in a worker
-thread (forced), /interpolate, /v2 infer, json, npy and png answers, whole and streamed; over a
+thread (forced), GET /sample (its query), /interpolate, /v2 infer, json, npy and png answers, whole and streamed; over a
 real server, ganserve's Python client, BentoML's own client and the dataset generator's HTTP
 source; and the dataset generator from a local folder. Hypothesis draws the requests (a fixed
 derandomized profile in CI, a longer one with HYPOTHESIS_PROFILE=dev); a failure prints the request
@@ -198,6 +198,35 @@ def test_sample_on_every_path_is_the_reference(client, refs, model, kind):
             if kind == "inline":  # the first request of a new client is batched; the next is alone
                 r = client.post("/sample", json=body)
         assert_same(refs[model], body, answer_of(refs[model], body, r), want, door=f"/sample {kind}")
+
+    check()
+
+
+def as_query(body: dict) -> dict:
+    """A /sample body as GET /sample's query: scalars as text, a list of labels comma-joined."""
+    out = {}
+    for key, value in body.items():
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, list):
+            out[key] = ",".join(map(str, value))
+        else:
+            out[key] = str(value)
+    return out
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_get_sample_is_the_reference(client, refs, model):
+    """GET /sample (the cacheable door, http/caching.py): the request's scalar fields as a query."""
+    from hypothesis import assume
+
+    @DOOR_SETTINGS
+    @given(body=request_bodies(model, refs))
+    def check(body):
+        assume(not {"latents", "w", "mix", "edit"} & set(body))
+        want = refs[model].sample(body)
+        r = client.get("/sample", params=as_query(body))
+        assert_same(refs[model], body, answer_of(refs[model], body, r), want, door="GET /sample")
 
     check()
 

@@ -154,8 +154,10 @@ def test_a_large_body_is_parsed_off_the_loop_with_the_same_answer(client, cards,
     assert bad.status_code == 400 and bad.json()["error"].startswith("seeed: ")
 
 
-def test_get_on_sample_is_refused_by_the_router_not_served(client):
-    assert client.get("/sample").status_code == 405
+def test_methods_sample_does_not_take_are_refused_by_the_router(client):
+    # GET /sample is served (http/caching.py, tests/service/http/test_caching.py); the rest are not.
+    assert client.put("/sample", json={}).status_code == 405
+    assert client.delete("/sample").status_code == 405
 
 
 def test_npy_and_json_carry_the_same_float32_samples(client):
