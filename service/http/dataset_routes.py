@@ -89,24 +89,27 @@ async def _form_problem(request: Request, body: bytes) -> Optional[RequestError]
     return None
 
 
-async def run_now(request: Request) -> Response:
-    """POST /generate_dataset: a malformed form refused here, anything else on to BentoML's route."""
+async def _checked(request: Request) -> tuple[bytes, object, Optional[Response]]:
+    """(body, BentoML's app to hand it on to, a refusal or None): the route is reachable and a
+    form body parses."""
     body = await request.body()
     next_app = request.scope.get("ganserve.next_app")
     if next_app is None:
-        return to_response(RequestError("server", "the task route is not available here", 503))
+        return body, None, to_response(RequestError("server", "the task route is not available here", 503))
     problem = await _form_problem(request, body)
-    return to_response(problem) if problem is not None else _HandOn(next_app, body)
+    return body, next_app, None if problem is None else to_response(problem)
+
+
+async def run_now(request: Request) -> Response:
+    """POST /generate_dataset: a malformed form refused here, anything else on to BentoML's route."""
+    body, next_app, refusal = await _checked(request)
+    return refusal if refusal is not None else _HandOn(next_app, body)
 
 
 async def submit(request: Request) -> Response:
-    body = await request.body()
-    next_app = request.scope.get("ganserve.next_app")
-    if next_app is None:
-        return to_response(RequestError("server", "the task route is not available here", 503))
-    problem = await _form_problem(request, body)
-    if problem is not None:
-        return to_response(problem)
+    body, next_app, refusal = await _checked(request)
+    if refusal is not None:
+        return refusal
     engine = engine_of(request, required=False)  # before the models load, BentoML's task answers
     try:
         req = task.DatasetRequest.model_validate_json(body)

@@ -28,6 +28,8 @@ class FolderGraphs:
     def __init__(self, folder: Path | str, threads: int = 0):
         self.card, self.paths = load_model_folder(folder)
         self.sessions = {role: cpu_session(self.paths[role], threads) for role in self.card.sampling_roles}
+        # E's two phases draw the same pool, with the held-out pairs between: the last two are kept.
+        self._recent: dict[tuple[int, int], Pairs] = {}
 
     @property
     def latent_dim(self) -> int:
@@ -65,6 +67,13 @@ class FolderGraphs:
         return np.concatenate(out)
 
     def pairs(self, n: int, seed: int) -> Pairs:
+        """n pairs from `seed` (the same every time: the last two draws are kept and handed out again)."""
+        key = (n, seed)
+        if key not in self._recent:
+            self._recent = {k: v for k, v in list(self._recent.items())[-1:]} | {key: self._draw_pairs(n, seed)}
+        return self._recent[key]
+
+    def _draw_pairs(self, n: int, seed: int) -> Pairs:
         rng = np.random.default_rng(seed)
         z = self.draw_z(rng, n)
         c = rng.integers(0, self.card.condition.classes, n).astype(np.int64) if self.card.condition else None

@@ -56,8 +56,7 @@ def train_encoder(
     data = graphs.pairs(pool, seed)
     classes = card.condition.classes if card.condition else 0
     E = Encoder(tuple(card.sample.shape), graphs.latent_dim, classes)
-    x, y = torch.from_numpy(data.x), torch.from_numpy(data.latent)
-    c = torch.from_numpy(data.c) if data.c is not None else None
+    x, y, c = _tensors(data)
     opt = torch.optim.Adam(E.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed + 1)
     E.train()
@@ -71,6 +70,10 @@ def train_encoder(
     held = graphs.pairs(HELD_OUT, seed + 10_000)
     stats = measure(graphs, E, held, steps, pool)
     return E, stats, held
+
+
+def _tensors(data: Pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    return torch.from_numpy(data.x), torch.from_numpy(data.latent), None if data.c is None else torch.from_numpy(data.c)
 
 
 def tune_on_real(
@@ -91,8 +94,7 @@ def tune_on_real(
     data = graphs.pairs(pool, seed)
     latent_scale = float(np.mean(data.latent.var(axis=0))) or 1.0
     pixel_scale = float(np.mean((data.x - np.roll(data.x, 1, axis=0)) ** 2)) or 1.0
-    px, py = torch.from_numpy(data.x), torch.from_numpy(data.latent)
-    pc = torch.from_numpy(data.c) if data.c is not None else None
+    px, py, pc = _tensors(data)
     rx = torch.from_numpy(real.x)
     rc = torch.from_numpy(real.c) if real.c is not None else None
     opt = torch.optim.Adam(E.parameters(), lr=lr)
