@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         result = Projector(args.folder).project(
             held.x[:m], None if held.c is None else held.c[:m], steps=args.project_steps, progress=True
         )
-        show(f"project, {args.project_steps} steps ({m} images)", result.x, time.perf_counter() - t, m)
+        seconds = time.perf_counter() - t
+        show(f"E alone, the same {m} images (projection's start)", result.start_x, 0.0, m)
+        show(f"project, {args.project_steps} steps ({m} images)", result.x, seconds, m)
     near = "" if ref.feature_distance is None else f"{ref.feature_distance:.3f}"
     acc = "" if ref.classifier_accuracy is None else f"{ref.classifier_accuracy:.3f} (the real images)"
     print(f"| nearest training image (reference) | {ref.pixel_mse:.4f} | {near} | {acc} | |")

@@ -90,15 +90,29 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     assert not (tmp_path / "o" / "projection.json").exists()  # nothing half-written
 
 
-def test_a_conditional_model_without_encoder_starts_from_the_best_random_latent(tmp_path, held_digits):
+def test_a_conditional_model_is_projected_with_its_class(tmp_path, held_digits):
     out = tmp_path / "o"
     args = ["project", str(MODELS / "mnist-cond"), str(held_digits), "--out", str(out), "--steps", "20"]
     assert main([*args, "--class", "7", "--quiet"]) == 0
     record = json.loads((out / "projection.json").read_text())
-    assert record["started_from"] == "random"
+    assert record["started_from"] == "encoder"  # E takes the class beside the image
     assert np.mean([i["pixel_mse"] for i in record["images"]]) < np.mean(
         [i["pixel_mse_start"] for i in record["images"]]
     )
+
+
+def test_without_an_encoder_the_best_random_latent_starts(tmp_path):
+    points = load_dataset("ring8", "test").x.numpy()[:5]  # vectors: pixels are coordinates here
+    np.save(tmp_path / "p.npy", points)
+    out = tmp_path / "o"
+    assert (
+        main(["project", str(MODELS / "ring8"), str(tmp_path / "p.npy"), "--out", str(out), "--steps", "30", "--quiet"])
+        == 0
+    )
+    record = json.loads((out / "projection.json").read_text())
+    assert record["started_from"] == "random" and "feature_distance" not in record["images"][0]
+    assert all(i["pixel_mse"] <= i["pixel_mse_start"] + 1e-9 for i in record["images"])
+    assert not (out / "projection.png").exists()  # vectors make no image grid
 
 
 def test_a_packed_style_network_is_projected_in_w(tmp_path):
