@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -70,7 +71,8 @@ class Replica(Server):
                 GANSERVE_WORKERS="1",
                 GANSERVE_BACKEND="onnxruntime",
                 GANSERVE_OUTPUT_DIR=str(output_dir),
-                **({"GANSERVE_API_TOKEN": TOKEN} if index == 0 else {}),
+                # The proxy's cache keys on the credential (ganserve.conf.template), as this says.
+                **({"GANSERVE_API_TOKEN": TOKEN, "GANSERVE_SHARED_CACHE_KEYS_TOKEN": "true"} if index == 0 else {}),
             )
         )
         self.token_required = index == 0
@@ -94,7 +96,12 @@ def render_nginx_config(root: Path, upstreams: list[str], listen: str) -> Path:
     """The compose proxy's config, rendered by its own script, inside a minimal main config
     (the nginx image's own nginx.conf plays that part in compose)."""
     site = root / "ganserve.conf"
-    env = {"PATH": os.environ["PATH"], "GANSERVE_UPSTREAMS": " ".join(upstreams), "GANSERVE_PROXY_LISTEN": listen}
+    env = {
+        "PATH": os.environ["PATH"],
+        "GANSERVE_UPSTREAMS": " ".join(upstreams),
+        "GANSERVE_PROXY_LISTEN": listen,
+        "GANSERVE_PROXY_CACHE_DIR": str(root / "cache"),
+    }
     subprocess.run(
         ["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(site)],
         env=env,
@@ -210,7 +217,7 @@ def test_render_writes_one_server_per_upstream(tmp_path: Path) -> None:
     assert config.is_file()
     assert "    server 10.0.0.1:3000;\n    server replica:3000;\n" in site
     assert "listen 127.0.0.1:1;" in site
-    assert "@GANSERVE_SERVERS@" not in site and "@GANSERVE_LISTEN@" not in site
+    assert "@GANSERVE_SERVERS@" not in site and "@GANSERVE_LISTEN@" not in site and "@GANSERVE_CACHE_DIR@" not in site
 
 
 def test_healthcheck_script_passes_only_on_a_ready_replica(replicas: list[Replica]) -> None:
@@ -294,3 +301,23 @@ def test_the_proxy_keeps_answering_when_a_replica_dies(proxy: Proxy, replicas: l
     status, _ = http("GET", f"{proxy.url}/generate_dataset/status?task_id=nope")
     assert status != 502
     assert proxy.upstreams_after("/generate_dataset/status", seen)[-1].endswith(f"127.0.0.1:{survivor.port}")
+
+
+def test_pinned_seeded_gets_are_served_from_the_proxys_cache(proxy: Proxy, replicas: list[Replica]) -> None:
+    """A GET /sample with a seed and a pinned version is answered once by a replica, then by
+    nginx's cache (X-Cache-Status: HIT), byte for byte; another credential, an unpinned request
+    and a POST always reach a replica."""
+    status, body = http("GET", f"{proxy.url}/models", headers=AUTH)
+    version = next(m for m in json.loads(body)["models"] if m["name"] == "tiny-digits")["version"]
+    query = f"/sample?model=tiny-digits&seed=41&n=3&format=npy&version={version}"
+    first = httpx.get(proxy.url + query, headers=AUTH, timeout=30)
+    second = httpx.get(proxy.url + query, headers=AUTH, timeout=30)
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-cache-status"] == "MISS" and second.headers["x-cache-status"] == "HIT"
+    assert first.content == second.content and first.headers["etag"] == second.headers["etag"]
+    other = httpx.get(proxy.url + query, headers={"Authorization": "Bearer someone-else"}, timeout=30)
+    assert other.headers["x-cache-status"] != "HIT"  # their own key: a replica answers (or refuses)
+    unpinned = query.replace(f"&version={version}", "")
+    for _ in range(2):
+        r = httpx.get(proxy.url + unpinned, headers=AUTH, timeout=30)
+        assert r.status_code == 200 and r.headers["x-cache-status"] != "HIT"  # no-cache: revalidated
