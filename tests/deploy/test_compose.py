@@ -185,6 +185,12 @@ def test_the_containers_get_exactly_the_service_settings(resolved: dict) -> None
         assert set(resolved["services"][name]["environment"]) == known, name
 
 
+def test_the_scale_replicas_say_their_proxy_keys_its_cache_on_the_token(resolved: dict) -> None:
+    for name in ("replica", "replica-cpu"):
+        assert resolved["services"][name]["environment"]["GANSERVE_SHARED_CACHE_KEYS_TOKEN"] == "true"
+    assert resolved["services"]["ganserve"]["environment"]["GANSERVE_SHARED_CACHE_KEYS_TOKEN"] is None
+
+
 def test_optional_settings_pass_through_only_when_set(resolved: dict, customized: dict) -> None:
     # Unset: no value at all, so the service's default applies (an empty string would not).
     assert resolved["services"]["ganserve"]["environment"]["GANSERVE_API_TOKEN"] is None
