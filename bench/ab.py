@@ -35,6 +35,9 @@ LOADS = {  # name: (body, connections)
     "n=1 npy c=1": ({"n": 1, "format": "npy"}, 1),
     "n=1 npy c=8": ({"n": 1, "format": "npy"}, 8),
     "n=1 npy c=64": ({"n": 1, "format": "npy"}, 64),
+    # Seeded: the answer is fixed, so it carries an ETag computed per request (http/caching.py).
+    "n=1 npy seed c=64": ({"n": 1, "format": "npy", "seed": 7}, 64),
+    "n=1024 npy seed c=8": ({"n": 1024, "format": "npy", "seed": 7}, 8),
     "n=1 png c=1": ({"n": 1, "format": "png"}, 1),
     "n=1 png c=8": ({"n": 1, "format": "png"}, 8),
     "n=64 npy c=1": ({"n": 64, "format": "npy"}, 1),
