@@ -28,6 +28,11 @@ class GraphOpError(ValueError):
     """A graph that this runner cannot run; the message names the file, node and operator."""
 
 
+class _Unsupported(ValueError):
+    """An input value (not an attribute: those are refused at load) that an operator here does not
+    handle; forward() names the file and node."""
+
+
 _DTYPES = {
     onnx.TensorProto.FLOAT: torch.float32,
     onnx.TensorProto.DOUBLE: torch.float64,
@@ -113,8 +118,6 @@ def _gather(a, data, idx):
 
 
 def _gather_nd(a, data, idx):
-    if a.get("batch_dims", 0):
-        raise NotImplementedError("GatherND with batch_dims > 0")
     idx = idx.long()
     return data[tuple(idx[..., i] for i in range(idx.shape[-1]))]
 
@@ -132,8 +135,6 @@ def _pads_2d(pads: list[int]) -> tuple[list[int], list[int] | None]:
 
 
 def _conv(a, x, w, b=None):
-    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise NotImplementedError("Conv with auto_pad")
     spatial = w.dim() - 2
     padding, explicit = _pads_2d(a.get("pads", [0] * 2 * spatial))
     if explicit is not None:
@@ -145,12 +146,8 @@ def _conv(a, x, w, b=None):
 
 
 def _conv_transpose(a, x, w, b=None):
-    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or "output_shape" in a:
-        raise NotImplementedError("ConvTranspose with auto_pad or output_shape")
     spatial = w.dim() - 2
-    padding, explicit = _pads_2d(a.get("pads", [0] * 2 * spatial))
-    if explicit is not None:
-        raise NotImplementedError("ConvTranspose with asymmetric pads")
+    padding, _ = _pads_2d(a.get("pads", [0] * 2 * spatial))  # symmetric: checked at load
     conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
     return conv(
         x,
@@ -166,11 +163,7 @@ def _conv_transpose(a, x, w, b=None):
 
 def _pool(kind: str) -> Callable:
     def run(a, x):
-        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or x.dim() != 4:
-            raise NotImplementedError(f"{kind} other than 2-D without auto_pad")
-        padding, explicit = _pads_2d(a.get("pads", [0] * 4))
-        if explicit is not None:
-            raise NotImplementedError(f"{kind} with asymmetric pads")
+        padding, _ = _pads_2d(a.get("pads", [0] * 4))  # 2-D, symmetric, no auto_pad: checked at load
         kernel, stride = a["kernel_shape"], a.get("strides", 1)
         ceil = bool(a.get("ceil_mode", 0))
         if kind == "MaxPool":
@@ -188,12 +181,10 @@ def _resize(a, x, roi=None, scales=None, sizes=None):
     factors = [float(s) for s in scales.tolist()[2:]] if size is None else None
     if size is None:
         size = [int(math.floor(d * f)) for d, f in zip(x.shape[2:], factors, strict=True)]
-    if mode == "nearest" and coords == "asymmetric" and _text(a.get("nearest_mode", "round_prefer_floor")) == "floor":
+    if mode == "nearest":  # asymmetric coordinates, floor: checked at load (_refusal)
         return F.interpolate(x, size=size, mode="nearest")
-    if mode == "linear" and coords in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-        kind = {3: "linear", 4: "bilinear", 5: "trilinear"}[x.dim()]
-        return F.interpolate(x, size=size, mode=kind, align_corners=coords == "align_corners")
-    raise NotImplementedError(f"Resize mode={mode} coordinate_transformation_mode={coords}")
+    kind = {3: "linear", 4: "bilinear", 5: "trilinear"}[x.dim()]
+    return F.interpolate(x, size=size, mode=kind, align_corners=coords == "align_corners")
 
 
 def _text(v) -> str:
@@ -216,7 +207,7 @@ def _slice(a, x, starts, ends, axes=None, steps=None):
     steps_l = _ints(steps) if steps is not None else [1] * len(axes_l)
     for s, e, ax, st in zip(_ints(starts), _ints(ends), axes_l, steps_l, strict=True):
         if st < 1:
-            raise NotImplementedError("Slice with a negative step")
+            raise _Unsupported("Slice with a negative step")
         size = x.shape[ax]
         index[ax] = slice(max(-size, min(s, size)), max(-size, min(e, size)), st)
     return x[tuple(index)]
@@ -234,7 +225,7 @@ def _expand(a, x, shape):
 
 def _pad(a, x, pads, value=None, axes=None):
     if axes is not None:
-        raise NotImplementedError("Pad with axes")
+        raise _Unsupported("Pad with axes")
     mode = _text(a.get("mode", "constant"))
     _, explicit = _pads_2d(_ints(pads))
     explicit = explicit or []
@@ -258,8 +249,6 @@ def _shape(a, x):
 
 
 def _cast(a, x):
-    if a["to"] not in _DTYPES:
-        raise NotImplementedError(f"Cast to onnx type {a['to']}")
     return x.to(_DTYPES[a["to"]])
 
 
@@ -274,6 +263,33 @@ def _flatten(a, x):
 
 def _range(a, start, limit, delta):
     return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+
+
+def _refusal(op: str, a: dict) -> str | None:
+    """What an operator's attributes ask for that the functions above do not do, or None: checked
+    when the graph is loaded, so that a graph either runs whole or is refused before it starts."""
+    auto_pad = _text(a.get("auto_pad", "NOTSET")) != "NOTSET"
+    pads = a.get("pads", [])
+    asymmetric = pads[: len(pads) // 2] != pads[len(pads) // 2 :]
+    if op == "GatherND" and a.get("batch_dims", 0):
+        return "GatherND with batch_dims > 0"
+    if op in ("Conv", "ConvTranspose", "AveragePool", "MaxPool") and auto_pad:
+        return f"{op} with auto_pad"
+    if op == "ConvTranspose" and ("output_shape" in a or asymmetric):
+        return "ConvTranspose with output_shape or asymmetric pads"
+    if op in ("AveragePool", "MaxPool") and (len(a.get("kernel_shape", [])) != 2 or asymmetric):
+        return f"{op} other than 2-D with symmetric pads"
+    if op == "Resize":
+        mode = _text(a.get("mode", "nearest"))
+        coords = _text(a.get("coordinate_transformation_mode", "half_pixel"))
+        nearest_floor = coords == "asymmetric" and _text(a.get("nearest_mode", "round_prefer_floor")) == "floor"
+        if not (mode == "nearest" and nearest_floor) and not (
+            mode == "linear" and coords in ("half_pixel", "pytorch_half_pixel", "align_corners")
+        ):
+            return f"Resize mode={mode} coordinate_transformation_mode={coords}"
+    if op == "Cast" and a["to"] not in _DTYPES:
+        return f"Cast to onnx type {a['to']}"
+    return None
 
 
 # Operators whose output is one tensor, by name: (attributes, *inputs) -> tensor.
@@ -369,7 +385,11 @@ class TorchGraph(nn.Module):
                 array = numpy_helper.to_array(value) if attr.name == "value" else np.asarray(value)
                 self.constants[node.output[0]] = torch.from_numpy(np.array(array))
             else:
-                self.nodes.append((node.op_type, node.name, list(node.input), list(node.output), _attrs(node)))
+                attrs = _attrs(node)
+                refused = _refusal(node.op_type, attrs)
+                if refused is not None:
+                    raise GraphOpError(f"{path.name}: node {node.name!r}: {refused} is not supported")
+                self.nodes.append((node.op_type, node.name, list(node.input), list(node.output), attrs))
         self.input_names = [i.name for i in graph.input if i.name not in self._slots]
         self.output_names = [o.name for o in graph.output]
 
@@ -389,7 +409,7 @@ class TorchGraph(nn.Module):
                     result = _split(attrs, *values, outputs=len(outputs))
                 else:
                     result = (_OPS[op](attrs, *values),)
-            except NotImplementedError as e:
+            except _Unsupported as e:
                 raise GraphOpError(f"{self.path.name}: node {name!r}: {e} is not supported") from e
             env.update(zip(outputs, result, strict=True))
         results = tuple(env[o] for o in self.output_names)

@@ -11,7 +11,7 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from service.datasets.plan import DatasetSpec
+from service.datasets.plan import DatasetSpec, FilterSpec
 from service.runtime import backends
 
 PLACEHOLDER_VERSION = "-"  # for checking the options' ranges before the model is known
@@ -172,11 +172,7 @@ def dataset_spec(
             truncation=args.truncation,
             truncation_psi=args.truncation_psi,
             edit=parse_edits(args.edit),
-            filter={
-                "min_realness": args.min_realness,
-                "drs": args.drs,
-                "drs_gamma": args.drs_gamma if args.drs_gamma is not None else (card_gamma if args.drs else 0.0),
-            },
+            filter=FilterSpec.asked(args.min_realness, args.drs, args.drs_gamma, card_gamma),
             max_draws_factor=max_draws_factor if filtered(args) else None,
             format=args.format,
             encoding=args.encoding,

@@ -44,6 +44,13 @@ class FilterSpec(BaseModel):
     def active(self) -> bool:
         return self.min_realness is not None or self.drs
 
+    @classmethod
+    def asked(cls, min_realness: Optional[float], drs: bool, drs_gamma: Optional[float], card_gamma: float) -> dict:
+        """The filter a request asks for, its gamma decided as /sample decides it: the request's,
+        else (for DRS) the card's, else 0. A dict, so that DatasetSpec validates it in place."""
+        gamma = drs_gamma if drs_gamma is not None else (card_gamma if drs else 0.0)
+        return {"min_realness": min_realness, "drs": drs, "drs_gamma": gamma}
+
 
 LABEL_POLICIES = ("balanced", "uniform", "proportions")
 CLASS_STREAM = 3  # latents.generator stream of the seed that draws a block's classes under "proportions"

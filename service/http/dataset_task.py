@@ -38,6 +38,7 @@ from service.datasets.plan import (
     MAX_SAMPLES,
     MAX_SHARD_SIZE,
     DatasetSpec,
+    FilterSpec,
     PlanError,
     class_spec,
     parse_shards,
@@ -142,13 +143,7 @@ def plan(engine: Engine, settings: Settings, req: DatasetRequest) -> Plan:
             truncation=req.truncation,
             truncation_psi=req.truncation_psi,
             edit=[(move.direction, move.amount) for move in req.edit] if req.edit else None,
-            filter={
-                "min_realness": req.min_realness,
-                "drs": req.drs,
-                "drs_gamma": req.drs_gamma
-                if req.drs_gamma is not None
-                else (card_drs_gamma(model.card) if req.drs else 0.0),
-            },
+            filter=FilterSpec.asked(req.min_realness, req.drs, req.drs_gamma, card_drs_gamma(model.card)),
             max_draws_factor=settings.max_draws_factor if req.min_realness is not None or req.drs else None,
             format=req.format,
             dtype=req.dtype or ("uint8" if req.format == "png" else "float32"),
