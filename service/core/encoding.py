@@ -253,20 +253,35 @@ def png_image(body: bytes, shape: list[int], value_range: tuple[float, float], f
     Grayscale models take any PNG converted to gray; colour models convert to RGB. The size must
     match exactly: resizing would score a different image than the one sent.
     """
+    return read_png(body, shape, value_range, field)[0]
+
+
+def read_png(
+    body: bytes, shape: list[int], value_range: tuple[float, float], field: str, resize: bool = False
+) -> tuple[np.ndarray, str | None]:
+    """png_image, and where `resize` is asked, a PNG of another size resized to the model's
+    (Lanczos, on the 8-bit pixels, as training/projection reads files): (the sample, the statement
+    of what was resized from what, or None when the size already matched)."""
     channels, h, w = shape
+    note = None
     try:
         with Image.open(io.BytesIO(body)) as image:
             if image.format != "PNG":
                 raise DecodeError(field, f"must be a PNG image, got {image.format}")
+            converted = image.convert("L" if channels == 1 else "RGB")
             if image.size != (w, h):
-                raise DecodeError(
-                    field, f"image is {image.size[0]}x{image.size[1]}, the model takes {w}x{h} (width x height)"
-                )
-            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+                if not resize:
+                    raise DecodeError(
+                        field,
+                        f"image is {image.size[0]}x{image.size[1]}, the model takes {w}x{h} (width x height)",
+                    )
+                note = f"{field}: {image.size[0]}x{image.size[1]} -> {w}x{h} (Lanczos)"
+                converted = converted.resize((w, h), Image.Resampling.LANCZOS)
+            pixels = np.asarray(converted, dtype=np.float32)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, DecodeError):
             raise
         raise DecodeError(field, "not a readable PNG image") from None
     pixels = pixels.reshape(h, w, channels).transpose(2, 0, 1)  # (C, H, W)
     lo, hi = value_range
-    return (lo + pixels * ((hi - lo) / 255.0)).astype(np.float32)
+    return (lo + pixels * ((hi - lo) / 255.0)).astype(np.float32), note

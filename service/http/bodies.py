@@ -5,7 +5,7 @@ decoded only after its model was chosen and checked, and every bad body is a 4xx
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -60,23 +60,34 @@ async def png_parts(request: Request, model_name: str | None) -> tuple[str | Non
     return model_name, parts
 
 
-async def samples_in(request: Request, schema: type[T], pick: Callable[..., LoadedModel]) -> tuple:
+class Samples(NamedTuple):
+    model: LoadedModel
+    x: np.ndarray  # (n, *sample_shape)
+    wanted: object  # the labels asked for (labels.from_query or the JSON request's)
+    req: BaseModel | None  # the JSON request, None for the other forms
+    resized: list[str]  # what was resized from what, where the caller asked for it
+
+
+async def samples_in(
+    request: Request, schema: type[T], pick: Callable[..., LoadedModel], resize: bool = False
+) -> Samples:
     """The samples a /score or /invert request sends, in any of its forms (JSON `samples`, an .npy
-    body, one PNG body, PNG files in a form): (model, x (n, *sample_shape), the labels asked for,
-    the JSON request or None). `pick(engine, name, version, png)` chooses and checks the model
-    before the body is decoded."""
+    body, one PNG body, PNG files in a form). `pick(engine, name, version, png)` chooses and checks
+    the model before the body is decoded. With `resize` (asked by the caller), a PNG of another size
+    is resized to the model's and said so; the arrays of JSON and .npy bodies never are."""
     engine = engine_of(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     model_name = request.query_params.get("model")
     version = request.query_params.get("version")  # a pinned version (versions.py), as /sample's `version`
     wanted = labels.from_query(request.query_params.get("labels"))  # the classes of npy and png bodies
-    req = None
+    req, pngs = None, []
+    if resize and not (media_type.startswith("multipart/") or media_type in (FORM_TYPE, encoding.PNG_MEDIA_TYPE)):
+        raise RequestError("resize", "resizes PNG images only; JSON and .npy samples must have the model's shape")
     if media_type.startswith("multipart/") or media_type == FORM_TYPE:
         model_name, parts = await png_parts(request, model_name)
         model = pick(engine, model_name, version, True)
-        x = np.stack(
-            [encoding.png_image(b, model.card.sample.shape, model.card.sample.value_range, f) for f, b in parts]
-        )
+        pngs = [_png(model, b, f, resize) for f, b in parts]
+        x = np.stack([p[0] for p in pngs])
     else:
         body = await request.body()
         if media_type in JSON_TYPES:
@@ -89,7 +100,8 @@ async def samples_in(request: Request, schema: type[T], pick: Callable[..., Load
             x = encoding.npy_array(body, "body")
         elif media_type == encoding.PNG_MEDIA_TYPE:
             model = pick(engine, model_name, version, True)
-            x = encoding.png_image(body, model.card.sample.shape, model.card.sample.value_range, "body")[None]
+            pngs = [_png(model, body, "body", resize)]
+            x = pngs[0][0][None]
         else:
             raise RequestError(
                 "content-type",
@@ -97,7 +109,12 @@ async def samples_in(request: Request, schema: type[T], pick: Callable[..., Load
                 f"{encoding.NPY_MEDIA_TYPE}, {encoding.PNG_MEDIA_TYPE} or multipart/form-data",
                 415,
             )
-    return model, check_shape(model, x, "samples" if media_type in JSON_TYPES else "body"), wanted, req
+    x = check_shape(model, x, "samples" if media_type in JSON_TYPES else "body")
+    return Samples(model, x, wanted, req, [note for _, note in pngs if note])
+
+
+def _png(model: LoadedModel, body: bytes, field: str, resize: bool) -> tuple[np.ndarray, str | None]:
+    return encoding.read_png(body, model.card.sample.shape, model.card.sample.value_range, field, resize)
 
 
 def images_only(model: LoadedModel) -> LoadedModel:

@@ -1,7 +1,8 @@
 """POST /invert: images in (JSON, .npy, PNG, or PNG files), E's latents and G's reconstructions
 out (core/inversion.py). A model without an encoder is a 400 naming `model`; a wrong shape or a
 bad image, one naming the field. json answers the latents, errors and reconstructions; npy and
-png answer the reconstructions, with the errors in the X-Error header."""
+png answer the reconstructions, with the errors in the X-Error header. `?resize=true` resizes PNGs
+of another size to the model's and says so (`resized` in JSON, the X-Resized header)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ def _query_int(request: Request, name: str, default: int, hi: int) -> int:
     return value
 
 
+def _query_bool(request: Request, name: str) -> bool:
+    text = request.query_params.get(name, "false").lower()
+    if text not in ("1", "true", "0", "false"):
+        raise RequestError(name, f"must be true or false, got {text!r}")
+    return text in ("1", "true")
+
+
 async def invert(request: Request) -> Response:
     try:
         engine_of(request)
@@ -56,7 +64,9 @@ async def invert(request: Request) -> Response:
 
 async def _invert(request: Request) -> Response:
     try:
-        model, x, wanted, req = await samples_in(request, InvertRequest, _pick)
+        model, x, wanted, req, resized = await samples_in(
+            request, InvertRequest, _pick, resize=_query_bool(request, "resize")
+        )
         q = request.query_params
         fmt = req.format if req is not None else q.get("format", "json")
         if fmt not in formats.NAMES:
@@ -65,7 +75,7 @@ async def _invert(request: Request) -> Response:
             raise RequestError("format", f"png needs an image model; {model.name} makes {model.card.sample.kind}s")
         refine = req.refine if req is not None else _query_int(request, "refine", 0, MAX_REFINE)
         seed = (req.seed if req is not None else None) or _query_int(request, "seed", 0, 2**63 - 1)
-        scores = req.scores if req is not None else q.get("scores") in ("1", "true")
+        scores = req.scores if req is not None else _query_bool(request, "scores")
         if scores and fmt != "json":
             raise RequestError("scores", "only with format json")
         if scores and not model.has_discriminator:
@@ -75,15 +85,16 @@ async def _invert(request: Request) -> Response:
         logits = await run_in_threadpool(model.logits, done.reconstructions, c) if scores else None
     except Exception as e:
         return to_response(e)
-    return _answer(model, done, c, fmt, logits)
+    return _answer(model, done, c, fmt, logits, resized)
 
 
-def _answer(model: LoadedModel, done: inversion.Inverted, c, fmt: str, logits) -> Response:
+def _answer(model: LoadedModel, done: inversion.Inverted, c, fmt: str, logits, resized: list[str]) -> Response:
     meta = {"model": model.name, "version": model.card.version, "space": "w" if model.is_style else "z"}
     headers = {
         "X-Model": model.name,
         "X-Model-Version": model.card.version,
         "X-Error": ",".join(f"{e:.6g}" for e in done.errors),
+        **({"X-Resized": "; ".join(resized)} if resized else {}),
     }
     if fmt == "npy":
         return Response(encoding.npy_bytes(done.reconstructions), media_type=encoding.NPY_MEDIA_TYPE, headers=headers)
@@ -97,6 +108,8 @@ def _answer(model: LoadedModel, done: inversion.Inverted, c, fmt: str, logits) -
         "error": done.errors.astype(np.float32),
         "reconstructions": done.reconstructions,
     }
+    if resized:  # what was inverted is not the image sent: say so beside the answer
+        body["resized"] = resized
     if done.candidates:
         body["refine"] = {"candidates": done.candidates, "error_of_encoder": done.errors_of_e.astype(np.float32)}
     if c is not None:

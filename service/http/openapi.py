@@ -162,6 +162,7 @@ def _invert_path() -> dict:
             ("refine", {"type": "integer", "minimum": 0, "maximum": 256}, "candidates per image of the search"),
             ("seed", {"type": "integer", "minimum": 0}, "the search's seed"),
             ("scores", {"type": "boolean"}, "json: D's realness of each reconstruction"),
+            ("resize", {"type": "boolean"}, "PNG bodies: resize another size to the model's (Lanczos), and say so"),
         )
     ]
     content = dict(score["requestBody"]["content"])
@@ -178,7 +179,10 @@ def _invert_path() -> dict:
             "responses": {
                 "200": {
                     "description": "json: latents, errors and reconstructions; npy / png: the reconstructions",
-                    "headers": {"X-Error": {"schema": {"type": "string"}, "description": "npy and png: each error"}},
+                    "headers": {
+                        "X-Error": {"schema": {"type": "string"}, "description": "npy and png: each error"},
+                        "X-Resized": {"schema": {"type": "string"}, "description": "with resize: what was resized"},
+                    },
                     "content": {
                         "application/json": {"schema": {"$ref": REF.format(model="InvertResponse")}},
                         NPY_MEDIA_TYPE: {"schema": BINARY},

@@ -243,6 +243,11 @@ INVERT_RESPONSE = {
         "error": {"type": "array", "items": {"type": "number"}, "description": "mean squared error per value of each"},
         "reconstructions": {"type": "array", "items": {}, "description": "G's sample of each latent"},
         "labels": LABELS,
+        "resized": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "with resize: each PNG resized to the model's size, as 'body: 56x56 -> 28x28 (Lanczos)'",
+        },
         "refine": {
             "type": "object",
             "description": "with refine: candidates drawn per image and the error of E's guess alone",

@@ -189,7 +189,7 @@ def _score_pick(engine: Engine, name: str | None, version: str | None, png: bool
 
 async def _score(request: Request) -> Response:
     try:
-        model, x, wanted, _ = await samples_in(request, ScoreRequest, _score_pick)
+        model, x, wanted, _, _ = await samples_in(request, ScoreRequest, _score_pick)
         c = labels.for_scoring(model, wanted, len(x))  # (n,) classes of a conditional model, else None
         logits = await run_in_threadpool(model.logits, x, c)  # (n,)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker

@@ -459,11 +459,18 @@ def test_a_person_edits_along_a_direction_and_inverts_an_image(server, browser, 
     Image.fromarray(np.clip((x.transpose(1, 2, 0) + 1) * 127.5, 0, 255).round().astype(np.uint8)).save(png)
     act(page, lambda: page.set_input_files("#invert-upload", str(png)))
     query = page.get_attribute("#invert-recon", "data-query")
-    assert query == "model=style&format=png&refine=32&labels=0"
+    assert query == "model=style&format=png&refine=32&resize=true&labels=0"
     want = api.post(f"/invert?{query}", files=[("file", ("mine.png", png.read_bytes(), "image/png"))])
     assert want.status_code == 200, want.text
     got = shown(page, "#invert-recon")
     assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(want.content)).convert("RGBA")))
-    assert "mean squared error" in page.inner_text("#invert-note")
+    assert "mean squared error" in page.inner_text("#invert-note") and "resized" not in page.inner_text("#invert-note")
+    # A photo of another size: the server resizes it, and the page says what was resized.
+    big = tmp_path / "big.png"
+    with Image.open(png) as im:
+        im.resize((im.width * 3, im.height * 2)).save(big)
+        size = f"{im.width * 3}x{im.height * 2} -> {im.width}x{im.height}"
+    act(page, lambda: page.set_input_files("#invert-upload", str(big)))
+    assert f"resized {size} (Lanczos)" in page.inner_text("#invert-note")
     assert w.problems == [] and w.foreign_requests() == []
     w.context.close()

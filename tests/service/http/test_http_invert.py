@@ -140,3 +140,61 @@ def test_the_search_runs_in_bounded_batches_with_the_same_answers(client, monkey
     assert chunked["refine"] == whole["refine"] and len(chunked["error"]) == 3
     assert chunked["error"][0] == whole["error"][0]  # the first chunk is seeded as the whole was
     assert all(e <= f + 1e-9 for e, f in zip(chunked["error"], chunked["refine"]["error_of_encoder"]))
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_png_of_another_size_is_refused_unless_resize_is_asked_and_then_said(client):
+    """8x8 models: a 16x16 PNG is refused naming the body and both sizes; with ?resize=true it is
+    resized (Lanczos, as Pillow does it) and inverted, and the answer says what was resized."""
+    x = sample(client, COND, 1, seed=11, label=2)
+    small = Image.fromarray((x[0, 0] * 255).round().astype(np.uint8))
+    big = small.resize((16, 12), Image.Resampling.NEAREST)
+    query = f"/invert?model={COND}&labels=2"
+    r = client.post(query, content=_png(np.asarray(big)), headers={"content-type": "image/png"})
+    assert r.status_code == 400 and r.json()["error"].startswith("body"), r.text
+    assert "16x12" in r.json()["error"] and "8x8" in r.json()["error"]
+    r = client.post(f"{query}&resize=true", content=_png(np.asarray(big)), headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["resized"] == ["body: 16x12 -> 8x8 (Lanczos)"]
+    want = np.asarray(big.resize((8, 8), Image.Resampling.LANCZOS), np.float32)[None, None] / 255.0
+    direct = invert(client, model=COND, samples=want.tolist(), labels=2)  # the resized image itself
+    assert "resized" not in direct
+    np.testing.assert_allclose(got["latents"], direct["latents"], atol=1e-6)
+    np.testing.assert_allclose(got["error"], direct["error"], rtol=1e-5)
+    # The png answer says it in a header; an image of the right size is not listed.
+    files = [
+        ("a", ("a.png", _png(np.asarray(big)), "image/png")),
+        ("b", ("b.png", _png(np.asarray(small)), "image/png")),
+    ]
+    r = client.post(f"{query}&resize=1&format=png", files=files)
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG"), r.text
+    assert r.headers["x-resized"] == "a[0]: 16x12 -> 8x8 (Lanczos)"
+    assert len(r.headers["x-error"].split(",")) == 2
+
+
+@pytest.mark.parametrize(
+    "query, content_type, body, field",
+    [
+        (
+            "resize=true",
+            "application/json",
+            json.dumps({"model": COND, "samples": [[[[0.0] * 8] * 8]], "labels": 0}),
+            "resize",
+        ),
+        ("resize=true&labels=0", "application/x-npy", None, "resize"),  # arrays are never resized
+        ("resize=maybe&labels=0", "image/png", None, "resize"),
+    ],
+)
+def test_resize_is_for_png_images_only(client, query, content_type, body, field):
+    if body is None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros((1, 1, 8, 8), np.float32))
+        body = buffer.getvalue() if content_type != "image/png" else _png(np.zeros((8, 8), np.uint8))
+    r = client.post(f"/invert?model={COND}&{query}", content=body, headers={"content-type": content_type})
+    assert r.status_code == 400 and r.json()["error"].startswith(field), r.text

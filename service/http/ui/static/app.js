@@ -341,7 +341,8 @@ async function invertUpload() {
   try {
     const form = new FormData();
     form.append("file", file, file.name);
-    let query = `model=${encodeURIComponent(state.model.name)}&format=png&refine=32`;
+    // resize: a photo of any size is resized to the model's by the server, which says so.
+    let query = `model=${encodeURIComponent(state.model.name)}&format=png&refine=32&resize=true`;
     const labels = chosenLabels(); // a conditional model inverts under the picked class
     if (typeof labels === "number") query += `&labels=${labels}`;
     const response = await call(`/invert?${query}`, { method: "POST", body: form });
@@ -351,7 +352,10 @@ async function invertUpload() {
     $("invert-original").hidden = false;
     $("invert-recon").hidden = false;
     $("invert-recon").dataset.query = query;
-    $("invert-note").textContent = `mean squared error ${Number(response.headers.get("X-Error")).toFixed(5)} (E, then 32 candidates of the search)`;
+    const resized = response.headers.get("X-Resized");
+    $("invert-note").textContent =
+      `mean squared error ${Number(response.headers.get("X-Error")).toFixed(5)} (E, then 32 candidates of the search)` +
+      (resized ? `; resized ${resized.replace(/^[^:]*: /, "")}` : "");
     showError("");
   } catch (e) {
     showError(e.message);
