@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from service.core import latents
+from service.runtime import cancellation
 from service.runtime.model import LoadedModel
 
 ROUND = 16
@@ -82,6 +83,7 @@ def _invert(model: LoadedModel, x: np.ndarray, c: Optional[np.ndarray], refine: 
         spread = np.maximum(guess.std(axis=1), 0.1)[:, None, None] if model.is_style else 1.0
         left, n = refine, len(x)
         while left:
+            cancellation.check()  # a departed client's search stops here (runtime/cancellation.py)
             k = min(ROUND, left)
             steps = spread * np.geomspace(LARGEST_STEP, SMALLEST_STEP, k)[None, :, None]  # (n or 1, k, 1)
             cand = best[:, None] + steps * rng.standard_normal((n, k, best.shape[1]))  # (n, k, dim)

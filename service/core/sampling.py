@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from service.core import latents
+from service.runtime import cancellation
 from service.runtime.model import LoadedModel
 
 DRS_EPSILON = 1e-6  # Azadi et al. (2019), eq. 8: keeps log(1 - exp(.)) finite at the max logit
@@ -104,6 +105,7 @@ def from_seed(
     realness_needed = with_logits or keep.min_realness is not None or not model.has_ratio
     kept_x, kept_l, accepted, drawn = [], [], 0, 0
     while accepted < n and drawn < max_draws:
+        cancellation.check()  # a departed client's rounds stop here (runtime/cancellation.py)
         # First twice n; then what is missing at the acceptance seen so far, with a margin, so a
         # filter that keeps 1 in 10 needs a round or two rather than one per halving.
         missing = n - accepted

@@ -42,6 +42,7 @@ from service.http import caching, context, dataset_routes, handlers, invert_rout
 from service.http.admitted import admitted
 from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
 from service.http.context import engine_of
+from service.http.disconnect import cancellable
 from service.http.errors import to_response
 from service.http.v2 import routes as v2_routes
 from service.runtime import admission
@@ -237,12 +238,13 @@ async def docs(request: Request) -> Response:
 def build_app() -> Starlette:
     return Starlette(
         routes=[
-            Route("/sample", sample, methods=["POST"]),
-            Route("/sample", sample_get, methods=["GET"]),
-            Route("/interpolate", interpolate, methods=["POST"]),
+            # The routes that run the graphs stop their work when the client leaves (disconnect.py).
+            Route("/sample", cancellable(sample), methods=["POST"]),
+            Route("/sample", cancellable(sample_get), methods=["GET"]),
+            Route("/interpolate", cancellable(interpolate), methods=["POST"]),
             Route("/models", models, methods=["GET"]),
-            Route("/score", score, methods=["POST"]),
-            Route("/invert", invert_routes.invert, methods=["POST"]),
+            Route("/score", cancellable(score), methods=["POST"]),
+            Route("/invert", cancellable(invert_routes.invert), methods=["POST"]),
             Route("/docs.json", docs, methods=["GET"]),
             *v2_routes.routes(),  # the Open Inference Protocol (service/v2)
             Route("/generate_dataset", dataset_routes.run_now, methods=["POST"]),

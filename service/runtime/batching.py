@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+
+from service.runtime import cancellation
 
 
 @dataclass(eq=False)
@@ -73,6 +75,13 @@ def in_chunks(rows: np.ndarray, max_rows: int) -> list[np.ndarray]:
     return [rows[i : i + max_rows] for i in range(0, len(rows), max_rows)]
 
 
+def checked(chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The chunks, each handed out only while the request's client is still there."""
+    for chunk in chunks:
+        cancellation.check()
+        yield chunk
+
+
 @dataclass(eq=False)
 class MicroBatcher:
     """Calls `run` on batches of at most `max_rows` rows (a larger request runs in chunks)."""
@@ -88,8 +97,8 @@ class MicroBatcher:
         self._run_lock = threading.Lock()
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        if len(rows) > self.max_rows:
-            return np.concatenate([self(chunk) for chunk in in_chunks(rows, self.max_rows)])
+        if len(rows) > self.max_rows:  # a departed client's chunks stop at the next one (cancellation.py)
+            return np.concatenate([self(chunk) for chunk in checked(in_chunks(rows, self.max_rows))])
         if not self.enabled:
             out = self.run(rows)
             with self._queue_lock:  # each call is its own run: counted so, for stats readers

@@ -72,3 +72,20 @@ def admission_state(in_flight: int, in_flight_bytes: int, queued: int) -> None:
 
 def count_refusal() -> None:
     _admission_metrics()[3].inc()
+
+
+_cancelled = None
+
+
+def count_cancelled() -> None:
+    """Counter `ganserve_cancelled_requests_total`: requests whose client left before the answer
+    (http/disconnect.py stopped their work)."""
+    global _cancelled
+    with _lock:
+        if _cancelled is None:
+            import prometheus_client
+
+            _cancelled = prometheus_client.Counter(
+                "ganserve_cancelled_requests", "Requests stopped because their client disconnected"
+            )
+    _cancelled.inc()

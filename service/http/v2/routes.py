@@ -18,6 +18,7 @@ from service.core import versions
 from service.core.schemas import MAX_N
 from service.http import context, errors
 from service.http.context import engine_of
+from service.http.disconnect import cancellable
 from service.http.openapi import server_version
 from service.http.v2.tensors import DATATYPES, TensorMeta, V2Error, decompressed, encode_response, parse_request
 from service.runtime.engine import UnknownModel, model_folders
@@ -230,7 +231,7 @@ def routes() -> list[Route]:
         table += [
             Route(prefix, model_metadata, methods=["GET"]),
             Route(f"{prefix}/ready", model_ready, methods=["GET"]),
-            Route(f"{prefix}/infer", infer, methods=["POST"]),
+            Route(f"{prefix}/infer", cancellable(infer), methods=["POST"]),
         ]
     # Last: any other path under /v2 gets the protocol's error answer rather than BentoML's 404 page.
     return table + [Route("/v2/{rest:path}", not_found)]
