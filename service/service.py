@@ -29,7 +29,7 @@ from service.http.middleware import GuardMiddleware
 from service.http.routes import build_app
 from service.http.timeout import install as install_request_timeout
 from service.http.ui.app import build_app as build_ui
-from service.runtime import admission
+from service.runtime import admission, tracing
 from service.runtime.engine import Engine
 from service.runtime.registry import Registry
 from service.settings import get_settings
@@ -131,6 +131,10 @@ class GanServe:
             SETTINGS.model_control,
         )
         _warn_if_exporter_unused()
+        if SETTINGS.tracing:  # phase spans under BentoML's request spans, through its exporter
+            from bentoml._internal.configuration.containers import BentoMLContainer
+
+            tracing.enable(BentoMLContainer.tracer_provider.get())
         # Full garbage collections stalled requests: they walked the objects start-up made, and
         # every request of the last 120 s (BentoML's timeout middleware kept them; http/timeout.py
         # replaces it). Freezing what start-up made and collecting the young generation less often

@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     # `services.ganserve.tracing`: exporter, sample rate). Off, no request gets a span: BentoML records
     # one per request even with no exporter and a sample rate of 0 (for the trace ids in its log
     # lines), and at n = 1 those spans were a large share of a request's CPU
-    # (docs/PERFORMANCE.md#finding-tracing-spans).
+    # (docs/PERFORMANCE.md#finding-tracing-spans). On, the graph routes add spans for their phases
+    # (runtime/tracing.py: admission wait, batcher wait, graph run, encode, send).
     tracing: bool = False
     # > 0: unfiltered npy answers of at least twice this many samples are computed and sent in blocks
     # of this many rows, the graph running the next block while one is sent (core/streaming.py).

@@ -19,7 +19,7 @@ import numpy as np
 from service.core import edits, encoding, formats, labels, latents, sampling, streaming, style, versions
 from service.core.problems import RequestError
 from service.core.schemas import DEFAULT_N, InterpolateRequest, SampleRequest
-from service.runtime import admission
+from service.runtime import admission, tracing
 from service.runtime.engine import Engine
 from service.runtime.model import LoadedModel, NoDiscriminator
 
@@ -299,8 +299,9 @@ async def sample_async(
         z = latents.draw(latents.generator(seed), model.card.latent, n, req.truncation)
     c = _classes(model, req, len(z), seed)
     if alone and n <= INLINE_MAX_N and model.inline_ok:
-        x = model.generate_inline(z, c)
-        logits = model.logits_inline(x, c) if req.scores else None
+        with tracing.phase("graph run", rows=n, requests=1):  # on the loop, no batcher
+            x = model.generate_inline(z, c)
+            logits = model.logits_inline(x, c) if req.scores else None
     else:
         x = await model.generate_async(z, c)
         logits = await model.logits_async(x, c) if req.scores else None

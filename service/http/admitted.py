@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
 
-from service.runtime import admission
+from service.runtime import admission, tracing
 
 
 class _Releasing:
@@ -23,14 +23,16 @@ class _Releasing:
 
     async def __call__(self, scope, receive, send) -> None:
         try:
-            await self.response(scope, receive, send)
+            with tracing.phase("send"):
+                await self.response(scope, receive, send)
         finally:
             self.release()
 
 
 async def admitted(cost: int, work: Callable[[], Awaitable[Response]]) -> Response:
     """Run `work` once admission control lets `cost` bytes in (admission.py; 503 when it does not)."""
-    release = await admission.get().enter(cost)
+    with tracing.phase("admission wait", **{"ganserve.charge_bytes": cost}):
+        release = await admission.get().enter(cost)
     try:
         response = await work()
     except BaseException:

@@ -19,6 +19,7 @@ from service.core import encoding, formats, labels, requests, sampling
 from service.core.problems import RequestError
 from service.core.requests import Answer
 from service.core.schemas import InterpolateRequest, SampleRequest
+from service.runtime import tracing
 from service.runtime.engine import Engine
 from service.runtime.metrics import count_samples
 
@@ -93,7 +94,8 @@ def respond(answer: Answer, stream: bool = False) -> Response:
             headers[labels.HEADER] = labels.header_value(answer.classes)
     if answer.more_blocks is not None:
         return _block_stream(answer, x, spec.media_type, headers)
-    body = ENCODERS[spec.encoder](answer, x, meta, stream)
+    with tracing.phase("encode"):  # a streamed json answer makes its text while it is sent
+        body = ENCODERS[spec.encoder](answer, x, meta, stream)
     if not isinstance(body, bytes):
         return StreamingResponse(body, media_type=spec.media_type, headers=headers)
     return Response(body, media_type=spec.media_type, headers=headers)

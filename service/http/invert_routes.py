@@ -18,7 +18,7 @@ from service.http.admitted import admitted
 from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
 from service.http.context import engine_of
 from service.http.errors import to_response
-from service.runtime import admission
+from service.runtime import admission, tracing
 from service.runtime.model import LoadedModel, NoDiscriminator, NoEncoder
 
 
@@ -73,6 +73,7 @@ async def _invert(request: Request) -> Response:
             raise RequestError("format", f"must be one of {', '.join(formats.NAMES)}, got {fmt!r}")
         if fmt == "png" and model.card.sample.kind != "image":
             raise RequestError("format", f"png needs an image model; {model.name} makes {model.card.sample.kind}s")
+        tracing.describe(model.name, model.card.version, len(x), fmt)
         refine = req.refine if req is not None else _query_int(request, "refine", 0, MAX_REFINE)
         seed = (req.seed if req is not None else None) or _query_int(request, "seed", 0, 2**63 - 1)
         scores = req.scores if req is not None else _query_bool(request, "scores")

@@ -45,7 +45,7 @@ from service.http.context import engine_of
 from service.http.disconnect import cancellable
 from service.http.errors import to_response
 from service.http.v2 import routes as v2_routes
-from service.runtime import admission
+from service.runtime import admission, tracing
 from service.runtime.batching import SoleClient
 from service.runtime.engine import Engine
 from service.runtime.model import LoadedModel, NoDiscriminator
@@ -142,6 +142,7 @@ async def _sample(request: Request, req: SampleRequest, revalidate: bool) -> Res
     settings = get_settings()
     engine, factor = engine_of(request), settings.max_draws_factor
     model = versions.pinned(engine, req.model, req.version)
+    tracing.describe(model.name, model.card.version, requests.requested_n(req), req.format)
     tag = caching.etag(model, req, factor)
     headers = {"Cache-Control": caching.cache_control(req, settings.token_required, settings.shared_cache_keys_token)}
     if tag is not None:
@@ -165,7 +166,9 @@ async def interpolate(request: Request) -> Response:
     try:
         req = await _parsed(InterpolateRequest, await request.body())
         engine = engine_of(request)
-        cost = requests.interpolate_charge(engine.get(req.model), req)
+        model = engine.get(req.model)
+        tracing.describe(model.name, model.card.version, req.steps, req.format)
+        cost = requests.interpolate_charge(model, req)
         return await admitted(cost, lambda: run_in_threadpool(handlers.interpolate, engine, req, True))
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker
         return to_response(e)
@@ -191,6 +194,7 @@ def _score_pick(engine: Engine, name: str | None, version: str | None, png: bool
 async def _score(request: Request) -> Response:
     try:
         model, x, wanted, _, _ = await samples_in(request, ScoreRequest, _score_pick)
+        tracing.describe(model.name, model.card.version, len(x), "json")
         c = labels.for_scoring(model, wanted, len(x))  # (n,) classes of a conditional model, else None
         logits = await run_in_threadpool(model.logits, x, c)  # (n,)
     except Exception as e:  # every failure answers JSON (4xx for bad input), never a dead worker

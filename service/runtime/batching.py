@@ -29,12 +29,41 @@ from typing import Optional
 
 import numpy as np
 
-from service.runtime import cancellation
+from service.runtime import cancellation, tracing
 
 
 @dataclass(eq=False)
-class _Pending:
-    rows: np.ndarray
+class _Ran:
+    """When the run that served a caller began and ended, and its size: the caller's tracing
+    spans (tracing.py) are recorded from these after the fact."""
+
+    started: int = 0
+    ended: int = 0
+    run_rows: int = 0
+    run_requests: int = 0
+
+    def ran(self, started: int, rows: int, requests: int) -> None:
+        self.started, self.ended, self.run_rows, self.run_requests = started, tracing.now(), rows, requests
+
+    def traced(self, queued: int) -> None:
+        started = self.started or queued  # 0: the run failed before it could say
+        tracing.record("batcher wait", queued, started)
+        tracing.record(
+            "graph run", started, self.ended or tracing.now(), rows=self.run_rows, requests=self.run_requests
+        )
+
+
+def _ran_together(group: list, started: int) -> None:
+    if not started:  # not traced
+        return
+    rows = sum(len(item.rows) for item in group)
+    for item in group:
+        item.ran(started, rows, len(group))
+
+
+@dataclass(eq=False)
+class _Pending(_Ran):
+    rows: np.ndarray = None
     result: Optional[np.ndarray] = None
     error: Optional[BaseException] = None
     done: bool = False
@@ -100,17 +129,21 @@ class MicroBatcher:
         if len(rows) > self.max_rows:  # a departed client's chunks stop at the next one (cancellation.py)
             return np.concatenate([self(chunk) for chunk in checked(in_chunks(rows, self.max_rows))])
         if not self.enabled:
-            out = self.run(rows)
+            with tracing.phase("graph run", rows=len(rows), requests=1):
+                out = self.run(rows)
             with self._queue_lock:  # each call is its own run: counted so, for stats readers
                 self.stats.record(len(rows), 1)
             return out
-        mine = _Pending(rows)
+        mine = _Pending(rows=rows)
+        queued = tracing.now() if tracing.on() else 0
         with self._queue_lock:
             self._queue.append(mine)
         while not mine.done:
             with self._run_lock:
                 if not mine.done:  # else a run that held the lock before us served us
                     self._run_group(self._take_group())
+        if queued:
+            mine.traced(queued)
         if mine.error is not None:
             raise mine.error
         return mine.result
@@ -120,6 +153,7 @@ class MicroBatcher:
             return take_group(self._queue, self.max_rows)
 
     def _run_group(self, group: list[_Pending]) -> None:
+        started = tracing.now() if tracing.on() else 0
         try:
             batch = group[0].rows if len(group) == 1 else np.concatenate([p.rows for p in group])
             out = self.run(batch)  # (total, ...)
@@ -135,15 +169,16 @@ class MicroBatcher:
                     except Exception as e_alone:
                         p.error = e_alone
         finally:  # every caller is released, none hangs
+            _ran_together(group, started)
             for p in group:
                 p.done = True
             self.stats.record(sum(len(p.rows) for p in group), len(group))
 
 
 @dataclass(eq=False)
-class _Waiting:
-    rows: np.ndarray
-    future: asyncio.Future
+class _Waiting(_Ran):
+    rows: np.ndarray = None
+    future: asyncio.Future = None
 
 
 class AsyncMicroBatcher:
@@ -173,16 +208,23 @@ class AsyncMicroBatcher:
             return np.concatenate([await self(chunk) for chunk in in_chunks(rows, self.max_rows)])
         loop = asyncio.get_running_loop()
         if not self.enabled:
-            out = await loop.run_in_executor(self.executor, self.run, rows)
+            with tracing.phase("graph run", rows=len(rows), requests=1):
+                out = await loop.run_in_executor(self.executor, self.run, rows)
             self.stats.record(len(rows), 1)
             return out
-        waiting = _Waiting(rows, loop.create_future())
+        waiting = _Waiting(rows=rows, future=loop.create_future())
         self._queue.append(waiting)
         if self._gathering is not None and len(self._queue) >= self._wanted:
             _settle(self._gathering)
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain())
-        return await waiting.future
+        if not tracing.on():
+            return await waiting.future
+        queued = tracing.now()
+        try:
+            return await waiting.future
+        finally:
+            waiting.traced(queued)
 
     async def _drain(self) -> None:
         group: list[_Waiting] = []
@@ -216,6 +258,7 @@ class AsyncMicroBatcher:
 
     async def _run_group(self, group: list[_Waiting]) -> None:
         loop = asyncio.get_running_loop()
+        started = tracing.now() if tracing.on() else 0
         batch = group[0].rows if len(group) == 1 else np.concatenate([w.rows for w in group])
         try:
             out = await loop.run_in_executor(self.executor, self.run, batch)
@@ -229,6 +272,7 @@ class AsyncMicroBatcher:
                     except Exception as e_alone:
                         _settle(w.future, error=e_alone)
         else:
+            _ran_together(group, started)
             for w, part in zip(group, parts(out, group)):
                 _settle(w.future, part)
         self.stats.record(len(batch), len(group))

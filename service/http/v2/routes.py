@@ -21,6 +21,7 @@ from service.http.context import engine_of
 from service.http.disconnect import cancellable
 from service.http.openapi import server_version
 from service.http.v2.tensors import DATATYPES, TensorMeta, V2Error, decompressed, encode_response, parse_request
+from service.runtime import tracing
 from service.runtime.engine import UnknownModel, model_folders
 from service.runtime.metrics import count_samples
 from service.runtime.model import LoadedModel
@@ -132,14 +133,17 @@ async def infer(request: Request) -> Response:
             if len(body) <= context.LOOP_MAX_BODY_BYTES
             else await run_in_threadpool(parse_request, *args)
         )
+        n = len(req.inputs[inputs[0].name])
+        tracing.describe(f"{model.name}.{role}", model.card.version, n, "v2")
         results = await _run(model, role, req.inputs, inputs, outputs)
         name = v2_name(model.name, role)
         args = (name, model.card.version, req.id, results, {m.name: m for m in outputs}, req.outputs)
-        content, headers = (
-            encode_response(*args)
-            if len(body) <= context.LOOP_MAX_BODY_BYTES
-            else await run_in_threadpool(encode_response, *args)
-        )
+        with tracing.phase("encode"):
+            content, headers = (
+                encode_response(*args)
+                if len(body) <= context.LOOP_MAX_BODY_BYTES
+                else await run_in_threadpool(encode_response, *args)
+            )
     except Exception as e:
         return error_answer(e)
     headers["X-Model-Version"] = model.card.version
