@@ -14,7 +14,12 @@ cancellation flag set (runtime/cancellation.py). What that stops:
   charge comes back with it.
 
 The body is still read by the route itself, so uvicorn's flow control is unchanged; the watcher
-only reads what comes after it (nothing but the disconnect, for HTTP/1.1).
+only reads what comes after it (nothing but the disconnect, for HTTP/1.1). A watcher is a task
+waiting on receive(): about 50 us of CPU a request, a tenth of an n = 1 request's, and under load
+every request lives long enough to need one if it is started by a timer
+(docs/PERFORMANCE.md#finding-cancel-watch). So /sample watches only the requests that cost enough
+to be worth stopping (`watch`, from the route, by the request's admission charge); the other
+routes, rarer and dearer, watch every request.
 """
 
 from __future__ import annotations
@@ -27,22 +32,34 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.runtime import cancellation
 
-DISCONNECT: Message = {"type": "http.disconnect"}
+WATCH_KEY = "ganserve.disconnect"  # the request's _Receiver in its ASGI scope (`watch` finds it)
 
 
 class _Receiver:
-    """The route's `receive`: its own body messages as they come; afterwards, what the watcher saw."""
+    """The route's `receive`: its own body messages as they come; afterwards, what the watcher saw.
+    The watcher starts once the body has been read and the watch was asked for, or at once when
+    the route itself asks for what comes after the body (a streamed answer listening for the
+    disconnect)."""
 
-    def __init__(self, receive: Receive, bodyless: bool, on_gone):
+    __slots__ = ("_receive", "_on_gone", "_after", "_watcher", "body_read", "wanted")
+
+    def __init__(self, receive: Receive, bodyless: bool, on_gone, wanted: bool):
         self._receive, self._on_gone = receive, on_gone
-        self._after: asyncio.Queue = asyncio.Queue()
+        self._after: Optional[asyncio.Queue] = None
         self._watcher: Optional[asyncio.Task] = None
-        self.body_read = bodyless
-        if bodyless:
+        self.body_read, self.wanted = bodyless, wanted
+        if wanted and bodyless:
+            self._start()
+
+    def want(self) -> None:
+        self.wanted = True
+        if self.body_read:
             self._start()
 
     def _start(self) -> None:
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self._watcher is None:
+            self._after = asyncio.Queue()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
         while True:
@@ -59,8 +76,10 @@ class _Receiver:
                 self._on_gone()
             elif not message.get("more_body", False):
                 self.body_read = True
-                self._start()
+                if self.wanted:
+                    self._start()
             return message
+        self._start()  # the route waits for what comes after the body: only the watcher reads it
         message = await self._after.get()
         if message["type"] == "http.disconnect":
             self._after.put_nowait(message)  # every later call is told too
@@ -71,19 +90,29 @@ class _Receiver:
             self._watcher.cancel()
 
 
+def watch(scope: Scope) -> None:
+    """Watch this request's connection from now on (a route wrapped with `cancellable(..., eager=False)`)."""
+    receiver = scope.get(WATCH_KEY)
+    if receiver is not None:
+        receiver.want()
+
+
 def _bodyless(scope: Scope) -> bool:
-    headers = dict(scope.get("headers") or ())
-    return headers.get(b"content-length", b"0") == b"0" and b"transfer-encoding" not in headers
+    for name, value in scope.get("headers") or ():
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return False
+    return True
 
 
 class CancelOnDisconnect:
-    def __init__(self, app: ASGIApp):
-        self.app = app
+    def __init__(self, app: ASGIApp, eager: bool = True):
+        self.app, self.eager = app, eager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         task = asyncio.current_task()
+        flag = cancellation.Flag()
         answered = gone = False
 
         def on_gone() -> None:
@@ -99,23 +128,25 @@ class CancelOnDisconnect:
                 answered = True
             await send(message)
 
-        with cancellation.scope() as flag:
-            receiver = _Receiver(receive, _bodyless(scope), on_gone)
-            try:
-                await self.app(scope, receiver, tracked_send)
-            except (asyncio.CancelledError, cancellation.ClientGone):
-                if not gone:  # cancelled by someone else (the request timeout, a shutdown)
-                    raise
-                if task.cancelling():
-                    task.uncancel()
-                _count_cancelled()
-            finally:
-                receiver.close()
+        token = cancellation.enter(flag)
+        receiver = scope[WATCH_KEY] = _Receiver(receive, _bodyless(scope), on_gone, self.eager)
+        try:
+            await self.app(scope, receiver, tracked_send)
+        except (asyncio.CancelledError, cancellation.ClientGone):
+            if not gone:  # cancelled by someone else (the request timeout, a shutdown)
+                raise
+            if task.cancelling():
+                task.uncancel()
+            _count_cancelled()
+        finally:
+            receiver.close()
+            cancellation.leave(token)
 
 
-def cancellable(endpoint) -> ASGIApp:
-    """A route endpoint (async def f(request) -> Response) whose work stops when its client leaves."""
-    return CancelOnDisconnect(request_response(endpoint))
+def cancellable(endpoint, eager: bool = True) -> ASGIApp:
+    """A route endpoint (async def f(request) -> Response) whose work stops when its client leaves:
+    every request's (eager), or those the endpoint asks `watch` for."""
+    return CancelOnDisconnect(request_response(endpoint), eager)
 
 
 def _count_cancelled() -> None:

@@ -38,7 +38,7 @@ from starlette.routing import Route
 from service.core import encoding, labels, requests, sampling, versions
 from service.core.problems import RequestError
 from service.core.schemas import InterpolateRequest, SampleRequest, ScoreRequest
-from service.http import caching, context, dataset_routes, handlers, invert_routes, openapi
+from service.http import caching, context, dataset_routes, disconnect, handlers, invert_routes, openapi
 from service.http.admitted import admitted
 from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
 from service.http.context import engine_of
@@ -53,6 +53,10 @@ from service.settings import get_settings
 
 T = TypeVar("T", bound=BaseModel)
 
+# /sample requests charged at least this much (about 30 MNIST digits as npy, fewer through a
+# filter) have their connection watched, and their work stopped if the client leaves; smaller
+# ones finish in about a millisecond of CPU once they run, less than a watch costs (disconnect.py).
+WATCH_MIN_COST = 256 * 1024
 SOLE_CLIENT = SoleClient()  # one per worker process: its event loop is the one shared resource
 
 
@@ -150,6 +154,8 @@ async def _sample(request: Request, req: SampleRequest, revalidate: bool) -> Res
     if revalidate and caching.matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
     cost = requests.sample_charge(model, req, factor)
+    if cost >= WATCH_MIN_COST:  # worth stopping if its client leaves (disconnect.py)
+        disconnect.watch(request.scope)
 
     async def answer() -> Response:
         response = await handlers.sample_async(engine, req, factor, alone)
@@ -243,8 +249,8 @@ def build_app() -> Starlette:
     return Starlette(
         routes=[
             # The routes that run the graphs stop their work when the client leaves (disconnect.py).
-            Route("/sample", cancellable(sample), methods=["POST"]),
-            Route("/sample", cancellable(sample_get), methods=["GET"]),
+            Route("/sample", cancellable(sample, eager=False), methods=["POST"]),
+            Route("/sample", cancellable(sample_get, eager=False), methods=["GET"]),
             Route("/interpolate", cancellable(interpolate), methods=["POST"]),
             Route("/models", models, methods=["GET"]),
             Route("/score", cancellable(score), methods=["POST"]),
