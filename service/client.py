@@ -16,6 +16,12 @@ after the server's Retry-After when it sends one (capped at `max_backoff_s`). An
 Retry-After (admission control's 503, a 429) is a busy server, not a failure: waited out without
 using up a retry, up to `max_overloaded` times per request. A 4xx other than 429 is the caller's
 mistake: raised at once as ClientError with the server's `error` line.
+
+`sample(..., cacheable=True)` asks by `GET /sample` with the fields in the query, the door a
+cache in front may answer (docs/API.md, "GET /sample and caching"; a shared cache keeps an answer
+with a seed and a pinned `version`), when the request can be one: every field a scalar, `labels`
+one class or a list of several, the URL at most MAX_GET_URL_CHARS. Otherwise it goes as POST.
+The answer is the same bytes either way.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from __future__ import annotations
 import email.utils
 import io
 import itertools
+import math
+import numbers
 import random
 import threading
 import time
@@ -38,6 +46,9 @@ MAX_BACKOFF_S = 30.0
 # Busy answers (with Retry-After) waited out per request before giving up: at the server's default
 # Retry-After of 2 s, about ten minutes of a server too busy to take the request.
 MAX_OVERLOADED = 300
+# A GET carries its request in the URL, and proxies cap the request line (nginx's
+# large_client_header_buffers: 8 KiB by default, others less): a longer request goes as POST.
+MAX_GET_URL_CHARS = 4000
 
 
 class ClientError(RuntimeError):
@@ -62,6 +73,7 @@ class Samples:
     accepted: Optional[int] = None  # ... samples kept
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     w: Optional[np.ndarray] = None  # a style-based model's ws (k, num_ws, w_dim), with return_w
+    method: str = "POST"  # how it was asked: "GET" (the query, which a cache may answer) or "POST"
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,7 @@ class Client:
         self.max_overloaded = max_overloaded
         self.stop = stop or threading.Event()
         self.failed_attempts = 0  # requests that failed and were retried or given up on
+        self._sample_by_get = True  # False once a server answered GET /sample 405 (older than that door)
         self._next = itertools.count()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(
@@ -161,6 +174,7 @@ class Client:
         w: Optional[Any] = None,
         return_w: bool = False,
         edit: Optional[Sequence[tuple[str, float]]] = None,
+        cacheable: bool = False,
         **fields: Any,
     ) -> Samples:
         """POST /sample as .npy. `version` pins the model's version (409 when it is no longer
@@ -168,7 +182,9 @@ class Client:
         model's w space (docs/API.md): `truncation_psi` (and `truncation_cutoff`), `mix` as
         (seed, from_layer), `w` in place of a seed, and `return_w` (then the answer comes as JSON
         and `Samples.w` holds the ws). `edit`: (direction, amount) moves along the model's editing
-        directions (GET /models lists them)."""
+        directions (GET /models lists them). `cacheable`: GET /sample with the fields as its
+        query when the request can be one (see the module's docstring; `Samples.method` says which
+        went), the same answer."""
         if latents is not None:
             latents = np.asarray(latents, dtype=np.float64).tolist()
         body = {
@@ -191,8 +207,23 @@ class Client:
         }
         if return_w:
             body |= {"format": "json", "return_w": True}
-            return self._json_samples(self.request("POST", "/sample", json=_present(body)))
-        return self._samples(self.request("POST", "/sample", json=_present(body)))
+        body = _present(body)
+        query = sample_query(body) if cacheable else None
+        response = None
+        if query is not None and self._sample_by_get and self._url_chars("/sample", query) <= MAX_GET_URL_CHARS:
+            try:
+                response = self.request("GET", "/sample", params=query)
+            except ClientError as e:
+                if e.status != 405:
+                    raise
+                self._sample_by_get = False  # a server older than GET /sample: POST from now on
+        if response is None:
+            response = self.request("POST", "/sample", json=body)
+        return self._json_samples(response) if return_w else self._samples(response)
+
+    def _url_chars(self, path: str, query: dict[str, str]) -> int:
+        """The longest URL the request could go to (any replica), its query encoded as sent."""
+        return max(map(len, self.urls)) + len(path) + 1 + len(str(httpx.QueryParams(query)))
 
     def _json_samples(self, response: httpx.Response) -> Samples:
         """A JSON answer (return_w) as Samples, the ws beside the samples."""
@@ -209,6 +240,7 @@ class Client:
             labels=[str(v) for v in got["labels"]] if "labels" in got else None,
             w=np.asarray(got["w"], np.float32) if "w" in got else None,
             headers=dict(response.headers),
+            method=response.request.method,
         )
 
     def interpolate(
@@ -312,6 +344,7 @@ class Client:
             drawn=int(h["x-drawn"]) if "x-drawn" in h else None,
             accepted=int(h["x-accepted"]) if "x-accepted" in h else None,
             headers=dict(h),
+            method=response.request.method,
         )
 
     def request(self, method: str, path: str, only: Optional[str] = None, **kwargs: Any) -> httpx.Response:
@@ -353,3 +386,50 @@ class Client:
 
 def _present(body: dict) -> dict:
     return {k: v for k, v in body.items() if v is not None}
+
+
+def sample_query(body: dict) -> Optional[dict[str, str]]:
+    """A POST /sample body (no None values) as GET /sample's query, which the server parses back
+    into the same request (service/http/routes.py `_query_request`: pydantic reads each value from
+    its text), or None when a field cannot be said there: an array or object (`latents`, `w`,
+    `edit`, `mix`), a number that is not finite, or `labels` that the query would read otherwise
+    (a one-class list, which it reads as one class for every sample; a name that is all digits,
+    which it reads as an index; a name with a comma or surrounding spaces)."""
+    query = {}
+    for key, value in body.items():
+        if key == "labels" and isinstance(value, (list, tuple)):
+            if len(value) < 2 or not all(_label_text(v) for v in value):
+                return None
+            query[key] = ",".join(_label_text(v) for v in value)
+            continue
+        text = _label_text(value) if key == "labels" else _scalar_text(value)
+        if text is None:
+            return None
+        query[key] = text
+    return query
+
+
+def _scalar_text(value: Any) -> Optional[str]:
+    """A JSON scalar as the query's text that parses back to the same value (floats by repr, which
+    round-trips exactly); None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value)) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def _label_text(value: Any) -> Optional[str]:
+    """One class as the query's `labels` reads it back: an index as its digits, a name as itself
+    when the query would not read it as an index or split it."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value)) if value >= 0 else None
+    if isinstance(value, str) and value and value == value.strip() and "," not in value and not value.isdigit():
+        return value
+    return None

@@ -1,14 +1,21 @@
 """Where a dataset's samples come from: a local model folder, or one or many servers over HTTP.
 
-Both answer `block(seed, n, spec)` with exactly what `POST /sample` answers for
+Both answer `block(seed, n, spec)` with exactly what `/sample` answers for
 {n, seed, truncation, filter}: the local source calls the same function the endpoint calls
 (sampling.from_seed), the HTTP source asks for that request through service/client.py, in
 `format=npy` (float32 bytes, no text round trip). So a dataset is the same byte for byte whichever source made it.
+
+The HTTP source pins every request to the model version the replicas agreed on at the start, so a
+dataset never mixes versions (a replica updated mid-run answers 409, and the run fails saying so),
+and asks by `GET /sample` where the request can be one (no `edit`, a short enough URL): an
+answer with a seed and a pinned version is one a cache in front may keep (docs/DATASETS.md,
+"Through a cache"), so the same dataset asked again through it comes from the cache.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
@@ -164,7 +171,9 @@ def _limits(url: str, listing: dict) -> ServerLimits:
 class HttpSource:
     """One or many replicas of the service, through service.client.Client: requests go
     round-robin; a failed request (connection error, timeout, 5xx, 429) is retried on the next
-    replica after an exponential backoff (or the server's Retry-After)."""
+    replica after an exponential backoff (or the server's Retry-After). Each block pins the
+    version agreed on; `cacheable` (default): by GET /sample when the request can be one, else
+    POST (`methods` counts the blocks fetched each way)."""
 
     def __init__(
         self,
@@ -175,7 +184,11 @@ class HttpSource:
         retries: int = 5,
         backoff_s: float = 0.5,
         connections: int = 8,
+        cacheable: bool = True,
     ):
+        self.cacheable = cacheable
+        self.methods: Counter[str] = Counter()  # blocks fetched by "GET" and by "POST"
+        self._count = threading.Lock()
         # The package's one HTTP client (service/client.py): round-robin, retries and backoff.
         self.client = Client(
             urls, token=token, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, connections=connections
@@ -247,6 +260,7 @@ class HttpSource:
             got = self.client.sample(
                 n,
                 model=self.card.name,
+                version=self.card.version,
                 seed=seed,
                 truncation=spec.truncation,
                 truncation_psi=spec.truncation_psi,
@@ -254,10 +268,13 @@ class HttpSource:
                 min_realness=f.min_realness,
                 drs=f.drs,
                 drs_gamma=f.drs_gamma,
+                cacheable=self.cacheable,
                 **extra,
             )
         except ClientError as e:
-            raise SourceError(str(e)) from None
+            raise self._refused(e) from None
+        with self._count:
+            self.methods[got.method] += 1
         if got.version != self.card.version:
             raise SourceError(
                 f"a server answered with model version {got.version}, the dataset is "
@@ -272,6 +289,16 @@ class HttpSource:
         c = self._classes(got.labels, len(x)) if self.card.condition else None
         logits = self._logits(x, c) if spec.realness else None
         return Block(x, logits, got.drawn if got.drawn is not None else n, c)
+
+    def _refused(self, e: ClientError) -> SourceError:
+        """The client's error as the source's; a pinned version refused (409: no longer served
+        there, 404: never served there) says that the model changed under the run."""
+        if e.status in (404, 409):
+            return SourceError(
+                f"a server refused version {self.card.version} of model {self.card.name!r}, the version "
+                f"this dataset is made with (was the model updated mid-run?): {e}"
+            )
+        return SourceError(str(e))
 
     def _classes(self, sent: Optional[list[str]], k: int) -> np.ndarray:
         """A conditional model's classes of the rows, as the X-Labels header sent them."""
@@ -289,10 +316,10 @@ class HttpSource:
             return np.zeros(0, np.float32)
         try:
             return self.client.score(
-                x, self.card.name, labels=None if c is None else labels.header_value(c)
+                x, self.card.name, version=self.card.version, labels=None if c is None else labels.header_value(c)
             ).logit  # (k,)
         except ClientError as e:
-            raise SourceError(str(e)) from None
+            raise self._refused(e) from None
 
     def close(self) -> None:
         self.client.close()

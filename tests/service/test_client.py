@@ -1,11 +1,14 @@
-"""service.client.Client: against a real `python -m service serve` (answers equal the REST API's),
-and against a small stdlib HTTP server that answers what a real one does under pressure (503 and
-429 with Retry-After), to check the retries, the back-off and the token."""
+"""service.client.Client: against a real `python -m service serve` (answers equal the REST API's;
+`cacheable` samples by GET equal POST's), and against a small stdlib HTTP server that answers what
+a real one does under pressure (503 and 429 with Retry-After) or what an older one does (405 to GET
+/sample), to check the retries, the back-off, the token and the fall back to POST."""
 
 from __future__ import annotations
 
 import email.utils
 import io
+import math
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,8 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
-from service.client import Client, ClientError
-from tests.service.support import DEFAULT, TOKEN
+import service.client
+from service.client import Client, ClientError, sample_query
+from tests.service.support import COND, DEFAULT, STYLE, TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -60,11 +64,13 @@ class _Stub(BaseHTTPRequestHandler):
 
     script: list = []
     seen: list = []
+    requests: list = []  # (method, path with its query) of each request
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         self.rfile.read(length)
         type(self).seen.append((time.monotonic(), self.headers.get("authorization")))
+        type(self).requests.append((self.command, self.path))
         status, headers = type(self).script.pop(0)
         if headers.get("Retry-After") == "in 2 s as a date":  # made now; whole seconds: a wait of 1-2 s
             headers = {"Retry-After": email.utils.formatdate(time.time() + 2, usegmt=True)}
@@ -92,7 +98,7 @@ def stub():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    _Stub.seen = []
+    _Stub.seen, _Stub.requests = [], []
     yield server, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -172,3 +178,102 @@ def test_the_client_inverts_what_the_api_inverts(real_server):
         ).json()
         np.testing.assert_array_equal(got["reconstructions"], np.asarray(want["reconstructions"], np.float32))
         assert got["latents"].shape == (3, len(want["latents"][0])) and got["space"] == "z"
+
+
+def test_sample_query_says_a_request_as_get_parses_it_or_refuses():
+    body = {"model": "m", "n": 4, "seed": 2**64 - 1, "drs": True, "drs_gamma": -0.3, "format": "npy"}
+    assert sample_query(body) == {
+        "model": "m",
+        "n": "4",
+        "seed": "18446744073709551615",
+        "drs": "true",
+        "drs_gamma": "-0.3",
+        "format": "npy",
+    }
+    assert sample_query({"labels": [0, 2, 1]}) == {"labels": "0,2,1"}
+    assert sample_query({"labels": ["class1", 0]}) == {"labels": "class1,0"}
+    assert sample_query({"labels": "balanced", "scores": False}) == {"labels": "balanced", "scores": "false"}
+    assert sample_query({"labels": np.int64(2), "n": np.int64(3)}) == {"labels": "2", "n": "3"}
+    # A float goes by repr, which parses back to the same double: the same request to the bit.
+    rng = random.Random(5)
+    for x in [0.1, 1 / 3, 5e-324, 1e300, -0.0, 0.7, *(rng.uniform(-50, 50) for _ in range(200))]:
+        text = sample_query({"drs_gamma": x})["drs_gamma"]
+        assert float(text) == x and math.copysign(1, float(text)) == math.copysign(1, x), text
+    # What a query cannot say, or would say otherwise: POST.
+    for body in (
+        {"latents": [[0.0, 1.0]]},
+        {"edit": [{"direction": "pc0", "amount": 1.0}]},
+        {"mix": {"seed": 1, "from_layer": 2}},
+        {"labels": [3]},  # a one-class list: GET reads one class for every sample
+        {"labels": "7"},  # a class named "7": GET reads the index 7
+        {"labels": ["a,b", "c"]},
+        {"labels": [" a", "b"]},
+        {"labels": [-1, 2]},
+        {"labels": [True, False]},
+        {"truncation": float("inf")},
+    ):
+        assert sample_query(body) is None, body
+
+
+@pytest.mark.slow
+def test_cacheable_samples_go_by_get_and_are_posts_bytes(real_server, monkeypatch):
+    """The same requests by GET (their query) and by POST: the same samples to the byte, the same
+    headers, and the same ETag, which hashes the request as the server parsed it; requests a query
+    cannot carry, or whose URL would be too long, go by POST."""
+    with Client(real_server, token=TOKEN) as gan:
+        versions = {m["name"]: m["version"] for m in gan.models()["models"] if m["status"] == "ready"}
+        cases = [
+            dict(n=5, model=DEFAULT, seed=3),
+            dict(n=5, model=DEFAULT, seed=3, truncation=0.7),
+            dict(n=6, model=DEFAULT, seed=4, min_realness=0.25),
+            dict(n=6, model=DEFAULT, seed=4, drs=True, drs_gamma=0.35),
+            dict(n=4, model=COND, seed=8, labels=[2, 0, 1, 1]),
+            dict(n=4, model=COND, seed=8, labels=["class2", "class0", "class1", "class1"]),
+            dict(n=3, model=COND, seed=8, labels="balanced"),
+            dict(n=3, model=COND, seed=8, labels=1),
+            dict(n=2, model=STYLE, seed=1, truncation_psi=0.6, truncation_cutoff=2),
+        ]
+        for fields in cases:
+            fields["version"] = versions[fields["model"]]
+            got = gan.sample(**fields, cacheable=True)
+            want = gan.sample(**fields)
+            assert (got.method, want.method) == ("GET", "POST"), fields
+            assert got.samples.dtype == np.float32 and got.samples.tobytes() == want.samples.tobytes(), fields
+            assert (got.labels, got.drawn, got.accepted, got.seed) == (
+                want.labels,
+                want.drawn,
+                want.accepted,
+                fields["seed"],
+            )
+            for header in ("etag", "cache-control", "x-model-version", "x-shape"):
+                assert got.headers.get(header) == want.headers.get(header), (header, fields)
+            # Pinned and seeded: a cache may keep it for good (private: this server wants a token).
+            assert got.headers["cache-control"] == "private, max-age=31536000, immutable"
+        unpinned = gan.sample(2, model=DEFAULT, seed=3, cacheable=True)
+        assert unpinned.method == "GET" and unpinned.headers["cache-control"] == "private, no-cache"
+        edited = gan.sample(3, model=COND, seed=2, edit=[("pc0", 1.5)], version=versions[COND], cacheable=True)
+        assert edited.method == "POST"
+        assert gan.sample(1, model=COND, seed=2, labels=[2], cacheable=True).method == "POST"
+        # A URL over the limit goes by POST, with the same answer.
+        long_labels = dict(n=256, model=COND, seed=5, labels=[i % 3 for i in range(256)], version=versions[COND])
+        by_get = gan.sample(**long_labels, cacheable=True)
+        assert by_get.method == "GET"
+        monkeypatch.setattr(service.client, "MAX_GET_URL_CHARS", 400)
+        by_post = gan.sample(**long_labels, cacheable=True)
+        assert by_post.method == "POST" and by_post.samples.tobytes() == by_get.samples.tobytes()
+        # A refusal is the same ClientError, naming the pinned version.
+        with pytest.raises(ClientError, match="has no version '000000000000'") as e:
+            gan.sample(1, seed=1, version="000000000000", cacheable=True)
+        assert e.value.status == 404 and str(e.value).startswith("GET ")
+
+
+def test_a_server_without_get_sample_is_asked_by_post_from_then_on(stub):
+    server, url = stub
+    _Stub.script = [(405, {}), (200, {}), (200, {})]
+    with Client(url, retries=0) as gan:
+        first = gan.sample(1, seed=3, version="v1", cacheable=True)
+        second = gan.sample(1, seed=4, version="v1", cacheable=True)
+    assert (first.method, second.method) == ("POST", "POST") and first.samples.shape == (1, 2)
+    methods = [m for m, _ in _Stub.requests]
+    assert methods == ["GET", "POST", "POST"] and gan.failed_attempts == 0
+    assert _Stub.requests[0][1] == "/sample?n=1&seed=3&version=v1&format=npy"

@@ -1,11 +1,13 @@
 """`python -m service generate` over HTTP, and the server's `generate_dataset` task, against a real
-`python -m service serve` (bentoml serve) subprocess: the same bytes as the local path, replicas
-and retries, clear failures. Tasks need the real server: under to_asgi() BentoML creates no task
-table (../shared/STACK.md)."""
+`python -m service serve` (bentoml serve) subprocess: the same bytes as the local path whether the
+blocks go by cacheable GET or by POST, replicas and retries, clear failures (a model swapped
+mid-run among them). Tasks need the real server: under to_asgi() BentoML creates no task table
+(../shared/STACK.md)."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 from service.datasets.writer import TMP_MARK
 from tests.servers import dead_url, start_server
 from tests.service.datasets.support import dataset, files, local, manifest, run_generate, run_task
+from tests.service.model_factory import install, make_model
 from tests.service.support import TOKEN, real_server_env
 
 pytestmark = pytest.mark.slow
@@ -156,6 +159,120 @@ def test_a_dead_replica_mid_run_is_retried_on_the_others(server, reference, tmp_
         source.close()
     assert len(result.made) == 3 and source.failed_attempts > 0  # about half the first tries hit the dead one
     assert files(tmp_path / "retried") == files(reference)
+
+
+def _http_dataset(url: str, out: Path, cacheable: bool = True, **spec) -> dict:
+    """A dataset from the server through HttpSource and the Job: the blocks fetched per method."""
+    from service.datasets.job import Job
+    from service.datasets.plan import DatasetSpec
+    from service.datasets.sources import HttpSource
+
+    source = HttpSource([url], None, TOKEN, cacheable=cacheable)
+    try:
+        dataset_spec = DatasetSpec(model=source.card.name, model_version=source.card.files["generator"].sha256, **spec)
+        assert len(Job(source, dataset_spec, out, workers=2, progress=False).run().made) == dataset_spec.num_shards
+    finally:
+        source.close()
+    return dict(source.methods)
+
+
+def test_blocks_go_by_cacheable_get_and_give_the_bytes_of_post_and_of_the_local_folder(server, reference, tmp_path):
+    """Every block a pinned GET /sample (the request a cache in front may keep), with the filter's
+    floats and the realness of POST /score: the same files as POST's blocks and the local folder's."""
+    spec = dict(base_seed=21, samples=100, shard_size=40, block_size=16, realness=True)
+    filtered = spec | {"filter": {"min_realness": 0.3}, "max_draws_factor": SERVER_DRAWS_FACTOR}
+    assert _http_dataset(server[0], tmp_path / "get", **filtered) == {"GET": 8}  # 3 + 3 + 2 blocks
+    assert _http_dataset(server[0], tmp_path / "post", cacheable=False, **filtered) == {"POST": 8}
+    assert len(files(reference)) == 6 and files(tmp_path / "get") == files(tmp_path / "post") == files(reference)
+    # DRS with a gamma, truncation: floats that a query must carry exactly.
+    drs = spec | {
+        "filter": {"drs": True, "drs_gamma": 0.35},
+        "truncation": 0.7,
+        "max_draws_factor": SERVER_DRAWS_FACTOR,
+    }
+    assert _http_dataset(server[0], tmp_path / "drs-get", **drs) == {"GET": 8}
+    assert _http_dataset(server[0], tmp_path / "drs-post", cacheable=False, **drs) == {"POST": 8}
+    assert files(tmp_path / "drs-get") == files(tmp_path / "drs-post")
+    assert dataset(tmp_path / "drs-get")[0].tobytes() != dataset(tmp_path / "get")[0].tobytes()
+
+
+def test_a_model_swapped_mid_run_fails_the_run_naming_the_version(tmp_path, capsys):
+    """Blocks pin the version the run started with: once the server serves another one (model
+    control swapped its folder), the next block is refused (409) and the run ends saying so, its
+    complete shards all of the first version; rerun, the dataset is refused as another one."""
+    from service.datasets.job import Job
+    from service.datasets.plan import DatasetSpec
+    from service.datasets.sources import HttpSource, SourceError
+
+    live, stage = tmp_path / "models", tmp_path / "stage"
+    for k in range(2):
+        make_model(stage / f"v{k}", "m", z_dim=4, seed=100 + k)
+    install(stage / "v0" / "m", live / "m")
+    env = real_server_env(
+        live, tmp_path, GANSERVE_DEFAULT_MODEL="m", GANSERVE_MODEL_CONTROL="poll", GANSERVE_POLL_INTERVAL_S="0.2"
+    )
+
+    class SwappedAfterTwoBlocks(HttpSource):
+        """The server's model is replaced between this source's second and third block."""
+
+        fetched = 0
+
+        def block(self, *args, **kwargs):
+            if self.fetched == 2:
+                install(stage / "v1" / "m", live / "m")
+                deadline = time.monotonic() + 60
+                while self.client.models()["models"][0]["version"] == self.card.version:
+                    assert time.monotonic() < deadline, "the server never took the new version"
+                    time.sleep(0.1)
+            self.fetched += 1
+            return super().block(*args, **kwargs)
+
+    out = tmp_path / "data"
+    with start_server(live, env, tmp_path) as running:
+        source = SwappedAfterTwoBlocks([running.url], None, TOKEN)
+        first = source.card.version
+        spec = DatasetSpec(
+            model="m",
+            model_version=source.card.files["generator"].sha256,
+            base_seed=1,
+            samples=48,
+            shard_size=16,
+            block_size=8,
+        )
+        try:
+            with pytest.raises(SourceError) as failed:
+                Job(source, spec, out, workers=1, progress=False).run()
+        finally:
+            source.close()
+        now = httpx.get(f"{running.url}/models", headers=AUTH).json()["models"][0]["version"]
+        code, printed = run_generate(
+            capsys,
+            "--url",
+            running.url,
+            "--token",
+            TOKEN,
+            "--out",
+            out,
+            "--samples",
+            48,
+            "--shard-size",
+            16,
+            "--block-size",
+            8,
+            "--seed",
+            1,
+        )
+    message = str(failed.value)
+    assert now != first and source.methods == {"GET": 2}
+    assert message.startswith(
+        f"a server refused version {first} of model 'm', the version this dataset is made with "
+        "(was the model updated mid-run?): GET http://127.0.0.1:"
+    )
+    assert f"(HTTP 409): version: model 'm' no longer serves version '{first}' (now serving '{now}')" in message
+    # Shard 0 (blocks 1 and 2) of the first version, and nothing of shard 1 or of the second version.
+    assert [s["index"] for s in manifest(out)["shards"]] == [0] and manifest(out)["model"]["version"] == first
+    assert sorted(p.name for p in out.iterdir()) == [".manifest.lock", "manifest.json", "shard-00000.npy"]
+    assert code == 2 and "describes another dataset" in printed and "model_version" in printed, printed
 
 
 def test_server_failures_end_with_a_clear_message_and_no_partial_shard(server, tmp_path, capsys):
