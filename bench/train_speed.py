@@ -1,16 +1,31 @@
-"""Training speed of the `mnist-paper` preset on this machine, next to a plain hand-written PyTorch
-loop of the same networks, batch size and optimiser: images/s of each and the ratio.
+"""Training speed on this machine, two ways.
 
-    .venv/bin/python bench/train_speed.py [--steps 200] [--threads N]
+1. The `mnist-paper` preset next to a plain hand-written PyTorch loop of the same networks, batch
+   size and optimiser: images/s of each and the ratio.
+
+       .venv/bin/python bench/train_speed.py [--steps 200] [--threads N]
+
+2. `--scaling`: steps/s of a preset trained by torchrun on 1 and on 2 processes (gloo on the CPU,
+   DistributedDataParallel; docs/DESIGN.md, "Training on several processes"), at the same global
+   batch, so the ratio is what a second process buys. Points are PROCESSESxTHREADS (torch threads
+   per process): by default 1x1, 1x2 and 2x1 on two cores, so one process is measured both on one
+   core and on both (where torch's threads may fight other work for the cores).
+
+       .venv/bin/python bench/train_speed.py --scaling [--preset emoji-style] [--points 1x1,1x2,2x1]
+           [--steps 40] [--warmup 5] [--set key=value ...] [--json out.json]
 
 "Images" are the real images D sees (batch x k per step). The trainer's time is its own
-`wall_time_s` (the steps only; per-epoch grids and checkpoints are excluded), read from a run's
-checkpoint after a warm-up, so both sides time the same thing.
+`wall_time_s` (the steps only; per-epoch grids and checkpoints are excluded, and under torchrun it is
+rank 0's, waits for the other ranks included), read from a run's checkpoint after a warm-up, so
+start-up and warm-up are not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +44,7 @@ from training.presets import resolve
 from training.trainer import train
 
 WARMUP = 20
+REPO = Path(__file__).resolve().parents[1]
 
 
 def trainer_images_per_s(steps: int, run_dir: Path, done: int) -> float:
@@ -78,9 +94,75 @@ def make_plain_loop():
     return images_per_s
 
 
+def torchrun_steps(preset: str, run_dir: Path, processes: int, threads: int, steps: int, overrides: list[str]) -> None:
+    """Train run_dir to step `steps` on `processes` processes (resuming where it is)."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    args += ["-m", "training", "train", "--preset", preset, "--out", str(run_dir), "--max-steps", str(steps)]
+    args += ["--threads", str(threads), "--quiet", *[a for o in overrides for a in ("--set", o)]]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"torchrun on {processes} process(es) failed:\n{proc.stderr[-3000:]}")
+
+
+def scaling(args: argparse.Namespace) -> int:
+    """steps/s of one preset at each number of processes, the same global batch throughout."""
+    from host import cpu, describe, load_average  # bench/host.py, beside this script
+
+    config = resolve(args.preset, args.overrides)
+    cores = cpu()["cores"]
+    spec = args.points or f"1x1,1x{cores},{cores}x1"
+    points = [tuple(int(n) for n in p.split("x")) for p in spec.split(",")]
+    print(describe())
+    load_before = load_average()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, tqdm(total=2 * len(points), desc="scaling", unit="launch") as bar:
+        for k, threads in points:
+            run_dir = Path(tmp) / f"run-{k}x{threads}"
+            bar.set_postfix(processes=k, phase="warm-up")
+            torchrun_steps(args.preset, run_dir, k, threads, args.warmup, args.overrides)
+            before = load_run(run_dir).wall_time_s
+            bar.update(1)
+            bar.set_postfix(processes=k, phase=f"{args.steps} steps")
+            torchrun_steps(args.preset, run_dir, k, threads, args.warmup + args.steps, args.overrides)
+            seconds = load_run(run_dir).wall_time_s - before
+            bar.update(1)
+            rows.append({"processes": k, "threads_each": threads, "steps": args.steps, "seconds": round(seconds, 3)})
+    load_after = load_average()
+    base = rows[0]["steps"] / rows[0]["seconds"]  # the first point (1x1 by default)
+    images = config.batch_size * config.d_steps
+    print(
+        f"{args.preset}: global batch {config.batch_size} (k = {config.d_steps}), {args.steps} steps after "
+        f"{args.warmup} warm-up, torch {torch.__version__}, gloo; load average {load_before:.2f} before, "
+        f"{load_after:.2f} after"
+    )
+    print(f"{'processes':>9} {'threads each':>12} {'per process':>11} {'steps/s':>8} {'images/s':>9} {'vs first':>8}")
+    for row in rows:
+        rate = row["steps"] / row["seconds"]
+        row.update(steps_per_s=round(rate, 3), images_per_s=round(rate * images, 1), vs_first=round(rate / base, 2))
+        per = config.batch_size // row["processes"]
+        print(
+            f"{row['processes']:>9} {row['threads_each']:>12} {per:>11} {rate:>8.2f} {rate * images:>9.1f} "
+            f"{row['vs_first']:>8.2f}"
+        )
+    if args.json:
+        record = {"host": describe(), "preset": args.preset, "overrides": args.overrides, "rows": rows}
+        record.update(load_before=load_before, load_after=load_after, torch=torch.__version__)
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--scaling", action="store_true", help="steps/s at 1 and more processes under torchrun")
+    parser.add_argument("--preset", default="emoji-style", help="--scaling: the preset to train")
+    parser.add_argument(
+        "--points", help="--scaling: PROCESSESxTHREADS, comma-separated (default 1x1,1xC,Cx1 for C cores)"
+    )
+    parser.add_argument("--warmup", type=int, default=5, help="--scaling: steps before the clock starts")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", help="--scaling: also write the figures to this file")
+    parser.add_argument("--steps", type=int, help="steps per measurement (200; --scaling: 40)")
     parser.add_argument(
         "--repeats",
         type=int,
@@ -89,6 +171,10 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.steps is None:
+        args.steps = 40 if args.scaling else 200
+    if args.scaling:
+        return scaling(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     plain_loop = make_plain_loop()

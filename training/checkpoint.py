@@ -56,8 +56,8 @@ class Checkpoint:
     generator_ema: dict[str, torch.Tensor] | None  # the running average of G's weights, if the run keeps one
     optim_d: dict[str, Any]  # an optimizer.state_dict(), rebuilt
     optim_g: dict[str, Any]
-    loop: dict[str, Any]  # the trainer's own JSON state (data position, metric sums)
-    loop_tensors: dict[str, torch.Tensor]  # RNG states, the epoch's permutation
+    loop: dict[str, Any]  # the trainer's own JSON state (data position, metric sums, loss scales)
+    loop_tensors: dict[str, torch.Tensor]  # RNG states (every rank's)
 
 
 @dataclass
@@ -113,9 +113,9 @@ def save_checkpoint(
     generator_ema: nn.Module | None = None,
 ) -> Path:
     """Write checkpoints/step-N atomically and keep only the newest `config.keep_checkpoints`."""
-    root = Path(run_dir) / CHECKPOINTS
+    final = step_dir(run_dir, step)
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -145,6 +145,11 @@ def save_checkpoint(
     for old in checkpoint_dirs(run_dir)[: -config.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def step_dir(run_dir: Path | str, step: int) -> Path:
+    """Where the checkpoint of `step` is (or would be) written."""
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:08d}"
 
 
 def checkpoint_dirs(run_dir: Path | str) -> list[Path]:

@@ -76,6 +76,9 @@ class TrainConfig:
     grid_samples: int = 100
     keep_checkpoints: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Mixed precision (training/precision.py): autocast to bf16 or fp16 (CUDA only, with loss
+    # scaling) in the forward passes. fp32 unless asked, on every device; not changed by a resume.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "d_steps", "epochs", "grid_samples", "keep_checkpoints", "d_r1_every"):

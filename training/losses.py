@@ -41,12 +41,19 @@ def g_loss(fake_logit: torch.Tensor, kind: GLoss) -> torch.Tensor:
     raise ValueError(f"g_loss: unknown kind {kind!r}; known: {', '.join(G_LOSSES)}")
 
 
-def r1_penalty(real_logit: torch.Tensor, real_x: torch.Tensor) -> torch.Tensor:
+def r1_penalty(real_logit: torch.Tensor, real_x: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): the mean squared norm of D's gradient on real data, 1/2 ||grad D(x)||^2.
 
     Penalising D's slope where the data lies keeps D from growing arbitrarily sharp on a small training
     set; the Nash equilibrium p_g = p_data is unchanged (there D is flat, the penalty zero). `real_x`
     must have requires_grad set before D saw it.
+
+    Under fp16 (training/precision.py) the gradient is taken of the logits times the loss scale, so it
+    does not underflow in D's half-precision backward, and divided by the scale again: the penalty is
+    the same, from a gradient fp16 can hold. With grad_scale 1 nothing is multiplied.
     """
-    (grad,) = torch.autograd.grad(real_logit.sum(), real_x, create_graph=True)  # (m, *sample_shape)
+    out = real_logit.sum() if grad_scale == 1.0 else real_logit.sum() * grad_scale
+    (grad,) = torch.autograd.grad(out, real_x, create_graph=True)  # (m, *sample_shape)
+    if grad_scale != 1.0:
+        grad = grad / grad_scale
     return 0.5 * grad.pow(2).flatten(1).sum(1).mean()

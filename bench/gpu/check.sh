@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU part of issue 7 in one go, on a machine with an NVIDIA GPU (bench/gpu/README.md): the
 # provider really used, the engine alone on the GPU (with and without IOBinding), the GPU tests,
-# and the serving harness through the CUDA provider at n = 1, 64 and 1024.
+# and the serving harness through the CUDA provider at n = 1, 64 and 1024; and issue 33's training
+# check: torchrun on every GPU (DDP over nccl) with bf16 and fp16 autocast, a few steps each.
 #
 #   bash bench/gpu/check.sh                      # on the device machine, from the repo root
 #   DEVICE=cpu PYTHON=/usr/bin/python3 bash bench/gpu/check.sh   # rehearsal (pack.sh --python 3.11)
@@ -9,7 +10,8 @@
 # Installs the parts bench/gpu/pack.sh made (from .gpu/ or /tmp/ganserve-parts) into
 # /tmp/ganserve-site once (NO_INSTALL=1: PYTHON's own packages and the system's wrk instead).
 # Everything lands in $OUT (default gpu-out/): check.log, nvidia-smi.txt, gpu-tests.txt, raw.json,
-# serve.json, serve.txt. Each step has its own time limit; a failed step does not stop the rest.
+# serve.json, serve.txt, ddp-bf16.txt, ddp-fp16.txt, ddp-tests.txt. Each step has its own time
+# limit; a failed step does not stop the rest.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -103,7 +105,7 @@ EOF
 
 step "GPU tests (pytest -m gpu)"
 if $PY -c "import pytest, onnx" 2>/dev/null; then
-  run_for 180 $PY -m pytest -p no:cacheprovider -m gpu -rs -q tests/service/test_gpu.py > "$OUT/gpu-tests.txt" 2>&1 \
+  run_for 180 $PY -m pytest -p no:cacheprovider -m gpu -rs -q tests/service/runtime/test_gpu.py > "$OUT/gpu-tests.txt" 2>&1 \
     || failed+=(gpu-tests)
   tail -8 "$OUT/gpu-tests.txt"
 else
@@ -126,6 +128,57 @@ raw_args=()
 GANSERVE_DEVICE=$DEVICE run_for 300 $PY bench/serve.py --quick --no-baseline --models-dir models \
   --seconds "$SECONDS_PER_POINT" "${raw_args[@]}" --out "$OUT/serve.json" > "$OUT/serve.txt" 2>&1 || failed+=(serve)
 tr '\r' '\n' < "$OUT/serve.txt" | grep -v -E '^\s*$|point/s' | tail -40  # without tqdm's redraws
+
+# Last, so that it never takes the serving steps' time: it gets what BUDGET_S leaves (BUDGET_S=560
+# leaves it ~2 minutes after a full serving check).
+step "training: torchrun on every GPU (DDP, $([ "$DEVICE" = cuda ] && echo nccl || echo gloo)) with mixed precision"
+# The style preset's networks, R1 (lazy), DiffAugment and G's average, on 128 random 32x32 PNGs
+# (the folder dataset needs only Pillow: no font, no scikit-learn), at the preset's global batch.
+if $PY -c "import torch, safetensors, tqdm, PIL, numpy" 2>/dev/null; then
+  if [ "$DEVICE" = cuda ]; then
+    NPROC=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); [ "$NPROC" -ge 1 ] || NPROC=1
+    PRECISIONS="bf16 fp16"
+  else
+    NPROC=2; PRECISIONS="bf16"  # the rehearsal: gloo, and fp16 is CUDA's only
+  fi
+  $PY - "$OUT/ddp-images" <<'EOF'
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+for i in range(128):
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(out / f"{i:03d}.png")
+EOF
+  for precision in $PRECISIONS; do
+    rm -rf "$OUT/ddp-$precision"
+    if run_for 150 $PY -m torch.distributed.run --standalone --nproc-per-node="$NPROC" -m training train \
+         --preset emoji-style --out "$OUT/ddp-$precision" --max-steps 30 --precision "$precision" --quiet \
+         --set device="$DEVICE" --set dataset=folder --set dataset_options.path="$OUT/ddp-images" \
+         --set dataset_options.size=32 --set conditional=false > "$OUT/ddp-$precision.txt" 2>&1; then
+      # rank 0's own clock: the steps only, waits for the other ranks included
+      $PY - "$OUT/ddp-$precision/metrics.jsonl" "$NPROC process(es), $precision" <<'EOF'
+import json, sys
+row = [json.loads(line) for line in open(sys.argv[1])][-1]
+rate = row["step"] / row["wall_time_s"]
+print(f"{sys.argv[2]}: {row['step']} steps in {row['wall_time_s']:.2f} s, {rate:.1f} steps/s, loss_d {row['loss_d']:.3f}")
+EOF
+    else
+      failed+=("ddp-$precision")
+    fi
+    grep -E "global batch|error" "$OUT/ddp-$precision.txt" | head -5
+  done
+  if $PY -c "import pytest, hypothesis" 2>/dev/null; then
+    run_for 180 $PY -m pytest -p no:cacheprovider -m gpu -rs -q tests/training/test_distributed.py \
+      > "$OUT/ddp-tests.txt" 2>&1 || failed+=(ddp-tests)
+    tail -5 "$OUT/ddp-tests.txt"
+  else
+    echo "the training GPU tests skipped: this python has no pytest or hypothesis" | tee "$OUT/ddp-tests.txt"
+  fi
+else
+  echo "skipped: $PY lacks safetensors, tqdm or Pillow (bench/gpu/pack.sh packs them)"
+fi
 
 step "done; failed steps: ${failed[*]:-none}"
 [ ${#failed[@]} -eq 0 ]

@@ -35,11 +35,12 @@ mkdir -p "$STAGE/wheels" "$STAGE/wrk/bin" "$STAGE/wrk/lib"
 
 # The service's runtime requirements (pyproject's [project] dependencies) plus what the bench
 # imports beside them, each at the version constraints.txt pins; torch is not needed (the
-# service is torch-free and the bench measures the shipped models/).
+# service is torch-free and the bench measures the shipped models/; the training check uses the
+# device's own torch), but safetensors is: training writes its checkpoints with it.
 mapfile -t REQUIREMENTS < <(python3 - "$REPO/pyproject.toml" <<'EOF'
 import sys, tomllib
 deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-print("\n".join(d.split(";")[0].strip() for d in deps + ["psutil"]))
+print("\n".join(d.split(";")[0].strip() for d in deps + ["psutil", "safetensors"]))
 EOF
 )
 grep -v -E '^(torch|#|$)' "$REPO/constraints.txt" > "$STAGE/constraints.txt"

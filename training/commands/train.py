@@ -1,9 +1,13 @@
-"""`python -m training train --preset NAME --out DIR [--set key=value ...] [--dry-run] [--max-steps N]`
+"""`python -m training train --preset NAME --out DIR [--set key=value ...] [--precision P] [--dry-run] [--max-steps N]`
 
 Overrides name keys of the resolved config, dotted for nested ones (`d_optim.lr=0.01`,
 `network.g_hidden=[256,256]`, `dataset_options.path=/data/mnist`); values are JSON where they parse,
 else strings. An unknown key or a wrong type exits with status 2 and a message naming the key.
 Running again with the same --out resumes from the run's latest checkpoint.
+
+Under torchrun (`torchrun --nproc-per-node K -m training train ...`) every process runs this command
+and together they train one run with DistributedDataParallel (training/distributed.py); the
+preset's batch_size is the global batch. Errors are then prefixed with the rank that reports them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one config key (repeatable)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        help="autocast of the forward passes (the config's `precision`; default fp32): bf16, or fp16 "
+        "with loss scaling on CUDA only",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     parser.add_argument(
         "--max-steps",
@@ -51,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from training.data import DataError
     from training.presets import resolve
 
+    overrides = list(args.overrides) + ([f"precision={args.precision}"] if args.precision else [])
     try:
-        config = resolve(args.preset, args.overrides)
+        config = resolve(args.preset, overrides)
     except ConfigError as e:
         print(f"train: error: {e}", file=sys.stderr)
         return 2
@@ -73,17 +84,24 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
 
+    from training import distributed
     from training.trainer import TrainingError, train
 
+    ranks, who = distributed.Ranks(), ""
     try:
-        out = train(config, args.out, max_steps=args.max_steps, progress=not args.quiet)
+        ranks = distributed.from_env()  # under torchrun: which process this is, for the messages
+        who = f" ({ranks.label()})" if ranks.distributed else ""
+        with distributed.process_group(config.device) as ranks:
+            out = train(config, args.out, max_steps=args.max_steps, progress=not args.quiet)
     except (DataError, ConfigError, CheckpointError, TrainingError) as e:
-        print(f"train: error: {e}", file=sys.stderr)
+        print(f"train: error{who}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            f"train: interrupted; rerun the same command to resume from {args.out}'s last checkpoint", file=sys.stderr
+            f"train: interrupted{who}; rerun the same command to resume from {args.out}'s last checkpoint",
+            file=sys.stderr,
         )
         return 130
-    print(f"trained {config.preset} to {out}")
+    if ranks.main:
+        print(f"trained {config.preset} to {out}")
     return 0

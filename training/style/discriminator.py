@@ -57,7 +57,7 @@ class ResidualDiscriminator(nn.Module):
         if self.training:
             h = minibatch_std(h, self.mbstd_group)
             with torch.no_grad():
-                self.mbstd_avg.lerp_(h[:, -1].mean(), 0.01)
+                self.mbstd_avg.lerp_(h[:, -1].mean().to(self.mbstd_avg.dtype), 0.01)  # float32 under autocast too
         else:
             h = torch.cat([h, self.mbstd_avg.expand(h.shape[0], 1, *h.shape[2:])], dim=1)
         h = self.conv(h)

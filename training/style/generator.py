@@ -48,7 +48,8 @@ class MappingNetwork(nn.Module):
         w = self.net(x)  # (N, w_dim)
         if self.training:
             with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                # in w_avg's own float32, whatever autocast computed w in (bf16 / fp16 runs)
+                self.w_avg.copy_(w.detach().mean(dim=0).to(self.w_avg.dtype).lerp(self.w_avg, self.w_avg_beta))
         return w
 
 
