@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.training.test_data import write_pngs
+from tests.training.test_style import TINY as TINY_STYLE
 from training.__main__ import main
 from training.checkpoint import checkpoint_dirs, latest_checkpoint, load_run
 from training.distributed import Ranks, per_rank_batch
@@ -53,17 +54,7 @@ DIGITS = [
 STEPS = 200  # long enough for the kill test to find the run mid-way after its first checkpoint
 TOLERANCE = 1e-5
 STATE_FILES = ("generator", "discriminator", "generator_ema", "optim_d", "optim_g")
-STYLE_TINY = [
-    "dataset_options.size=8",
-    "network.style_channels=16,16",
-    "network.style_d_channels=16,16",
-    "network.w_dim=16",
-    "network.latent.dim=16",
-    "network.mapping_layers=1",
-    "batch_size=8",
-    "grid_samples=9",
-    "d_r1_every=2",
-]
+STYLE_TINY = [*TINY_STYLE, "d_r1_every=2"]  # test_style's tiny networks, R1 at every other D update
 
 
 @pytest.fixture(autouse=True)
