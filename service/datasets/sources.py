@@ -2,7 +2,7 @@
 
 Both answer `block(seed, n, spec)` with exactly what `/sample` answers for
 {n, seed, truncation, filter}: the local source calls the same function the endpoint calls
-(sampling.from_seed), the HTTP source asks for that request through service/client.py, in
+(sampling.from_seed), the HTTP source asks for that request through service/client/, in
 `format=npy` (float32 bytes, no text round trip). So a dataset is the same byte for byte whichever source made it.
 
 The HTTP source pins every request to the model version the replicas agreed on at the start, so a
@@ -189,7 +189,7 @@ class HttpSource:
         self.cacheable = cacheable
         self.methods: Counter[str] = Counter()  # blocks fetched by "GET" and by "POST"
         self._count = threading.Lock()
-        # The package's one HTTP client (service/client.py): round-robin, retries and backoff.
+        # The package's one HTTP client (service/client/): round-robin, retries and backoff.
         self.client = Client(
             urls, token=token, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, connections=connections
         )

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-import service.client
+import service.client.url_query
 from service.client import Client, ClientError, sample_query
 from tests.service.support import COND, DEFAULT, STYLE, TOKEN
 
@@ -258,7 +258,7 @@ def test_cacheable_samples_go_by_get_and_are_posts_bytes(real_server, monkeypatc
         long_labels = dict(n=256, model=COND, seed=5, labels=[i % 3 for i in range(256)], version=versions[COND])
         by_get = gan.sample(**long_labels, cacheable=True)
         assert by_get.method == "GET"
-        monkeypatch.setattr(service.client, "MAX_GET_URL_CHARS", 400)
+        monkeypatch.setattr(service.client.url_query, "MAX_GET_URL_CHARS", 400)
         by_post = gan.sample(**long_labels, cacheable=True)
         assert by_post.method == "POST" and by_post.samples.tobytes() == by_get.samples.tobytes()
         # A refusal is the same ClientError, naming the pinned version.

@@ -1,113 +1,27 @@
-"""A small typed Python client for ganserve's REST API: the one HTTP client in the code (the
-dataset generator's HTTP source uses it too).
-
-    from service.client import Client
-
-    with Client("http://localhost:3000", token="...") as gan:
-        got = gan.sample(16, seed=7)          # Samples: .samples (16, 1, 28, 28) float32, .seed, .version
-        scores = gan.score(got.samples)       # Scores: .realness, .logit
-        path = gan.interpolate(seeds=(1, 2), steps=8)
-        listing = gan.models()                # GET /models as sent
-
-Samples travel as .npy (float32 bytes, no text round trip), their metadata in the answer's
-headers. One or several replicas: requests go round-robin, and a failed one (connection error,
-timeout, 5xx, 429) is retried on the next replica after an exponential backoff with jitter, or
-after the server's Retry-After when it sends one (capped at `max_backoff_s`). An answer with
-Retry-After (admission control's 503, a 429) is a busy server, not a failure: waited out without
-using up a retry, up to `max_overloaded` times per request. A 4xx other than 429 is the caller's
-mistake: raised at once as ClientError with the server's `error` line.
-
-`sample(..., cacheable=True)` asks by `GET /sample` with the fields in the query, the door a
-cache in front may answer (docs/API.md, "GET /sample and caching"; a shared cache keeps an answer
-with a seed and a pinned `version`), when the request can be one: every field a scalar, `labels`
-one class or a list of several, the URL at most MAX_GET_URL_CHARS. Otherwise it goes as POST.
-The answer is the same bytes either way.
-"""
+"""The client itself: one or several replicas, round-robin, retries with backoff, and one
+method per route (service/client/__init__.py says how it behaves)."""
 
 from __future__ import annotations
 
-import email.utils
 import io
 import itertools
-import math
-import numbers
 import random
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import httpx
 import numpy as np
+
+from service.client import url_query
+from service.client.answers import ClientError, Samples, Scores, error_text, ints, retry_after_s
+from service.client.url_query import present, sample_query
 
 NPY_MEDIA_TYPE = "application/x-npy"
 MAX_BACKOFF_S = 30.0
 # Busy answers (with Retry-After) waited out per request before giving up: at the server's default
 # Retry-After of 2 s, about ten minutes of a server too busy to take the request.
 MAX_OVERLOADED = 300
-# A GET carries its request in the URL, and proxies cap the request line (nginx's
-# large_client_header_buffers: 8 KiB by default, others less): a longer request goes as POST.
-MAX_GET_URL_CHARS = 4000
-
-
-class ClientError(RuntimeError):
-    """A request refused (`status` set: the HTTP status) or given up on after its retries."""
-
-    def __init__(self, message: str, status: Optional[int] = None):
-        self.status = status
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class Samples:
-    """What /sample or /interpolate answered: the samples and the headers' metadata."""
-
-    samples: np.ndarray  # (k, *sample_shape) float32
-    model: str
-    version: str
-    seed: Optional[int] = None  # /sample by seed (drawn by the server when not given)
-    seeds: Optional[tuple[int, int]] = None  # /interpolate between seeds
-    labels: Optional[list[str]] = None  # the samples' class labels, when the server sends them (X-Labels)
-    drawn: Optional[int] = None  # with a filter: latents drawn, and ...
-    accepted: Optional[int] = None  # ... samples kept
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
-    w: Optional[np.ndarray] = None  # a style-based model's ws (k, num_ws, w_dim), with return_w
-    method: str = "POST"  # how it was asked: "GET" (the query, which a cache may answer) or "POST"
-
-
-@dataclass(frozen=True)
-class Scores:
-    model: str
-    version: str
-    realness: np.ndarray  # (n,) D(x) = sigmoid(logit)
-    logit: np.ndarray  # (n,)
-
-
-def _error_text(response: httpx.Response) -> str:
-    """The service's one-line `error` (errors.py), else the start of the body."""
-    try:
-        return str(response.json()["error"])
-    except Exception:
-        return response.text[:200].strip() or response.reason_phrase
-
-
-def retry_after_s(response: httpx.Response, now: Optional[float] = None) -> Optional[float]:
-    """The answer's Retry-After in seconds (a number of seconds or an HTTP date), if any."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None  # unreadable: our own backoff applies
-    return max(0.0, when - (time.time() if now is None else now))
-
-
-def _ints(value: Optional[str]) -> Optional[list[int]]:
-    return None if value is None else [int(v) for v in value.split(",") if v.strip()]
 
 
 class Client:
@@ -207,10 +121,14 @@ class Client:
         }
         if return_w:
             body |= {"format": "json", "return_w": True}
-        body = _present(body)
+        body = present(body)
         query = sample_query(body) if cacheable else None
         response = None
-        if query is not None and self._sample_by_get and self._url_chars("/sample", query) <= MAX_GET_URL_CHARS:
+        if (
+            query is not None
+            and self._sample_by_get
+            and self._url_chars("/sample", query) <= url_query.MAX_GET_URL_CHARS
+        ):
             try:
                 response = self.request("GET", "/sample", params=query)
             except ClientError as e:
@@ -271,7 +189,7 @@ class Client:
             **fields,
             "format": "npy",
         }
-        return self._samples(self.request("POST", "/interpolate", json=_present(body)))
+        return self._samples(self.request("POST", "/interpolate", json=present(body)))
 
     def invert(
         self,
@@ -292,7 +210,7 @@ class Client:
             "refine": refine or None,
             "seed": seed,
         }
-        got = self.request("POST", "/invert", json=_present(body)).json()
+        got = self.request("POST", "/invert", json=present(body)).json()
         for key in ("latents", "reconstructions", "error"):
             got[key] = np.asarray(got[key], np.float32)
         return got
@@ -312,7 +230,7 @@ class Client:
         response = self.request(
             "POST",
             "/score",
-            params=_present({"model": model, "version": version, "labels": labels}),
+            params=present({"model": model, "version": version, "labels": labels}),
             content=buffer.getvalue(),
             headers={"Content-Type": NPY_MEDIA_TYPE},
         )
@@ -332,7 +250,7 @@ class Client:
         except (ValueError, OSError, EOFError) as e:
             raise ClientError(f"{response.url}: the answer is not an .npy array ({e})") from None
         h = response.headers
-        seeds = _ints(h.get("x-seeds"))
+        seeds = ints(h.get("x-seeds"))
         labels = h.get("x-labels")
         return Samples(
             samples=x,
@@ -362,10 +280,10 @@ class Client:
                     return response
                 if response.status_code < 500 and response.status_code != 429:  # our request is wrong
                     raise ClientError(
-                        f"{method} {url}{path} was refused (HTTP {response.status_code}): {_error_text(response)}",
+                        f"{method} {url}{path} was refused (HTTP {response.status_code}): {error_text(response)}",
                         response.status_code,
                     )
-                failures.append(f"{url}: HTTP {response.status_code} {_error_text(response)}")
+                failures.append(f"{url}: HTTP {response.status_code} {error_text(response)}")
                 wait = retry_after_s(response)
             if wait is not None and overloaded < self.max_overloaded:
                 # A busy server said when to come back: not a failure, so no retry is used up.
@@ -382,54 +300,3 @@ class Client:
             if self.stop.wait(min(delay, self.max_backoff_s)):
                 break
         raise ClientError(f"{method} {path} failed {len(failures)} time(s), giving up; last: {failures[-1]}")
-
-
-def _present(body: dict) -> dict:
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def sample_query(body: dict) -> Optional[dict[str, str]]:
-    """A POST /sample body (no None values) as GET /sample's query, which the server parses back
-    into the same request (service/http/routes.py `_query_request`: pydantic reads each value from
-    its text), or None when a field cannot be said there: an array or object (`latents`, `w`,
-    `edit`, `mix`), a number that is not finite, or `labels` that the query would read otherwise
-    (a one-class list, which it reads as one class for every sample; a name that is all digits,
-    which it reads as an index; a name with a comma or surrounding spaces)."""
-    query = {}
-    for key, value in body.items():
-        if key == "labels" and isinstance(value, (list, tuple)):
-            if len(value) < 2 or not all(_label_text(v) for v in value):
-                return None
-            query[key] = ",".join(_label_text(v) for v in value)
-            continue
-        text = _label_text(value) if key == "labels" else _scalar_text(value)
-        if text is None:
-            return None
-        query[key] = text
-    return query
-
-
-def _scalar_text(value: Any) -> Optional[str]:
-    """A JSON scalar as the query's text that parses back to the same value (floats by repr, which
-    round-trips exactly); None for anything else."""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        return repr(float(value)) if math.isfinite(value) else None
-    if isinstance(value, str):
-        return value
-    return None
-
-
-def _label_text(value: Any) -> Optional[str]:
-    """One class as the query's `labels` reads it back: an index as its digits, a name as itself
-    when the query would not read it as an index or split it."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, numbers.Integral):
-        return str(int(value)) if value >= 0 else None
-    if isinstance(value, str) and value and value == value.strip() and "," not in value and not value.isdigit():
-        return value
-    return None
