@@ -2,7 +2,7 @@
 
 The latent is what E predicts and what projection optimises: z for a single-graph model, w for a
 style-based one (broadcast to every layer, as FolderGraphs.draw_from_latent does through
-onnxruntime). Any folder works, packed ones included, as long as training/graph_torch.py runs its
+onnxruntime). Any folder works, packed ones included, as long as training/graph_torch/ runs its
 operators; gradients reach the latent, never the frozen weights.
 """
 

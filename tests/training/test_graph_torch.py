@@ -1,4 +1,4 @@
-"""training/graph_torch.py: every graph ganserve ships, and a style-based network written elsewhere,
+"""training/graph_torch/: every graph ganserve ships, and a style-based network written elsewhere,
 run in torch agree with onnxruntime; gradients reach the inputs and never the weights; an operator
 it does not run is refused by name when the graph is loaded."""
 
