@@ -42,9 +42,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 from host import describe, load_average  # noqa: E402  (bench/host.py: this script's folder)
 
-from tests.servers import ProcessTree, Server, http_status, server_env, start_on_free_port  # noqa: E402
+from tests.servers import (  # noqa: E402
+    ProcessTree,
+    Server,
+    http_status,
+    nginx_config,
+    server_env,
+    start_on_free_port,
+)
 
-NGINX_DIR = REPO / "deploy" / "nginx"
 READY_TIMEOUT_S = 180  # replicas importing onnxruntime on two shared cores
 RATE = re.compile(r"; ([\d,]+) samples/s")
 # One line per request: what the bench counts (method, path, status, cache status, replica, seconds, bytes).
@@ -97,44 +103,9 @@ def start_replicas(args: argparse.Namespace, root: Path) -> list[Server]:
     return replicas
 
 
-def nginx_config(root: Path, upstreams: list[str], listen: str) -> Path:
-    """The compose proxy's site config, rendered by its own script from its own template, inside
-    a main config (the nginx image's part in compose) that logs each request's cache status."""
-    site = root / "ganserve.conf"
-    env = {
-        "PATH": os.environ["PATH"],
-        "GANSERVE_UPSTREAMS": " ".join(upstreams),
-        "GANSERVE_PROXY_LISTEN": listen,
-        "GANSERVE_PROXY_CACHE_DIR": str(root / "cache"),
-    }
-    subprocess.run(
-        ["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(site)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    temp = "\n".join(
-        f"    {kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    user = "user root;\n" if os.geteuid() == 0 else ""  # as root, workers would switch to `nobody`
-    main = root / "nginx.conf"
-    main.write_text(f"""{user}worker_processes 1;
-pid {root / "nginx.pid"};
-error_log {root / "error.log"} notice;
-events {{ worker_connections 256; }}
-http {{
-    log_format cache '{LOG_FORMAT}';
-    access_log {root / "access.log"} cache;
-{temp}
-    include {site};
-}}
-""")
-    return main
-
-
 def start_proxy(nginx: str, root: Path, replicas: list[Server]) -> tuple[ProcessTree, str]:
     def start(port: int) -> ProcessTree:
-        config = nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
+        config = nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}", LOG_FORMAT)
         base = [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log")]
         checked = subprocess.run([*base, "-t"], capture_output=True, text=True)
         if checked.returncode != 0:

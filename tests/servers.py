@@ -273,3 +273,43 @@ def start_server(
     env = server_env({"GANSERVE_MODELS_DIR": str(models_dir), **extra_env})
     with running(name, env, root, ready_timeout=ready_timeout) as server:
         yield server
+
+
+NGINX_DIR = REPO / "deploy" / "nginx"
+
+
+def nginx_config(root: Path, upstreams: list[str], listen: str, log_format: str) -> Path:
+    """The compose proxy's config, rendered by its own script from its own template
+    (deploy/nginx/render.sh), inside a minimal main config (the nginx image's own nginx.conf plays
+    that part in compose) whose access log writes `log_format` for each request."""
+    site = root / "ganserve.conf"
+    env = {
+        "PATH": os.environ["PATH"],
+        "GANSERVE_UPSTREAMS": " ".join(upstreams),
+        "GANSERVE_PROXY_LISTEN": listen,
+        "GANSERVE_PROXY_CACHE_DIR": str(root / "cache"),
+    }
+    subprocess.run(
+        ["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(site)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    main = root / "nginx.conf"
+    temp = "\n".join(
+        f"    {kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # As root, nginx's workers would switch to `nobody`, who cannot enter pytest's 0700 tmp dirs.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    main.write_text(f"""{user}worker_processes 1;
+pid {root / "nginx.pid"};
+error_log {root / "error.log"} notice;
+events {{ worker_connections 256; }}
+http {{
+    log_format requests '{log_format}';
+    access_log {root / "access.log"} requests;
+{temp}
+    include {site};
+}}
+""")
+    return main

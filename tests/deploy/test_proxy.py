@@ -27,9 +27,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import REPO, ProcessTree, Server, dead_url, server_env, start_on_free_port
+from tests.servers import NGINX_DIR, REPO, ProcessTree, Server, dead_url, nginx_config, server_env, start_on_free_port
 
-NGINX_DIR = REPO / "deploy" / "nginx"
 READY_TIMEOUT_S = 120  # two replicas importing onnxruntime on two shared cores
 SAMPLE = {"model": "tiny-ring", "n": 2, "seed": 7}
 TASK = {"name": "ring-tiny", "model": "tiny-ring", "samples": 20, "shard_size": 10, "block_size": 10}
@@ -92,41 +91,12 @@ class Replica(Server):
         )
 
 
+# The access log names the replica(s) each request went to: see `upstreams_of`.
+UPSTREAMS_LOG = "$request_method $uri $status $upstream_addr"
+
+
 def render_nginx_config(root: Path, upstreams: list[str], listen: str) -> Path:
-    """The compose proxy's config, rendered by its own script, inside a minimal main config
-    (the nginx image's own nginx.conf plays that part in compose)."""
-    site = root / "ganserve.conf"
-    env = {
-        "PATH": os.environ["PATH"],
-        "GANSERVE_UPSTREAMS": " ".join(upstreams),
-        "GANSERVE_PROXY_LISTEN": listen,
-        "GANSERVE_PROXY_CACHE_DIR": str(root / "cache"),
-    }
-    subprocess.run(
-        ["sh", str(NGINX_DIR / "render.sh"), str(NGINX_DIR / "ganserve.conf.template"), str(site)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    main = root / "nginx.conf"
-    temp = "\n".join(
-        f"    {kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    # As root, nginx's workers would switch to `nobody`, who cannot enter pytest's 0700 tmp dirs.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    # The access log names the replica(s) each request went to: see `upstreams_of`.
-    main.write_text(f"""{user}worker_processes 1;
-pid {root / "nginx.pid"};
-error_log {root / "error.log"} notice;
-events {{ worker_connections 256; }}
-http {{
-    log_format upstreams '$request_method $uri $status $upstream_addr';
-    access_log {root / "access.log"} upstreams;
-{temp}
-    include {site};
-}}
-""")
-    return main
+    return nginx_config(root, upstreams, listen, UPSTREAMS_LOG)
 
 
 @pytest.fixture(scope="module")

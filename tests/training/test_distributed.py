@@ -378,12 +378,10 @@ def _needs_cuda() -> None:
         pytest.skip("no CUDA device")
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_cuda_mixed_precision_trains_the_style_networks_with_r1(precision, tmp_path):
-    _needs_cuda()
+def _cuda_style_overrides(tmp_path: Path, precision: str) -> list[str]:
+    """The tiny style networks on 80 PNGs of our own, on CUDA under `precision`."""
     images = write_pngs(tmp_path / "images", n=80, size=16)
-    overrides = STYLE_TINY + [
+    return STYLE_TINY + [
         "dataset=folder",
         f"dataset_options.path={images}",
         "dataset_options.size=8",
@@ -391,6 +389,13 @@ def test_cuda_mixed_precision_trains_the_style_networks_with_r1(precision, tmp_p
         "device=cuda",
         f"precision={precision}",
     ]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cuda_mixed_precision_trains_the_style_networks_with_r1(precision, tmp_path):
+    _needs_cuda()
+    overrides = _cuda_style_overrides(tmp_path, precision)
     run = train(resolve("emoji-style", overrides), tmp_path / "run", max_steps=8, progress=False)
     rows = metrics(run)
     assert all(math.isfinite(r[k]) for r in rows for k in ("loss_d", "loss_g"))
@@ -404,17 +409,8 @@ def test_cuda_mixed_precision_trains_the_style_networks_with_r1(precision, tmp_p
 @pytest.mark.gpu
 def test_torchrun_on_every_gpu_with_nccl_and_bf16(tmp_path):
     _needs_cuda()
-    images = write_pngs(tmp_path / "images", n=80, size=16)
     count = torch.cuda.device_count()
-    overrides = STYLE_TINY + [
-        "dataset=folder",
-        f"dataset_options.path={images}",
-        "dataset_options.size=8",
-        "conditional=false",
-        "device=cuda",
-        "precision=bf16",
-        f"batch_size={8 * count}",
-    ]
+    overrides = _cuda_style_overrides(tmp_path, "bf16") + [f"batch_size={8 * count}"]
     proc = torchrun("emoji-style", tmp_path / "run", overrides, 6, nproc=count)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert latest_checkpoint(tmp_path / "run").name == "step-00000006"
