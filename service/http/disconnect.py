@@ -113,12 +113,10 @@ class CancelOnDisconnect:
             return await self.app(scope, receive, send)
         task = asyncio.current_task()
         flag = cancellation.Flag()
-        answered = gone = False
+        answered = False
 
         def on_gone() -> None:
-            nonlocal gone
-            if not answered and not gone:  # after the answer, uvicorn says disconnect to everyone
-                gone = True
+            if not answered and not flag.cancelled:  # after the answer, uvicorn says disconnect to everyone
                 flag.set()
                 task.cancel()
 
@@ -133,7 +131,7 @@ class CancelOnDisconnect:
         try:
             await self.app(scope, receiver, tracked_send)
         except (asyncio.CancelledError, cancellation.ClientGone):
-            if not gone:  # cancelled by someone else (the request timeout, a shutdown)
+            if not flag.cancelled:  # cancelled by someone else (the request timeout, a shutdown)
                 raise
             if task.cancelling():
                 task.uncancel()

@@ -132,10 +132,8 @@ def _query_request(request: Request) -> SampleRequest:
         if key in fields:
             raise RequestError(key, "given twice")
         fields[key] = value
-    if "labels" in fields:  # "3", "class1", "balanced", or a list "0,1,1"
-        parts = [p.strip() for p in fields["labels"].split(",")]
-        items = [int(p) if p.isdigit() else p for p in parts]
-        fields["labels"] = items if len(items) > 1 else items[0]
+    if "labels" in fields:  # "3", "class1", "balanced", or a list "0,1,1", as npy bodies' ?labels=
+        fields["labels"] = labels.from_query(fields["labels"])
     return SampleRequest.model_validate(fields)
 
 
@@ -146,7 +144,8 @@ async def _sample(request: Request, req: SampleRequest, revalidate: bool) -> Res
     settings = get_settings()
     engine, factor = engine_of(request), settings.max_draws_factor
     model = versions.pinned(engine, req.model, req.version)
-    tracing.describe(model.name, model.card.version, requests.requested_n(req), req.format)
+    if tracing.on():
+        tracing.describe(model.name, model.card.version, requests.requested_n(req), req.format)
     tag = caching.etag(model, req, factor)
     headers = {"Cache-Control": caching.cache_control(req, settings.token_required, settings.shared_cache_keys_token)}
     if tag is not None:

@@ -27,9 +27,6 @@ class Flag:
     def set(self) -> None:
         self.cancelled = True
 
-    def is_set(self) -> bool:
-        return self.cancelled
-
 
 _flag: ContextVar[Optional[Flag]] = ContextVar("ganserve_cancelled", default=None)
 
@@ -40,7 +37,7 @@ class ClientGone(Exception):
 
 
 def enter(flag: Flag) -> Token:
-    """Make `flag` the current request's (what `scope` does, without a context manager's cost)."""
+    """Make `flag` the current request's (a plain set, not a context manager: it runs on every watched request)."""
     return _flag.set(flag)
 
 

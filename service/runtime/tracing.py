@@ -36,11 +36,6 @@ def enable(tracer_provider) -> None:
     _tracer = tracer_provider.get_tracer("ganserve")
 
 
-def disable() -> None:
-    global _tracer
-    _tracer = None
-
-
 def on() -> bool:
     return _tracer is not None
 

@@ -133,8 +133,8 @@ async def infer(request: Request) -> Response:
             if len(body) <= context.LOOP_MAX_BODY_BYTES
             else await run_in_threadpool(parse_request, *args)
         )
-        n = len(req.inputs[inputs[0].name])
-        tracing.describe(f"{model.name}.{role}", model.card.version, n, "v2")
+        if tracing.on():
+            tracing.describe(f"{model.name}.{role}", model.card.version, len(req.inputs[inputs[0].name]), "v2")
         results = await _run(model, role, req.inputs, inputs, outputs)
         name = v2_name(model.name, role)
         args = (name, model.card.version, req.id, results, {m.name: m for m in outputs}, req.outputs)
