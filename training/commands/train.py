@@ -13,6 +13,7 @@ preset's batch_size is the global batch. Errors are then prefixed with the rank 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -104,4 +105,11 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if ranks.main:
         print(f"trained {config.preset} to {out}")
+    if ranks.distributed:
+        # The group is gone and everything written; leave without the interpreter's teardown, where
+        # a gloo or store thread destroyed late aborted a finished rank now and then ("terminate
+        # called without an active exception", exit -6) and torchrun then failed the whole run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
