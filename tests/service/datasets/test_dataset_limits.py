@@ -157,6 +157,10 @@ def test_without_an_output_dir_the_task_answers_403_saying_how_to_turn_it_on(cli
 
 
 SMALL = {"samples": 2_000, "shard_size": 1_000, "block_size": 500, "seed": 3}
+# The job held while submits are refused: it must outlast up to 60 of them, however the connections
+# land on the workers; at 120,000 samples (~376 MB, within BUDGET) it runs ~100 s, and it is cancelled
+# once both workers have refused. JOB's ~20 s ran out once under CI's load (the 60th submit got a 200).
+LONG_JOB = {**JOB, "samples": 120_000}
 # The access log line of each answer names the worker that gave it: [entry_service:ganserve:<n>].
 REFUSED_SUBMIT = re.compile(
     r"\[entry_service:ganserve:(\d+)\] \S+ \([^)]*path=/generate_dataset/submit[^)]*\) \(status=409"
@@ -173,7 +177,7 @@ def test_with_two_workers_the_job_limit_holds_for_the_server_whichever_worker_ta
     connections (spread over both workers) are all refused with 409 until both workers have
     refused; once the job is cancelled, and again once a job has finished, the next is accepted."""
     http, datasets, server = two_workers
-    first = http.post("/generate_dataset/submit", json=JOB)
+    first = http.post("/generate_dataset/submit", json=LONG_JOB)
     assert first.status_code == 200, first.text
     first = first.json()["task_id"]
     deadline = time.monotonic() + 60
