@@ -19,8 +19,8 @@ from typing import Optional
 
 import numpy as np
 
-from service.core import latents
-from service.runtime import cancellation
+from service.core import formats, latents, requests
+from service.runtime import admission, cancellation
 from service.runtime.model import LoadedModel
 
 ROUND = 16
@@ -38,6 +38,18 @@ class Inverted:
     errors: np.ndarray  # (n,) mean squared error per value, against the image
     errors_of_e: np.ndarray  # (n,) the same for E's guess alone (equal to errors without refine)
     candidates: int  # drawn by the search, per image
+
+
+def charge(model: LoadedModel, n: int, fmt: str, refine: int) -> int:
+    """Admission's charge of inverting n images, beside decoding the body (charged apart, as a
+    /score of it): the answer (reconstructions as a /sample of n in `fmt`, and latents) and the
+    search's largest round, min(n, MAX_BATCH // ROUND) images x min(refine, ROUND) candidates."""
+    card = model.card
+    rows = min(n, MAX_BATCH // ROUND) * min(refine, ROUND)
+    dim = card.style.w_dim if model.is_style else card.latent.dim
+    # A json answer carries the latents beside the reconstructions, encoded like them.
+    latents_answered = n * dim * formats.get(fmt).peak_bytes_per_value if fmt == "json" else 0
+    return requests.charge(card, n, fmt) + latents_answered + admission.search_cost(rows, dim, card.sample.size)
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:

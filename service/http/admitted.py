@@ -1,6 +1,7 @@
 """Admission around a route's work: `admitted(cost, work)` waits until admission control lets `cost`
 bytes in (runtime/admission.py; 503 with Retry-After when it does not) and answers a response that
-gives the budget back only once it has been sent."""
+gives the budget back only once it has been sent; `admitted_raising` lets the work raise its charge
+once it knows more."""
 
 from __future__ import annotations
 
@@ -29,13 +30,47 @@ class _Releasing:
             self.release()
 
 
+class Charge:
+    """A request's hold on the budget, which its route may raise once it knows more than at the
+    start (/invert: the images' count and the search asked for are known only once the body is
+    decoded). Raising gives the hold back before waiting for the larger one: a request that held
+    bytes while waiting for more would stall, with others doing the same, until their waits ran
+    out. Meanwhile it holds only its parsed body, as every waiting request does (admission.py)."""
+
+    def __init__(self, cost: int, release: Callable[[], None]):
+        self.cost, self._release = cost, release
+
+    async def raise_to(self, cost: int) -> None:
+        """Hold `cost` bytes from now on (nothing changes if it is no more than held); Overloaded,
+        holding nothing, when the budget stays full for the wait."""
+        if cost <= self.cost:
+            return
+        self.release()
+        with tracing.phase("admission wait", **{"ganserve.charge_bytes": cost}):
+            self._release = await admission.get().enter(cost)
+        self.cost = cost
+
+    def release(self) -> None:
+        release, self._release = self._release, _nothing
+        release()
+
+
+def _nothing() -> None:
+    pass
+
+
 async def admitted(cost: int, work: Callable[[], Awaitable[Response]]) -> Response:
     """Run `work` once admission control lets `cost` bytes in (admission.py; 503 when it does not)."""
+    return await admitted_raising(cost, lambda _: work())
+
+
+async def admitted_raising(cost: int, work: Callable[[Charge], Awaitable[Response]]) -> Response:
+    """`admitted`, with `work` handed its Charge to raise once it knows its cost."""
     with tracing.phase("admission wait", **{"ganserve.charge_bytes": cost}):
-        release = await admission.get().enter(cost)
+        charge = Charge(cost, await admission.get().enter(cost))
     try:
-        response = await work()
+        response = await work(charge)
     except BaseException:
-        release()
+        charge.release()
         raise
-    return _Releasing(response, release)
+    return _Releasing(response, charge.release)

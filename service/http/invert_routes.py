@@ -14,7 +14,7 @@ from starlette.responses import Response
 from service.core import encoding, formats, inversion, labels, sampling, versions
 from service.core.problems import RequestError
 from service.core.schemas import MAX_REFINE, InvertRequest
-from service.http.admitted import admitted
+from service.http.admitted import Charge, admitted_raising
 from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
 from service.http.context import engine_of
 from service.http.errors import to_response
@@ -54,15 +54,15 @@ async def invert(request: Request) -> Response:
         engine_of(request)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         kind = "json" if media_type in JSON_TYPES else "npy" if media_type in NPY_TYPES else "png"
-        # The work is E, then (1 + refine) runs of G per image: charged like a score of the body
-        # plus a sample request of its reconstructions.
+        # Decoding the body is charged like a score of it; once decoded, the charge is raised by
+        # the answer and the search (inversion.charge), which only then are known.
         cost = admission.score_cost(len(await request.body()), kind)
-        return await admitted(cost, lambda: _invert(request))
+        return await admitted_raising(cost, lambda charge: _invert(request, charge))
     except Exception as e:
         return to_response(e)
 
 
-async def _invert(request: Request) -> Response:
+async def _invert(request: Request, charge: Charge) -> Response:
     try:
         model, x, wanted, req, resized = await samples_in(
             request, InvertRequest, _pick, resize=_query_bool(request, "resize")
@@ -82,6 +82,7 @@ async def _invert(request: Request) -> Response:
         if scores and not model.has_discriminator:
             raise NoDiscriminator(model.name)
         c = labels.for_scoring(model, wanted, len(x))  # a conditional model's class of each image
+        await charge.raise_to(charge.cost + inversion.charge(model, len(x), fmt, refine))
         done = await run_in_threadpool(inversion.invert, model, x, c, refine, seed)
         logits = await run_in_threadpool(model.logits, done.reconstructions, c) if scores else None
     except Exception as e:

@@ -42,6 +42,13 @@ SCORE_FIXED_BYTES = {"json": 32 * 1024, "npy": 32 * 1024, "png": 128 * 1024}
 ROUND_BYTES_PER_LATENT_VALUE = 12
 ROUND_BYTES_PER_SAMPLE_VALUE = 4
 ROUND_BYTES_PER_CANDIDATE = 8
+# /invert's search round (core/inversion.py _invert): 12 bytes a latent value as above; a sample
+# value's draw (4) and the image repeated beside it (4), both as float64 in the error (16; numpy
+# computes their difference and its square in the first copy's buffer): 24, as measured (256 mnist
+# images, refine 64: 81.4 MB at the peak, 18.7 KB a candidate), plus 4 of headroom.
+# Checked in tests/service/runtime/test_admission_charges.py.
+SEARCH_BYTES_PER_LATENT_VALUE = 12
+SEARCH_BYTES_PER_SAMPLE_VALUE = 28
 
 
 def filter_rows(n: int, draws: int) -> int:
@@ -66,6 +73,13 @@ def sample_cost(
         + ROUND_BYTES_PER_CANDIDATE
     )
     return max(MIN_COST, fixed_bytes + n * per_sample + filter_rows(n, draws) * per_candidate)
+
+
+def search_cost(rows: int, latent_dim: int, sample_values: int) -> int:
+    """Peak bytes of /invert's search holding `rows` candidates at once (core/inversion.py): per
+    candidate its float64 step and float32 latent, and per sample value its draw, the image repeated
+    beside it, and the float64 copies and difference the error is computed from."""
+    return rows * (SEARCH_BYTES_PER_LATENT_VALUE * latent_dim + SEARCH_BYTES_PER_SAMPLE_VALUE * sample_values)
 
 
 def score_cost(body_bytes: int, kind: str) -> int:

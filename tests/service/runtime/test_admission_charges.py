@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.support import DEFAULT
+from tests.service.support import COND, DEFAULT
 
 REPO = Path(__file__).resolve().parents[3]
 FACTOR = 20  # GANSERVE_MAX_DRAWS_FACTOR's default: a filter draws at most n x this
@@ -171,9 +171,17 @@ def test_a_score_requests_charge_covers_what_it_holds_at_its_peak(mnist, kind, n
         body, content_type = buffer.getvalue(), "image/png"
     charge = admission.score_cost(len(body), kind)
 
-    def post() -> int:
-        """The route called as the server calls it, the body handed over as received (no client in
-        this process to count): returns the status sent."""
+    peak = route_peak(app, "/score", b"model=mnist", body, content_type)
+    assert peak <= charge, f"{kind}: peaked at {peak / 1e6:.2f} MB, charged {charge / 1e6:.2f} MB"
+
+
+def route_peak(app, path: str, query: bytes, body: bytes, content_type: str) -> int:
+    """Peak bytes of one request through `app`'s route, called as the server calls it, the body
+    handed over as received (no client in this process to count); warmed by one request first,
+    and both must answer 200."""
+    statuses = []
+
+    def post() -> None:
         sent = {}
 
         async def receive():
@@ -188,22 +196,113 @@ def test_a_score_requests_charge_covers_what_it_holds_at_its_peak(mnist, kind, n
             "http_version": "1.1",
             "method": "POST",
             "scheme": "http",
-            "path": "/score",
-            "raw_path": b"/score",
+            "path": path,
+            "raw_path": path.encode(),
             "root_path": "",
-            "query_string": b"model=mnist",
+            "query_string": query,
             "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
             "state": {},
         }
         loop.run_until_complete(app(scope, receive, send))
-        return sent["status"]
+        statuses.append(sent["status"])
 
     loop = asyncio.new_event_loop()  # made before the measurement: the loop is the worker's, not the request's
     try:
-        assert post() == 200  # warm
+        post()  # warm: the first run of a shape plans in onnxruntime
         peak = peak_bytes(post)
     finally:
         loop.close()
-    assert peak <= charge, f"{kind}: peaked at {peak / 1e6:.2f} MB, charged {charge / 1e6:.2f} MB"
+    assert statuses == [200, 200], statuses
+    return peak
+
+
+@pytest.mark.parametrize(
+    "kind, fmt, refine",
+    [("npy", "npy", 0), ("npy", "json", 0), ("npy", "npy", 64), ("json", "json", 16), ("png", "png", 16)],
+)
+def test_an_invert_requests_charge_covers_what_it_holds_at_its_peak(mnist, kind, fmt, refine):
+    """POST /invert is charged as a /score of its body, raised once the body is decoded by its
+    answer and its search (inversion.charge): measured over the route itself (decoding, E, the
+    search's rounds, the answer) for a chunk of images the search holds at once (256)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from service.core import inversion
+    from service.http import invert_routes
+    from service.runtime import admission
+
+    app = Starlette(routes=[Route("/invert", invert_routes.invert, methods=["POST"])])
+    app.state.engine = mnist
+    n = 1 if kind == "png" else inversion.MAX_BATCH // inversion.ROUND
+    x = np.random.default_rng(0).random((n, 1, 28, 28), dtype=np.float32)
+    if kind == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, x, allow_pickle=False)
+        body, content_type = buffer.getvalue(), "application/x-npy"
+        query = f"model=mnist&format={fmt}&refine={refine}&seed=1"
+    elif kind == "json":
+        body = json.dumps({"model": "mnist", "samples": x.tolist(), "format": fmt, "refine": refine, "seed": 1})
+        body, content_type, query = body.encode(), "application/json", ""
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray((x[0, 0] * 255).astype(np.uint8)).save(buffer, format="PNG")
+        body, content_type = buffer.getvalue(), "image/png"
+        query = f"model=mnist&format={fmt}&refine={refine}&seed=1"
+    charge = admission.score_cost(len(body), kind) + inversion.charge(mnist.get("mnist"), n, fmt, refine)
+    peak = route_peak(app, "/invert", query.encode(), body, content_type)
+    assert peak <= charge, (
+        f"{kind} -> {fmt}, refine {refine}: peaked at {peak / 1e6:.2f} MB, charged {charge / 1e6:.2f} MB"
+    )
+
+
+def test_an_invert_whose_search_does_not_fit_waits_then_is_refused(client, monkeypatch):
+    """Room for decoding the body and answering it, not for the search's rounds: the request gives
+    its first hold back, waits for the larger one, then gets a 503 with Retry-After, and holds
+    nothing after; the same images without the search are inverted."""
+    import io
+
+    import numpy as np
+
+    from service.core import inversion
+    from service.runtime import admission
+    from service.service import ROUTES
+
+    model = ROUTES.state.engine.get(COND)  # has an encoder
+    x = np.random.default_rng(1).random((64, *model.card.sample.shape), dtype=np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, x, allow_pickle=False)
+    body = buffer.getvalue()
+    first = admission.score_cost(len(body), "npy")
+    plain = first + inversion.charge(model, len(x), "npy", 0)
+    searched = first + inversion.charge(model, len(x), "npy", 64)
+    assert searched > plain
+    held = searched  # another request in flight: beside it the answer fits, the search does not
+    adm = admission.Admission(budget=held + (plain + searched) // 2, queue=8, wait_s=0.3, metrics=False)
+    monkeypatch.setattr(admission, "_instance", adm)
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold():
+        with adm.admit_sync(held):
+            entered.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    headers = {"content-type": "application/x-npy"}
+    try:
+        assert entered.wait(5)
+        refused = client.post(f"/invert?model={COND}&labels=2&format=npy&refine=64", content=body, headers=headers)
+        served = client.post(f"/invert?model={COND}&labels=2&format=npy", content=body, headers=headers)
+    finally:
+        leave.set()
+        holder.join()
+    assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
+    assert refused.json()["error"].startswith("server: ")
+    assert served.status_code == 200, served.text
+    assert (adm.in_flight, adm.in_flight_bytes) == (0, 0)
