@@ -50,7 +50,6 @@ from models.card import (
     file_entry,
     load_model_folder,
     read_card,
-    sha256_of,
     verify_files,
     write_card,
 )
@@ -320,8 +319,9 @@ def calibrate_model(
         )
         data = card.model_dump(mode="json")
         # A calibration record is a version 2 field: an older card is written as the current
-        # version (everything valid in version 1 is valid in 2), else it fails after the training.
-        data["schema_version"] = SCHEMA_VERSION
+        # version (everything valid in version 1 is valid in 2), else it fails after the training;
+        # a style-based model's card (version 3) stays what it is.
+        data["schema_version"] = max(card.schema_version, SCHEMA_VERSION)
         data["name"] = target.name
         data["files"]["discriminator"] = file_entry(d_path).model_dump(mode="json")
         if ratio_source is not None:
@@ -342,8 +342,11 @@ def calibrate_model(
         write_card(staging, ModelCard.model_validate(data))
         fresh = read_card(staging)
         verify_files(staging, fresh)
-        if sha256_of(staging / GRAPH_FILES["generator"]) != g_sha:
-            raise CardError(staging / GRAPH_FILES["generator"], "changed during calibration")
+        # verify_files checked every graph against the new card: G's (a style-based model's
+        # mapping, synthesis and w_avg) must still be what the old card named.
+        if fresh.generator_sha256 != g_sha:
+            g_file = "generator" if fresh.style is None else "synthesis"
+            raise CardError(staging / GRAPH_FILES[g_file], "changed during calibration")
         _swap(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

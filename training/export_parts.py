@@ -35,8 +35,18 @@ def graph_args(value: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tenso
 def export_discriminator(D: nn.Module, x: torch.Tensor, c: torch.Tensor | None = None) -> onnx.ModelProto:
     """D's graph, x -> logit, or x, c -> logit for a conditional D (c: int64 (batch,) classes), the
     batch axis dynamic; `x` (and `c`) are an example batch of >= 2. Shared with calibration, so a
-    re-exported D has the signature export gave it."""
-    return export_graph(D, graph_args(x, c), ("x", "c") if c is not None else "x", "logit")
+    re-exported D has the signature export gave it.
+
+    Every parameter must stay an initializer of its own name: calibration rebuilds the torch D
+    from them (training/served_d.py). The exporter's constant folding merges a weight used as
+    `weight * scale` (the style-based D's equalized layers) into an unnamed one; such a D is
+    exported without the optimizer (the Mul then runs in the graph, on the weights alone)."""
+    names = ("x", "c") if c is not None else "x"
+    proto = export_graph(D, graph_args(x, c), names, "logit")
+    kept = {t.name for t in proto.graph.initializer}
+    if all(k in kept for k in D.state_dict()):
+        return proto
+    return export_graph(D, graph_args(x, c), names, "logit", optimize=False)
 
 
 def sample_spec(cfg: NetworkConfig, x: np.ndarray) -> Sample:

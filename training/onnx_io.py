@@ -97,6 +97,7 @@ def export_graph(
     example: torch.Tensor | tuple[torch.Tensor, ...],
     input_name: str | tuple[str, ...],
     output_name: str,
+    optimize: bool = True,
 ) -> onnx.ModelProto:
     """Export `module` (already in eval mode, on the CPU, float32) with a dynamic batch axis.
 
@@ -104,12 +105,15 @@ def export_graph(
     batch axis."""
     examples = example if isinstance(example, tuple) else (example,)
     names = input_name if isinstance(input_name, tuple) else (input_name,)
-    return export_inputs(module, dict(zip(names, examples)), output_name)
+    return export_inputs(module, dict(zip(names, examples)), output_name, optimize)
 
 
-def export_inputs(module: nn.Module, examples: dict[str, torch.Tensor], output_name: str) -> onnx.ModelProto:
+def export_inputs(
+    module: nn.Module, examples: dict[str, torch.Tensor], output_name: str, optimize: bool = True
+) -> onnx.ModelProto:
     """`export_graph` for a module of several inputs (z and an int64 class, in forward's order),
-    all sharing the one dynamic batch axis."""
+    all sharing the one dynamic batch axis. `optimize=False` skips the exporter's optimizer, whose
+    constant folding turns a weight used as `weight * scale` into an unnamed initializer."""
     if any(e.shape[0] < 2 for e in examples.values()):
         raise ValueError("export needs an example batch of >= 2, or the batch axis gets fixed to 1")
     batch = torch.export.Dim(BATCH_AXIS)
@@ -124,6 +128,7 @@ def export_inputs(module: nn.Module, examples: dict[str, torch.Tensor], output_n
             external_data=False,
             dynamo=True,
             verbose=False,
+            optimize=optimize,
         )
     proto = program.model_proto
     proto.ir_version = IR_VERSION

@@ -91,11 +91,15 @@ def _last_layer(module: nn.Module) -> nn.Linear | nn.Conv2d:
     return last
 
 
-def fold_target(module: nn.Module) -> tuple[nn.Linear | nn.Conv2d, nn.Embedding | None]:
+def fold_target(module: nn.Module) -> tuple[nn.Module, nn.Module | None]:
     """Where a Platt fit a * logit + b goes: the last layer, and a projection D's class embedding
     (its logit is psi(h) + <e_c, h>, so both terms scale by a; b joins psi's bias). A last layer
     without a bias (the DCGAN D's convolution) takes the scale; the shift goes after it
-    (`with_platt_shift`)."""
+    (`with_platt_shift`). A D with layers of its own kind (the style-based D's equalized
+    linears) names them by `platt_layers()`."""
+    own = getattr(module, "platt_layers", None)  # a D that names its logit's layers itself
+    if own is not None:
+        return own()
     condition = getattr(module, "condition", None)
     if condition is None:
         return _last_layer(module), None
@@ -146,9 +150,12 @@ def platt_fit(module: nn.Module, real: tuple, fake: tuple) -> tuple[float, float
     with torch.no_grad():
         last.weight.mul_(a)
         if last.bias is not None:
-            last.bias.mul_(a).add_(b)
+            # An equalized-learning-rate layer (training/style/layers.py) adds bias * lr_mul.
+            last.bias.mul_(a).add_(b / getattr(last, "lr_mul", 1.0))
         if embed is not None:
             embed.weight.mul_(a)
+            if getattr(embed, "bias", None) is not None:  # an EqualLinear embedding of the one-hot class
+                embed.bias.mul_(a)
     return a, b
 
 

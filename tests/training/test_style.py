@@ -217,3 +217,57 @@ def test_our_style_export_runs_in_torch_and_takes_an_encoder_and_projection(tiny
     record = json.loads((out / "projection.json").read_text())
     assert record["space"] == "w" and record["started_from"] == "encoder"
     assert all(i["pixel_mse"] <= i["pixel_mse_start"] + 1e-6 for i in record["images"])
+
+
+def test_a_style_model_is_calibrated_from_its_own_d_and_keeps_its_style_card(tiny_config, tmp_path):
+    """Calibration on a style-based folder: D is rebuilt from discriminator.onnx's initializers
+    (the exporter's folding of the equalized layers' weight * scale had left none of them named),
+    the card stays version 3 with its style section, and the mapping, synthesis and w_avg are left
+    byte for byte; the new D serves."""
+    from models.card import load_model_folder, read_card
+    from service.runtime.engine import Engine
+    from training.calibrate import CalibrationConfig, calibrate_model
+    from training.export import export_run
+    from training.trainer import train
+
+    train(tiny_config, tmp_path / "run", max_steps=2, progress=False)
+    folder = export_run(tmp_path / "run", name="tiny-emoji", out_dir=tmp_path / "models", progress=False)
+    before = read_card(folder)
+    g_files = {r: (folder / f"{r}.onnx").read_bytes() for r in ("mapping", "synthesis")}
+
+    report = calibrate_model(folder, CalibrationConfig(steps=4, batch=16, eval_every=2, patience=1), progress=False)
+    card, _ = load_model_folder(folder)  # every file checked against the new card
+    assert report.started_from == "training"
+    assert card.schema_version == 3 and card.style == before.style
+    assert card.generator_sha256 == before.generator_sha256
+    assert all((folder / f"{r}.onnx").read_bytes() == b for r, b in g_files.items())
+    assert card.files["discriminator"].sha256 != before.files["discriminator"].sha256
+    assert card.realness.discriminator == "calibrated"
+    engine = Engine.from_folder(folder, device="cpu")
+    x = np.random.default_rng(0).random((3, *tiny_config.network.sample_shape), dtype=np.float32)
+    assert np.isfinite(engine.get("tiny-emoji").logits(x, np.arange(3))).all()
+    engine.executor.shutdown(wait=False)
+
+
+def test_a_platt_fit_folds_into_the_style_d_as_one_affine_map_for_every_class(tiny_config):
+    """The style-based D's logit is out(h) + <embed(c), h> / sqrt(C), in equalized layers: the fit's
+    a scales both terms and b joins out's bias (through its lr_mul), so the folded D gives
+    a * logit + b for every class."""
+    from training.served_d import logits_of, platt_fit
+
+    torch.manual_seed(0)
+    D = build_discriminator(tiny_config.network).eval()
+    with torch.no_grad():  # as after training: the embedding's bias is no longer its initial zeros
+        D.embed.bias.normal_()
+    rng = np.random.default_rng(1)
+    shape, classes = tiny_config.network.sample_shape, tiny_config.network.classes
+    x = rng.random((256, *shape), dtype=np.float32)
+    c = np.arange(256) % classes
+    old = logits_of(D, x, c)
+    # "Real" drawn more often where D's logit is high, not always: a fit with a finite a > 0.
+    z = (old - old.mean()) / old.std()
+    real = rng.random(256) < 1 / (1 + np.exp(-2 * z))
+    real, fake = (x[real], c[real]), (x[~real], c[~real])
+    a, b = platt_fit(D, real, fake)
+    assert (a, b) != (1.0, 0.0)
+    np.testing.assert_allclose(logits_of(D, x, c), a * old + b, rtol=1e-4, atol=1e-5)

@@ -52,6 +52,11 @@ class ResidualDiscriminator(nn.Module):
         if cfg.classes:
             self.register_buffer("eye", torch.eye(cfg.classes), persistent=False)
 
+    def platt_layers(self) -> tuple[EqualLinear, Optional[EqualLinear]]:
+        """Where calibration folds a Platt fit a * logit + b (training/served_d.py): the logit is
+        out(h) + <embed(c), h> / sqrt(last), so `out` takes a and b, the embedding a."""
+        return self.out, self.embed
+
     def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.blocks(self.fromrgb(x * 2.0 - 1.0))  # (N, last, 4, 4)
         if self.training:
