@@ -3,8 +3,9 @@ seed, latents or w) gives the same bytes every time from the same model files on
 (tests/service/test_doors.py holds every door to that). So:
 
 - `ETag`: a strong validator, the hash of the model's card (every file's sha256), the engine that
-  runs it, the draw bound of a filtered request, and the request in canonical form. Computed
-  before any graph runs, so `GET /sample` with a matching `If-None-Match` answers 304 at once.
+  runs it, the draw bound of a filtered request, and the request in canonical form. GET computes
+  it before any graph runs, so a matching `If-None-Match` answers 304 at once; POST only once its
+  answer has succeeded (routes.py), since a failed request needs none.
 - `Cache-Control`: `no-store` for a request without fixed latents (a fresh seed every time);
   `public, max-age=31536000, immutable` for a fixed request that pins `version` (the name may
   move to other files; a pinned version never answers anything else, it answers 409 once gone);
@@ -28,20 +29,16 @@ from service.core.schemas import SampleRequest
 from service.runtime.model import LoadedModel
 
 YEAR_S = 365 * 24 * 3600
-_card_digests: dict[int, tuple[object, str]] = {}  # id(card) -> (card, digest): cards are immutable
+# SampleRequest's fields a query string cannot carry (arrays and objects): GET /sample refuses
+# them, pointing to POST /sample's JSON body. The one list: GET /sample's query parameters
+# (routes.py reads them, openapi.py documents them) are every other field of the schema.
+BODY_ONLY = ("latents", "w", "edit", "mix")
+QUERY_FIELDS = tuple(name for name in SampleRequest.model_fields if name not in BODY_ONLY)
 
 
 def fixed(req: SampleRequest) -> bool:
     """Whether the request's latents are fixed, so its answer is."""
     return req.seed is not None or req.latents is not None or req.w is not None
-
-
-def _card_digest(model: LoadedModel) -> str:
-    entry = _card_digests.get(id(model.card))
-    if entry is None or entry[0] is not model.card:
-        entry = (model.card, hashlib.sha256(model.card.model_dump_json().encode()).hexdigest())
-        _card_digests[id(model.card)] = entry
-    return entry[1]
 
 
 def etag(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> Optional[str]:
@@ -51,7 +48,7 @@ def etag(model: LoadedModel, req: SampleRequest, max_draws_factor: int) -> Optio
     canonical = req.model_dump(mode="json", exclude_defaults=True, exclude={"model"})
     filtered = req.min_realness is not None or req.drs
     parts = {
-        "card": _card_digest(model),
+        "card": model.card_digest,  # computed once per loaded model
         "model": model.name,
         "engine": f"{model.backend}/{model.provider}",
         "draw_bound": max_draws_factor if filtered else None,

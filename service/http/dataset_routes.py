@@ -27,6 +27,7 @@ from service.datasets import control
 from service.http import dataset_task as task
 from service.http.context import engine_of
 from service.http.errors import to_response
+from service.http.middleware import replay_body
 from service.settings import get_settings
 
 log = logging.getLogger("ganserve.datasets")
@@ -45,16 +46,7 @@ class _HandOn:
         self.app, self.body = app, body
 
     async def __call__(self, scope, receive, send) -> None:
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": self.body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(self.body, receive), send)
 
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -69,17 +61,10 @@ async def _form_problem(request: Request, body: bytes) -> Optional[RequestError]
     from starlette.exceptions import HTTPException
     from starlette.formparsers import MultiPartException
 
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
+    # A Request of its own over the body read already; after it, a disconnect: this check never
+    # waits on the client's connection.
     try:
-        form = await Request(request.scope, replay).form(max_files=16, max_fields=64)
+        form = await Request(request.scope, replay_body(body)).form(max_files=16, max_fields=64)
     except MultiPartException as e:
         return RequestError("body", f"malformed form ({e.message})")
     except HTTPException as e:

@@ -18,6 +18,7 @@ from models.card import ModelCard
 from service.core import formats
 from service.core.encoding import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
 from service.core.schemas import InvertRequest, SampleRequest, ScoreRequest
+from service.http import caching
 from service.http.middleware import BODY_METHODS, OPEN_PATHS
 from service.http.openapi_schemas import (
     BINARY,
@@ -202,32 +203,11 @@ def _add_errors(operation: dict, *statuses: int | None) -> None:
         responses.setdefault(status, answer)
 
 
-# GET /sample's query: the scalar fields of SampleRequest (http/routes.py); arrays go in POST.
-GET_SAMPLE_FIELDS = (
-    "model",
-    "version",
-    "n",
-    "seed",
-    "truncation",
-    "format",
-    "dtype",
-    "nrow",
-    "scores",
-    "min_realness",
-    "drs",
-    "drs_gamma",
-    "labels",
-    "truncation_psi",
-    "truncation_cutoff",
-    "return_w",
-)
-
-
 def _sample_get(post: dict) -> dict:
     """GET /sample: POST /sample's scalar fields as query parameters, cacheable (http/caching.py)."""
     props = SampleRequest.model_json_schema()["properties"]
     parameters = []
-    for name in GET_SAMPLE_FIELDS:
+    for name in caching.QUERY_FIELDS:  # every field of the schema but the body-only ones
         schema = dict(props[name])
         if name == "labels":  # one class, a policy, or a comma-separated list in a query
             schema = {"type": "string", "maxLength": 4000}  # URLs past ~8 KB are refused by proxies
@@ -246,7 +226,7 @@ def _sample_get(post: dict) -> dict:
         "tags": post.get("tags", ["Service APIs"]),
         "summary": "Samples of a seed, as a cacheable GET",
         "description": (
-            "POST /sample's scalar fields as query parameters (latents, w, edit and mix need POST). An answer "
+            f"POST /sample's scalar fields as query parameters ({', '.join(caching.BODY_ONLY)} need POST). An answer "
             "with fixed latents (a seed) carries a strong ETag and a Cache-Control; If-None-Match with that "
             "ETag answers 304 before anything runs."
         ),

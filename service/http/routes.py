@@ -120,14 +120,10 @@ async def sample_get(request: Request) -> Response:
         return to_response(e)
 
 
-# Fields a query string cannot carry: arrays and objects go in POST /sample's JSON body.
-_BODY_ONLY = ("latents", "w", "edit", "mix")
-
-
 def _query_request(request: Request) -> SampleRequest:
     fields: dict = {}
     for key, value in request.query_params.multi_items():
-        if key in _BODY_ONLY:
+        if key in caching.BODY_ONLY:  # arrays and objects go in POST /sample's JSON body
             raise RequestError(key, "an array or object: send it in POST /sample's JSON body")
         if key in fields:
             raise RequestError(key, "given twice")
@@ -146,12 +142,10 @@ async def _sample(request: Request, req: SampleRequest, revalidate: bool) -> Res
     model = versions.pinned(engine, req.model, req.version)
     if tracing.on():
         tracing.describe(model.name, model.card.version, requests.requested_n(req), req.format)
-    tag = caching.etag(model, req, factor)
-    headers = {"Cache-Control": caching.cache_control(req, settings.token_required, settings.shared_cache_keys_token)}
-    if tag is not None:
-        headers["ETag"] = tag
+    cache_control = caching.cache_control(req, settings.token_required, settings.shared_cache_keys_token)
+    tag = caching.etag(model, req, factor) if revalidate else None  # GET: it may answer 304 at once
     if revalidate and caching.matches(request.headers.get("if-none-match"), tag):
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=_cache_headers(cache_control, tag))
     cost = requests.sample_charge(model, req, factor)
     if cost >= WATCH_MIN_COST:  # worth stopping if its client leaves (disconnect.py)
         disconnect.watch(request.scope)
@@ -159,10 +153,17 @@ async def _sample(request: Request, req: SampleRequest, revalidate: bool) -> Res
     async def answer() -> Response:
         response = await handlers.sample_async(engine, req, factor, alone)
         if response.status_code == 200:
-            response.headers.update(headers)
+            # POST's tag is made only now (~7.5 us): a request that fails never needs one.
+            answered = tag if revalidate else caching.etag(model, req, factor)
+            response.headers.update(_cache_headers(cache_control, answered))
         return response
 
     return await admitted(cost, answer)
+
+
+def _cache_headers(cache_control: str, tag: str | None) -> dict[str, str]:
+    """A fresh-seed answer has no tag (caching.etag): Cache-Control alone, `no-store`."""
+    return {"Cache-Control": cache_control, **({"ETag": tag} if tag is not None else {})}
 
 
 async def interpolate(request: Request) -> Response:

@@ -6,6 +6,8 @@ out, and what a request holds from lookup to answer.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import math
 import time
@@ -134,6 +136,13 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.card.name
+
+    @functools.cached_property
+    def card_digest(self) -> str:
+        """sha256 of the card (every file's sha256 among it): what http/caching.py's ETags name the
+        model's files by. Once per loaded model, on the model itself, so it goes when the model
+        does: a reload is a new LoadedModel, and nothing global keeps the old card."""
+        return hashlib.sha256(self.card.model_dump_json().encode()).hexdigest()
 
     @property
     def has_discriminator(self) -> bool:
