@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,21 +34,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 from host import describe, load_average  # noqa: E402  (bench/host.py: this script's folder)
 
-from tests.servers import (  # noqa: E402
-    ProcessTree,
-    Server,
-    http_status,
-    nginx_config,
-    server_env,
-    start_on_free_port,
-)
+from tests.servers import Server, find_tool, metric_sum, replica_env, start_nginx  # noqa: E402
 
 READY_TIMEOUT_S = 180  # replicas importing onnxruntime on two shared cores
 RATE = re.compile(r"; ([\d,]+) samples/s")
@@ -57,74 +48,20 @@ RATE = re.compile(r"; ([\d,]+) samples/s")
 LOG_FORMAT = "$request_method $uri $status $upstream_cache_status $upstream_addr $request_time $body_bytes_sent"
 
 
-def find_nginx() -> str:
-    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
-    nginx = shutil.which("nginx", path=path)
-    if nginx is None:
-        sys.exit("nginx is not installed (Debian package nginx; `make system-packages` installs it)")
-    return nginx
-
-
-def start_replicas(args: argparse.Namespace, root: Path) -> list[Server]:
-    replicas = []
+def start_replicas(args: argparse.Namespace, root: Path, replicas: list[Server]) -> None:
+    """`--replicas` servers, appended to `replicas` as they start (so that the caller stops every
+    one started, should a later one fail), then awaited until each is ready."""
     for index in range(args.replicas):  # all start before any is awaited: they boot in parallel
-        home = root / f"bentoml-home-{index}"
-        env = server_env(
-            dict(
-                BENTOML_HOME=str(home),
-                BENTOML_DO_NOT_TRACK="true",
-                GANSERVE_MODELS_DIR=str(args.models_dir),
-                GANSERVE_DEVICE="cpu",
-                GANSERVE_WORKERS="1",
-                GANSERVE_BACKEND="onnxruntime",
-                **(
-                    {"GANSERVE_API_TOKEN": args.token, "GANSERVE_SHARED_CACHE_KEYS_TOKEN": "true"} if args.token else {}
-                ),
-            )
-        )
+        env = replica_env(args.models_dir, root / f"bentoml-home-{index}", token=args.token)
         replicas.append(Server(f"replica {index}", env, root / f"replica-{index}.log"))
-    waiting = set(range(len(replicas)))
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with tqdm(total=len(replicas), desc="replicas ready", unit="replica", file=sys.stderr) as bar:
-        while waiting:
-            for index in sorted(waiting):
-                replica = replicas[index]
-                if not replica.alive():
-                    raise RuntimeError(f"{replica.name} exited with {replica.returncode}:\n{replica.log_tail()}")
-                try:
-                    if http_status(f"{replica.url}/readyz") == 200:
-                        waiting.discard(index)
-                        bar.update(1)
-                except OSError:
-                    pass  # not listening yet
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"replicas {sorted(waiting)} not ready after {READY_TIMEOUT_S} s")
-            time.sleep(0.5)
-    return replicas
-
-
-def start_proxy(nginx: str, root: Path, replicas: list[Server]) -> tuple[ProcessTree, str]:
-    def start(port: int) -> ProcessTree:
-        config = nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}", LOG_FORMAT)
-        base = [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log")]
-        checked = subprocess.run([*base, "-t"], capture_output=True, text=True)
-        if checked.returncode != 0:
-            raise RuntimeError(f"nginx -t refused the config:\n{checked.stderr}")
-        return ProcessTree("nginx", [*base, "-g", "daemon off;"], root / "nginx.log")
-
-    proxy, port = start_on_free_port(start, "/readyz", 30)
-    return proxy, f"http://127.0.0.1:{port}"
+    for replica in tqdm(replicas, desc="replicas ready", unit="replica", file=sys.stderr):
+        replica.wait_ready(READY_TIMEOUT_S)
 
 
 def samples_served(replica: Server, model: str, headers: dict) -> float:
     """`ganserve_samples_served_total{model=...}` on the replica's own /metrics."""
     text = httpx.get(f"{replica.url}/metrics", headers=headers, timeout=30).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "ganserve_samples_served_total" and sample.labels.get("model") == model
-    )
+    return metric_sum(text, "ganserve_samples_served_total", model=model)
 
 
 def sample_lines(access_log: Path) -> list[list[str]]:
@@ -223,7 +160,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     args.models_dir = args.models_dir.resolve()
-    nginx = find_nginx()
+    nginx = find_tool("nginx")
+    if nginx is None:
+        sys.exit("nginx is not installed (Debian package nginx; `make system-packages` installs it)")
     started_at = datetime.datetime.now().astimezone()
     load_start, host = load_average(), describe()
     runs = []
@@ -232,8 +171,9 @@ def main() -> None:
         (root / "nginx").mkdir()
         replicas, proxy = [], None
         try:
-            replicas = start_replicas(args, root)
-            proxy, url = start_proxy(nginx, root / "nginx", replicas)
+            start_replicas(args, root, replicas)
+            upstreams = [f"127.0.0.1:{r.port}" for r in replicas]
+            proxy, url = start_nginx(nginx, root / "nginx", upstreams, LOG_FORMAT)
             access_log = root / "nginx" / "access.log"
             plan = [("run 1 (cold cache)", args.seed), ("run 2 (same dataset)", args.seed)]
             plan.append(("run 3 (other seed)", args.other_seed))

@@ -15,7 +15,6 @@ step before that, which DEPLOYMENT.md compares with its configured 8.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -31,14 +30,13 @@ import host  # noqa: E402
 from load import require_wrk, run_wrk, settle  # noqa: E402
 from servers import start_ganserve  # noqa: E402
 
+from tests.servers import metric_sum  # noqa: E402
+
 SIGNAL = ("ganserve_inflight_requests", "ganserve_queued_requests")
 
 
 def signal_value(text: str) -> float:
-    total = 0.0
-    for name in SIGNAL:
-        total += sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
-    return total
+    return sum(metric_sum(text, name) for name in SIGNAL)
 
 
 class SignalSampler:

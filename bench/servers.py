@@ -21,6 +21,10 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
+if str(REPO) not in sys.path:  # tests.servers, whichever script imported this module
+    sys.path.insert(0, str(REPO))
+
+from tests.servers import cpu_seconds as tree_cpu_seconds  # noqa: E402
 
 
 class ServerError(RuntimeError):
@@ -64,16 +68,7 @@ class Server:
 def cpu_seconds(server: Server) -> float | None:
     """User + system CPU time of the server's processes so far (None: not ours to measure). CPU
     per request is steadier than req/s on a machine whose cores other work is using too."""
-    if server.process is None:
-        return None
-    total = 0.0
-    for p in server.processes():
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            continue
-    return total
+    return None if server.process is None else tree_cpu_seconds(server.process.pid)
 
 
 def wait_ready(server: Server, path: str, timeout_s: float) -> None:

@@ -5,11 +5,17 @@ tests/deploy (two `bentoml serve` replicas behind nginx); a plain module, import
 BentoML's workers start sessions of their own, so neither a process group nor the leader's exit
 reaches them: the tree is walked (psutil, which BentoML itself depends on) and each process left
 is killed by its id. psutil refuses to signal a process whose id was reused meanwhile.
+
+Also what reads a server: its /metrics (metric_sum), its CPU (cpu_seconds), and nginx in front of
+replicas (find_tool, nginx_config, start_nginx). bench/ imports these too, bench/serve.py among
+them, which runs where pytest is not installed (bench/gpu/check.sh's rehearsal): so pytest is
+imported only when a test fails (`fail`), never at import.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,10 +26,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import psutil
-import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 90  # bentoml's first start on two busy cores
@@ -34,6 +40,15 @@ START_TRIES = 3  # starts on a port some other process took meanwhile, before th
 # How a server that could not bind its port says so: Python's OSError (errno 98: BentoML's circus
 # arbiter, http.server) and nginx's bind() error alike.
 PORT_TAKEN = "Address already in use"
+
+
+def fail(message: str) -> NoReturn:
+    """Fails the test (pytest.fail). pytest is imported here, not at the top: bench scripts import
+    this module where pytest is not installed."""
+    __tracebackhide__ = True  # pytest reports the caller's line
+    import pytest
+
+    pytest.fail(message)
 
 
 class PortTaken(RuntimeError):
@@ -66,6 +81,41 @@ def http_status(url: str, timeout: float = 2) -> int:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code
+
+
+def metric_values(text: str, name: str, /, **labels: str) -> list[float]:
+    """The value of every sample named `name` in Prometheus text (a server's /metrics) whose labels
+    include `labels`. Sample names, not family names: a counter's samples end in `_total`, a
+    histogram's in `_bucket`, `_sum` and `_count`. Empty when no sample matches."""
+    return [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def metric_sum(text: str, name: str, /, **labels: str) -> float:
+    """The sum of metric_values: 0 when no sample matches."""
+    return sum(metric_values(text, name, **labels), 0.0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of process `pid` and of every process it forked that is
+    alive now (BentoML's arbiter and workers); 0 when `pid` is gone."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # exited meanwhile
+            continue
+        total += times.user + times.system
+    return total
 
 
 # What a test server runs with unless the test says otherwise: one worker (the default is one per
@@ -124,14 +174,14 @@ class ProcessTree:
             if not self.alive():
                 if PORT_TAKEN in self.log_tail():
                     raise PortTaken(f"{self.name}: {self.log_tail()[-300:]}")
-                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 if http_status(url) == 200:
                     return
             except OSError:
                 pass  # not listening yet
             time.sleep(0.25)
-        pytest.fail(f"{self.name}: {url} not ready after {timeout} s:\n{self.log_tail()}")
+        fail(f"{self.name}: {url} not ready after {timeout} s:\n{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL every process of the tree at once: a crash, not a shutdown."""
@@ -203,7 +253,7 @@ class Server(ProcessTree):
             except PortTaken as taken:
                 self.stop()
                 if attempt == START_TRIES:
-                    pytest.fail(f"{START_TRIES} starts found their port taken; last: {taken}")
+                    fail(f"{START_TRIES} starts found their port taken; last: {taken}")
                 self._listen_on(free_port())
                 self._spawn(self._argv())
 
@@ -219,7 +269,7 @@ def wait_workers(server: ProcessTree, workers: int, timeout: float = READY_TIMEO
     deadline = time.monotonic() + timeout
     while server.log.read_text(errors="replace").count(WORKER_INITIALIZED) < workers:
         if time.monotonic() > deadline:
-            pytest.fail(f"{server.name}: {workers} workers not initialized after {timeout} s:\n{server.log_tail()}")
+            fail(f"{server.name}: {workers} workers not initialized after {timeout} s:\n{server.log_tail()}")
         time.sleep(0.1)
 
 
@@ -236,7 +286,7 @@ def start_on_free_port(start: Callable[[int], ProcessTree], ready_path: str, tim
         except PortTaken as taken:
             process.stop()
             if attempt == START_TRIES:
-                pytest.fail(f"{START_TRIES} starts found their port taken; last: {taken}")
+                fail(f"{START_TRIES} starts found their port taken; last: {taken}")
         except BaseException:
             process.stop()
             raise
@@ -273,6 +323,32 @@ def start_server(
     env = server_env({"GANSERVE_MODELS_DIR": str(models_dir), **extra_env})
     with running(name, env, root, ready_timeout=ready_timeout) as server:
         yield server
+
+
+def replica_env(models_dir: Path, home: Path, token: Optional[str] = None, **extra: str) -> dict[str, str]:
+    """A scale-out replica's environment (server_env: none of the developer's GANSERVE_* settings):
+    the defaults, on the CPU, one worker, onnxruntime, with its own BENTOML_HOME (BentoML keeps its
+    metrics files there); with `token` it requires that API token and says a shared cache keys on
+    it (GANSERVE_SHARED_CACHE_KEYS_TOKEN), as compose's scale profiles run it; plus `extra`."""
+    return server_env(
+        dict(
+            BENTOML_HOME=str(home),
+            BENTOML_DO_NOT_TRACK="true",
+            GANSERVE_MODELS_DIR=str(models_dir),
+            GANSERVE_DEVICE="cpu",
+            GANSERVE_WORKERS="1",
+            GANSERVE_BACKEND="onnxruntime",
+            **({"GANSERVE_API_TOKEN": token, "GANSERVE_SHARED_CACHE_KEYS_TOKEN": "true"} if token else {}),
+            **extra,
+        )
+    )
+
+
+def find_tool(name: str) -> Optional[str]:
+    """The path of a system tool (nginx, kubectl, docker-compose), or None."""
+    # Debian puts nginx in /usr/sbin, which is not on a non-root user's PATH.
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
+    return shutil.which(name, path=path)
 
 
 NGINX_DIR = REPO / "deploy" / "nginx"
@@ -313,3 +389,23 @@ http {{
 }}
 """)
     return main
+
+
+def start_nginx(
+    nginx: str, root: Path, upstreams: list[str], log_format: str, timeout: float = 30
+) -> tuple[ProcessTree, str]:
+    """nginx (the binary `nginx`: find_tool("nginx")) with nginx_config(root, upstreams, ...) on a
+    free loopback port, its config checked by `nginx -t` first; ready once GET /readyz through it
+    answers 200 (an upstream answered). Everything it writes lies in `root` (the access log in
+    root/access.log). Returns the process and its URL; on failure, nothing is left running."""
+
+    def start(port: int) -> ProcessTree:
+        config = nginx_config(root, upstreams, f"127.0.0.1:{port}", log_format)
+        base = [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log")]
+        checked = subprocess.run([*base, "-t"], capture_output=True, text=True)
+        if checked.returncode != 0:
+            fail(f"nginx -t refused the config:\n{checked.stderr}")
+        return ProcessTree("nginx", [*base, "-g", "daemon off;"], root / "nginx.log")
+
+    proxy, port = start_on_free_port(start, "/readyz", timeout)
+    return proxy, f"http://127.0.0.1:{port}"

@@ -7,19 +7,13 @@ tests that need them skip and say which package to install.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.servers import find_tool
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def find_tool(name: str) -> str | None:
-    # Debian puts nginx in /usr/sbin, which is not on a non-root user's PATH.
-    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
-    return shutil.which(name, path=path)
 
 
 def tool_or_skip(name: str) -> str:

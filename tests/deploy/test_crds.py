@@ -11,16 +11,13 @@ import copy
 import functools
 import json
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from jsonschema import Draft4Validator, ValidationError, validators
 
-from tests.deploy.conftest import tool_or_skip
-from tests.deploy.test_k8s import K8S
+from tests.deploy.kustomize import K8S, render
 
 CRDS = Path(__file__).resolve().parent / "crds"
 # Every kustomization whose output holds a custom kind; a test below keeps the list complete.
@@ -32,14 +29,6 @@ CUSTOM_TARGETS = ("components/keda", "overlays/cpu", "overlays/gpu", "kserve")
 
 def kustomizations() -> list[str]:
     return sorted(str(p.parent.relative_to(K8S)) for p in K8S.rglob("kustomization.yaml"))
-
-
-@functools.cache
-def render(target: str) -> list[dict]:
-    kubectl = tool_or_skip("kubectl")
-    done = subprocess.run([kubectl, "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"{target}: {done.stderr}"
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 def is_custom(doc: dict) -> bool:

@@ -1,11 +1,11 @@
 """A dataset made twice through the scale-out proxy: the second time nginx's cache answers every
 block, so no request reaches the replica, and the files are the first run's byte for byte.
 
-The replica and nginx are started as tests/deploy/test_proxy.py starts them (its Replica and
-config rendering: the compose proxy's template and script); the dataset command runs as a
-subprocess, the way a user runs it (and so that this process never imports the service's request
-schemas before tests/service sets its settings). bench/dataset_cache.py measures the same on the
-shipped mnist model.
+The replica and nginx are started as tests/deploy/test_proxy.py starts them (its Replica, and
+tests/servers.py start_nginx: the compose proxy's template and script); the dataset command runs
+as a subprocess, the way a user runs it (and so that this process never imports the service's
+request schemas before tests/service sets its settings). bench/dataset_cache.py measures the same
+on the shipped mnist model.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_proxy import READY_TIMEOUT_S, TOKEN, Replica, render_nginx_config
-from tests.servers import REPO, ProcessTree, server_env, start_on_free_port
+from tests.deploy.test_proxy import READY_TIMEOUT_S, TOKEN, UPSTREAMS_LOG, Replica
+from tests.servers import REPO, server_env, start_nginx
 
 pytestmark = pytest.mark.slow
 # 2 shards of 30 in blocks of 8: 4 blocks each, the last of 6.
@@ -64,17 +64,10 @@ def test_a_dataset_asked_again_through_the_proxy_comes_from_its_cache(
     replica = Replica(0, tiny_models_dir, tmp_path, tmp_path / "datasets")
     root = tmp_path / "nginx"
     root.mkdir()
-
-    def start(port: int) -> ProcessTree:
-        config = render_nginx_config(root, [f"127.0.0.1:{replica.port}"], f"127.0.0.1:{port}")
-        base = [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log")]
-        return ProcessTree("nginx", [*base, "-g", "daemon off;"], root / "nginx.log")
-
     proxy = None
     try:
         replica.wait_ready(READY_TIMEOUT_S)
-        proxy, port = start_on_free_port(start, "/readyz", 30)
-        url = f"http://127.0.0.1:{port}"
+        proxy, url = start_nginx(nginx, root, [f"127.0.0.1:{replica.port}"], UPSTREAMS_LOG)
         counts = [replica.samples_served()]
         generate(url, tmp_path / "first")
         counts.append(replica.samples_served())

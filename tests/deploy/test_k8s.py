@@ -7,16 +7,15 @@ container, selectors that select the pods, the GPU only where meant. No cluster 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import REPO, tool_or_skip
+from tests.deploy.conftest import REPO
+from tests.deploy.kustomize import K8S, render
 
-K8S = REPO / "deploy" / "k8s"
 TARGETS = ("base", "overlays/cpu", "overlays/gpu", "overlays/cpu-hpa", "kserve")
 KUBERNETES = "1.32.0"  # the release the manifests are checked against (preStop's `sleep` needs 1.30+)
 SERVER_PORT = 3000  # what `bentoml serve` and the image listen on (bentofile.yaml, docker-compose.yml)
@@ -25,13 +24,7 @@ MEASURED_PEAK_MB = 464  # one worker's peak RSS over the memory soak (docs/PERFO
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict]]:
-    kubectl = tool_or_skip("kubectl")
-    out = {}
-    for target in TARGETS:
-        done = subprocess.run([kubectl, "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, f"{target}: {done.stderr}"
-        out[target] = [d for d in yaml.safe_load_all(done.stdout) if d]
-    return out
+    return {target: render(target) for target in TARGETS}
 
 
 def of_kind(docs: list[dict], kind: str) -> list[dict]:

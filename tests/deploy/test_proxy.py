@@ -25,9 +25,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import NGINX_DIR, REPO, ProcessTree, Server, dead_url, nginx_config, server_env, start_on_free_port
+from tests.servers import NGINX_DIR, REPO, Server, dead_url, metric_sum, nginx_config, replica_env, start_nginx
 
 READY_TIMEOUT_S = 120  # two replicas importing onnxruntime on two shared cores
 SAMPLE = {"model": "tiny-ring", "n": 2, "seed": 7}
@@ -59,20 +58,14 @@ class Replica(Server):
     stops it with every worker it forks)."""
 
     def __init__(self, index: int, models_dir: Path, root: Path, output_dir: Path) -> None:
-        home = root / f"bentoml-home-{index}"  # each its own: BentoML keeps metrics files there
-        # None of the developer's GANSERVE_* settings: these replicas run with the defaults.
-        env = server_env(
-            dict(
-                BENTOML_HOME=str(home),
-                BENTOML_DO_NOT_TRACK="true",
-                GANSERVE_MODELS_DIR=str(models_dir),
-                GANSERVE_DEVICE="cpu",
-                GANSERVE_WORKERS="1",
-                GANSERVE_BACKEND="onnxruntime",
-                GANSERVE_OUTPUT_DIR=str(output_dir),
-                # The proxy's cache keys on the credential (ganserve.conf.template), as this says.
-                **({"GANSERVE_API_TOKEN": TOKEN, "GANSERVE_SHARED_CACHE_KEYS_TOKEN": "true"} if index == 0 else {}),
-            )
+        # Each its own BentoML home (BentoML keeps metrics files there); none of the developer's
+        # GANSERVE_* settings. Replica 0 requires the token, and says the proxy's cache keys on it
+        # (ganserve.conf.template keys on the credential).
+        env = replica_env(
+            models_dir,
+            root / f"bentoml-home-{index}",
+            token=TOKEN if index == 0 else None,
+            GANSERVE_OUTPUT_DIR=str(output_dir),
         )
         self.token_required = index == 0
         super().__init__(f"replica {index}", env, root / f"replica-{index}.log", command="bentoml")
@@ -81,14 +74,7 @@ class Replica(Server):
         """Successful POST /sample calls this replica answered, from its own /metrics."""
         status, text = http("GET", f"{self.url}/metrics")
         assert status == 200
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text.decode())
-            for sample in family.samples
-            if sample.name.endswith("request_total")
-            and sample.labels.get("endpoint") == "/sample"
-            and sample.labels.get("http_response_code") == "200"
-        )
+        return metric_sum(text.decode(), "bentoml_service_request_total", endpoint="/sample", http_response_code="200")
 
 
 # The access log names the replica(s) each request went to: see `upstreams_of`.
@@ -141,24 +127,9 @@ class Proxy:
 @pytest.fixture(scope="module")
 def proxy(nginx: str, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> Proxy:
     root = tmp_path_factory.mktemp("nginx")
-
-    def start(port: int) -> ProcessTree:
-        config = render_nginx_config(root, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{port}")
-        checked = subprocess.run(
-            [nginx, "-t", "-p", str(root), "-c", str(config), "-e", str(root / "error.log")],
-            capture_output=True,
-            text=True,
-        )
-        assert checked.returncode == 0, checked.stderr
-        return ProcessTree(
-            "nginx",
-            [nginx, "-p", str(root), "-c", str(config), "-e", str(root / "error.log"), "-g", "daemon off;"],
-            root / "nginx.log",
-        )
-
-    server, port = start_on_free_port(start, "/readyz", 30)
+    server, url = start_nginx(nginx, root, [f"127.0.0.1:{r.port}" for r in replicas], UPSTREAMS_LOG)
     try:
-        yield Proxy(f"http://127.0.0.1:{port}", root / "access.log")
+        yield Proxy(url, root / "access.log")
     finally:
         server.stop()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
 import shutil
 import socket
 import threading
@@ -20,12 +19,11 @@ import time
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 from PIL import Image
 
 from service.runtime.memory import TRIM_AFTER_S
-from tests.servers import REPO, start_server
+from tests.servers import REPO, cpu_seconds, metric_sum, start_server
 from tests.service.support import TOKEN, real_server_env
 
 pytestmark = pytest.mark.slow
@@ -95,30 +93,16 @@ def _leave_early(port: int, path: str, content_type: str, body: bytes, after_s: 
         time.sleep(max(0.0, after_s - 0.05))
 
 
-def _metric(text: str, name: str) -> float:
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
-
-
-def _cpu_s(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def _idle_after(http: httpx.Client, procs) -> float:
-    """Seconds until nothing is queued or in flight and the worker's CPU is idle."""
+def _idle_after(http: httpx.Client, pid: int) -> float:
+    """Seconds until nothing is queued or in flight and the server's CPU (process `pid` and its
+    children: the CLI, BentoML's arbiter and the worker) is idle."""
     start = time.monotonic()
     while time.monotonic() - start < 60:
         m = http.get("/metrics").text
-        if _metric(m, "ganserve_inflight_requests") == 0 and _metric(m, "ganserve_queued_requests") == 0:
-            before = _cpu_s(procs)
+        if metric_sum(m, "ganserve_inflight_requests") == 0 and metric_sum(m, "ganserve_queued_requests") == 0:
+            before = cpu_seconds(pid)
             time.sleep(0.25)
-            if (_cpu_s(procs) - before) / 0.25 < IDLE_CPU:
+            if (cpu_seconds(pid) - before) / 0.25 < IDLE_CPU:
                 return time.monotonic() - start - 0.25  # idle since the start of that quiet window
         time.sleep(0.05)
     return float("inf")
@@ -163,14 +147,14 @@ def test_fifty_clients_that_leave_stop_their_work(tmp_path):
         rss = []
         for _ in range(ROUNDS):
             _round(port)
-            seconds.append(_idle_after(http, procs))
+            seconds.append(_idle_after(http, server.proc.pid))
             time.sleep(TRIM_AFTER_S + 0.5)  # an idle worker hands its free heap back (runtime/memory.py)
             rss.append(_rss_mb(procs))
         metrics = http.get("/metrics").text
         after = http.post("/sample", json={"n": 4, "seed": 3, "min_realness": 0.5})
     print(f"idle after the last disconnect: {seconds} s; worker memory {rss} MB")
     assert max(seconds) < IDLE_BOUND_S, seconds
-    assert _metric(metrics, "ganserve_cancelled_requests_total") >= ROUNDS * CLIENTS - 4, (
+    assert metric_sum(metrics, "ganserve_cancelled_requests_total") >= ROUNDS * CLIENTS - 4, (
         metrics
     )  # the odd one may finish
     assert min(rss[1:]) < rss[0] + MEMORY_SLACK_MB, rss

@@ -26,7 +26,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.servers import Server, running, server_env
+from tests.servers import Server, metric_values, running, server_env
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -144,6 +144,7 @@ def test_a_worker_under_a_hard_memory_limit_is_never_killed_and_refuses_with_503
 
 
 def _gauges(url: str) -> dict:
+    """The admission metrics on /metrics, each that is there by its sample's name."""
     text = httpx.get(f"{url}/metrics", timeout=20).text
     wanted = (
         "ganserve_inflight_requests",
@@ -151,4 +152,4 @@ def _gauges(url: str) -> dict:
         "ganserve_queued_requests",
         "ganserve_refused_requests_total",
     )
-    return {line.split()[0]: float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted)}
+    return {name: sum(values) for name in wanted if (values := metric_values(text, name))}
