@@ -18,8 +18,9 @@ only reads what comes after it (nothing but the disconnect, for HTTP/1.1). A wat
 waiting on receive(): about 50 us of CPU a request, a tenth of an n = 1 request's, and under load
 every request lives long enough to need one if it is started by a timer
 (docs/PERFORMANCE.md#finding-cancel-watch). So /sample watches only the requests that cost enough
-to be worth stopping (`watch`, from the route, by the request's admission charge); the other
-routes, rarer and dearer, watch every request.
+to be worth stopping (`watch`, from the route, by the request's admission charge), and so does
+/v2 infer, which serves the same one-sample requests; the other routes, rarer and dearer, watch
+every request.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.runtime import cancellation
 
+# Requests charged at least this much by admission (about 30 MNIST digits as npy, fewer through a
+# filter) have their connection watched, and their work stopped if the client leaves, where the
+# route decides by cost (`watch`: /sample, /v2 infer); smaller ones finish in about a millisecond
+# of CPU once they run, less than a watch costs.
+WATCH_MIN_COST = 256 * 1024
 WATCH_KEY = "ganserve.disconnect"  # the request's _Receiver in its ASGI scope (`watch` finds it)
 
 

@@ -42,7 +42,7 @@ from service.http import caching, context, dataset_routes, disconnect, handlers,
 from service.http.admitted import admitted
 from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
 from service.http.context import engine_of
-from service.http.disconnect import cancellable
+from service.http.disconnect import WATCH_MIN_COST, cancellable
 from service.http.errors import to_response
 from service.http.v2 import routes as v2_routes
 from service.runtime import admission, tracing
@@ -53,10 +53,6 @@ from service.settings import get_settings
 
 T = TypeVar("T", bound=BaseModel)
 
-# /sample requests charged at least this much (about 30 MNIST digits as npy, fewer through a
-# filter) have their connection watched, and their work stopped if the client leaves; smaller
-# ones finish in about a millisecond of CPU once they run, less than a watch costs (disconnect.py).
-WATCH_MIN_COST = 256 * 1024
 SOLE_CLIENT = SoleClient()  # one per worker process: its event loop is the one shared resource
 
 

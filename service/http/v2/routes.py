@@ -8,20 +8,23 @@ under /v2 is behind the token (middleware.py).
 
 from __future__ import annotations
 
+import math
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models.card import CARD_FILE
-from service.core import versions
+from service.core import formats, versions
 from service.core.schemas import MAX_N
-from service.http import context, errors
+from service.http import context, disconnect, errors
+from service.http.admitted import Charge, admitted_raising
 from service.http.context import engine_of
-from service.http.disconnect import cancellable
+from service.http.disconnect import WATCH_MIN_COST, cancellable
 from service.http.openapi import server_version
 from service.http.v2.tensors import DATATYPES, TensorMeta, V2Error, decompressed, encode_response, parse_request
-from service.runtime import tracing
+from service.runtime import admission, tracing
 from service.runtime.engine import UnknownModel, model_folders
 from service.runtime.metrics import count_samples
 from service.runtime.model import LoadedModel
@@ -44,8 +47,8 @@ def error_answer(e: Exception) -> Response:
     the status from the one table every route reads (http/errors.py, its V2 column)."""
     if isinstance(e, V2Error):
         return JSONResponse({"error": e.message}, status_code=e.status)
-    status, _, message, _ = errors.status_of(e, protocol="v2")
-    return JSONResponse({"error": message}, status_code=status)
+    status, _, message, headers = errors.status_of(e, protocol="v2")
+    return JSONResponse({"error": message}, status_code=status, headers=headers)  # Retry-After on a 503
 
 
 def _resolve(request: Request) -> tuple[LoadedModel, str]:
@@ -121,20 +124,53 @@ async def model_ready(request: Request) -> Response:
 
 
 async def infer(request: Request) -> Response:
+    """Admitted like every route that runs a graph (runtime/admission.py): parsing is charged as a
+    /score of the body, and once parsed, the charge is raised by the answer (`answer_cost`)."""
     try:
         model, role = _resolve(request)
         inputs, outputs = io_meta(model, role)
         body = decompressed(
             await request.body(), request.headers.get("content-encoding"), get_settings().max_body_bytes
         )
+        binary = request.headers.get("inference-header-content-length") is not None
+        cost = admission.score_cost(len(body), "npy" if binary else "json")
+        return await admitted_raising(cost, lambda charge: _infer(request, model, role, inputs, outputs, body, charge))
+    except Exception as e:
+        return error_answer(e)
+
+
+def answer_cost(n: int, inputs: list[TensorMeta], outputs: list[TensorMeta], wanted: list[tuple[str, bool]]) -> int:
+    """Admission's charge of answering n rows beside the parsed body: the graph's inputs and its
+    output as a /sample of n answered in npy (binary outputs) or json (any output inline)."""
+    per_row_in = sum(math.prod(m.shape[1:]) for m in inputs)
+    per_row_out = math.prod(outputs[0].shape[1:])
+    spec = formats.get("npy" if all(as_binary for _, as_binary in wanted) else "json")
+    return admission.sample_cost(n, per_row_in, per_row_out, spec.peak_bytes_per_value, 1, spec.fixed_peak_bytes)
+
+
+async def _infer(
+    request: Request,
+    model: LoadedModel,
+    role: str,
+    inputs: list[TensorMeta],
+    outputs: list[TensorMeta],
+    body: bytes,
+    charge: Charge,
+) -> Response:
+    try:
         args = (body, request.headers.get("inference-header-content-length"), inputs, outputs, MAX_N)
         req = (
             parse_request(*args)
             if len(body) <= context.LOOP_MAX_BODY_BYTES
             else await run_in_threadpool(parse_request, *args)
         )
+        n = len(req.inputs[inputs[0].name])
+        total = charge.cost + answer_cost(n, inputs, outputs, req.outputs)
+        if total >= WATCH_MIN_COST:  # worth stopping if its client leaves (disconnect.py)
+            disconnect.watch(request.scope)
+        await charge.raise_to(total)
         if tracing.on():
-            tracing.describe(f"{model.name}.{role}", model.card.version, len(req.inputs[inputs[0].name]), "v2")
+            tracing.describe(f"{model.name}.{role}", model.card.version, n, "v2")
         results = await _run(model, role, req.inputs, inputs, outputs)
         name = v2_name(model.name, role)
         args = (name, model.card.version, req.id, results, {m.name: m for m in outputs}, req.outputs)
@@ -235,7 +271,7 @@ def routes() -> list[Route]:
         table += [
             Route(prefix, model_metadata, methods=["GET"]),
             Route(f"{prefix}/ready", model_ready, methods=["GET"]),
-            Route(f"{prefix}/infer", cancellable(infer), methods=["POST"]),
+            Route(f"{prefix}/infer", cancellable(infer, eager=False), methods=["POST"]),
         ]
     # Last: any other path under /v2 gets the protocol's error answer rather than BentoML's 404 page.
     return table + [Route("/v2/{rest:path}", not_found)]

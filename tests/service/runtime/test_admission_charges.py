@@ -14,6 +14,7 @@ import json
 import threading
 import tracemalloc
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -175,7 +176,7 @@ def test_a_score_requests_charge_covers_what_it_holds_at_its_peak(mnist, kind, n
     assert peak <= charge, f"{kind}: peaked at {peak / 1e6:.2f} MB, charged {charge / 1e6:.2f} MB"
 
 
-def route_peak(app, path: str, query: bytes, body: bytes, content_type: str) -> int:
+def route_peak(app, path: str, query: bytes, body: bytes, content_type: str, headers: list | None = None) -> int:
     """Peak bytes of one request through `app`'s route, called as the server calls it, the body
     handed over as received (no client in this process to count); warmed by one request first,
     and both must answer 200."""
@@ -200,7 +201,8 @@ def route_peak(app, path: str, query: bytes, body: bytes, content_type: str) -> 
             "raw_path": path.encode(),
             "root_path": "",
             "query_string": query,
-            "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+            + (headers or []),
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
             "state": {},
@@ -304,5 +306,111 @@ def test_an_invert_whose_search_does_not_fit_waits_then_is_refused(client, monke
         holder.join()
     assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
     assert refused.json()["error"].startswith("server: ")
+    assert served.status_code == 200, served.text
+    assert (adm.in_flight, adm.in_flight_bytes) == (0, 0)
+
+
+def _v2_body(name: str, array, binary_in: bool, binary_out: bool, output: str) -> tuple[bytes, Optional[int]]:
+    """An Open Inference Protocol request: the input inline or as binary data after the header, its
+    output asked inline or binary; (body, the header's length when binary data follows)."""
+    import numpy as np
+
+    entry = {"name": name, "datatype": "FP32", "shape": list(array.shape)}
+    if binary_in:
+        entry["parameters"] = {"binary_data_size": array.nbytes}
+    else:
+        entry["data"] = array.ravel().tolist()
+    head = json.dumps(
+        {"inputs": [entry], "outputs": [{"name": output, "parameters": {"binary_data": binary_out}}]}
+    ).encode()
+    if not binary_in:
+        return head, None
+    return head + np.ascontiguousarray(array, np.float32).tobytes(), len(head)
+
+
+@pytest.mark.parametrize(
+    "role, binary_in, binary_out",
+    [
+        ("generator", True, True),
+        ("generator", False, False),
+        ("generator", True, False),
+        ("discriminator", False, False),
+    ],
+)
+def test_a_v2_infers_charge_covers_what_it_holds_at_its_peak(mnist, role, binary_in, binary_out):
+    """/v2/models/<m>.<role>/infer is charged as a /score of its body, raised once parsed by its
+    answer (v2 routes.answer_cost): measured over the route itself at max n."""
+    import numpy as np
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from service.core.schemas import MAX_N
+    from service.http.v2 import routes as v2
+    from service.runtime import admission
+
+    app = Starlette(routes=[Route("/v2/models/{name}/infer", v2.infer, methods=["POST"])])
+    app.state.engine = mnist
+    model = mnist.get("mnist")
+    inputs, outputs = v2.io_meta(model, role)
+    rng = np.random.default_rng(0)
+    shape = (MAX_N, *inputs[0].shape[1:])
+    array = rng.standard_normal(shape, dtype=np.float32) if role == "generator" else rng.random(shape, dtype=np.float32)
+    body, header = _v2_body(inputs[0].name, array, binary_in, binary_out, outputs[0].name)
+    charge = admission.score_cost(len(body), "npy" if binary_in else "json") + v2.answer_cost(
+        MAX_N, inputs, outputs, [(outputs[0].name, binary_out)]
+    )
+    extra = [] if header is None else [(b"inference-header-content-length", str(header).encode())]
+    peak = route_peak(app, f"/v2/models/mnist.{role}/infer", b"", body, "application/octet-stream", extra)
+    assert peak <= charge, (
+        f"{role} {binary_in=} {binary_out=}: peaked at {peak / 1e6:.2f} MB, charged {charge / 1e6:.2f} MB"
+    )
+
+
+def test_a_v2_infer_that_does_not_fit_waits_then_is_refused_with_retry_after(client, monkeypatch):
+    """The Open Inference Protocol's infer is under the same budget as /sample: with the worker's
+    budget held, a large infer waits, then gets the protocol's 503 with Retry-After, holding
+    nothing after; a small one beside the same holder is answered."""
+    import numpy as np
+
+    from service.core.schemas import MAX_N
+    from service.http.v2 import routes as v2
+    from service.runtime import admission
+    from service.service import ROUTES
+
+    model = ROUTES.state.engine.get(DEFAULT)
+    inputs, outputs = v2.io_meta(model, "generator")
+    wanted = [(outputs[0].name, True)]
+    big, small = (np.zeros((k, *inputs[0].shape[1:]), np.float32) for k in (MAX_N, 1))
+    (big_body, big_head), (small_body, small_head) = (
+        _v2_body(inputs[0].name, z, True, True, outputs[0].name) for z in (big, small)
+    )
+
+    def cost(body, n):
+        return admission.score_cost(len(body), "npy") + v2.answer_cost(n, inputs, outputs, wanted)
+
+    held = cost(big_body, MAX_N)
+    adm = admission.Admission(
+        budget=held + (cost(small_body, 1) + cost(big_body, MAX_N)) // 2, queue=8, wait_s=0.3, metrics=False
+    )
+    monkeypatch.setattr(admission, "_instance", adm)
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold():
+        with adm.admit_sync(held):
+            entered.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    path = f"/v2/models/{DEFAULT}.generator/infer"
+    try:
+        assert entered.wait(5)
+        refused = client.post(path, content=big_body, headers={"Inference-Header-Content-Length": str(big_head)})
+        served = client.post(path, content=small_body, headers={"Inference-Header-Content-Length": str(small_head)})
+    finally:
+        leave.set()
+        holder.join()
+    assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
+    assert refused.json()["error"].startswith("overloaded"), refused.text
     assert served.status_code == 200, served.text
     assert (adm.in_flight, adm.in_flight_bytes) == (0, 0)
