@@ -14,6 +14,7 @@ from PIL import Image
 
 from models.card import ModelCard
 from service.core import latents
+from tests.servers import metric_sum
 from tests.service.support import DEFAULT, MAX_BODY, MAX_N
 
 GRID_PAD = 2
@@ -516,8 +517,7 @@ def test_real_answers_match_their_documented_schemas_and_headers(client):
 
 
 def _served(metrics: str) -> float:
-    line = f'ganserve_samples_served_total{{model="{DEFAULT}"}}'
-    return sum(float(row.split()[-1]) for row in metrics.splitlines() if row.startswith(line))
+    return metric_sum(metrics, "ganserve_samples_served_total", model=DEFAULT)
 
 
 def test_an_onnxruntime_failure_answers_500_with_a_message_and_the_server_keeps_serving(client):

@@ -20,7 +20,7 @@ import pytest
 from service.core import encoding
 from service.runtime import admission
 from service.runtime.admission import Admission
-from tests.servers import running, server_env
+from tests.servers import metric_sum, running, server_env
 from tests.service.http.asgi import post_to_routes
 from tests.service.support import COND, DEFAULT
 
@@ -249,8 +249,7 @@ def mnist_server(tmp_path_factory):
 
 
 def _in_flight(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=20).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("ganserve_inflight_requests"))
+    return metric_sum(httpx.get(f"{url}/metrics", timeout=20).text, "ganserve_inflight_requests")
 
 
 @pytest.mark.slow
