@@ -3,6 +3,8 @@ the app and of real server subprocesses. (Fixtures stay in conftest.py; tests im
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Deprecation notices raised inside BentoML and its dependencies (not actionable here, and fatal
@@ -55,3 +57,31 @@ def real_server_env(models_dir: Path, root: Path, **overrides: str) -> dict[str,
 
 def server_env_8_threads(models_dir, root) -> dict[str, str]:
     return real_server_env(models_dir, root, GANSERVE_THREADS="8")
+
+
+@contextmanager
+def budget_held(monkeypatch, budget: int, held: int, wait_s: float = 0.3) -> Iterator:
+    """This process's admission (runtime/admission.py) replaced by one of `budget` bytes, `held` of
+    them taken by another request in a thread for as long as the block runs: what the routes under
+    test get is what is left. Yields the Admission, to read its counters."""
+    import threading
+
+    from service.runtime import admission
+
+    adm = admission.Admission(budget=budget, queue=8, wait_s=wait_s, metrics=False)
+    monkeypatch.setattr(admission, "_instance", adm)
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with adm.admit_sync(held):
+            entered.set()
+            leave.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(5), "the holding request was not admitted"
+        yield adm
+    finally:
+        leave.set()
+        holder.join()

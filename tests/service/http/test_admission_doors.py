@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 
 import numpy as np
 import pytest
 
 from tests.service.http.test_guard import served_routes
-from tests.service.support import COND, DEFAULT
+from tests.service.support import COND, DEFAULT, budget_held
 
 # (method, path as served_routes gives it): why it is not admitted.
 NOT_ADMITTED = {
@@ -123,7 +122,6 @@ def test_every_route_is_either_admitted_or_says_why_not(client, routes):  # clie
 
 
 def test_with_the_budget_held_every_admitted_route_waits_then_answers_503(client, monkeypatch):
-    from service.runtime import admission
     from service.service import ROUTES
 
     requests = admitted_requests(ROUTES.state.engine)
@@ -132,25 +130,11 @@ def test_with_the_budget_held_every_admitted_route_waits_then_answers_503(client
         assert answer.status_code == 200, (method, path, answer.text)
 
     # A budget of one byte, held: no request fits beside the holder, so each waits, then is refused.
-    adm = admission.Admission(budget=1, queue=8, wait_s=0.2, metrics=False)
-    monkeypatch.setattr(admission, "_instance", adm)
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold():
-        with adm.admit_sync(1):
-            entered.set()
-            leave.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    answers = {}
-    try:
-        assert entered.wait(5)
-        for (method, route), (path, kwargs) in requests.items():
-            answers[method, route] = client.request(method, path, **kwargs)
-    finally:
-        leave.set()
-        holder.join()
+    with budget_held(monkeypatch, budget=1, held=1, wait_s=0.2) as adm:
+        answers = {
+            (method, route): client.request(method, path, **kwargs)
+            for (method, route), (path, kwargs) in requests.items()
+        }
     let_in = {k: (a.status_code, a.text[:120]) for k, a in answers.items() if a.status_code != 503}
     assert not let_in, f"answered past a full budget: {let_in}"
     assert all(a.headers.get("retry-after") for a in answers.values())

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import tracemalloc
 from pathlib import Path
 from typing import Optional
 
 import pytest
 
-from tests.service.support import COND, DEFAULT
+from tests.service.support import COND, DEFAULT, budget_held
 
 REPO = Path(__file__).resolve().parents[3]
 FACTOR = 20  # GANSERVE_MAX_DRAWS_FACTOR's default: a filter draws at most n x this
@@ -109,7 +108,6 @@ def test_a_filtered_request_that_fits_only_unfiltered_waits_then_is_refused(clie
     then gets a 503 with Retry-After; the same request unfiltered is served."""
     from service.core import requests
     from service.core.schemas import SampleRequest
-    from service.runtime import admission
     from service.service import ROUTES
 
     body = {"n": 200, "seed": 1, "format": "npy"}
@@ -118,24 +116,9 @@ def test_a_filtered_request_that_fits_only_unfiltered_waits_then_is_refused(clie
     filtered = requests.sample_charge(model, SampleRequest(**body, **filter_), FACTOR)
     assert filtered > plain
     held = filtered  # another request in flight
-    adm = admission.Admission(budget=held + (plain + filtered) // 2, queue=8, wait_s=0.3, metrics=False)
-    monkeypatch.setattr(admission, "_instance", adm)
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold():
-        with adm.admit_sync(held):
-            entered.set()
-            leave.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert entered.wait(5)
+    with budget_held(monkeypatch, held + (plain + filtered) // 2, held) as adm:
         refused = client.post("/sample", json={**body, **filter_})
         served = client.post("/sample", json=body)
-    finally:
-        leave.set()
-        holder.join()
     assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
     assert refused.json()["error"].startswith("server: ")
     assert served.status_code == 200, served.text
@@ -285,25 +268,10 @@ def test_an_invert_whose_search_does_not_fit_waits_then_is_refused(client, monke
     searched = first + inversion.charge(model, len(x), "npy", 64)
     assert searched > plain
     held = searched  # another request in flight: beside it the answer fits, the search does not
-    adm = admission.Admission(budget=held + (plain + searched) // 2, queue=8, wait_s=0.3, metrics=False)
-    monkeypatch.setattr(admission, "_instance", adm)
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold():
-        with adm.admit_sync(held):
-            entered.set()
-            leave.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
     headers = {"content-type": "application/x-npy"}
-    try:
-        assert entered.wait(5)
+    with budget_held(monkeypatch, held + (plain + searched) // 2, held) as adm:
         refused = client.post(f"/invert?model={COND}&labels=2&format=npy&refine=64", content=body, headers=headers)
         served = client.post(f"/invert?model={COND}&labels=2&format=npy", content=body, headers=headers)
-    finally:
-        leave.set()
-        holder.join()
     assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
     assert refused.json()["error"].startswith("server: ")
     assert served.status_code == 200, served.text
@@ -389,27 +357,10 @@ def test_a_v2_infer_that_does_not_fit_waits_then_is_refused_with_retry_after(cli
         return admission.score_cost(len(body), "npy") + v2.answer_cost(n, inputs, outputs, wanted)
 
     held = cost(big_body, MAX_N)
-    adm = admission.Admission(
-        budget=held + (cost(small_body, 1) + cost(big_body, MAX_N)) // 2, queue=8, wait_s=0.3, metrics=False
-    )
-    monkeypatch.setattr(admission, "_instance", adm)
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold():
-        with adm.admit_sync(held):
-            entered.set()
-            leave.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
     path = f"/v2/models/{DEFAULT}.generator/infer"
-    try:
-        assert entered.wait(5)
+    with budget_held(monkeypatch, held + (cost(small_body, 1) + cost(big_body, MAX_N)) // 2, held) as adm:
         refused = client.post(path, content=big_body, headers={"Inference-Header-Content-Length": str(big_head)})
         served = client.post(path, content=small_body, headers={"Inference-Header-Content-Length": str(small_head)})
-    finally:
-        leave.set()
-        holder.join()
     assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
     assert refused.json()["error"].startswith("overloaded"), refused.text
     assert served.status_code == 200, served.text
