@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Graph (intra-op) threads per worker; unset: twice the worker's share of the cores, at most
     # all of them (`layout`).
     graph_threads: Optional[int] = Field(default=None, ge=1, le=256)
+    # > 0: on the CPU with onnxruntime and 2+ graph threads, a run of a sampling graph (G) of at
+    # least this many rows is split by rows into one one-thread run per graph thread, run at once
+    # (runtime/backends.py SplitRuns): per-core data parallelism inside a worker instead of intra-op
+    # threading, same answers bit for bit; smaller runs use the graph threads as before. Costs a
+    # second session of each G (15 MB for mnist's). 0: every run on the graph threads
+    # (docs/PERFORMANCE.md#finding-split-run).
+    split_rows: int = Field(default=256, ge=0, le=1_000_000)
     # Requests served in threads at once per worker (BentoML's `threads`: /interpolate, and /sample
     # requests that are large or filtered), and the graph runs the event loop's small /sample
     # requests can have going at once; onnxruntime itself uses the layout's graph threads per run

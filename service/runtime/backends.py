@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
@@ -133,6 +134,12 @@ def runnable(providers: list[str]) -> list[str]:
     return [name for name, b in BACKENDS.items() if b.available() and b.runs_on(providers)]
 
 
+def splits(name: str, providers: list[str]) -> bool:
+    """Whether `name`'s sessions on these providers split large runs by rows (SplitRuns):
+    onnxruntime on the CPU. OpenVINO keeps its own threads; on CUDA one run fills the device."""
+    return name == ONNXRUNTIME and providers == [CPU_PROVIDER]
+
+
 def openvino_available() -> bool:
     return BACKENDS[OPENVINO].available()
 
@@ -197,6 +204,81 @@ class OpenVinoSession:
         result = request.infer(feeds)
         names = output_names or [o.name for o in self._outputs]
         return [result[self._compiled.output(name)] for name in names]
+
+
+class Splitter:
+    """The helper threads an engine's split runs share (`SplitRuns`): `parts - 1` of them, each
+    running one slice of a run while the caller runs another. A run splits only into the helpers
+    free when it starts: under concurrent runs (busy workers) each run keeps to its caller's thread
+    and nothing waits on a helper, so the cores are never asked for more than `parts` graph threads
+    by a worker's split runs."""
+
+    def __init__(self, parts: int, min_rows: int):
+        self.parts, self.min_rows = parts, min_rows
+        self._free = threading.BoundedSemaphore(parts - 1)
+        self._pool = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="ganserve-split")
+
+    def helpers(self) -> int:
+        """Takes as many free helpers as a run may use (up to parts - 1); give them back with `release`."""
+        taken = 0
+        while taken < self.parts - 1 and self._free.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def release(self, taken: int) -> None:
+        for _ in range(taken):
+            self._free.release()
+
+    def submit(self, fn: Callable, *args):
+        return self._pool.submit(fn, *args)
+
+    def describe(self) -> str:
+        return f"runs of >= {self.min_rows} rows split over {self.parts} one-thread runs at once"
+
+
+class SplitRuns:
+    """A sampling graph opened twice by onnxruntime on the CPU: `whole`, on the worker's graph
+    threads, runs what is smaller than `splitter.min_rows` rows exactly as an unsplit engine does;
+    `one`, on one intra-op thread, runs larger runs split by rows into slices at once, the caller's
+    thread running one and the splitter's free helpers the others (one InferenceSession may be run
+    from several threads; its Run releases the GIL). A large run that finds no helper free (the
+    worker already busy with another) runs whole on `one`, on the caller's thread. Per-core data
+    parallelism inside one worker instead of intra-op threading, where rows are many: on a 2-core
+    AVX-512 host two concurrent 1-thread halves of n = 1024 ran 1.09-1.11x one 2-thread run at
+    0.90-0.92x its CPU; at 32-64 rows they tie, at 16 they ran 0.70x (intra-op threads share one
+    read of the weights), hence the two sessions (bench/split_run.py, docs/PERFORMANCE.md#finding-split-run).
+    The answers are the same bit for bit: a G maps each row on its own (the micro-batchers already
+    rely on it) and each slice's rows take the same kernels as in one run
+    (tests/service/runtime/test_split_runs.py). Runs whose inputs do not all share their first
+    dimension run on `whole`."""
+
+    def __init__(self, whole, one, splitter: Splitter):
+        self.whole, self.one, self.splitter = whole, one, splitter
+
+    def __getattr__(self, name: str):  # get_inputs, get_outputs, get_providers, ...: the session's own
+        return getattr(self.whole, name)
+
+    def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        rows = {len(a) if getattr(a, "ndim", 0) else -1 for a in feeds.values()}
+        n = next(iter(rows)) if len(rows) == 1 else -1
+        if n < max(self.splitter.min_rows, 2):
+            return self.whole.run(output_names, feeds)
+        taken = self.splitter.helpers()
+        if not taken:
+            return self.one.run(output_names, feeds)
+        try:
+            parts = taken + 1
+            edges = [n * i // parts for i in range(parts + 1)]
+            slices = [{k: a[lo:hi] for k, a in feeds.items()} for lo, hi in zip(edges, edges[1:])]
+            others = [self.splitter.submit(self.one.run, output_names, f) for f in slices[1:]]
+            try:
+                mine = self.one.run(output_names, slices[0])
+            finally:
+                wait(others)  # every slice done before the helpers go back
+            results = [f.result() for f in others]
+        finally:
+            self.splitter.release(taken)
+        return [np.concatenate([mine[i], *(r[i] for r in results)]) for i in range(len(mine))]
 
 
 @dataclass(frozen=True)

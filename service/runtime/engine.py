@@ -39,6 +39,15 @@ class ModelUnavailable(RuntimeError):
         super().__init__(f"model {name!r} is unavailable: {reason}")
 
 
+def _split_rows() -> int:
+    from service.settings import SettingsError, get_settings
+
+    try:
+        return get_settings().split_rows
+    except SettingsError:  # reported where the settings are read for real
+        return 0
+
+
 def model_folders(models_dir: Path) -> list[Path]:
     """Sub-folders that are meant to be models (not __pycache__, not hidden), sorted by name."""
     if not models_dir.is_dir():
@@ -62,6 +71,7 @@ class Engine:
         run_threads: int = 8,
         backend: str = backends.DEFAULT,
         gather_s: float = 0.0,
+        split_rows: int | None = None,
     ):
         self.models_dir = Path(models_dir)
         try:
@@ -75,6 +85,10 @@ class Engine:
         self.micro_batching = micro_batching
         self.gather_s = gather_s
         self.intra_op_threads = intra_op_threads
+        # A G's runs of >= split_rows rows as one one-thread run per graph thread, at once
+        # (backends.SplitRuns; None: GANSERVE_SPLIT_ROWS, 0: never).
+        self.split_rows = _split_rows() if split_rows is None else split_rows
+        self.splitter: backends.Splitter | None = None  # made with the first CPU session that splits
         self.device = device
         self.providers: list[str] | None = None
         self.provider_note = ""
@@ -132,6 +146,10 @@ class Engine:
             log.info("execution providers %s (%s)", self.providers, self.provider_note)
         choice = self._choose_backend(card, paths)
         sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()}
+        if self.splitter is not None and any(isinstance(s, backends.SplitRuns) for s in sessions.values()):
+            choice = backends.Choice(
+                choice.backend, f"{choice.reason}; {self.splitter.describe()}", choice.samples_per_s
+            )
         provider = sessions[card.sampling_roles[-1]].get_providers()[0]
         model = LoadedModel(
             card=card,
@@ -157,12 +175,27 @@ class Engine:
         """One graph opened by `backend`, its inputs and outputs checked against the card."""
         sig = card.expected_signature(role)
         names = tuple(t.name for t in sig.inputs + sig.outputs)
+        split = role in card.sampling_roles and self._splits(backend)
         try:
             session = backends.get(backend).open(path, self.intra_op_threads, self.providers, names)
+            if split:  # the same graph on one intra-op thread, for the large runs split by rows
+                one = backends.get(backend).open(path, 1, self.providers, names)
         except Exception as e:
             raise CardError(path, f"{backend} cannot load it: {e}") from None
         check_signature(path, card.expected_signature(role), observed_signature(session, path))
-        return session
+        return backends.SplitRuns(session, one, self.splitter) if split else session
+
+    def _splits(self, backend: str) -> bool:
+        """Whether `backend`'s sampling graphs split their large runs by rows over the graph
+        threads (backends.SplitRuns): where the backend can on these providers (onnxruntime on the
+        CPU), with split_rows > 0 and more than one graph thread. The other graphs (D, its ratio,
+        E) run as before: each second session costs its weights again (15 MB for mnist's G), and
+        their large runs are rarer."""
+        if not (self.split_rows > 0 and self.intra_op_threads > 1 and backends.splits(backend, self.providers)):
+            return False
+        if self.splitter is None:
+            self.splitter = backends.Splitter(self.intra_op_threads, self.split_rows)
+        return True
 
     def _choose_backend(self, card: ModelCard, paths: dict[str, Path]) -> backends.Choice:
         """The backend setting where it can run on the engine's providers (onnxruntime alone on
