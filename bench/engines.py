@@ -3,7 +3,7 @@ onnxruntime (the session options we serve with), the OpenVINO runtime on the sam
 torch on the same network (what bench/baseline_torch_server.py runs); each as one session with all
 cores, and as one single-threaded session per core in as many processes fed at once (what
 GANSERVE_WORKERS = cores gives). The best of all is the limit every x best is stated against
-(docs/PERFORMANCE.md#how-to-measure); the sgemm peak (bench/host.py) says how far that is from the
+(bench/README.md#how-to-measure); the sgemm peak (bench/host.py) says how far that is from the
 physical one.
 
     .venv/bin/python bench/raw_engine.py --compare --model mnist --n 1 64 1024
