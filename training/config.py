@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional
 from training import augment
 from training.losses import G_LOSSES, GLoss
 from training.networks import NetworkConfig
+from training.precision import Precision
 
 
 class ConfigError(ValueError):
@@ -78,7 +79,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Mixed precision (training/precision.py): autocast to bf16 or fp16 (CUDA only, with loss
     # scaling) in the forward passes. fp32 unless asked, on every device; not changed by a resume.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "d_steps", "epochs", "grid_samples", "keep_checkpoints", "d_r1_every"):

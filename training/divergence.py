@@ -53,12 +53,14 @@ def weight_sums(modules: Iterable[tuple[str, nn.Module]]) -> torch.Tensor:
 def check_weights(modules: dict[str, nn.Module], where: str, ranks: Ranks, checkpoint: Optional[Path]) -> None:
     """Before a checkpoint: every weight finite, and (with several ranks) every rank's weights the
     same, which DDP's averaged gradients and identical optimiser steps keep exactly."""
-    for name, module in modules.items():
-        if not torch.isfinite(weight_sums([(name, module)])).all():
+    mine = weight_sums(modules.items())  # once: the finite check below and the ranks' comparison
+    counts = [sum(1 for _ in module.parameters()) for module in modules.values()]
+    for name, part in zip(modules, torch.split(mine, counts)):
+        if not torch.isfinite(part).all():
             raise TrainingError(f"{where}: {name}'s weights are not finite; {HINT}; {kept_note(checkpoint)}")
     if not ranks.distributed:
         return
-    sums = distributed.all_gather(weight_sums(modules.items()), ranks)
+    sums = distributed.all_gather(mine, ranks)
     for rank, other in enumerate(sums[1:], start=1):
         if not torch.equal(other, sums[0]):
             raise TrainingError(

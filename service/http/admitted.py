@@ -40,11 +40,12 @@ class Charge:
     def __init__(self, cost: int, release: Callable[[], None]):
         self.cost, self._release = cost, release
 
-    async def raise_to(self, cost: int) -> None:
-        """Hold `cost` bytes from now on (nothing changes if it is no more than held); Overloaded,
-        holding nothing, when the budget stays full for the wait."""
-        if cost <= self.cost:
+    async def raise_by(self, extra: int) -> None:
+        """Hold `extra` bytes more from now on (nothing changes for 0); Overloaded, holding
+        nothing, when the budget stays full for the wait."""
+        if extra <= 0:
             return
+        cost = self.cost + extra
         self.release()
         with tracing.phase("admission wait", **{"ganserve.charge_bytes": cost}):
             self._release = await admission.get().enter(cost)

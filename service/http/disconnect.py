@@ -96,10 +96,11 @@ class _Receiver:
             self._watcher.cancel()
 
 
-def watch(scope: Scope) -> None:
-    """Watch this request's connection from now on (a route wrapped with `cancellable(..., eager=False)`)."""
+def watch(scope: Scope, cost: int) -> None:
+    """Watch this request's connection from now on (a route wrapped with `cancellable(..., eager=False)`)
+    if its admission charge `cost` makes it worth stopping (WATCH_MIN_COST)."""
     receiver = scope.get(WATCH_KEY)
-    if receiver is not None:
+    if receiver is not None and cost >= WATCH_MIN_COST:
         receiver.want()
 
 

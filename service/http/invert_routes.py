@@ -82,7 +82,7 @@ async def _invert(request: Request, charge: Charge) -> Response:
         if scores and not model.has_discriminator:
             raise NoDiscriminator(model.name)
         c = labels.for_scoring(model, wanted, len(x))  # a conditional model's class of each image
-        await charge.raise_to(charge.cost + inversion.charge(model, len(x), fmt, refine))
+        await charge.raise_by(inversion.charge(model, len(x), fmt, refine))
         done = await run_in_threadpool(inversion.invert, model, x, c, refine, seed)
         logits = await run_in_threadpool(model.logits, done.reconstructions, c) if scores else None
     except Exception as e:

@@ -42,7 +42,7 @@ from service.http import caching, context, dataset_routes, disconnect, handlers,
 from service.http.admitted import admitted
 from service.http.bodies import JSON_TYPES, NPY_TYPES, images_only, samples_in
 from service.http.context import engine_of
-from service.http.disconnect import WATCH_MIN_COST, cancellable
+from service.http.disconnect import cancellable
 from service.http.errors import to_response
 from service.http.v2 import routes as v2_routes
 from service.runtime import admission, tracing
@@ -143,8 +143,7 @@ async def _sample(request: Request, req: SampleRequest, revalidate: bool) -> Res
     if revalidate and caching.matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=_cache_headers(cache_control, tag))
     cost = requests.sample_charge(model, req, factor)
-    if cost >= WATCH_MIN_COST:  # worth stopping if its client leaves (disconnect.py)
-        disconnect.watch(request.scope)
+    disconnect.watch(request.scope, cost)  # stopped if its client leaves, where that pays
 
     async def answer() -> Response:
         response = await handlers.sample_async(engine, req, factor, alone)

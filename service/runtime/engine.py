@@ -145,11 +145,13 @@ class Engine:
             )
             log.info("execution providers %s (%s)", self.providers, self.provider_note)
         choice = self._choose_backend(card, paths)
-        sessions = {role: self._open(choice.backend, card, role, path) for role, path in paths.items()}
-        if self.splitter is not None and any(isinstance(s, backends.SplitRuns) for s in sessions.values()):
-            choice = backends.Choice(
-                choice.backend, f"{choice.reason}; {self.splitter.describe()}", choice.samples_per_s
-            )
+        splitter = self._splitter_for(choice.backend)
+        sessions = {
+            role: self._open(choice.backend, card, role, path, splitter if role in card.sampling_roles else None)
+            for role, path in paths.items()
+        }
+        if splitter is not None:
+            choice = backends.Choice(choice.backend, f"{choice.reason}; {splitter.describe()}", choice.samples_per_s)
         provider = sessions[card.sampling_roles[-1]].get_providers()[0]
         model = LoadedModel(
             card=card,
@@ -171,31 +173,30 @@ class Engine:
         log.info("loaded %s (%s) on %s", card.name, card.version, provider)
         return model
 
-    def _open(self, backend: str, card: ModelCard, role: str, path: Path):
-        """One graph opened by `backend`, its inputs and outputs checked against the card."""
+    def _open(self, backend: str, card: ModelCard, role: str, path: Path, splitter: backends.Splitter | None):
+        """One graph opened by `backend`, its inputs and outputs checked against the card; with a
+        splitter, opened a second time on one intra-op thread for the large runs it splits by rows."""
         sig = card.expected_signature(role)
         names = tuple(t.name for t in sig.inputs + sig.outputs)
-        split = role in card.sampling_roles and self._splits(backend)
         try:
             session = backends.get(backend).open(path, self.intra_op_threads, self.providers, names)
-            if split:  # the same graph on one intra-op thread, for the large runs split by rows
-                one = backends.get(backend).open(path, 1, self.providers, names)
+            one = None if splitter is None else backends.get(backend).open(path, 1, self.providers, names)
         except Exception as e:
             raise CardError(path, f"{backend} cannot load it: {e}") from None
         check_signature(path, card.expected_signature(role), observed_signature(session, path))
-        return backends.SplitRuns(session, one, self.splitter) if split else session
+        return session if one is None else backends.SplitRuns(session, one, splitter)
 
-    def _splits(self, backend: str) -> bool:
-        """Whether `backend`'s sampling graphs split their large runs by rows over the graph
-        threads (backends.SplitRuns): where the backend can on these providers (onnxruntime on the
-        CPU), with split_rows > 0 and more than one graph thread. The other graphs (D, its ratio,
-        E) run as before: each second session costs its weights again (15 MB for mnist's G), and
-        their large runs are rarer."""
+    def _splitter_for(self, backend: str) -> backends.Splitter | None:
+        """The engine's splitter (made once) where `backend`'s sampling graphs split their large
+        runs by rows over the graph threads (backends.SplitRuns): where the backend can on these
+        providers (onnxruntime on the CPU), with split_rows > 0 and more than one graph thread;
+        else None. The other graphs (D, its ratio, E) run as before: each second session costs its
+        weights again (15 MB for mnist's G), and their large runs are rarer."""
         if not (self.split_rows > 0 and self.intra_op_threads > 1 and backends.splits(backend, self.providers)):
-            return False
+            return None
         if self.splitter is None:
             self.splitter = backends.Splitter(self.intra_op_threads, self.split_rows)
-        return True
+        return self.splitter
 
     def _choose_backend(self, card: ModelCard, paths: dict[str, Path]) -> backends.Choice:
         """The backend setting where it can run on the engine's providers (onnxruntime alone on
@@ -209,7 +210,9 @@ class Engine:
             return backends.Choice(candidates[0], f"{candidates[0]}: the default, for a style-based model", {})
         if len(candidates) == 1:
             return backends.choose("auto", {candidates[0]: None}, lambda n: {})
-        sessions = {b: self._open(b, card, "generator", paths["generator"]) for b in candidates}
+        sessions = {
+            b: self._open(b, card, "generator", paths["generator"], self._splitter_for(b)) for b in candidates
+        }  # timed as served
         rng = np.random.default_rng(0)
         c_name = card.condition.input if card.condition else None
 

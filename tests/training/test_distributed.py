@@ -416,3 +416,13 @@ def test_torchrun_on_every_gpu_with_nccl_and_bf16(tmp_path):
     assert latest_checkpoint(tmp_path / "run").name == "step-00000006"
     if count > 1:
         assert f"({count} processes x 8, nccl)" in proc.stderr
+
+
+def test_non_finite_weights_are_named_by_their_module_before_a_checkpoint():
+    """check_weights sums every tensor once: the module at fault is found by its share of the sums."""
+    modules = {"G": torch.nn.Linear(3, 2), "D": torch.nn.Linear(2, 1), "E": torch.nn.Linear(2, 2)}
+    check_weights(modules, "step 4", Ranks(0, 1), None)  # all finite: nothing said
+    with torch.no_grad():
+        modules["D"].bias.fill_(math.inf)
+    with pytest.raises(TrainingError, match=r"^step 4: D's weights are not finite"):
+        check_weights(modules, "step 4", Ranks(0, 1), None)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from training.precision import PRECISIONS
     from training.presets import PRESETS
 
     parser.add_argument(
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=PRECISIONS,
         help="autocast of the forward passes (the config's `precision`; default fp32): bf16, or fp16 "
         "with loss scaling on CUDA only",
     )

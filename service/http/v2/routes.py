@@ -21,7 +21,7 @@ from service.core.schemas import MAX_N
 from service.http import context, disconnect, errors
 from service.http.admitted import Charge, admitted_raising
 from service.http.context import engine_of
-from service.http.disconnect import WATCH_MIN_COST, cancellable
+from service.http.disconnect import cancellable
 from service.http.openapi import server_version
 from service.http.v2.tensors import DATATYPES, TensorMeta, V2Error, decompressed, encode_response, parse_request
 from service.runtime import admission, tracing
@@ -165,10 +165,9 @@ async def _infer(
             else await run_in_threadpool(parse_request, *args)
         )
         n = len(req.inputs[inputs[0].name])
-        total = charge.cost + answer_cost(n, inputs, outputs, req.outputs)
-        if total >= WATCH_MIN_COST:  # worth stopping if its client leaves (disconnect.py)
-            disconnect.watch(request.scope)
-        await charge.raise_to(total)
+        extra = answer_cost(n, inputs, outputs, req.outputs)
+        disconnect.watch(request.scope, charge.cost + extra)  # stopped if its client leaves, where that pays
+        await charge.raise_by(extra)
         if tracing.on():
             tracing.describe(f"{model.name}.{role}", model.card.version, n, "v2")
         results = await _run(model, role, req.inputs, inputs, outputs)
